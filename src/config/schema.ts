@@ -1,0 +1,125 @@
+/**
+ * The one source of the config file's shape: the validator (config/load.ts) and the editor JSON Schema
+ * (config/certgate.schema.json, written by `npm run schema`) are both derived from CONFIG_SCHEMA.
+ * Every default lives here. Keys are snake_case, durations are integers in ms with an `_ms` suffix.
+ */
+import { z } from 'zod';
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/, { message: 'must be HOST:PORT, e.g. 127.0.0.1:8443 or [::1]:8443' })
+  .describe('HOST:PORT; IPv6 in brackets, e.g. [::1]:8443');
+
+const filePath = z.string().min(1).describe('a file path; relative paths resolve against the config file\'s folder');
+
+const upstreamUrl = z
+  .url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL, e.g. http://127.0.0.1:3000' })
+  .describe('http:// or https:// URL; a path in it is prepended to the request path');
+
+const durationMs = (def: number) => z.number().int().positive().max(86_400_000).default(def);
+
+/** Glob-free exact values (subject_cn, subject_ou, san_dns) and `*`/`**` segment globs (san_uri). */
+const stringList = z.array(z.string().min(1)).min(1);
+
+export const ALLOW_SCHEMA = z
+  .strictObject({
+    subject_cn: stringList.optional().describe('allowed subject CNs (exact, case-sensitive)'),
+    subject_ou: stringList.optional().describe('allowed subject OUs (exact, case-sensitive)'),
+    san_uri: stringList
+      .optional()
+      .describe('allowed URI SANs; * = exactly one non-empty path segment, ** = zero or more segments'),
+    san_dns: stringList.optional().describe('allowed DNS SANs (case-insensitive; *.example.com matches one label)'),
+    fingerprint_sha256: z
+      .array(z.string().regex(/^[0-9a-f]{64}$/, { message: 'must be 64 lowercase hex digits (SHA-256 of the DER)' }))
+      .min(1)
+      .optional()
+      .describe('allowed certificate SHA-256 fingerprints, lowercase hex without separators'),
+  })
+  .describe('a client is allowed when ANY listed value matches; absent = any verified client');
+
+export const ROUTE_SCHEMA = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:/-]+$/, { message: 'may hold letters, digits and _ . : / - only' })
+    .optional()
+    .describe('label in metrics, logs and errors; default: host + path_prefix'),
+  path_prefix: z
+    .string()
+    .startsWith('/', { message: 'must start with "/", e.g. "/api"' })
+    .default('/')
+    .describe('segment-aware prefix: /api matches /api and /api/x, not /apix'),
+  host: z.string().min(1).optional().describe('match the Host header (case-insensitive, port ignored)'),
+  upstream: upstreamUrl,
+  upstream_ca: filePath.optional().describe('CA bundle to verify an https:// upstream'),
+  timeout_ms: durationMs(30_000).describe('upstream response timeout; past it the client gets 504'),
+  allow: ALLOW_SCHEMA.optional(),
+});
+
+export const TLS_SCHEMA = z.strictObject({
+  bundle: filePath.optional().describe('key + leaf + chain in one PEM file, any block order'),
+  cert: filePath.optional().describe('leaf (+ chain) PEM; use with key instead of bundle'),
+  key: filePath.optional().describe('private key PEM; may be encrypted (then set passphrase_file)'),
+  passphrase_file: filePath.optional().describe('file holding the key passphrase (trailing newline ignored)'),
+  client_ca: filePath.describe('trusted client CAs: roots, plus intermediates if clients omit them'),
+  crl: filePath.optional().describe('CRL PEM file; one file may hold several CRLs'),
+  client_auth: z.enum(['require', 'optional']).default('require'),
+  min_version: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+});
+
+export const CONFIG_SCHEMA = z.strictObject({
+  $schema: z.string().optional().describe('editor hint; ignored'),
+  listen: hostPort.default('127.0.0.1:8443'),
+  tls: TLS_SCHEMA,
+  headers: z
+    .strictObject({
+      xfcc: z.boolean().default(false).describe('also send Envoy-style X-Forwarded-Client-Cert'),
+      forward_cert: z.boolean().default(false).describe('also send X-Client-Cert (URL-escaped PEM)'),
+      rfc9440: z.boolean().default(false).describe('also send RFC 9440 Client-Cert / Client-Cert-Chain'),
+    })
+    .prefault({}),
+  routes: z.array(ROUTE_SCHEMA).min(1, { message: 'needs at least one route' }).describe('first match wins'),
+  admin: z
+    .strictObject({
+      listen: hostPort.default('127.0.0.1:9090').describe('/healthz /readyz /metrics'),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    })
+    .prefault({}),
+  errors: z
+    .strictObject({
+      verbose: z.boolean().default(false).describe('403 bodies name the allow rule set that refused'),
+    })
+    .prefault({}),
+});
+
+/** The config as written, after defaults (paths still as written). */
+export type RawConfig = z.output<typeof CONFIG_SCHEMA>;
+export type AllowConfig = z.output<typeof ALLOW_SCHEMA>;
+
+/** Every key path the schema knows, for "did you mean" hints on unknown keys. */
+export function knownKeys(): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const walk = (schema: z.ZodType, path: string): void => {
+    let s: z.ZodType = schema;
+    // unwrap optional/default/prefault wrappers
+    for (;;) {
+      const def = (s as unknown as { def: { type: string; innerType?: z.ZodType; element?: z.ZodType } }).def;
+      if (def.innerType && (def.type === 'optional' || def.type === 'default' || def.type === 'prefault')) {
+        s = def.innerType;
+      } else if (def.type === 'array' && def.element) {
+        s = def.element;
+        path = `${path}[]`;
+      } else break;
+    }
+    if (s instanceof z.ZodObject) {
+      const keys = Object.keys(s.shape);
+      out.set(path, keys);
+      for (const k of keys) walk(s.shape[k] as z.ZodType, path === '' ? k : `${path}.${k}`);
+    }
+  };
+  walk(CONFIG_SCHEMA, '');
+  return out;
+}

@@ -1,0 +1,58 @@
+/**
+ * The validated, normalised config every module receives: absolute paths, parsed addresses,
+ * no optional defaults left to fill. Produced only by loadConfig(); deep-frozen.
+ */
+import type { AllowConfig } from './schema.js';
+
+export type { AllowConfig } from './schema.js';
+
+export interface HostPort {
+  /** Host without brackets: "127.0.0.1", "::1", "localhost". */
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface TlsConfig {
+  /** Absolute paths. Either bundle, or cert (+ key). */
+  readonly bundle?: string;
+  readonly cert?: string;
+  readonly key?: string;
+  readonly passphrase_file?: string;
+  readonly client_ca: string;
+  readonly crl?: string;
+  readonly client_auth: 'require' | 'optional';
+  readonly min_version: 'TLSv1.2' | 'TLSv1.3';
+}
+
+export interface HeadersConfig {
+  readonly xfcc: boolean;
+  readonly forward_cert: boolean;
+  readonly rfc9440: boolean;
+}
+
+export interface RouteConfig {
+  /** Always set: the configured name, or host + path_prefix. */
+  readonly name: string;
+  readonly path_prefix: string;
+  /** Lower-cased, without port. */
+  readonly host?: string;
+  readonly upstream: URL;
+  /** Absolute path. */
+  readonly upstream_ca?: string;
+  readonly timeout_ms: number;
+  readonly allow?: AllowConfig;
+  /** Where the route is defined, for messages. */
+  readonly line?: number;
+}
+
+export interface Config {
+  /** Absolute path of the config file. */
+  readonly file: string;
+  readonly listen: HostPort;
+  readonly tls: TlsConfig;
+  readonly headers: HeadersConfig;
+  readonly routes: readonly RouteConfig[];
+  readonly admin: { readonly listen: HostPort };
+  readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+  readonly errors: { readonly verbose: boolean };
+}

@@ -1,0 +1,103 @@
+/**
+ * certgate's error model: every failure the user can act on carries a stable `code`, a message
+ * that states the facts, and a `hint` that says what to do. Match on `code`, never on text.
+ * The README "Errors" table lists every code in CODES; test/unit/errors.test.ts keeps them in sync.
+ */
+
+/** Every stable error/finding code, with the one-line fix shown in the README table. */
+export const CODES = {
+  CG_CONFIG_READ: 'the config file could not be read: check the path (--config or CERTGATE_CONFIG)',
+  CG_CONFIG_YAML: 'the config is not valid YAML: fix the syntax at the line shown',
+  CG_CONFIG_INVALID: 'a config value is missing, unknown or of the wrong type: fix the key at file:line:col',
+  CG_FILE_READ: 'a file named in the config could not be read: check the path and its permissions',
+  CG_PEM_EMPTY: 'the file holds no PEM block of the expected kind: point the key at the right file',
+  CG_PEM_PARSE: 'a PEM block does not parse: re-export the certificate/key/CRL',
+  CG_KEY_MISSING: 'no private key found: put the key in the bundle or set tls.key',
+  CG_KEY_ENCRYPTED: 'the key is encrypted: set tls.passphrase_file',
+  CG_KEY_PASSPHRASE: 'the passphrase does not decrypt the key: check tls.passphrase_file',
+  CG_KEY_MISMATCH: 'the private key does not belong to the leaf certificate: pair the right key and certificate',
+  CG_KEY_PERMISSIONS: 'the private key file is readable by other users: chmod 600 it',
+  CG_CHAIN_BROKEN: 'a certificate in the chain is not signed by the next one: fix the bundle order or add the missing intermediate',
+  CG_CHAIN_INCOMPLETE: 'the chain stops at an intermediate whose issuer is missing: add the issuing intermediate to the bundle',
+  CG_CHAIN_REORDERED: 'the bundle was not in leaf-first order: certgate reorders it; reorder the file to silence this',
+  CG_CERT_EXPIRED: 'the certificate has expired: renew it',
+  CG_CERT_NOT_YET_VALID: 'the certificate is not valid yet: check the clock or the issuance date',
+  CG_CERT_EXPIRES_SOON: 'the certificate expires soon: renew it',
+  CG_CERT_NO_SAN: 'the server certificate does not name the listen host: reissue it with that SAN',
+  CG_CERT_IS_CA: 'the leaf certificate is a CA certificate: use an end-entity certificate',
+  CG_CERT_EKU: 'the certificate lacks the needed extended key usage: reissue it with serverAuth (server) or clientAuth (client)',
+  CG_CA_EMPTY: 'tls.client_ca holds no certificate: point it at the CA(s) that issue your client certificates',
+  CG_CA_NOT_CA: 'a certificate in tls.client_ca is not a CA (no CA flag or keyCertSign): use the issuing CA certificate',
+  CG_CA_NO_ROOT: 'tls.client_ca holds an intermediate without its root: Node cannot anchor trust at an intermediate; add the root',
+  CG_CA_SELF_ONLY: 'tls.client_ca trusts only the server certificate\'s own CA: clients issued elsewhere will be refused',
+  CG_CRL_ISSUER: 'a CRL is signed by no CA in tls.client_ca: use the CRL of a configured client CA',
+  CG_CRL_EXPIRED: 'a CRL is past its nextUpdate: every client would be refused; fetch a fresh CRL',
+  CG_CRL_MISSING_CA: 'a client CA has no CRL while tls.crl is set: Node then refuses all its clients; add that CA\'s CRL',
+  CG_LISTEN: 'the listener could not be opened: pick a free port or an address this host owns',
+  CG_USAGE: 'the command line is wrong: see certgate <command> --help',
+  CG_PKI_EXISTS: 'the PKI folder already holds files: pass --force to overwrite them',
+  CG_PKI_CA_MISSING: 'the dev CA (ca.crt + ca.key) is missing in --dir: run certgate certs init first',
+  CG_CSR_INVALID: 'the CSR does not parse or its signature is wrong: create a new one with openssl req -new',
+} as const;
+
+export type ErrorCode = keyof typeof CODES;
+
+export interface Problem {
+  readonly severity: 'error' | 'warning' | 'info';
+  readonly code: ErrorCode;
+  /** What is wrong, with the facts (values, names). */
+  readonly message: string;
+  /** What to do about it. Defaults to the CODES entry. */
+  readonly hint?: string;
+  readonly file?: string;
+  readonly line?: number;
+  readonly col?: number;
+}
+
+/** An error the user can act on. Printed as one line by the CLI, never with a stack. */
+export class CertgateError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string;
+  readonly file?: string;
+  readonly line?: number;
+  readonly col?: number;
+  /** Further findings, when one error stands for several (all config problems at once). */
+  readonly problems: readonly Problem[];
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { hint?: string; file?: string; line?: number; col?: number; cause?: unknown; problems?: Problem[] } = {},
+  ) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'CertgateError';
+    this.code = code;
+    this.hint = opts.hint ?? CODES[code];
+    if (opts.file !== undefined) this.file = opts.file;
+    if (opts.line !== undefined) this.line = opts.line;
+    if (opts.col !== undefined) this.col = opts.col;
+    this.problems = opts.problems ?? [];
+  }
+
+  toProblem(): Problem {
+    return {
+      severity: 'error', code: this.code, message: this.message, hint: this.hint,
+      ...(this.file !== undefined && { file: this.file }),
+      ...(this.line !== undefined && { line: this.line }),
+      ...(this.col !== undefined && { col: this.col }),
+    };
+  }
+}
+
+/** `file:line:col: message (fix: hint) [CODE]` — the one-line form used by the CLI and logs. */
+export function formatProblem(p: Problem): string {
+  let where = '';
+  if (p.file !== undefined) {
+    where = p.file;
+    if (p.line !== undefined) where += `:${p.line}`;
+    if (p.line !== undefined && p.col !== undefined) where += `:${p.col}`;
+    where += ': ';
+  }
+  const prefix = p.severity === 'error' ? '' : `${p.severity}: `;
+  return `${prefix}${where}${p.message} (fix: ${p.hint ?? CODES[p.code]}) [${p.code}]`;
+}
