@@ -38,6 +38,8 @@ export const CODES = {
   CG_PKI_EXISTS: 'the PKI folder already holds files: pass --force to overwrite them',
   CG_PKI_CA_MISSING: 'the dev CA (ca.crt + ca.key) is missing in --dir: run certgate certs init first',
   CG_CSR_INVALID: 'the CSR does not parse or its signature is wrong: create a new one with openssl req -new',
+  CG_CERT_VALIDITY: 'for information: how long the certificate stays valid; renew it before then',
+  CG_CRL_NOT_YET_VALID: 'a CRL\'s thisUpdate is in the future: every client would be refused; check the clock or the CRL',
 } as const;
 
 export type ErrorCode = keyof typeof CODES;
@@ -89,7 +91,7 @@ export class CertgateError extends Error {
   }
 }
 
-/** `file:line:col: message (fix: hint) [CODE]` — the one-line form used by the CLI and logs. */
+/** `severity: file:line:col: message (fix: hint) [CODE]` — the one-line form used by the CLI and logs. */
 export function formatProblem(p: Problem): string {
   let where = '';
   if (p.file !== undefined) {
@@ -98,6 +100,5 @@ export function formatProblem(p: Problem): string {
     if (p.line !== undefined && p.col !== undefined) where += `:${p.col}`;
     where += ': ';
   }
-  const prefix = p.severity === 'error' ? '' : `${p.severity}: `;
-  return `${prefix}${where}${p.message} (fix: ${p.hint ?? CODES[p.code]}) [${p.code}]`;
+  return `${p.severity}: ${where}${p.message} (fix: ${p.hint ?? CODES[p.code]}) [${p.code}]`;
 }

@@ -1,0 +1,64 @@
+/**
+ * Every metric name certgate exports is written here and nowhere else: the names are part of the public
+ * interface (dashboards and alerts depend on them) and must not change. Each app instance gets its own
+ * Registry so tests (and several instances in one process) never share counters.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { REFUSAL_REASONS } from '../tls/handshake.js';
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly httpRequests: Counter<'route' | 'method' | 'code'>;
+  readonly httpDuration: Histogram<'route'>;
+  readonly httpInFlight: Gauge;
+  readonly handshakeFailures: Counter<'reason'>;
+  readonly handshakes: Counter<'version' | 'resumed'>;
+  readonly connectionsOpen: Gauge;
+  readonly authzDenied: Counter<'route'>;
+  readonly upstreamErrors: Counter<'route' | 'kind'>;
+}
+
+/** Bounded label values for `method`: anything else is counted as OTHER (a client controls the method). */
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'CONNECT', 'TRACE']);
+export function methodLabel(method: string | undefined): string {
+  return method !== undefined && KNOWN_METHODS.has(method) ? method : 'OTHER';
+}
+
+export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  const handshakeFailures = new Counter({
+    name: 'certgate_tls_handshake_failures_total',
+    help: 'TLS connections refused or failed, by reason (fixed set)',
+    labelNames: ['reason'] as const, registers,
+  });
+  // Pre-create every reason so a rate() over a never-seen reason is 0, not absent.
+  for (const reason of REFUSAL_REASONS) handshakeFailures.inc({ reason }, 0);
+  return {
+    registry,
+    handshakeFailures,
+    httpRequests: new Counter({
+      name: 'certgate_http_requests_total', help: 'HTTP requests answered, by route, method and status code',
+      labelNames: ['route', 'method', 'code'] as const, registers,
+    }),
+    httpDuration: new Histogram({
+      name: 'certgate_http_request_duration_seconds', help: 'Time from request to response end, by route',
+      labelNames: ['route'] as const, registers,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    }),
+    httpInFlight: new Gauge({ name: 'certgate_http_requests_in_flight', help: 'Requests being served now', registers }),
+    handshakes: new Counter({
+      name: 'certgate_tls_handshakes_total', help: 'Completed TLS handshakes, by protocol version and resumption',
+      labelNames: ['version', 'resumed'] as const, registers,
+    }),
+    connectionsOpen: new Gauge({ name: 'certgate_tls_connections_open', help: 'Open TLS connections', registers }),
+    authzDenied: new Counter({
+      name: 'certgate_authz_denied_total', help: 'Requests refused by a route allow list', labelNames: ['route'] as const, registers,
+    }),
+    upstreamErrors: new Counter({
+      name: 'certgate_upstream_errors_total', help: 'Upstream failures, by route and kind',
+      labelNames: ['route', 'kind'] as const, registers,
+    }),
+  };
+}

@@ -1,0 +1,114 @@
+/**
+ * The composition root: the only module that wires everything together.
+ * startCertgate(config) loads the TLS material, starts the admin listener and the TLS listener, and
+ * returns a handle to stop them. If any part fails to start, the parts already started are closed.
+ */
+import type { Server } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { Config, HostPort } from './config/types.js';
+import { CertgateError } from './errors.js';
+import { createLogger, type Logger } from './log.js';
+import { createMetrics, type Metrics } from './admin/metrics.js';
+import { createAdminServer } from './admin/server.js';
+import { loadTls } from './tls/material.js';
+import { createForwarder } from './proxy/forward.js';
+import { createHandlers } from './proxy/handler.js';
+import { createTlsServer } from './proxy/server.js';
+import { sendError } from './proxy/respond.js';
+import type { ServerResponse } from 'node:http';
+
+export interface Certgate {
+  /** https://host:port of the TLS listener (the actual port when the config said 0). */
+  readonly url: string;
+  readonly adminUrl: string;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  /** Stops accepting, lets in-flight requests finish (up to drainMs), then closes everything. */
+  close(drainMs?: number): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly log?: Logger;
+}
+
+export async function startCertgate(config: Config, opts: StartOptions = {}): Promise<Certgate> {
+  const log = opts.log ?? createLogger({ level: config.log.level });
+  const material = await loadTls(config.tls, { listenHost: config.listen.host });
+  for (const p of material.problems) log.warn({ msg: p.message, code: p.code, file: p.file, hint: p.hint });
+
+  const metrics = createMetrics();
+  let stopping = false;
+  let listening = false;
+  const started: Server[] = [];
+  const closeStarted = async (): Promise<void> => {
+    await Promise.all(started.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  };
+
+  const forwarder = await createForwarder(config.routes, (err, failure, route, req, res) => {
+    metrics.upstreamErrors.inc({ route, kind: failure.kind });
+    log.warn({ msg: 'upstream failed', route, kind: failure.kind, code: err.code, path: req.url });
+    if ('writeHead' in res) {
+      sendError(res as ServerResponse, failure.status, {
+        error: failure.status === 504 ? 'upstream_timeout' : 'upstream_unavailable', kind: failure.kind,
+        message: failure.status === 504 ? 'the upstream did not answer in time' : 'the upstream could not be reached',
+      });
+    } else {
+      res.destroy();
+    }
+  });
+  const handlers = createHandlers(config, forwarder, metrics, log);
+  const tlsServer = createTlsServer(config, material, handlers, metrics, log);
+  const admin = createAdminServer({ registry: metrics.registry, ready: () => listening && !stopping });
+
+  let adminAddress: AddressInfo;
+  let tlsAddress: AddressInfo;
+  try {
+    adminAddress = await listen(admin, config.admin.listen, 'admin.listen');
+    started.push(admin);
+    tlsAddress = await listen(tlsServer, config.listen, 'listen');
+    started.push(tlsServer);
+  } catch (err) {
+    await closeStarted();
+    forwarder.close();
+    throw err;
+  }
+  listening = true;
+  const url = `https://${hostForUrl(tlsAddress.address)}:${tlsAddress.port}`;
+  const adminUrl = `http://${hostForUrl(adminAddress.address)}:${adminAddress.port}`;
+  log.info({ msg: 'certgate listening', url, admin: adminUrl, routes: config.routes.map((r) => `${r.name} -> ${r.upstream.href}`), client_auth: config.tls.client_auth });
+
+  return {
+    url, adminUrl, metrics, log,
+    async close(drainMs = 25_000) {
+      if (stopping) return;
+      stopping = true;
+      const drained = new Promise<void>((resolve) => tlsServer.close(() => resolve()));
+      tlsServer.closeIdleConnections();
+      const timer = setTimeout(() => tlsServer.closeAllConnections(), drainMs);
+      timer.unref();
+      await drained;
+      clearTimeout(timer);
+      forwarder.close();
+      admin.closeAllConnections();
+      await new Promise<void>((resolve) => admin.close(() => resolve()));
+      log.info({ msg: 'certgate stopped' });
+    },
+  };
+}
+
+function listen(server: Server, at: HostPort, key: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      reject(new CertgateError('CG_LISTEN', `${key} ${at.host}:${at.port}: ${err.code ?? err.message}`, { cause: err }));
+    };
+    server.once('error', onError);
+    server.listen(at.port, at.host, () => {
+      server.off('error', onError);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+function hostForUrl(address: string): string {
+  return address.includes(':') ? `[${address}]` : address;
+}

@@ -1,0 +1,50 @@
+/**
+ * `certgate serve --config FILE`: run the proxy. Invalid config or TLS material at start-up exits 2 at
+ * once with a one-line reason (an orchestrator restarts it; a stack trace helps nobody). SIGTERM/SIGINT
+ * drain and stop (exit 0); a second signal exits at once.
+ */
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../config/load.js';
+import { startCertgate } from '../app.js';
+import type { CommandIo } from './io.js';
+
+export const SERVE_HELP = `Usage: certgate serve --config FILE
+
+Runs the mTLS proxy described by FILE (YAML). serve is the default command.
+
+Options:
+  --config FILE   the config (default: $CERTGATE_CONFIG, else config/certgate.yaml)
+  -h, --help      show this help
+
+Signals: SIGTERM/SIGINT stop gracefully (in-flight requests finish); a second one exits at once.
+Exit status: 0 stopped by a signal, 1 runtime failure, 2 invalid config or TLS material at start-up.
+Example: certgate serve --config config/certgate.yaml`;
+
+export async function runServe(argv: string[], io: CommandIo): Promise<number> {
+  const { values } = parseArgs({
+    args: argv, strict: true, allowPositionals: false,
+    options: { config: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    io.stdout(SERVE_HELP);
+    return 0;
+  }
+  const file = values.config ?? process.env.CERTGATE_CONFIG ?? 'config/certgate.yaml';
+  const config = await loadConfig(file);
+  const app = await startCertgate(config);
+  return new Promise<number>((resolve) => {
+    let signalled = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (signalled) {
+        app.log.warn({ msg: 'second signal: exiting now', signal });
+        resolve(1);
+        return;
+      }
+      signalled = true;
+      app.log.info({ msg: 'stopping', signal });
+      app.close().then(() => resolve(0), () => resolve(1));
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}

@@ -1,0 +1,215 @@
+/**
+ * Config file → validated, normalised, deep-frozen Config. Reports every problem at once, each with
+ * file:line:col, the key path and a fix; never a stack trace.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node, type Document } from 'yaml';
+import type { z } from 'zod';
+import { CertgateError, type Problem } from '../errors.js';
+import { CONFIG_SCHEMA, knownKeys, type RawConfig } from './schema.js';
+import type { Config, HostPort, RouteConfig } from './types.js';
+import { defaultRouteName } from '../proxy/routes.js';
+
+/** Reads and validates a config file. Throws CertgateError (with every problem in `.problems`). */
+export async function loadConfig(file: string): Promise<Config> {
+  const abs = path.resolve(file);
+  let source: string;
+  try {
+    source = await readFile(abs, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
+    throw new CertgateError('CG_CONFIG_READ', `cannot read config ${abs}: ${code}`, { file: abs, cause: err });
+  }
+  return parseConfig(source, abs);
+}
+
+/** Validates config text as if read from `file` (relative paths resolve against its folder). */
+export function parseConfig(source: string, file: string): Config {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(source, { lineCounter, uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const problems = doc.errors.map((e): Problem => {
+      const pos = lineCounter.linePos(e.pos[0]);
+      return {
+        severity: 'error', code: 'CG_CONFIG_YAML', message: e.message.split('\n')[0] ?? e.message,
+        file, line: pos.line, col: pos.col,
+      };
+    });
+    throw fromProblems(problems);
+  }
+  const raw: unknown = doc.toJS() ?? {};
+  const result = CONFIG_SCHEMA.safeParse(raw);
+  if (!result.success) {
+    throw fromProblems(result.error.issues.flatMap((issue) => issueToProblems(issue, doc, lineCounter, file)));
+  }
+  const problems: Problem[] = [];
+  const config = normalise(result.data, file, doc, lineCounter, problems);
+  if (problems.length > 0) throw fromProblems(problems);
+  return deepFreeze(config);
+}
+
+function fromProblems(problems: Problem[]): CertgateError {
+  const first = problems[0]!;
+  return new CertgateError(first.code, first.message, {
+    ...(first.hint !== undefined && { hint: first.hint }),
+    ...(first.file !== undefined && { file: first.file }),
+    ...(first.line !== undefined && { line: first.line }),
+    ...(first.col !== undefined && { col: first.col }),
+    problems,
+  });
+}
+
+type Issue = z.core.$ZodIssue;
+
+function issueToProblems(issue: Issue, doc: Document, lc: LineCounter, file: string): Problem[] {
+  const base = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => {
+      const keyPath = [...base, key];
+      const siblings = knownKeys().get(schemaPath(base)) ?? [];
+      const near = nearest(key, siblings);
+      return problemAt(doc, lc, file, keyPath, `unknown key "${key}"`,
+        near ? `did you mean "${near}"?` : `valid keys here: ${siblings.join(', ')}`, true);
+    });
+  }
+  let message = issue.message;
+  if (issue.code === 'invalid_type' && valueAt(doc, base) === undefined) message = 'is required';
+  return [problemAt(doc, lc, file, base, message, hintFor(issue), false)];
+}
+
+function hintFor(issue: Issue): string {
+  if (issue.code === 'invalid_value' && 'values' in issue) return `use one of: ${issue.values.map(String).join(', ')}`;
+  if (issue.code === 'invalid_type') return `write a ${issue.expected} here`;
+  return 'fix the value shown';
+}
+
+function problemAt(
+  doc: Document, lc: LineCounter, file: string, keyPath: (string | number)[],
+  message: string, hint: string, pointAtKey: boolean,
+): Problem {
+  const pos = positionOf(doc, keyPath, pointAtKey);
+  const where = pos === undefined ? undefined : lc.linePos(pos);
+  return {
+    severity: 'error', code: 'CG_CONFIG_INVALID', message: `${formatPath(keyPath) || '(top level)'}: ${message}`, hint, file,
+    ...(where !== undefined && { line: where.line, col: where.col }),
+  };
+}
+
+/** Offset of the node at keyPath (or of its key), falling back to the nearest existing ancestor. */
+function positionOf(doc: Document, keyPath: (string | number)[], pointAtKey: boolean): number | undefined {
+  let node: unknown = doc.contents;
+  let best: number | undefined = (doc.contents as Node | null)?.range?.[0];
+  for (const [i, seg] of keyPath.entries()) {
+    const last = i === keyPath.length - 1;
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && p.key.value === seg);
+      if (!pair) return best;
+      const keyNode = pair.key as Node;
+      if (last && pointAtKey) return keyNode.range?.[0] ?? best;
+      best = (pair.value as Node | null)?.range?.[0] ?? keyNode.range?.[0] ?? best;
+      node = pair.value;
+    } else if (isSeq(node) && typeof seg === 'number') {
+      const item = node.items[seg] as Node | undefined;
+      if (!item) return best;
+      best = item.range?.[0] ?? best;
+      node = item;
+    } else return best;
+  }
+  return best;
+}
+
+function valueAt(doc: Document, keyPath: (string | number)[]): unknown {
+  return doc.getIn(keyPath);
+}
+
+function formatPath(p: (string | number)[]): string {
+  return p.reduce<string>((acc, seg) => (typeof seg === 'number' ? `${acc}[${seg}]` : acc ? `${acc}.${seg}` : seg), '');
+}
+
+function schemaPath(p: (string | number)[]): string {
+  return p.reduce<string>((acc, seg) => (typeof seg === 'number' ? `${acc}[]` : acc ? `${acc}.${seg}` : seg), '');
+}
+
+/** The closest known key by edit distance, when it is close enough to be a typo. */
+function nearest(key: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(key.toLowerCase(), c.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [c, d];
+  }
+  return bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+export function parseHostPort(value: string): HostPort {
+  const i = value.lastIndexOf(':');
+  const host = value.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  return { host, port: Number(value.slice(i + 1)) };
+}
+
+function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter, problems: Problem[]): Config {
+  const dir = path.dirname(file);
+  const resolve = (p: string | undefined): string | undefined => (p === undefined ? undefined : path.resolve(dir, p));
+  const t = raw.tls;
+  if (t.bundle !== undefined && (t.cert !== undefined || t.key !== undefined)) {
+    problems.push(problemAt(doc, lc, file, ['tls', 'bundle'], 'set either bundle or cert + key, not both',
+      'remove tls.cert/tls.key (the bundle holds key + chain) or remove tls.bundle', true));
+  } else if (t.bundle === undefined && t.cert === undefined) {
+    problems.push(problemAt(doc, lc, file, ['tls'], 'no server certificate: set tls.bundle (or tls.cert + tls.key)',
+      'e.g. bundle: ../certs/dev/server.pem (run: certgate certs init --dir certs/dev)', true));
+  }
+  const listen = parseHostPort(raw.listen);
+  const admin = parseHostPort(raw.admin.listen);
+  for (const [key, hp] of [['listen', listen], ['admin.listen', admin]] as const) {
+    if (hp.port > 65535) {
+      problems.push(problemAt(doc, lc, file, key.split('.'), `port ${hp.port} is out of range`, 'use a port from 0 to 65535', false));
+    }
+  }
+  const names = new Set<string>();
+  const routes = raw.routes.map((r, i): RouteConfig => {
+    const host = r.host?.toLowerCase();
+    const name = r.name ?? defaultRouteName(host, r.path_prefix);
+    if (names.has(name)) {
+      problems.push(problemAt(doc, lc, file, ['routes', i, r.name === undefined ? 'path_prefix' : 'name'],
+        `route name "${name}" is used twice`, 'give each route a distinct name (it labels metrics and logs)', false));
+    }
+    names.add(name);
+    const line = lc.linePos(positionOf(doc, ['routes', i], false) ?? 0).line;
+    return {
+      name, path_prefix: r.path_prefix, upstream: new URL(r.upstream), timeout_ms: r.timeout_ms, line,
+      ...(host !== undefined && { host }),
+      ...(r.upstream_ca !== undefined && { upstream_ca: resolve(r.upstream_ca)! }),
+      ...(r.allow !== undefined && { allow: r.allow }),
+    };
+  });
+  const tls = {
+    client_ca: resolve(t.client_ca)!, client_auth: t.client_auth, min_version: t.min_version,
+    ...(t.bundle !== undefined && { bundle: resolve(t.bundle)! }),
+    ...(t.cert !== undefined && { cert: resolve(t.cert)! }),
+    ...(t.key !== undefined && { key: resolve(t.key)! }),
+    ...(t.passphrase_file !== undefined && { passphrase_file: resolve(t.passphrase_file)! }),
+    ...(t.crl !== undefined && { crl: resolve(t.crl)! }),
+  };
+  return { file, listen, tls, headers: raw.headers, routes, admin: { listen: admin }, log: raw.log, errors: raw.errors };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !(value instanceof URL) && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

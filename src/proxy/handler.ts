@@ -1,0 +1,172 @@
+/**
+ * One request, top to bottom:
+ *   0 connection verdict (once per TLS connection) → 400 client_certificate_{required,invalid}, close
+ *   1 path normalised for matching → 400 bad_request
+ *   2 route = first match (host, path) → 404 no_route
+ *   3 route policy (allow) → 400 client_certificate_required (optional mode) | 403 forbidden
+ *   4 smuggling guard → 411 length_required
+ *   5 strip client-controlled + hop-by-hop headers, set identity + X-Forwarded-* on req.headers
+ *   6 forward (http-proxy-3) → 502/504 on upstream failure
+ *   7 on close: metrics + one access-log line
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { Config, RouteConfig } from '../config/types.js';
+import type { ClientIdentity } from '../identity/types.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../admin/metrics.js';
+import { methodLabel } from '../admin/metrics.js';
+import { identityHeaders, stripClientControlled } from '../identity/headers.js';
+import { connectionVerdict, expiredSince } from './verdict.js';
+import { normalizeRequestPath } from './path.js';
+import { createRouter } from './routes.js';
+import { compileAllow, type PolicyDecision } from './policy.js';
+import { sendError, sendErrorOnSocket, type ErrorBody } from './respond.js';
+import type { Forwarder } from './forward.js';
+
+export interface RequestHandlers {
+  onRequest(req: IncomingMessage, res: ServerResponse): void;
+  onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+}
+
+interface Refusal {
+  readonly status: number;
+  readonly body: ErrorBody;
+  readonly close?: boolean;
+  readonly route?: string;
+}
+
+type Admitted = { readonly route: RouteConfig; readonly identity: ClientIdentity | undefined; readonly matched?: string };
+
+/** Route label for requests that matched no route (bounded: never a client-chosen string). */
+const NO_ROUTE = '(none)';
+
+export function createHandlers(config: Config, forwarder: Forwarder, metrics: Metrics, log: Logger): RequestHandlers {
+  const match = createRouter(config.routes);
+  const policies = new Map(config.routes.map((r) => [r.name, compileAllow(r.allow)] as const));
+  const needChain = config.headers.rfc9440 || (config.headers.xfcc && config.headers.forward_cert);
+  const mode = config.tls.client_auth;
+
+  /** Steps 0–4: everything that decides whether this request may reach an upstream. */
+  function admit(req: IncomingMessage): Admitted | Refusal {
+    const socket = req.socket as TLSSocket;
+    const verdict = connectionVerdict(socket, mode, needChain);
+    if (verdict.kind === 'refused') {
+      return {
+        status: 400, close: true,
+        body: verdict.error === 'client_certificate_required'
+          ? { error: verdict.error, message: 'this server requires a client certificate; none was presented' }
+          : { error: verdict.error, reason: verdict.reason, message: `client certificate refused: ${verdict.detail}` },
+      };
+    }
+    const identity = verdict.kind === 'verified' ? verdict.identity : undefined;
+    if (identity !== undefined && expiredSince(identity, Date.now())) {
+      return { status: 400, close: true, body: { error: 'client_certificate_invalid', reason: 'expired', message: 'client certificate expired during this connection' } };
+    }
+    const target = normalizeRequestPath(req.url ?? '');
+    if (!target.ok) return { status: 400, close: true, body: { error: 'bad_request', reason: target.reason } };
+    const route = match(req.headers.host, target.path);
+    if (route === undefined) return { status: 404, body: { error: 'no_route', message: 'no route matches this host and path' } };
+    const decision: PolicyDecision = policies.get(route.name)!(identity);
+    if (!decision.allowed) {
+      metrics.authzDenied.inc({ route: route.name });
+      if (decision.error === 'client_certificate_required') {
+        return { status: 400, route: route.name, body: { error: 'client_certificate_required', route: route.name, message: `route ${route.name} requires a client certificate` } };
+      }
+      const who = identity?.subject ?? '(none)';
+      return {
+        status: 403, route: route.name,
+        body: {
+          error: 'forbidden', route: route.name,
+          message: `client ${who} is not allowed on route ${route.name}`,
+          ...(config.errors.verbose && decision.rule !== undefined && { rule: decision.rule }),
+        },
+      };
+    }
+    const te = req.headers['transfer-encoding'];
+    if (te !== undefined && req.headers['content-length'] === undefined && (req.method === 'DELETE' || req.method === 'OPTIONS')) {
+      // http-proxy rewrites a chunked DELETE/OPTIONS to Content-Length: 0 and streams the body anyway:
+      // the body becomes a second request on the upstream connection (CVE-2026-29057).
+      return { status: 411, close: true, route: route.name, body: { error: 'length_required', message: 'send a Content-Length with a body on DELETE/OPTIONS' } };
+    }
+    return { route, identity, ...(decision.matched !== undefined && { matched: decision.matched }) };
+  }
+
+  /** Step 5: the headers the upstream sees. Mutates req.headers (http-proxy copies them). */
+  function prepareHeaders(req: IncomingMessage, identity: ClientIdentity | undefined, upgrade: boolean): void {
+    const h = req.headers;
+    stripHopByHop(h, upgrade);
+    stripClientControlled(h);
+    Object.assign(h, identityHeaders(identity, config.headers));
+    h['x-forwarded-for'] = req.socket.remoteAddress ?? '';
+    h['x-forwarded-proto'] = upgrade ? 'wss' : 'https';
+    if (h.host !== undefined) h['x-forwarded-host'] = h.host;
+    // Defence in depth (httpxy #158): never reuse an upstream connection after a chunked request body.
+    if (h['transfer-encoding'] !== undefined) h.connection = 'close';
+  }
+
+  function accessLog(req: IncomingMessage, res: ServerResponse, route: string, identity: ClientIdentity | undefined, started: bigint, bytesIn0: number, bytesOut0: number): void {
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const code = res.headersSent ? res.statusCode : 0;
+    metrics.httpRequests.inc({ route, method: methodLabel(req.method), code: String(code) });
+    metrics.httpDuration.observe({ route }, seconds);
+    metrics.httpInFlight.dec();
+    if (!log.isLevelEnabled('info')) return;
+    const socket = req.socket;
+    log.info({
+      msg: 'request', method: req.method, path: req.url, status: code, duration_ms: Math.round(seconds * 1e6) / 1e3,
+      route, client_subject: identity?.subject, client_fingerprint: identity?.fingerprint,
+      bytes_in: socket.bytesRead - bytesIn0, bytes_out: socket.bytesWritten - bytesOut0,
+      remote_address: socket.remoteAddress, completed: res.writableFinished,
+    });
+  }
+
+  return {
+    onRequest(req, res) {
+      const started = process.hrtime.bigint();
+      const bytesIn0 = req.socket.bytesRead;
+      const bytesOut0 = req.socket.bytesWritten;
+      metrics.httpInFlight.inc();
+      const a = admit(req);
+      const route = 'status' in a ? (a.route ?? NO_ROUTE) : a.route.name;
+      const identity = 'status' in a ? undefined : a.identity;
+      res.once('close', () => accessLog(req, res, route, identity, started, bytesIn0, bytesOut0));
+      if ('status' in a) {
+        sendError(res, a.status, a.body, { close: a.close === true });
+        return;
+      }
+      prepareHeaders(req, a.identity, false);
+      forwarder.web(req, res, a.route);
+    },
+    onUpgrade(req, socket, head) {
+      const a = admit(req);
+      if ('status' in a) {
+        sendErrorOnSocket(socket as never, a.status, a.body);
+        return;
+      }
+      prepareHeaders(req, a.identity, true);
+      forwarder.ws(req, socket, head, a.route);
+    },
+  };
+}
+
+/** RFC 9110 §7.6.1: connection-specific fields are not forwarded, nor any field the Connection header names. */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'expect'];
+
+function stripHopByHop(h: IncomingMessage['headers'], upgrade: boolean): void {
+  const connection = h.connection;
+  const upgradeValue = h.upgrade;
+  if (typeof connection === 'string') {
+    for (const name of connection.split(',')) {
+      const n = name.trim().toLowerCase();
+      // Never let Connection remove what the upstream must see for framing or routing.
+      if (n !== '' && n !== 'host' && n !== 'content-length' && n !== 'transfer-encoding') delete h[n];
+    }
+  }
+  for (const n of HOP_BY_HOP) delete h[n];
+  if (upgrade && upgradeValue !== undefined) {
+    h.connection = 'upgrade';
+    h.upgrade = upgradeValue;
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * Route selection: first route in config order whose host and path_prefix match. Pure; the
+ * prefixes and hosts are prepared once in createRouter(), so a lookup is string compares only.
+ *
+ * Matching rules (all chosen so that a request never slips past a stricter route to a laxer one):
+ * - `path` is the output of normalizeRequestPath() (decoded, dot-segments removed).
+ * - path_prefix is segment-aware: `/api` matches `/api`, `/api/`, `/api/x`, never `/apix`.
+ * - A trailing slash in path_prefix is not significant: `/api/` behaves exactly like `/api` and so
+ *   also matches `/api`. Otherwise `/api` would fall through to a later (maybe laxer) route,
+ *   while most upstreams serve `/api` and `/api/` alike (or redirect one to the other).
+ * - The path compare is case-insensitive: Express (default), ASP.NET and case-insensitive file
+ *   systems serve `/ADMIN` as `/admin`, so `/ADMIN` must meet the `/admin` route's policy.
+ * - host compares case-insensitively, without the Host header's port and without one trailing
+ *   dot (`example.com.` is the same name); IPv6 `[::1]:8443` compares as `::1`. A route without
+ *   host matches every host, and a request without Host matches only such routes.
+ */
+import type { RouteConfig } from '../config/types.js';
+import { CertgateError } from '../errors.js';
+import { PATH_REFUSAL_MESSAGES, normalizeRequestPath } from './path.js';
+
+export type Router = (host: string | undefined, path: string) => RouteConfig | undefined;
+
+interface CompiledRoute {
+  readonly route: RouteConfig;
+  readonly host: string | undefined;
+  /** Lower-cased prefix without trailing slash ("" for "/"), and the same plus "/". */
+  readonly exact: string;
+  readonly withSlash: string;
+}
+
+export function createRouter(routes: readonly RouteConfig[]): Router {
+  const compiled: CompiledRoute[] = routes.map((route) => {
+    const problem = pathPrefixProblem(route.path_prefix);
+    if (problem !== undefined) {
+      throw new CertgateError('CG_CONFIG_INVALID', `route "${route.name}": ${problem}`, {
+        ...(route.line !== undefined && { line: route.line }),
+      });
+    }
+    const exact = stripTrailingSlashes(route.path_prefix).toLowerCase();
+    return {
+      route,
+      host: route.host === undefined ? undefined : normalizeHost(route.host),
+      exact,
+      withSlash: exact + '/',
+    };
+  });
+
+  return (hostHeader, path) => {
+    const host = hostFromHeader(hostHeader);
+    const p = path.toLowerCase();
+    for (const c of compiled) {
+      if (c.host !== undefined && c.host !== host) continue;
+      if (p === c.exact || p.startsWith(c.withSlash)) return c.route;
+    }
+    return undefined;
+  };
+}
+
+/**
+ * Why a path_prefix can never match as written (undefined when it is fine). Prefixes are written
+ * decoded (`/café`, not `/caf%C3%A9`) because they are compared with decoded paths, and must
+ * already be in the form normalizeRequestPath() gives: no "..", ".", "//", ";params", backslash, NUL.
+ */
+export function pathPrefixProblem(prefix: string): string | undefined {
+  if (prefix.includes('?') || prefix.includes('#')) return `path_prefix "${prefix}" must not hold "?" or "#"`;
+  let encoded: string;
+  try {
+    // Re-encode so that normalizeRequestPath() sees what a client would send; ";" stays raw
+    // because a raw ";" starts path parameters.
+    encoded = prefix
+      .split('/')
+      .map((s) => encodeURIComponent(s).replaceAll('%3B', ';'))
+      .join('/');
+  } catch {
+    return `path_prefix "${prefix}" is not valid Unicode text`;
+  }
+  const n = normalizeRequestPath(encoded);
+  if (!n.ok) return `path_prefix "${prefix}" is not usable: ${PATH_REFUSAL_MESSAGES[n.reason]}`;
+  const want = n.path === '/' ? '/' : stripTrailingSlashes(n.path);
+  const have = prefix === '/' ? '/' : stripTrailingSlashes(prefix);
+  if (want !== have) return `path_prefix "${prefix}" is not in normal form: write "${want}"`;
+  return undefined;
+}
+
+/** The name of a route without `name`: host + path_prefix, e.g. `api.example.com/api`, or `/api`. */
+export function defaultRouteName(host: string | undefined, pathPrefix: string): string {
+  return host === undefined ? pathPrefix : normalizeHost(host) + pathPrefix;
+}
+
+/**
+ * The host name in a Host header, as routes compare it: lower-cased, port and brackets removed,
+ * one trailing dot removed. `[::1]:8443` → `::1`, `Example.COM:8443` → `example.com`.
+ */
+export function hostFromHeader(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  let h = header;
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']');
+    if (end !== -1) h = h.slice(1, end);
+  } else {
+    const colon = h.indexOf(':');
+    // More than one colon: a bare IPv6 address (invalid in Host, but keep it whole).
+    if (colon !== -1 && h.indexOf(':', colon + 1) === -1) h = h.slice(0, colon);
+  }
+  return normalizeHost(h);
+}
+
+/** Route hosts come lower-cased without port; brackets and a trailing dot are tolerated. */
+function normalizeHost(host: string): string {
+  let h = host.toLowerCase();
+  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
+  if (h.endsWith('.')) h = h.slice(0, -1);
+  return h;
+}
+
+function stripTrailingSlashes(p: string): string {
+  let end = p.length;
+  while (end > 0 && p.charCodeAt(end - 1) === 0x2f) end--;
+  return p.slice(0, end);
+}

@@ -1,0 +1,28 @@
+/**
+ * One small function turns an upstream failure into a status and a bounded `kind` label
+ * (caddy's statusError idea). 504 only for timeouts; everything else the client sees as 502.
+ */
+export type UpstreamErrorKind = 'refused' | 'reset' | 'timeout' | 'dns' | 'tls' | 'other';
+
+export interface UpstreamFailure {
+  readonly status: 502 | 504;
+  readonly kind: UpstreamErrorKind;
+}
+
+const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH|ERR_OSSL_)/;
+
+/**
+ * @param timedOut true when certgate's own upstream timer fired (http-proxy reports its proxyTimeout as a
+ *   plain ECONNRESET "socket hang up", so the code alone cannot tell a timeout from a reset).
+ */
+export function classifyUpstreamError(err: NodeJS.ErrnoException, timedOut: boolean): UpstreamFailure {
+  if (timedOut || err.code === 'ETIMEDOUT') return { status: 504, kind: 'timeout' };
+  const code = err.code ?? '';
+  if (code === 'ECONNREFUSED') return { status: 502, kind: 'refused' };
+  if (code === 'ECONNRESET' || code === 'EPIPE' || code === 'ECONNABORTED' || code === 'UND_ERR_SOCKET') {
+    return { status: 502, kind: 'reset' };
+  }
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME') return { status: 502, kind: 'dns' };
+  if (TLS_CODE.test(code)) return { status: 502, kind: 'tls' };
+  return { status: 502, kind: 'other' };
+}

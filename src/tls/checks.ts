@@ -1,0 +1,479 @@
+/**
+ * Checks over parsed TLS material (pure: no I/O; `now` is passed in).
+ *
+ * Every function takes certificates/keys/CRLs together with where they came from (file and,
+ * for multi-block files, the 1-based block number) and returns Problems that name that place.
+ * Problem.file carries the file; messages mention block numbers and, when a finding involves
+ * two files, the other file's name.
+ */
+import 'reflect-metadata';
+import { isIP } from 'node:net';
+import { basename } from 'node:path';
+import type { KeyObject, X509Certificate } from 'node:crypto';
+import * as px from '@peculiar/x509';
+import { CODES, type ErrorCode, type Problem } from '../errors.js';
+
+export interface CertRef {
+  readonly cert: X509Certificate;
+  readonly file: string;
+  /** 1-based PEM block number; set when the file holds more than one block. */
+  readonly block?: number;
+}
+
+export interface KeyRef {
+  readonly key: KeyObject;
+  readonly file: string;
+  readonly block?: number;
+}
+
+export interface CrlRef {
+  readonly crl: px.X509Crl;
+  readonly file: string;
+  readonly block?: number;
+}
+
+const DAY_MS = 86_400_000;
+/** A leaf expiring within this many days is a warning. */
+export const EXPIRY_WARNING_DAYS = 7;
+const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+function problem(
+  severity: Problem['severity'], code: ErrorCode, message: string, file: string, hint?: string,
+): Problem {
+  return { severity, code, message, hint: hint ?? CODES[code], file };
+}
+
+const peculiarCache = new WeakMap<X509Certificate, px.X509Certificate>();
+
+/** The @peculiar/x509 view of a certificate (key usage bits, AKI, dates), cached. */
+export function peculiar(cert: X509Certificate): px.X509Certificate {
+  let p = peculiarCache.get(cert);
+  if (p === undefined) {
+    p = new px.X509Certificate(cert.raw);
+    peculiarCache.set(cert, p);
+  }
+  return p;
+}
+
+/** "CN=localhost", or the whole subject on one line when it has no CN. */
+export function displayName(dn: string): string {
+  const parts = dn.split('\n').filter((l) => l !== '');
+  const cn = parts.find((l) => l.startsWith('CN='));
+  if (cn !== undefined) return cn;
+  return parts.length > 0 ? parts.join(', ') : '(empty subject)';
+}
+
+/** " (block 2)", or " (cert.pem block 2)" / " (in cert.pem)" when `ref` lives in another file than `from`. */
+export function where(ref: { file: string; block?: number }, from?: string): string {
+  const other = from !== undefined && ref.file !== from;
+  if (ref.block !== undefined) return other ? ` (${basename(ref.file)} block ${ref.block})` : ` (block ${ref.block})`;
+  return other ? ` (in ${basename(ref.file)})` : '';
+}
+
+function certText(ref: CertRef, from?: string): string {
+  return `${displayName(ref.cert.subject)}${where(ref, from)}`;
+}
+
+function hexColons(hex: string): string {
+  return (hex.toUpperCase().match(/../g) ?? []).join(':');
+}
+
+/** The authority key identifier (AA:BB:…), when the certificate has one. */
+export function authorityKeyId(cert: X509Certificate): string | undefined {
+  try {
+    const ext = peculiar(cert).getExtension(px.AuthorityKeyIdentifierExtension);
+    return ext?.keyId !== undefined ? hexColons(ext.keyId) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function keyUsage(cert: X509Certificate): number | undefined {
+  try {
+    return peculiar(cert).getExtension(px.KeyUsagesExtension)?.usages;
+  } catch {
+    return undefined;
+  }
+}
+
+export function notAfter(cert: X509Certificate): Date {
+  return peculiar(cert).notAfter;
+}
+
+export function notBefore(cert: X509Certificate): Date {
+  return peculiar(cert).notBefore;
+}
+
+function day(d: Date): string {
+  return d.toISOString().slice(0, 10);
+}
+
+/** `child` names `parent` as issuer (names, AKI/SKI) and `parent`'s key verifies `child`'s signature. */
+export function issuedBy(child: X509Certificate, parent: X509Certificate): boolean {
+  try {
+    return child.checkIssued(parent) && child.verify(parent.publicKey);
+  } catch {
+    return false;
+  }
+}
+
+export function isSelfSigned(cert: X509Certificate): boolean {
+  return issuedBy(cert, cert);
+}
+
+function sameCert(a: X509Certificate, b: X509Certificate): boolean {
+  return a.fingerprint256 === b.fingerprint256;
+}
+
+/** "the issuer CN=Foo CA (authority key id AA:BB:…)". */
+function missingIssuer(cert: X509Certificate): string {
+  const aki = authorityKeyId(cert);
+  return `${displayName(cert.issuer)}${aki !== undefined ? ` (authority key id ${aki})` : ''}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server chain
+
+export interface ServerChainInput {
+  readonly key: KeyRef;
+  /** Certificates in file order (bundle, or the cert file). */
+  readonly certs: readonly CertRef[];
+  /** Certificates the clients are expected to trust anyway (used to tell "leaf issued by a root we know"). */
+  readonly knownIssuers?: readonly CertRef[];
+}
+
+export interface ServerChainResult {
+  readonly problems: Problem[];
+  /** The certificate whose public key matches the private key. */
+  readonly leaf?: CertRef;
+  /** The intermediates, in issuing order (leaf's issuer first). Self-signed roots found in the bundle are kept. */
+  readonly chain: CertRef[];
+}
+
+/**
+ * Find the leaf (the certificate matching the key, wherever it sits), order the rest by issuer
+ * links, and report mismatch, reordering, broken links, missing issuers and stray certificates.
+ */
+export function checkServerChain(input: ServerChainInput): ServerChainResult {
+  const { key, certs } = input;
+  const problems: Problem[] = [];
+  const certFile = certs[0]?.file ?? key.file;
+  if (certs.length === 0) return { problems, chain: [] };
+
+  const matching = certs.filter((c) => {
+    try {
+      return c.cert.checkPrivateKey(key.key);
+    } catch {
+      return false;
+    }
+  });
+  if (matching.length === 0) {
+    const first = certs[0] as CertRef;
+    const what = certs.length === 1 ? 'the certificate' : `any of the ${certs.length} certificates; the first is`;
+    problems.push(problem('error', 'CG_KEY_MISMATCH',
+      `the private key${where(key, certFile)} does not match ${what} ${certText(first, key.file)}`,
+      key.file));
+    return { problems, chain: [] };
+  }
+  // Several certificates for one key (a renewed certificate next to the old one): prefer an
+  // end-entity certificate, then the one valid longest.
+  const leaf = [...matching].sort((a, b) =>
+    Number(a.cert.ca) - Number(b.cert.ca) || notAfter(b.cert).getTime() - notAfter(a.cert).getTime())[0] as CertRef;
+
+  const chain: CertRef[] = [];
+  const remaining = certs.filter((c) => c !== leaf);
+  let current = leaf;
+  while (!isSelfSigned(current.cert)) {
+    const i = remaining.findIndex((c) => issuedBy(current.cert, c.cert));
+    if (i < 0) break;
+    const next = remaining.splice(i, 1)[0] as CertRef;
+    chain.push(next);
+    current = next;
+  }
+
+  const last = current;
+  if (!isSelfSigned(last.cert)) {
+    // Chain stops: is there a certificate that claims to be the issuer but did not sign it?
+    const impostor = remaining.find((c) => c.cert.subject === last.cert.issuer);
+    if (impostor !== undefined) {
+      problems.push(problem('error', 'CG_CHAIN_BROKEN',
+        `${certText(last)} names ${displayName(last.cert.issuer)} as its issuer, but ${certText(impostor)} with that name did not sign it (a different key: an old or re-created CA?)`,
+        certFile, 'replace that certificate with the one that actually issued the certificate above it'));
+      remaining.splice(remaining.indexOf(impostor), 1);
+    } else {
+      const known = (input.knownIssuers ?? []).find((c) => issuedBy(last.cert, c.cert));
+      const trustedRoot = known !== undefined && isSelfSigned(known.cert);
+      if (!trustedRoot) {
+        const what = last === leaf ? `the leaf ${certText(last)}` : `the intermediate ${certText(last)}`;
+        const extra = known !== undefined
+          ? ` It is in ${basename(known.file)} (client_ca) but the server chain does not include it.`
+          : last === leaf
+            ? ` Clients that trust ${displayName(last.cert.issuer)} directly will verify it; clients that only trust a root above it will not.`
+            : '';
+        problems.push(problem('warning', 'CG_CHAIN_INCOMPLETE',
+          `the chain ends at ${what}, whose issuer ${missingIssuer(last.cert)} is not in the file.${extra}`,
+          certFile, `add the certificate of ${displayName(last.cert.issuer)} after it, unless clients already have it`));
+      }
+    }
+  }
+
+  for (const stray of remaining) {
+    const dup = [leaf, ...chain].find((c) => sameCert(c.cert, stray.cert));
+    problems.push(problem('warning', 'CG_CHAIN_BROKEN',
+      dup !== undefined
+        ? `${certText(stray)} is a duplicate of${where(dup)}; certgate sends it once`
+        : `${certText(stray)} is not part of the chain of the leaf ${certText(leaf)}; certgate does not send it`,
+      certFile, 'remove that certificate from the file'));
+  }
+
+  // Reordered: the certificates of the chain did not appear leaf-first in issuing order.
+  const ordered = [leaf, ...chain];
+  const fileOrder = certs.filter((c) => ordered.includes(c));
+  if (fileOrder.some((c, i) => c !== ordered[i])) {
+    problems.push(problem('warning', 'CG_CHAIN_REORDERED',
+      `the certificates are not in leaf-first order: found ${fileOrder.map((c) => certText(c)).join(', ')}; certgate serves ${ordered.map((c) => certText(c)).join(' → ')}`,
+      certFile));
+  }
+
+  return { problems, leaf, chain };
+}
+
+/** Validity of the intermediates (warnings: clients may build another path). */
+export function checkChainValidity(chain: readonly CertRef[], now: Date): Problem[] {
+  const out: Problem[] = [];
+  for (const c of chain) {
+    if (notAfter(c.cert) < now) {
+      out.push(problem('warning', 'CG_CERT_EXPIRED',
+        `the chain certificate ${certText(c)} expired on ${day(notAfter(c.cert))}`, c.file,
+        'replace it with the current certificate of that CA'));
+    } else if (notBefore(c.cert) > now) {
+      out.push(problem('warning', 'CG_CERT_NOT_YET_VALID',
+        `the chain certificate ${certText(c)} is valid only from ${notBefore(c.cert).toISOString()}`, c.file));
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leaf
+
+/** Validity window, CA flag, serverAuth EKU, SAN coverage of the listen host. */
+export function checkLeaf(leaf: CertRef, now: Date, listenHost?: string): Problem[] {
+  const out: Problem[] = [];
+  const { cert, file } = leaf;
+  const name = certText(leaf);
+  const from = notBefore(cert);
+  const to = notAfter(cert);
+  if (to < now) {
+    out.push(problem('error', 'CG_CERT_EXPIRED', `the leaf certificate ${name} expired on ${to.toISOString()}`, file));
+  } else if (from > now) {
+    out.push(problem('error', 'CG_CERT_NOT_YET_VALID',
+      `the leaf certificate ${name} is valid only from ${from.toISOString()} (now ${now.toISOString()})`, file));
+  } else {
+    const days = Math.floor((to.getTime() - now.getTime()) / DAY_MS);
+    if (days < EXPIRY_WARNING_DAYS) {
+      out.push(problem('warning', 'CG_CERT_EXPIRES_SOON',
+        `the leaf certificate ${name} expires in ${days} day${days === 1 ? '' : 's'} (${to.toISOString()})`, file));
+    } else {
+      out.push(problem('info', 'CG_CERT_VALIDITY',
+        `the leaf certificate ${name} expires in ${days} days (${day(to)})`, file,
+        `nothing to do now; renew it before ${day(to)}`));
+    }
+  }
+  if (cert.ca) {
+    out.push(problem('error', 'CG_CERT_IS_CA',
+      `the leaf certificate ${name} is a CA certificate (basicConstraints CA:TRUE); clients reject it as a server certificate`, file));
+  }
+  const eku = cert.keyUsage; // Node: this is the *extended* key usage list
+  if (eku !== undefined && eku.length > 0 && !eku.includes(OID_SERVER_AUTH)) {
+    out.push(problem('error', 'CG_CERT_EKU',
+      `the leaf certificate ${name} has extendedKeyUsage ${eku.map(ekuName).join(', ')} without serverAuth; clients reject it`, file,
+      'reissue it with extendedKeyUsage serverAuth'));
+  }
+  const san = cert.subjectAltName;
+  if (san === undefined || san === '') {
+    out.push(problem('warning', 'CG_CERT_NO_SAN',
+      `the leaf certificate ${name} has no subjectAltName; clients ignore the CN and will reject it`, file,
+      'reissue it with subjectAltName DNS/IP entries for the names clients connect to'));
+  } else if (listenHost !== undefined && isDnsName(listenHost)
+    && cert.checkHost(listenHost, { subject: 'never' }) === undefined) {
+    out.push(problem('warning', 'CG_CERT_NO_SAN',
+      `the listen host ${listenHost} is not covered by the leaf certificate ${name} (subjectAltName: ${san})`, file));
+  }
+  return out;
+}
+
+function isDnsName(host: string): boolean {
+  return host !== '' && isIP(host) === 0 && host !== '*';
+}
+
+function ekuName(oid: string): string {
+  const names: Record<string, string> = {
+    '1.3.6.1.5.5.7.3.1': 'serverAuth', '1.3.6.1.5.5.7.3.2': 'clientAuth', '1.3.6.1.5.5.7.3.3': 'codeSigning',
+    '1.3.6.1.5.5.7.3.4': 'emailProtection', '1.3.6.1.5.5.7.3.8': 'timeStamping', '1.3.6.1.5.5.7.3.9': 'OCSPSigning',
+    '2.5.29.37.0': 'anyExtendedKeyUsage',
+  };
+  return names[oid] ?? oid;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client CAs
+
+export interface ClientCaInput {
+  readonly cas: readonly CertRef[];
+  /** The client_ca file, for findings about the file as a whole. */
+  readonly file: string;
+  readonly now: Date;
+  /** The server's leaf + chain, to tell when client_ca only holds the server's own issuers. */
+  readonly serverChain?: readonly X509Certificate[];
+}
+
+export function checkClientCas(input: ClientCaInput): Problem[] {
+  const { cas, file, now } = input;
+  const out: Problem[] = [];
+  if (cas.length === 0) {
+    out.push(problem('error', 'CG_CA_EMPTY', 'tls.client_ca holds no certificate', file));
+    return out;
+  }
+  for (const ca of cas) {
+    const usage = keyUsage(ca.cert);
+    if (!ca.cert.ca) {
+      out.push(problem('error', 'CG_CA_NOT_CA',
+        `${certText(ca)} is not a CA certificate (no basicConstraints CA:TRUE); Node cannot use it to verify clients`, file));
+    } else if (usage !== undefined && (usage & px.KeyUsageFlags.keyCertSign) === 0) {
+      out.push(problem('error', 'CG_CA_NOT_CA',
+        `${certText(ca)} has keyUsage without keyCertSign; OpenSSL will not accept certificates it signed`, file));
+    }
+    if (notAfter(ca.cert) < now) {
+      out.push(problem('warning', 'CG_CERT_EXPIRED',
+        `the client CA ${certText(ca)} expired on ${day(notAfter(ca.cert))}; clients it issued are refused (CERT_HAS_EXPIRED)`,
+        file, 'replace it with the CA\'s current certificate'));
+    }
+  }
+
+  // Every non-self-signed CA must reach a self-signed root inside client_ca.
+  for (const ca of cas) {
+    if (!ca.cert.ca) continue;
+    let top = ca;
+    const seen = new Set<CertRef>([top]);
+    while (!isSelfSigned(top.cert)) {
+      const up = cas.find((c) => !seen.has(c) && issuedBy(top.cert, c.cert));
+      if (up === undefined) break;
+      seen.add(up);
+      top = up;
+    }
+    if (!isSelfSigned(top.cert)) {
+      out.push(problem('error', 'CG_CA_NO_ROOT',
+        `${certText(ca)} is an intermediate CA and its root ${missingIssuer(top.cert)} is not in tls.client_ca; Node's TLS server cannot anchor trust at an intermediate, so every client would be refused`,
+        file, `add the certificate of ${displayName(top.cert.issuer)} (the root) to tls.client_ca`));
+    }
+  }
+
+  const server = input.serverChain ?? [];
+  if (server.length > 0) {
+    const own = (c: X509Certificate): boolean =>
+      server.some((s) => sameCert(s, c) || issuedBy(s, c));
+    if (cas.every((c) => own(c.cert))) {
+      out.push(problem('info', 'CG_CA_SELF_ONLY',
+        `tls.client_ca holds only the CA(s) that issued the server certificate (${cas.map((c) => displayName(c.cert.subject)).join(', ')}); only clients issued by ${cas.length === 1 ? 'it' : 'them'} are accepted`,
+        file, 'nothing to do if that is intended; otherwise add the CAs that issue your client certificates'));
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// CRLs
+
+export interface CrlInput {
+  readonly crls: readonly CrlRef[];
+  readonly cas: readonly CertRef[];
+  /** The crl file, for findings about CAs without a CRL. */
+  readonly file: string;
+  readonly now: Date;
+}
+
+export interface CrlResult {
+  readonly problems: Problem[];
+  /** The client CA that issued each CRL (absent when none did). */
+  readonly issuers: ReadonlyMap<CrlRef, CertRef>;
+}
+
+async function crlSignedBy(crl: px.X509Crl, ca: X509Certificate): Promise<boolean> {
+  try {
+    return await crl.verify({ publicKey: peculiar(ca) });
+  } catch {
+    return false;
+  }
+}
+
+function crlText(ref: CrlRef): string {
+  const cn = ref.crl.issuer.split(', ').find((p) => p.startsWith('CN='));
+  return `the CRL${where(ref)} of ${cn ?? ref.crl.issuer}`;
+}
+
+/**
+ * Node switches on CRL_CHECK_ALL as soon as any CRL is loaded: every CA in a client's chain
+ * needs a current CRL signed by itself, and one stale CRL refuses every client of that CA.
+ */
+export async function checkCrls(input: CrlInput): Promise<CrlResult> {
+  const { crls, cas, file, now } = input;
+  const problems: Problem[] = [];
+  const issuers = new Map<CrlRef, CertRef>();
+
+  for (const ref of crls) {
+    const sameName = cas.filter((c) => peculiar(c.cert).subject === ref.crl.issuer);
+    let issuer: CertRef | undefined;
+    for (const c of sameName) {
+      if (await crlSignedBy(ref.crl, c.cert)) { issuer = c; break; }
+    }
+    if (issuer === undefined) {
+      problems.push(problem('error', 'CG_CRL_ISSUER', sameName.length > 0
+        ? `${crlText(ref)} does not verify with the key of ${certText(sameName[0] as CertRef, ref.file)}, the client CA of that name (a different key: an old or re-created CA?)`
+        : `${crlText(ref)} is issued by ${ref.crl.issuer}, which is not in tls.client_ca (${cas.map((c) => displayName(c.cert.subject)).join(', ') || 'empty'})`,
+      ref.file));
+      continue;
+    }
+    issuers.set(ref, issuer);
+    const usage = keyUsage(issuer.cert);
+    if (usage !== undefined && (usage & px.KeyUsageFlags.cRLSign) === 0) {
+      problems.push(problem('error', 'CG_CRL_ISSUER',
+        `${crlText(ref)} is signed by ${certText(issuer, ref.file)}, whose keyUsage lacks cRLSign; OpenSSL rejects the CRL and every client of that CA`,
+        ref.file, 'reissue the CA certificate with keyUsage cRLSign, or sign CRLs with a CA that has it'));
+    }
+  }
+
+  // Freshness. With several CRLs of one CA, OpenSSL picks a current one; only a CA whose every
+  // CRL is stale locks its clients out.
+  const byCa = new Map<CertRef, CrlRef[]>();
+  for (const [crl, ca] of issuers) byCa.set(ca, [...(byCa.get(ca) ?? []), crl]);
+  const current = (r: CrlRef): boolean =>
+    r.crl.thisUpdate <= now && (r.crl.nextUpdate === undefined || r.crl.nextUpdate >= now);
+  for (const ref of crls) {
+    const ca = issuers.get(ref);
+    const fallback = ca !== undefined && (byCa.get(ca) ?? []).some((o) => o !== ref && current(o));
+    const severity = fallback ? 'warning' : 'error';
+    const consequence = fallback ? 'another CRL of that CA is current, so it is ignored' : 'Node refuses every client of that CA';
+    const next = ref.crl.nextUpdate;
+    if (next !== undefined && next < now) {
+      problems.push(problem(severity, 'CG_CRL_EXPIRED',
+        `${crlText(ref)} expired: its nextUpdate was ${next.toISOString()}; ${consequence} (CRL_HAS_EXPIRED)`, ref.file));
+    } else if (ref.crl.thisUpdate > now) {
+      problems.push(problem(severity, 'CG_CRL_NOT_YET_VALID',
+        `${crlText(ref)} is not valid yet: its thisUpdate is ${ref.crl.thisUpdate.toISOString()} (now ${now.toISOString()}); ${consequence} (CRL_NOT_YET_VALID)`,
+        ref.file));
+    }
+  }
+
+  for (const ca of cas) {
+    if (!byCa.has(ca)) {
+      problems.push(problem('error', 'CG_CRL_MISSING_CA',
+        `the client CA ${certText(ca, file)} has no CRL in this file; with tls.crl set Node checks every CA of a client's chain, so all its clients would be refused (UNABLE_TO_GET_CRL)`,
+        file, `add the current CRL of ${displayName(ca.cert.subject)} to tls.crl`));
+    }
+  }
+  return { problems, issuers };
+}

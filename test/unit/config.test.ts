@@ -1,0 +1,122 @@
+/**
+ * Config validation: every problem at once, each with file:line:col, the key path and a fix; defaults
+ * filled from the one schema; relative paths resolved against the config file's folder.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { parseConfig } from '../../dist/config/load.js';
+import { CertgateError, formatProblem } from '../../dist/errors.js';
+
+const FILE = '/etc/certgate/certgate.yaml';
+const MINIMAL = `listen: 127.0.0.1:8443
+tls:
+  bundle: ../certs/server.pem
+  client_ca: ca.crt
+routes:
+  - upstream: http://127.0.0.1:3000
+`;
+
+function problemsOf(source: string): string[] {
+  try {
+    parseConfig(source, FILE);
+  } catch (err) {
+    assert.ok(err instanceof CertgateError, `expected CertgateError, got ${String(err)}`);
+    return err.problems.map(formatProblem);
+  }
+  assert.fail('expected the config to be refused');
+}
+
+test('a minimal config gets every default, absolute paths and a route name', () => {
+  const c = parseConfig(MINIMAL, FILE);
+  assert.deepEqual(c.listen, { host: '127.0.0.1', port: 8443 });
+  assert.equal(c.tls.bundle, path.resolve('/etc/certs/server.pem'));
+  assert.equal(c.tls.client_ca, '/etc/certgate/ca.crt');
+  assert.equal(c.tls.client_auth, 'require');
+  assert.equal(c.tls.min_version, 'TLSv1.2');
+  assert.deepEqual(c.headers, { xfcc: false, forward_cert: false, rfc9440: false });
+  assert.deepEqual(c.admin.listen, { host: '127.0.0.1', port: 9090 });
+  assert.equal(c.log.level, 'info');
+  assert.equal(c.errors.verbose, false);
+  assert.equal(c.routes.length, 1);
+  assert.equal(c.routes[0]!.path_prefix, '/');
+  assert.equal(c.routes[0]!.timeout_ms, 30000);
+  assert.equal(c.routes[0]!.upstream.href, 'http://127.0.0.1:3000/');
+  assert.equal(typeof c.routes[0]!.name, 'string');
+  assert.ok(Object.isFrozen(c) && Object.isFrozen(c.routes) && Object.isFrozen(c.tls));
+});
+
+test('IPv6 listen addresses keep their brackets out of the host', () => {
+  const c = parseConfig(MINIMAL.replace('127.0.0.1:8443', '"[::1]:8443"'), FILE);
+  assert.deepEqual(c.listen, { host: '::1', port: 8443 });
+});
+
+test('an unknown key names file:line:col and the nearest valid key', () => {
+  const lines = problemsOf(MINIMAL.replace('  client_ca: ca.crt', '  client_ca: ca.crt\n  cleint_auth: require'));
+  assert.equal(lines.length, 1);
+  assert.match(lines[0]!, /^error: \/etc\/certgate\/certgate\.yaml:5:3: tls: unknown key "cleint_auth" \(fix: did you mean "client_auth"\?\) \[CG_CONFIG_INVALID\]$/);
+});
+
+test('a wrong enum value points at the value and lists the choices', () => {
+  const lines = problemsOf(MINIMAL.replace('  client_ca: ca.crt', '  client_ca: ca.crt\n  client_auth: requir'));
+  assert.match(lines[0]!, /certgate\.yaml:5:16: tls\.client_auth: .*\(fix: use one of: require, optional\)/);
+});
+
+test('every problem is reported at once, in file order of discovery', () => {
+  const src = `listen: 8443
+tls:
+  client_ca: 42
+routes:
+  - upstream: 127.0.0.1:3000
+    timeout_ms: -1
+bogus: 1
+`;
+  const lines = problemsOf(src);
+  assert.ok(lines.length >= 5, lines.join('\n'));
+  assert.ok(lines.some((l) => /:1:9: listen: must be HOST:PORT/.test(l)), lines.join('\n'));
+  assert.ok(lines.some((l) => /:3:14: tls\.client_ca: /.test(l)), lines.join('\n'));
+  assert.ok(lines.some((l) => /:5:17: routes\[0\]\.upstream: must be an http:\/\/ or https:\/\/ URL/.test(l)), lines.join('\n'));
+  assert.ok(lines.some((l) => /:6:17: routes\[0\]\.timeout_ms: /.test(l)), lines.join('\n'));
+  assert.ok(lines.some((l) => /:7:1: \(top level\): unknown key "bogus"/.test(l)), lines.join('\n'));
+});
+
+test('a missing required key says "is required"', () => {
+  const lines = problemsOf('tls:\n  bundle: a.pem\n');
+  assert.ok(lines.some((l) => /tls\.client_ca: is required/.test(l)), lines.join('\n'));
+  assert.ok(lines.some((l) => /routes: is required/.test(l)), lines.join('\n'));
+});
+
+test('YAML syntax errors and duplicate keys carry the line', () => {
+  const dup = problemsOf(MINIMAL + 'listen: 127.0.0.1:9999\n');
+  assert.match(dup[0]!, /certgate\.yaml:7:1: .*[Dd]uplicate|certgate\.yaml:7:1: .*unique/);
+  assert.match(dup[0]!, /\[CG_CONFIG_YAML\]$/);
+  const bad = problemsOf('tls: [unclosed\n');
+  assert.match(bad[0]!, /certgate\.yaml:\d+:\d+: .*\[CG_CONFIG_YAML\]$/);
+});
+
+test('YAML 1.1 booleans are strings in YAML 1.2: "yes" is refused, not silently true', () => {
+  const lines = problemsOf(MINIMAL + 'headers:\n  xfcc: yes\n');
+  assert.match(lines[0]!, /:8:9: headers\.xfcc: .*boolean/);
+});
+
+test('bundle and cert/key together, or neither, are refused with a fix', () => {
+  assert.match(problemsOf(MINIMAL.replace('  client_ca', '  cert: a.pem\n  key: a.key\n  client_ca'))[0]!, /set either bundle or cert \+ key, not both/);
+  assert.match(problemsOf(MINIMAL.replace('  bundle: ../certs/server.pem\n', ''))[0]!, /no server certificate/);
+});
+
+test('allow lists: fingerprints must be 64 lowercase hex; globs are accepted for san_uri', () => {
+  const ok = parseConfig(MINIMAL + `    allow:\n      san_uri: ["spiffe://example.org/ns/*/sa/**"]\n      fingerprint_sha256: ["${'a'.repeat(64)}"]\n`, FILE);
+  assert.deepEqual(ok.routes[0]!.allow?.san_uri, ['spiffe://example.org/ns/*/sa/**']);
+  const lines = problemsOf(MINIMAL + '    allow:\n      fingerprint_sha256: ["AA:BB"]\n');
+  assert.match(lines[0]!, /routes\[0\]\.allow\.fingerprint_sha256\[0\]: must be 64 lowercase hex/);
+});
+
+test('duplicate route names are refused (they label metrics)', () => {
+  const src = MINIMAL + '  - upstream: http://127.0.0.1:3001\n';
+  assert.match(problemsOf(src)[0]!, /route name ".*" is used twice/);
+});
+
+test('a route path_prefix must start with "/"', () => {
+  const lines = problemsOf(MINIMAL + '    path_prefix: api\n');
+  assert.match(lines[0]!, /:7:18: routes\[0\]\.path_prefix: must start with "\/"/);
+});
