@@ -38,6 +38,7 @@ export const CODES = {
   CG_PKI_EXISTS: 'the PKI folder already holds files: pass --force to overwrite them',
   CG_PKI_CA_MISSING: 'the dev CA (ca.crt + ca.key) is missing in --dir: run certgate certs init first',
   CG_CSR_INVALID: 'the CSR does not parse or its signature is wrong: create a new one with openssl req -new',
+  CG_PKI_FOREIGN_CERT: 'the certificate was not issued by the dev CA in --dir: revoke it with the CA that issued it',
   CG_CERT_VALIDITY: 'for information: how long the certificate stays valid; renew it before then',
   CG_CRL_NOT_YET_VALID: 'a CRL\'s thisUpdate is in the future: every client would be refused; check the clock or the CRL',
 } as const;

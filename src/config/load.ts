@@ -9,7 +9,7 @@ import type { z } from 'zod';
 import { CertgateError, type Problem } from '../errors.js';
 import { CONFIG_SCHEMA, knownKeys, type RawConfig } from './schema.js';
 import type { Config, HostPort, RouteConfig } from './types.js';
-import { defaultRouteName } from '../proxy/routes.js';
+import { defaultRouteName, pathPrefixProblem } from '../proxy/routes.js';
 
 /** Reads and validates a config file. Throws CertgateError (with every problem in `.problems`). */
 export async function loadConfig(file: string): Promise<Config> {
@@ -187,6 +187,10 @@ function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter,
         `route name "${name}" is used twice`, 'give each route a distinct name (it labels metrics and logs)', false));
     }
     names.add(name);
+    const prefixProblem = pathPrefixProblem(r.path_prefix);
+    if (prefixProblem !== undefined) {
+      problems.push(problemAt(doc, lc, file, ['routes', i, 'path_prefix'], prefixProblem, 'write the prefix as a plain decoded path, e.g. /api', false));
+    }
     const line = lc.linePos(positionOf(doc, ['routes', i], false) ?? 0).line;
     return {
       name, path_prefix: r.path_prefix, upstream: new URL(r.upstream), timeout_ms: r.timeout_ms, line,

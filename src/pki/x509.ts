@@ -172,9 +172,9 @@ export async function signCsr(csrPem: string, opts: Validity & { issuer: Issuer;
     throw new CertgateError('CG_CSR_INVALID', `the CSR does not parse: ${(err as Error).message}`, { cause: err });
   }
   if (!ok) throw new CertgateError('CG_CSR_INVALID', 'the CSR signature does not verify against its own public key');
-  const sanExt = csr.getExtension(x509.SubjectAlternativeNameExtension);
   const extensions = leafExtensions(opts.usage ?? 'client', csr.publicKey.algorithm.name, {});
-  if (sanExt) extensions.push(new x509.SubjectAlternativeNameExtension(sanExt.names.toJSON(), false));
+  const sanExt = csr.getExtension('2.5.29.17'); // only the SAN is copied from the request's extensions
+  if (sanExt) extensions.push(new x509.SubjectAlternativeNameExtension(sanExt.rawData));
   return issue({ subject: csr.subjectName, publicKey: csr.publicKey, issuer: opts.issuer, validity: window(opts, 825), extensions });
 }
 
@@ -215,7 +215,7 @@ export function crlNumberOf(crl: x509.X509Crl): bigint {
   return v[0] === 0x02 ? BigInt(`0x${Buffer.from(v.subarray(2, 2 + v[1]!)).toString('hex') || '0'}`) : 0n;
 }
 
-function derInteger(n: bigint): Uint8Array {
+function derInteger(n: bigint): Uint8Array<ArrayBuffer> {
   let hex = n.toString(16);
   if (hex.length % 2) hex = `0${hex}`;
   if (Number.parseInt(hex.slice(0, 2), 16) >= 0x80) hex = `00${hex}`;

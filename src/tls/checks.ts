@@ -9,7 +9,7 @@
 import 'reflect-metadata';
 import { isIP } from 'node:net';
 import { basename } from 'node:path';
-import type { KeyObject, X509Certificate } from 'node:crypto';
+import { webcrypto, type KeyObject, type X509Certificate } from 'node:crypto';
 import * as px from '@peculiar/x509';
 import { CODES, type ErrorCode, type Problem } from '../errors.js';
 
@@ -96,6 +96,15 @@ function keyUsage(cert: X509Certificate): number | undefined {
     return peculiar(cert).getExtension(px.KeyUsagesExtension)?.usages;
   } catch {
     return undefined;
+  }
+}
+
+/** basicConstraints CA:TRUE (Node's `x509.ca` is also false for a CA whose keyUsage lacks keyCertSign). */
+function basicCa(cert: X509Certificate): boolean {
+  try {
+    return peculiar(cert).getExtension(px.BasicConstraintsExtension)?.ca === true;
+  } catch {
+    return cert.ca;
   }
 }
 
@@ -204,18 +213,22 @@ export function checkServerChain(input: ServerChainInput): ServerChainResult {
         certFile, 'replace that certificate with the one that actually issued the certificate above it'));
       remaining.splice(remaining.indexOf(impostor), 1);
     } else {
+      // The issuer is not in the file. Fine when it is a root the clients trust (client_ca tells
+      // us when it holds it); a leaf alone is suspicious, an intermediate at the end is usual.
       const known = (input.knownIssuers ?? []).find((c) => issuedBy(last.cert, c.cert));
-      const trustedRoot = known !== undefined && isSelfSigned(known.cert);
-      if (!trustedRoot) {
-        const what = last === leaf ? `the leaf ${certText(last)}` : `the intermediate ${certText(last)}`;
-        const extra = known !== undefined
-          ? ` It is in ${basename(known.file)} (client_ca) but the server chain does not include it.`
-          : last === leaf
-            ? ` Clients that trust ${displayName(last.cert.issuer)} directly will verify it; clients that only trust a root above it will not.`
-            : '';
+      const hint = `add the certificate of ${displayName(last.cert.issuer)} after it, unless clients already have it`;
+      if (known !== undefined && !isSelfSigned(known.cert)) {
         problems.push(problem('warning', 'CG_CHAIN_INCOMPLETE',
-          `the chain ends at ${what}, whose issuer ${missingIssuer(last.cert)} is not in the file.${extra}`,
-          certFile, `add the certificate of ${displayName(last.cert.issuer)} after it, unless clients already have it`));
+          `the chain ends at ${certText(last)}, whose issuer ${missingIssuer(last.cert)} is an intermediate: it is in ${basename(known.file)} (client_ca) but not in the server chain, so clients that only trust the root cannot verify the server`,
+          certFile, hint));
+      } else if (known === undefined && last === leaf) {
+        problems.push(problem('warning', 'CG_CHAIN_INCOMPLETE',
+          `the file holds only the leaf ${certText(last)}; its issuer ${missingIssuer(last.cert)} is not in it. Clients that trust ${displayName(last.cert.issuer)} itself verify the server; if it is an intermediate, clients that only trust the root cannot`,
+          certFile, hint));
+      } else if (known === undefined) {
+        problems.push(problem('info', 'CG_CHAIN_INCOMPLETE',
+          `the chain ends at the intermediate ${certText(last)}; clients must trust its issuer ${missingIssuer(last.cert)} as a root`,
+          certFile, `nothing to do if ${displayName(last.cert.issuer)} is a root; otherwise add it after the intermediate`));
       }
     }
   }
@@ -283,7 +296,7 @@ export function checkLeaf(leaf: CertRef, now: Date, listenHost?: string): Proble
         `nothing to do now; renew it before ${day(to)}`));
     }
   }
-  if (cert.ca) {
+  if (basicCa(cert)) {
     out.push(problem('error', 'CG_CERT_IS_CA',
       `the leaf certificate ${name} is a CA certificate (basicConstraints CA:TRUE); clients reject it as a server certificate`, file));
   }
@@ -340,7 +353,7 @@ export function checkClientCas(input: ClientCaInput): Problem[] {
   }
   for (const ca of cas) {
     const usage = keyUsage(ca.cert);
-    if (!ca.cert.ca) {
+    if (!basicCa(ca.cert)) {
       out.push(problem('error', 'CG_CA_NOT_CA',
         `${certText(ca)} is not a CA certificate (no basicConstraints CA:TRUE); Node cannot use it to verify clients`, file));
     } else if (usage !== undefined && (usage & px.KeyUsageFlags.keyCertSign) === 0) {
@@ -404,7 +417,7 @@ export interface CrlResult {
 
 async function crlSignedBy(crl: px.X509Crl, ca: X509Certificate): Promise<boolean> {
   try {
-    return await crl.verify({ publicKey: peculiar(ca) });
+    return await crl.verify({ publicKey: peculiar(ca) }, webcrypto as unknown as Crypto);
   } catch {
     return false;
   }

@@ -258,7 +258,7 @@ export async function inspectTls(tls: TlsConfig, opts: InspectOptions = {}): Pro
     for (const b of blocks) {
       if (b.kind !== 'crl' || b.error !== undefined) continue;
       try {
-        crls.push(ref({ crl: new px.X509Crl(b.der) }, crlFile.path, b, blocks.length));
+        crls.push(ref({ crl: new px.X509Crl(new Uint8Array(b.der)) }, crlFile.path, b, blocks.length));
         crlBlocks.push(b);
       } catch (err) {
         problems.push(problem('error', 'CG_PEM_PARSE', `${describeBlock(b)} is not a valid CRL: ${errText(err)}`, crlFile.path));

@@ -1,0 +1,189 @@
+/**
+ * `certgate certs init|issue|sign|revoke`: flags → pki/dev-pki.ts. Each subcommand parses strictly
+ * (unknown flags and stray arguments are usage errors) and prints a CertgateError as one line.
+ * Exit status: 0 ok, 1 failure, 2 usage error.
+ */
+import { readFile } from 'node:fs/promises';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { CertgateError, formatProblem } from '../errors.js';
+import { initDevPki, issueClient, revoke, signCsr, writeFileAtomic } from '../pki/dev-pki.js';
+import type { CommandIo } from './io.js';
+
+const HELP: Record<string, string> = {
+  certs: `Usage: certgate certs <init|issue|sign|revoke> [options]
+
+A small development PKI in one folder (a dev CA, never for production):
+  init     create ca.crt/ca.key, server.pem (localhost), client.{crt,key,pem,p12} and crl.pem
+  issue    issue another client certificate from the dev CA
+  sign     sign a CSR (openssl req -new) as a client certificate
+  revoke   add a certificate to crl.pem (re-issued)
+
+Run certgate certs <subcommand> --help for its options.
+Example: certgate certs init --dir certs/dev`,
+  init: `Usage: certgate certs init --dir DIR [--rsa] [--force]
+
+Creates a dev CA (10 years) and, signed by it, a server bundle for localhost/127.0.0.1/::1 and a client
+certificate (825 days), plus an empty CRL valid for 30 days. Keys, client.p12 and its password file are 0600.
+
+Options:
+  --dir DIR   the folder to write (created if missing)
+  --rsa       RSA-2048 keys instead of ECDSA P-256
+  --force     overwrite existing files (this replaces the CA: earlier certificates stop verifying)
+  -h, --help  show this help
+Example: certgate certs init --dir certs/dev`,
+  issue: `Usage: certgate certs issue --dir DIR --cn NAME [--ou OU] [--san-uri URI]... [--san-dns NAME]... [--days N] [--out PREFIX]
+
+Issues a client certificate (EKU clientAuth) from the dev CA in DIR and prints the three files written:
+PREFIX.crt, PREFIX.key and PREFIX.pem (key + certificate).
+
+Options:
+  --dir DIR        the folder holding ca.crt and ca.key
+  --cn NAME        the subject common name
+  --ou OU          the subject organizational unit
+  --san-uri URI    a URI subject alternative name (repeatable), e.g. a SPIFFE id
+  --san-dns NAME   a DNS subject alternative name (repeatable)
+  --days N         validity in days, 1 to 825 (default 825)
+  --out PREFIX     where to write (default DIR/NAME)
+  -h, --help       show this help
+Example: certgate certs issue --dir certs/dev --cn svc-a --ou payments --san-uri spiffe://example.org/svc-a`,
+  sign: `Usage: certgate certs sign --dir DIR --csr FILE [--days N] [--out FILE]
+
+Verifies the CSR's signature, then signs it as a client certificate (EKU clientAuth) of the dev CA. The
+subject and subject alternative names come from the CSR. Prints the certificate followed by the CA.
+
+Options:
+  --dir DIR    the folder holding ca.crt and ca.key
+  --csr FILE   the PEM certificate request
+  --days N     validity in days, 1 to 825 (default 825)
+  --out FILE   write the certificate chain there instead of stdout
+  -h, --help   show this help
+Example: certgate certs sign --dir certs/dev --csr svc-b.csr --out svc-b.crt`,
+  revoke: `Usage: certgate certs revoke --dir DIR --cert FILE
+
+Adds the certificate's serial to DIR/crl.pem and re-issues the CRL (valid 30 days; earlier revocations are
+kept). Re-run it, or init --force, before the CRL's next update: an expired CRL refuses every client.
+
+Options:
+  --dir DIR    the folder holding ca.crt, ca.key and crl.pem
+  --cert FILE  the PEM certificate to revoke (issued by this dev CA)
+  -h, --help   show this help
+Example: certgate certs revoke --dir certs/dev --cert certs/dev/svc-a.crt`,
+};
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+const COMMON: Options = { dir: { type: 'string' }, help: { type: 'boolean', short: 'h' } };
+const OPTIONS: Record<string, Options> = {
+  init: { ...COMMON, rsa: { type: 'boolean' }, force: { type: 'boolean' } },
+  issue: {
+    ...COMMON, cn: { type: 'string' }, ou: { type: 'string' }, 'san-uri': { type: 'string', multiple: true },
+    'san-dns': { type: 'string', multiple: true }, days: { type: 'string' }, out: { type: 'string' },
+  },
+  sign: { ...COMMON, csr: { type: 'string' }, days: { type: 'string' }, out: { type: 'string' } },
+  revoke: { ...COMMON, cert: { type: 'string' } },
+};
+
+type Values = Record<string, string | boolean | Array<string | boolean> | undefined>;
+
+export async function runCerts(argv: string[], out: CommandIo): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
+    (sub === undefined ? out.stderr : out.stdout)(HELP.certs!);
+    return sub === undefined ? 2 : 0;
+  }
+  const options = OPTIONS[sub];
+  if (options === undefined) return usage(out, 'certs', `unknown subcommand "${sub}"; expected init, issue, sign or revoke`);
+  let values: Values;
+  try {
+    values = parseArgs({ args: rest, options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    // Node's message continues with advice about "--"; the first sentence is the reason.
+    return usage(out, sub, (err as Error).message.split(/\.\s/)[0] ?? String(err));
+  }
+  if (values.help === true) {
+    out.stdout(HELP[sub]!);
+    return 0;
+  }
+  try {
+    return await run(sub, values, out);
+  } catch (err) {
+    if (!(err instanceof CertgateError)) throw err;
+    if (err.code === 'CG_USAGE') return usage(out, sub, err.message);
+    out.stderr(`certgate: ${formatProblem(err.toProblem())}`);
+    return 1;
+  }
+}
+
+function usage(out: CommandIo, sub: string, reason: string): number {
+  const cmd = sub === 'certs' ? 'certs' : `certs ${sub}`;
+  out.stderr(`certgate ${cmd}: ${reason} (fix: run certgate ${cmd} --help) [CG_USAGE]`);
+  return 2;
+}
+
+function required(values: Values, name: string, sub: string): string {
+  const v = values[name];
+  if (typeof v !== 'string' || v === '') throw new CertgateError('CG_USAGE', `--${name} is required`);
+  return v;
+}
+
+function days(values: Values): number | undefined {
+  const v = values.days;
+  if (typeof v !== 'string') return undefined;
+  if (!/^\d+$/.test(v)) throw new CertgateError('CG_USAGE', `--days must be a whole number of days, got "${v}"`);
+  return Number(v);
+}
+
+function strings(v: Values[string]): string[] {
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+}
+
+async function readInput(file: string, flag: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
+    throw new CertgateError('CG_FILE_READ', `cannot read ${file}: ${code}`, { file, hint: `check the path given to ${flag}`, cause: err });
+  }
+}
+
+async function run(sub: string, values: Values, out: CommandIo): Promise<number> {
+  const dir = required(values, 'dir', sub);
+  switch (sub) {
+    case 'init': {
+      const files = await initDevPki(dir, { rsa: values.rsa === true, force: values.force === true });
+      out.stdout(files.join('\n'));
+      return 0;
+    }
+    case 'issue': {
+      const ou = values.ou as string | undefined;
+      const outPrefix = values.out as string | undefined;
+      const d = days(values);
+      const paths = await issueClient(dir, {
+        cn: required(values, 'cn', sub),
+        sanUri: strings(values['san-uri']),
+        sanDns: strings(values['san-dns']),
+        ...(ou !== undefined && { ou }), ...(outPrefix !== undefined && { out: outPrefix }), ...(d !== undefined && { days: d }),
+      });
+      out.stdout([paths.certPath, paths.keyPath, paths.pemPath].join('\n'));
+      return 0;
+    }
+    case 'sign': {
+      const csrFile = required(values, 'csr', sub);
+      const d = days(values);
+      const chain = await signCsr(dir, await readInput(csrFile, '--csr'), d === undefined ? {} : { days: d });
+      if (typeof values.out === 'string') {
+        await writeFileAtomic(values.out, chain, 0o644);
+        out.stdout(values.out);
+      } else {
+        out.stdout(chain);
+      }
+      return 0;
+    }
+    default: {
+      const certFile = required(values, 'cert', sub);
+      const r = await revoke(dir, await readInput(certFile, '--cert'));
+      const what = r.alreadyRevoked ? 'was already revoked' : 'revoked';
+      out.stdout(`serial ${r.serial} ${what}; ${r.crlPath} re-issued, next update ${r.nextUpdate.toISOString()}`);
+      return 0;
+    }
+  }
+}

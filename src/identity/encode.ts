@@ -1,0 +1,38 @@
+/**
+ * Value encodings shared by the identity headers and the XFCC element. Every function returns
+ * printable ASCII, so Node's setHeader can never throw ERR_INVALID_CHAR on a certificate's
+ * content (values above U+00FF throw, CR/LF throw; DEPENDENCIES.md §1 and ANCHORS.md A.8).
+ */
+
+/** Anything but printable ASCII, plus `%` (the escape itself) and `,` (our list separator). */
+const NEEDS_ENCODING = /[^\x20-\x24\x26-\x2b\x2d-\x7e]/;
+
+/**
+ * Percent-encodes `,`, `%`, control characters (incl. CR, LF, NUL, DEL) and every byte >= 0x80
+ * of the UTF-8 form, as uppercase `%XX`. `decodeURIComponent` reverses it exactly.
+ */
+export function percentEncode(value: string): string {
+  if (!NEEDS_ENCODING.test(value)) return value;
+  let out = '';
+  for (const byte of Buffer.from(value, 'utf8')) {
+    const ch = String.fromCharCode(byte);
+    out += NEEDS_ENCODING.test(ch) ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}` : ch;
+  }
+  return out;
+}
+
+/** PEM as OpenSSL writes it (PEM_write_bio_X509): 64-column base64, trailing newline. */
+export function certificatePem(der: Buffer): string {
+  const lines = der.toString('base64').match(/.{1,64}/g) ?? [];
+  return `-----BEGIN CERTIFICATE-----\n${lines.join('\n')}\n-----END CERTIFICATE-----\n`;
+}
+
+/** Like nginx's $ssl_client_escaped_cert and Envoy's `Cert=`: the PEM text, URL-encoded. */
+export function escapedPem(ders: readonly Buffer[]): string {
+  return encodeURIComponent(ders.map(certificatePem).join(''));
+}
+
+/** RFC 8941 Byte Sequence, as RFC 9440 uses it: `:<base64>:`. */
+export function byteSequence(der: Buffer): string {
+  return `:${der.toString('base64')}:`;
+}

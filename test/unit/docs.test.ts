@@ -1,0 +1,34 @@
+/**
+ * The README "Errors" table lists every code in CODES with its fix, and nothing else (fastify's
+ * errors-doc test idea); the committed JSON Schema is what the validator's schema generates.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { CODES } from '../../dist/errors.js';
+import { configJsonSchema } from '../../dist/config/write-schema.js';
+
+test('README errors table and CODES agree, code by code', () => {
+  const readme = readFileSync('README.md', 'utf8');
+  const start = readme.indexOf('<!-- errors-table:start -->');
+  const end = readme.indexOf('<!-- errors-table:end -->');
+  assert.ok(start > 0 && end > start, 'README.md must hold the errors-table markers');
+  const rows = readme.slice(start, end).split('\n').filter((l) => l.startsWith('| `CG_'));
+  const documented = new Map(rows.map((r) => {
+    const m = /^\| `(CG_[A-Z_]+)` \| (.*) \|$/.exec(r);
+    assert.ok(m, `malformed row: ${r}`);
+    return [m[1]!, m[2]!] as const;
+  }));
+  for (const [code, hint] of Object.entries(CODES)) {
+    assert.equal(documented.get(code), hint.replaceAll('|', '\\|'), `README row for ${code} (run: npm run docs)`);
+  }
+  for (const code of documented.keys()) assert.ok(code in CODES, `README lists ${code}, which no longer exists`);
+});
+
+test('config/certgate.schema.json is generated from the validator schema (npm run schema)', () => {
+  assert.equal(readFileSync('config/certgate.schema.json', 'utf8'), configJsonSchema());
+});
+
+test('the default config names its schema for editors', () => {
+  assert.match(readFileSync('config/certgate.yaml', 'utf8'), /^# yaml-language-server: \$schema=\.\/certgate\.schema\.json$/m);
+});
