@@ -34,7 +34,7 @@ export interface StartOptions {
 export async function startCertgate(config: Config, opts: StartOptions = {}): Promise<Certgate> {
   const log = opts.log ?? createLogger({ level: config.log.level });
   const material = await loadTls(config.tls, { listenHost: config.listen.host });
-  for (const p of material.problems) log.warn({ msg: p.message, code: p.code, file: p.file, hint: p.hint });
+  for (const p of material.problems) log[p.severity === 'info' ? 'info' : 'warn']({ msg: p.message, code: p.code, file: p.file, hint: p.hint });
 
   const metrics = createMetrics();
   let stopping = false;

@@ -6,10 +6,6 @@
 import { readFileSync } from 'node:fs';
 import { CertgateError, formatProblem, type ErrorCode } from './errors.js';
 import { processIo, type CommandIo } from './commands/io.js';
-import { runServe, SERVE_HELP } from './commands/serve.js';
-import { runCheck } from './commands/check.js';
-import { runWhoami } from './commands/whoami.js';
-import { runCerts } from './commands/certs.js';
 
 const HELP = `Usage: certgate [command] [options]
 
@@ -42,15 +38,16 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
   const command = first === undefined || first.startsWith('-') ? 'serve' : first;
   const args = command === first ? rest : argv;
   try {
+    // Commands are imported on demand: `--version` or `certs` should not pay for loading the proxy.
     switch (command) {
       case 'serve':
-        return await runServe(args, io);
+        return await (await import('./commands/serve.js')).runServe(args, io);
       case 'check':
-        return await runCheck(args, io);
+        return await (await import('./commands/check.js')).runCheck(args, io);
       case 'certs':
-        return await runCerts(args, io);
+        return await (await import('./commands/certs.js')).runCerts(args, io);
       case 'whoami':
-        return await runWhoami(args, io);
+        return await (await import('./commands/whoami.js')).runWhoami(args, io);
       default:
         io.stderr(`certgate: unknown command "${command}" (fix: run certgate --help) [CG_USAGE]`);
         return 2;
@@ -104,4 +101,3 @@ if (invokedAs.endsWith('cli.js') || invokedAs.endsWith('certgate')) {
     },
   );
 }
-export { SERVE_HELP };

@@ -41,6 +41,7 @@ export const CODES = {
   CG_PKI_FOREIGN_CERT: 'the certificate was not issued by the dev CA in --dir: revoke it with the CA that issued it',
   CG_CERT_VALIDITY: 'for information: how long the certificate stays valid; renew it before then',
   CG_CRL_NOT_YET_VALID: 'a CRL\'s thisUpdate is in the future: every client would be refused; check the clock or the CRL',
+  CG_TLS_REJECTED: 'Node/OpenSSL refused this key, certificate or CRL (e.g. key too small, weak signature): reissue it with RSA >= 2048 bits or an EC key and SHA-256',
 } as const;
 
 export type ErrorCode = keyof typeof CODES;

@@ -141,7 +141,7 @@ async function readInput(file: string, flag: string): Promise<string> {
     return await readFile(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
-    throw new CertgateError('CG_FILE_READ', `cannot read ${file}: ${code}`, { file, hint: `check the path given to ${flag}`, cause: err });
+    throw new CertgateError('CG_FILE_READ', `cannot read ${file}: ${code}`, { hint: `check the path given to ${flag}`, cause: err });
   }
 }
 

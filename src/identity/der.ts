@@ -212,9 +212,9 @@ export function readGeneralNames(der: Buffer): GeneralNames {
   const seq = readOne(der, TAG.SEQUENCE, 'GeneralNames');
   const out: GeneralNames = { uri: [], dns: [], email: [], ip: [] };
   for (const gn of children(seq, 'GeneralNames')) {
-    if (gn.tag === GN_URI) out.uri.push(ia5Text(gn.value));
-    else if (gn.tag === GN_DNS) out.dns.push(ia5Text(gn.value));
-    else if (gn.tag === GN_EMAIL) out.email.push(ia5Text(gn.value));
+    if (gn.tag === GN_URI) out.uri.push(ia5Text(gn.value, 'uniformResourceIdentifier'));
+    else if (gn.tag === GN_DNS) out.dns.push(ia5Text(gn.value, 'dNSName'));
+    else if (gn.tag === GN_EMAIL) out.email.push(ia5Text(gn.value, 'rfc822Name'));
     else if (gn.tag === GN_IP) out.ip.push(ipText(gn.value));
     else if ((gn.tag & 0xc0) !== 0x80) throw new DerError(`GeneralName: unexpected tag 0x${hex2(gn.tag)}`);
   }
@@ -224,15 +224,16 @@ export function readGeneralNames(der: Buffer): GeneralNames {
 const utf8Strict = new TextDecoder('utf-8', { fatal: true });
 
 /**
- * IA5String is ASCII by definition, but CAs do put UTF-8 (IRIs) in URI SANs and OpenSSL
- * does not check. Keep valid UTF-8 as text; anything else byte-for-byte as Latin-1, so no
- * two different byte strings ever decode to the same text.
+ * IA5String is ASCII by definition, but CAs do put UTF-8 (IRIs) in URI SANs and OpenSSL does
+ * not check. Valid UTF-8 is kept as text (that decoding is one-to-one, so policy matching on the
+ * text is matching on the bytes). Anything else is refused, as Go's crypto/x509 refuses any
+ * non-ASCII here: a lossy or Latin-1 reading would let two different SANs compare equal.
  */
-function ia5Text(value: Buffer): string {
+function ia5Text(value: Buffer, what: string): string {
   try {
     return utf8Strict.decode(value);
   } catch {
-    return value.toString('latin1');
+    throw new DerError(`${what}: neither ASCII nor UTF-8`);
   }
 }
 
@@ -245,7 +246,8 @@ export function ipText(value: Buffer): string {
 }
 
 /**
- * RFC 5952 text, as inet_ntop/uv_inet_ntop print it (so it equals Node's `subjectAltName`):
+ * RFC 5952 text, as libuv inet_ntop (and so net.SocketAddress) prints it; Node's own
+ * `subjectAltName` uses OpenSSL's uppercase long form instead, nothing to match against:
  * lowercase, the longest run (>= 2) of zero groups as `::` (first one on a tie), and
  * IPv4-mapped / IPv4-compatible addresses with a dotted tail.
  */

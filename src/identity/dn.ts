@@ -119,7 +119,9 @@ export function printDn(nameDer: Buffer): string {
   avas.forEach((ava, i) => {
     if (i > 0) out += ava.rdn === avas[i - 1]?.rdn ? '+' : ',';
     const name = ATTRIBUTE_NAMES.get(ava.oid);
-    out += name === undefined ? `${ava.oid.slice(0, OID_TEXT_MAX)}=#${hexUpper(ava.value.raw)}` : `${name}=${printValue(ava.value)}`;
+    // do_name_ex: an unknown type is dumped whatever its string type (XN_FLAG_DUMP_UNKNOWN_FIELDS).
+    if (name === undefined) out += `${ava.oid.slice(0, OID_TEXT_MAX)}=#${hexUpper(ava.value.raw)}`;
+    else out += `${name}=${printValue(ava.value)}`;
   });
   return out;
 }
@@ -160,10 +162,11 @@ function printValue(value: Tlv): string {
 function codeUnits(bytes: Buffer, decoding: Decoding): number[] {
   const width = decoding === 'ucs4' ? 4 : decoding === 'ucs2' ? 2 : 1;
   if (bytes.length % width !== 0) {
-    throw new DerError(`${decoding === 'ucs4' ? 'UniversalString' : 'BMPString'} length ${bytes.length} is not a multiple of ${width}`);
+    const type = decoding === 'ucs4' ? 'UniversalString' : 'BMPString';
+    throw new DerError(`${type} length ${bytes.length} is not a multiple of ${width}`);
   }
   const out: number[] = [];
-  for (let i = 0; i < bytes.length; i += width) out.push(width === 1 ? (bytes[i] as number) : bytes.readUIntBE(i, width));
+  for (let i = 0; i < bytes.length; i += width) out.push(bytes.readUIntBE(i, width));
   return out;
 }
 

@@ -4,19 +4,33 @@
  * content (values above U+00FF throw, CR/LF throw; DEPENDENCIES.md §1 and ANCHORS.md A.8).
  */
 
-/** Anything but printable ASCII, plus `%` (the escape itself) and `,` (our list separator). */
-const NEEDS_ENCODING = /[^\x20-\x24\x26-\x2b\x2d-\x7e]/;
+/** Anything but printable ASCII, plus `%` (the escape itself) and `,` (the list separator). */
+const LIST_UNSAFE = /[^\x20-\x24\x26-\x2b\x2d-\x7e]/;
+/** As LIST_UNSAFE, plus `"` and `\`, so a quoted XFCC value never needs an escape. */
+const XFCC_UNSAFE = /[^\x20\x21\x23\x24\x26-\x2b\x2d-\x5b\x5d-\x7e]/;
 
 /**
  * Percent-encodes `,`, `%`, control characters (incl. CR, LF, NUL, DEL) and every byte >= 0x80
  * of the UTF-8 form, as uppercase `%XX`. `decodeURIComponent` reverses it exactly.
  */
 export function percentEncode(value: string): string {
-  if (!NEEDS_ENCODING.test(value)) return value;
+  return encodeUnsafe(value, LIST_UNSAFE);
+}
+
+/**
+ * percentEncode that also encodes `"` and `\`. Neither is legal in a URI (RFC 3986) or a DNS
+ * name, and without them no reading of XFCC quoting (`\"` only, or `\` + any) can disagree.
+ */
+export function percentEncodeXfcc(value: string): string {
+  return encodeUnsafe(value, XFCC_UNSAFE);
+}
+
+function encodeUnsafe(value: string, unsafe: RegExp): string {
+  if (!unsafe.test(value)) return value;
   let out = '';
   for (const byte of Buffer.from(value, 'utf8')) {
     const ch = String.fromCharCode(byte);
-    out += NEEDS_ENCODING.test(ch) ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}` : ch;
+    out += unsafe.test(ch) ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}` : ch;
   }
   return out;
 }

@@ -2,8 +2,9 @@
  * The identity headers certgate sends upstream, and the client-sent headers it removes first.
  *
  * Upstreams trust these headers because certgate strips every spelling a client could use to
- * forge them: WSGI/PHP (and others) fold `_` and `.` into `-`, so `X_Client_Cert_Subject`
- * reaches the app as X-Client-Cert-Subject (Traefik's 2026 advisory; ANCHORS.md §1c row 34).
+ * forge them: CGI/WSGI and PHP turn `-` and `.` into `_` for their HTTP_* variables, so a
+ * client's `X_Client_Cert_Subject` lands on the same HTTP_X_CLIENT_CERT_SUBJECT as ours
+ * (Traefik's 2026 advisory; ANCHORS.md §1c row 34).
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { HeadersConfig } from '../config/types.js';
@@ -11,7 +12,9 @@ import { byteSequence, escapedPem, percentEncode } from './encode.js';
 import type { ClientIdentity } from './types.js';
 import { xfccElement } from './xfcc.js';
 
-const CONTROLLED_NAMES = new Set(['x-client-cert', 'x-forwarded-client-cert', 'forwarded', 'x-real-ip', 'client-cert', 'client-cert-chain']);
+const CONTROLLED_NAMES = new Set([
+  'x-client-cert', 'x-forwarded-client-cert', 'forwarded', 'x-real-ip', 'client-cert', 'client-cert-chain',
+]);
 
 /** Whether a request header is one only certgate may set (any case, `_`/`.` spelled as `-`). */
 export function isClientControlledHeader(name: string): boolean {
@@ -41,7 +44,10 @@ const cache = new WeakMap<ClientIdentity, Cached>();
  * otherwise SUCCESS plus the certificate's fields, each omitted when empty. Every value is
  * printable ASCII. The returned object is frozen and shared: copy it, don't change it.
  */
-export function identityHeaders(identity: ClientIdentity | undefined, opts: HeadersConfig): Readonly<Record<string, string>> {
+export function identityHeaders(
+  identity: ClientIdentity | undefined,
+  opts: HeadersConfig,
+): Readonly<Record<string, string>> {
   if (identity === undefined) return NONE;
   const key = `${opts.xfcc}/${opts.forward_cert}/${opts.rfc9440}`;
   const hit = cache.get(identity);

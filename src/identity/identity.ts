@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { X509Certificate } from 'node:crypto';
-import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { readCertificate, readGeneralNames } from './der.js';
 import { dnAttributes, printDn } from './dn.js';
 import type { ClientIdentity } from './types.js';
@@ -17,7 +17,8 @@ const NO_SAN: ClientIdentity['san'] = Object.freeze({
 
 /**
  * Builds the identity of a certificate. `chain` is the intermediates' DER (leaf excluded).
- * Throws (DerError) only for a certificate whose DER OpenSSL itself would not have accepted.
+ * Throws DerError for DER that OpenSSL itself refuses, and for a URI/DNS/email SAN that is
+ * neither ASCII nor UTF-8 (which OpenSSL lets through): refuse such a client, fail closed.
  */
 export function identityFromCertificate(cert: X509Certificate, chain: readonly Buffer[] = []): ClientIdentity {
   const der = cert.raw;
@@ -54,50 +55,56 @@ function certificateDate(text: string, field: string): Date {
 
 interface Cached {
   readonly identity: ClientIdentity | undefined;
+  /** Intermediates the client sent, captured on first use whether or not asked for (see below). */
+  readonly sent: readonly Buffer[];
   readonly withChain: boolean;
 }
 
-/** Per connection, not per request: getPeerCertificate(true) alone costs ~0.3 ms. */
+/** Per connection, not per request: the DER parse and hash run once per TLS session. */
 const cache = new WeakMap<TLSSocket, Cached>();
 
 /**
  * The identity of the peer on `socket`, or undefined when it sent no certificate. Computed on
  * first use and then fixed for the connection: should the peer renegotiate to another
- * certificate, the first (verified) one stays the identity. `needChain` adds the intermediates
- * (for RFC 9440 / XFCC Chain); asking for it later upgrades the cached identity.
+ * certificate, the first (verified) one stays the identity. `needChain` fills `chain` with the
+ * intermediates the client sent (for RFC 9440 / XFCC Chain); asking for it later upgrades the
+ * cached identity.
+ *
+ * Call this before anything else reads the peer certificate: Node hands the client's chain to
+ * the first X509Certificate built from the socket and empties it for every later call
+ * (getPeerX509Certificate and getPeerCertificate(true) alike; nodejs/node#65579). On Node
+ * versions that read it themselves during the handshake (24.21), `chain` stays empty.
  */
 export function identityOf(socket: TLSSocket, needChain: boolean): ClientIdentity | undefined {
   const hit = cache.get(socket);
-  if (hit !== undefined && (hit.identity === undefined || hit.withChain || !needChain)) return hit.identity;
-  let identity: ClientIdentity | undefined;
-  if (hit?.identity !== undefined) {
-    identity = Object.freeze({ ...hit.identity, chain: Object.freeze(peerIntermediates(socket, hit.identity.der)) });
-  } else {
+  if (hit === undefined) {
     const cert = socket.getPeerX509Certificate();
-    identity = cert === undefined ? undefined : identityFromCertificate(cert, needChain ? peerIntermediates(socket, cert.raw) : []);
+    const sent = cert === undefined ? [] : sentIntermediates(cert);
+    const identity = cert === undefined ? undefined : identityFromCertificate(cert, needChain ? sent : []);
+    cache.set(socket, { identity, sent, withChain: needChain });
+    return identity;
   }
-  cache.set(socket, { identity, withChain: needChain });
+  if (hit.identity === undefined || hit.withChain || !needChain) return hit.identity;
+  const identity: ClientIdentity = Object.freeze({ ...hit.identity, chain: Object.freeze([...hit.sent]) });
+  cache.set(socket, { identity, sent: hit.sent, withChain: true });
   return identity;
 }
 
-/** A verified chain is never this long (OpenSSL's default depth is 100, real ones are 2-4). */
+/** A client chain is never this long (OpenSSL's default verify depth is 100, real ones are 2-4). */
 const MAX_CHAIN = 16;
 
 /**
- * Node links the peer chain through `issuerCertificate` (completed from the CA store), ending
- * at a root that references itself. The root is a trust anchor the upstream already has, so only
- * the certificates between leaf and root are returned, in TLS order.
+ * The certificates the client sent after its leaf, in TLS order, as Node links them through
+ * `issuerCertificate`. A self-signed root among them is left out: the upstream has its trust
+ * anchors, and RFC 9440 Client-Cert-Chain / XFCC Chain are about what links leaf to anchor.
  */
-function peerIntermediates(socket: TLSSocket, leafDer: Buffer): Buffer[] {
-  const leaf: Partial<DetailedPeerCertificate> = socket.getPeerCertificate(true);
-  if (leaf.raw === undefined || !leaf.raw.equals(leafDer)) return [];
+function sentIntermediates(leaf: X509Certificate): Buffer[] {
   const out: Buffer[] = [];
-  const seen = new Set<object>([leaf]);
+  const seen = new Set<X509Certificate>([leaf]);
   let cert = leaf.issuerCertificate;
-  while (cert !== undefined && cert.raw !== undefined && !seen.has(cert) && out.length < MAX_CHAIN) {
-    if (cert.issuerCertificate === cert) break;
-    out.push(cert.raw);
+  while (cert !== undefined && !seen.has(cert) && seen.size <= MAX_CHAIN) {
     seen.add(cert);
+    if (!cert.checkIssued(cert)) out.push(cert.raw);
     cert = cert.issuerCertificate;
   }
   return out;

@@ -5,9 +5,11 @@
  *
  * Where we differ from Envoy, on purpose: URI and DNS values are quoted when they contain
  * `,` `;` `=` or `"` (Envoy leaves them raw, so `URI=https://x/a;b` breaks its own grammar,
- * envoy#32945), and non-ASCII or control bytes in them are percent-encoded.
+ * envoy#32945), and `,` `%` `"` `\`, non-ASCII and control bytes in them are percent-encoded.
+ * No quoted value then holds a `"`, nor a `\` right before its closing quote, so parsers that
+ * read `\"` as the only escape and parsers that read `\` + any char see the same pairs.
  */
-import { escapedPem, percentEncode } from './encode.js';
+import { escapedPem, percentEncodeXfcc } from './encode.js';
 import type { ClientIdentity } from './types.js';
 
 /**
@@ -21,10 +23,10 @@ export function xfccElement(identity: ClientIdentity, includeCert: boolean): str
     pairs.push(`Cert=${quoted(escapedPem([identity.der]))}`);
     if (identity.chain.length > 0) pairs.push(`Chain=${quoted(escapedPem([identity.der, ...identity.chain]))}`);
   }
-  // Envoy always quotes Subject (even when empty); consumers written for Envoy expect that.
-  pairs.push(`Subject=${quoted(unambiguousDn(identity.subject))}`);
-  for (const uri of identity.san.uri) pairs.push(`URI=${valueText(percentEncode(uri))}`);
-  for (const dns of identity.san.dns) pairs.push(`DNS=${valueText(percentEncode(dns))}`);
+  // Envoy always quotes Subject (even when empty) and puts the RFC 4514 text in as it is.
+  pairs.push(`Subject="${unambiguousDn(identity.subject)}"`);
+  for (const uri of identity.san.uri) pairs.push(`URI=${valueText(percentEncodeXfcc(uri))}`);
+  for (const dns of identity.san.dns) pairs.push(`DNS=${valueText(percentEncodeXfcc(dns))}`);
   return pairs.join(';');
 }
 
@@ -34,18 +36,18 @@ function valueText(value: string): string {
 }
 
 /**
- * An HTTP quoted-string (RFC 9110 5.6.4): `"` and `\` inside are backslash-escaped, so no
- * value can end the quotes early under either common parsing style (`\"` only, or `\` + any).
+ * The XFCC quoting: `"` inside escaped as `\"`, and `\` as `\\` (RFC 9110 quoted-string).
+ * A guard only: the values passed here are percent- or URL-encoded and hold neither.
  */
 export function quoted(value: string): string {
   return `"${value.replace(/["\\]/g, '\\$&')}"`;
 }
 
 /**
- * The RFC 4514 subject with its two escapes that would need re-escaping inside quotes, `\"` and
- * `\\`, written as the equivalent RFC 4514 hex pairs `\22` and `\5C`. The DN means the same, it
- * then needs no quoted-string escaping, and every other subject stays byte-identical to Envoy's
- * and to X-Client-Cert-Subject (whose `\,` a second escaping layer would turn into `\\,`).
+ * The RFC 4514 subject with its two escapes that could end the quotes early, `\"` and `\\` (a
+ * value's trailing backslash), written as the equivalent RFC 4514 hex pairs `\22` and `\5C`.
+ * The DN means the same, and every other subject stays byte-identical to Envoy's and to
+ * X-Client-Cert-Subject (a second escaping layer would turn every `\,` into `\\,`).
  */
 function unambiguousDn(dn: string): string {
   return dn.replace(/\\["\\]/g, (pair) => (pair === '\\"' ? '\\22' : '\\5C'));

@@ -39,19 +39,31 @@ const PUBLIC = 0o644;
 
 /** Writes via a temporary file in the same folder and rename(2), so readers see the old or the new file. */
 export async function writeFileAtomic(file: string, data: string | Uint8Array, mode: number): Promise<void> {
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const fh = await open(tmp, 'wx', mode);
+  await writeFilesAtomic([[file, data, mode]]);
+}
+
+/**
+ * Writes every file to a temporary name first and renames them only once all were written, so a failure
+ * (disk full, permissions) leaves the old set untouched instead of a mix of two CAs.
+ */
+export async function writeFilesAtomic(files: ReadonlyArray<readonly [file: string, data: string | Uint8Array, mode: number]>): Promise<void> {
+  const tag = `${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const written: string[] = [];
   try {
-    await fh.writeFile(data);
-    await fh.chmod(mode); // open()'s mode is filtered by the umask; the result must not depend on it
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, file);
+    for (const [file, data, mode] of files) {
+      const fh = await open(`${file}.${tag}`, 'wx', mode);
+      written.push(`${file}.${tag}`);
+      try {
+        await fh.writeFile(data);
+        await fh.chmod(mode); // open()'s mode is filtered by the umask; the result must not depend on it
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    }
+    for (const [file] of files) await rename(`${file}.${tag}`, file);
   } catch (err) {
-    await rm(tmp, { force: true });
+    await Promise.all(written.map((tmp) => rm(tmp, { force: true })));
     throw err;
   }
 }
@@ -102,7 +114,7 @@ export async function initDevPki(dir: string, opts: { rsa?: boolean; force?: boo
     [DEV_FILES.crl, crlToPem(crl), PUBLIC],
   ];
   await mkdir(dir, { recursive: true });
-  for (const [name, data, mode] of files) await writeFileAtomic(at(name), data, mode);
+  await writeFilesAtomic(files.map(([name, data, mode]) => [at(name), data, mode] as const));
   return files.map(([name]) => at(name));
 }
 
@@ -121,7 +133,7 @@ export async function loadDevCa(dir: string): Promise<DevCa> {
   const [pem, keyPem] = await Promise.all([readFile(certFile, 'utf8'), readFile(keyFile, 'utf8')]);
   const privateKey = await importSigningKey(keyPem);
   if (!new X509Certificate(pem).checkPrivateKey(createPrivateKey(keyPem))) {
-    throw new CertgateError('CG_KEY_MISMATCH', `${keyFile} is not the key of ${certFile}`, { file: keyFile });
+    throw new CertgateError('CG_KEY_MISMATCH', `${keyFile} is not the key of ${certFile}`);
   }
   return { cert: parseCert(pem), privateKey, pem, keyType: privateKey.algorithm.name === 'ECDSA' ? 'ec' : 'rsa' };
 }
@@ -161,9 +173,7 @@ export async function issueClient(dir: string, opts: IssueOptions): Promise<{ ce
   const cert = certToPem(leaf.cert);
   const paths = { certPath: `${prefix}.crt`, keyPath: `${prefix}.key`, pemPath: `${prefix}.pem` };
   await mkdir(path.dirname(prefix), { recursive: true });
-  await writeFileAtomic(paths.certPath, cert, PUBLIC);
-  await writeFileAtomic(paths.keyPath, key, SECRET);
-  await writeFileAtomic(paths.pemPath, key + cert, SECRET);
+  await writeFilesAtomic([[paths.certPath, cert, PUBLIC], [paths.keyPath, key, SECRET], [paths.pemPath, key + cert, SECRET]]);
   return paths;
 }
 
@@ -196,7 +206,7 @@ export async function revoke(dir: string, certPem: string): Promise<{ serial: st
   if (await exists(crlPath)) {
     const old = parseCrl(await readFile(crlPath, 'utf8'));
     if (!(await old.verify({ publicKey: ca.cert.publicKey }))) {
-      throw new CertgateError('CG_CRL_ISSUER', `${crlPath} is not signed by the dev CA`, { file: crlPath });
+      throw new CertgateError('CG_CRL_ISSUER', `${crlPath} is not signed by the dev CA`);
     }
     entries = old.entries.map((e) => ({ serial: e.serialNumber, revokedAt: e.revocationDate }));
     crlNumber = crlNumberOf(old);

@@ -71,8 +71,8 @@ function window(v: Validity, defaultDays: number): { notBefore: Date; notAfter: 
   return { notBefore, notAfter };
 }
 
-function signingAlgorithm(key: CryptoKey): Algorithm | EcdsaParams {
-  return key.algorithm.name === 'ECDSA' ? { name: 'ECDSA', hash: 'SHA-256' } : { name: key.algorithm.name, hash: 'SHA-256' };
+function signingAlgorithm(key: CryptoKey): EcdsaParams {
+  return { name: key.algorithm.name, hash: 'SHA-256' }; // ECDSA or RSASSA-PKCS1-v1_5, always with SHA-256
 }
 
 /** Signs with `issuer`, or self-signs with `selfKey` when there is no issuer (a root). */
@@ -247,15 +247,13 @@ export async function importSigningKey(pem: string, passphrase?: string): Promis
   const ko = createPrivateKey(passphrase === undefined ? pem : { key: pem, passphrase });
   const der = ko.export({ type: 'pkcs8', format: 'der' });
   const alg = ko.asymmetricKeyType === 'ec'
-    ? { name: 'ECDSA', namedCurve: curveName(ko.asymmetricKeyDetails?.namedCurve) }
+    ? { name: 'ECDSA', namedCurve: WEB_CURVES[ko.asymmetricKeyDetails?.namedCurve ?? ''] ?? 'unsupported curve' }
     : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
   return webcrypto.subtle.importKey('pkcs8', der, alg, true, ['sign']) as Promise<CryptoKey>;
 }
 
-function curveName(openssl: string | undefined): string {
-  const names: Record<string, string> = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521' };
-  return names[openssl ?? ''] ?? 'P-256';
-}
+/** OpenSSL curve names (what Node reports) → webcrypto names. */
+const WEB_CURVES: Record<string, string> = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521' };
 
 /** The base64 PEM blocks of `label` in `text`, each re-emitted with a trailing newline. */
 export function pemBlocks(text: string, label: string): string[] {

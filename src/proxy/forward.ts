@@ -18,7 +18,8 @@ export type UpstreamErrorHandler = (
 ) => void;
 
 export interface Forwarder {
-  web(req: http.IncomingMessage, res: http.ServerResponse, route: RouteConfig): void;
+  /** @param clientWantsClose the client's own Connection: close (its Connection header is stripped before). */
+  web(req: http.IncomingMessage, res: http.ServerResponse, route: RouteConfig, clientWantsClose: boolean): void;
   ws(req: http.IncomingMessage, socket: Duplex, head: Buffer, route: RouteConfig): void;
   close(): void;
 }
@@ -33,6 +34,28 @@ interface RouteTarget {
 const timedOut = new WeakSet<http.IncomingMessage>();
 /** The route each forwarded request took, for the error handler's labels. */
 const routeOf = new WeakMap<http.IncomingMessage, string>();
+/** Requests whose client asked to close the connection after the response. */
+const closeAfter = new WeakSet<http.IncomingMessage>();
+
+/** RFC 9110 §7.6.1 response fields that describe the upstream hop, not ours. */
+const RESPONSE_HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authenticate'];
+
+/**
+ * The upstream's hop-by-hop fields (its keep-alive timeout, any field its Connection header names) must not
+ * reach the client; the client's connection is ours and follows the client's own Connection header.
+ * Runs in 'proxyRes', before http-proxy copies the headers (its setConnection pass fills `connection`).
+ */
+function stripResponseHopByHop(proxyRes: http.IncomingMessage, req: http.IncomingMessage): void {
+  const h = proxyRes.headers;
+  if (typeof h.connection === 'string') {
+    for (const name of h.connection.split(',')) {
+      const n = name.trim().toLowerCase();
+      if (n !== '' && n !== 'content-length' && n !== 'transfer-encoding' && n !== 'content-type') delete h[n];
+    }
+  }
+  for (const n of RESPONSE_HOP_BY_HOP) delete h[n];
+  h.connection = closeAfter.has(req) || req.httpVersion === '1.0' ? 'close' : 'keep-alive';
+}
 
 export async function createForwarder(routes: readonly RouteConfig[], onError: UpstreamErrorHandler): Promise<Forwarder> {
   const targets = new Map<string, RouteTarget>();
@@ -43,6 +66,7 @@ export async function createForwarder(routes: readonly RouteConfig[], onError: U
     targets.set(route.name, { target: route.upstream, agent, timeoutMs: route.timeout_ms });
   }
   const proxy = createProxyServer({ xfwd: false, ws: true, prependPath: true });
+  proxy.on('proxyRes', stripResponseHopByHop);
   proxy.on('error', (err, req, res) => {
     const failure = classifyUpstreamError(err as NodeJS.ErrnoException, timedOut.has(req));
     onError(err as NodeJS.ErrnoException, failure, routeOf.get(req) ?? 'unknown', req, res as http.ServerResponse | Duplex);
@@ -56,7 +80,8 @@ export async function createForwarder(routes: readonly RouteConfig[], onError: U
     return { opts: { target: t.target, agent: t.agent, proxyTimeout: t.timeoutMs }, timer };
   };
   return {
-    web(req, res, route) {
+    web(req, res, route, clientWantsClose) {
+      if (clientWantsClose) closeAfter.add(req);
       const { opts, timer } = optionsFor(req, route);
       // Once the upstream answered, a later stall is a cut stream, not "no response in time".
       const stop = (): void => clearTimeout(timer);

@@ -136,8 +136,9 @@ export function createHandlers(config: Config, forwarder: Forwarder, metrics: Me
         sendError(res, a.status, a.body, { close: a.close === true });
         return;
       }
+      const clientWantsClose = /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
       prepareHeaders(req, a.identity, false);
-      forwarder.web(req, res, a.route);
+      forwarder.web(req, res, a.route, clientWantsClose);
     },
     onUpgrade(req, socket, head) {
       const a = admit(req);

@@ -56,13 +56,16 @@ export function createTlsServer(config: Config, material: TlsMaterial, handlers:
     ...secureContextOptions(material, config.tls),
     requestCert: true,
     rejectUnauthorized: false,
-    ALPNProtocols: ['http/1.1'],
+    // http/1.0 too: a client offering only it would otherwise get a bare no_application_protocol alert.
+    ALPNProtocols: ['http/1.1', 'http/1.0'],
     handshakeTimeout: 10_000,
   });
   server.on('request', handlers.onRequest);
   server.on('upgrade', handlers.onUpgrade);
 
   server.on('secureConnection', (socket: TLSSocket) => {
+    // The identity is computed once per connection: a renegotiation must not swap the certificate under it.
+    socket.disableRenegotiation();
     metrics.connectionsOpen.inc();
     socket.once('close', () => metrics.connectionsOpen.dec());
     metrics.handshakes.inc({ version: socket.getProtocol() ?? 'unknown', resumed: String(socket.isSessionReused()) });

@@ -162,16 +162,8 @@ export interface ServerChainResult {
   readonly chain: CertRef[];
 }
 
-/**
- * Find the leaf (the certificate matching the key, wherever it sits), order the rest by issuer
- * links, and report mismatch, reordering, broken links, missing issuers and stray certificates.
- */
-export function checkServerChain(input: ServerChainInput): ServerChainResult {
-  const { key, certs } = input;
-  const problems: Problem[] = [];
-  const certFile = certs[0]?.file ?? key.file;
-  if (certs.length === 0) return { problems, chain: [] };
-
+/** The certificates whose public key matches the private key; an end-entity one valid longest first. */
+function findLeaf(key: KeyRef, certs: readonly CertRef[]): CertRef | undefined {
   const matching = certs.filter((c) => {
     try {
       return c.cert.checkPrivateKey(key.key);
@@ -179,70 +171,88 @@ export function checkServerChain(input: ServerChainInput): ServerChainResult {
       return false;
     }
   });
-  if (matching.length === 0) {
-    const first = certs[0] as CertRef;
-    const what = certs.length === 1 ? 'the certificate' : `any of the ${certs.length} certificates; the first is`;
-    problems.push(problem('error', 'CG_KEY_MISMATCH',
-      `the private key${where(key, certFile)} does not match ${what} ${certText(first, key.file)}`,
-      key.file));
-    return { problems, chain: [] };
-  }
   // Several certificates for one key (a renewed certificate next to the old one): prefer an
   // end-entity certificate, then the one valid longest.
-  const leaf = [...matching].sort((a, b) =>
-    Number(a.cert.ca) - Number(b.cert.ca) || notAfter(b.cert).getTime() - notAfter(a.cert).getTime())[0] as CertRef;
+  return matching.sort((a, b) =>
+    Number(basicCa(a.cert)) - Number(basicCa(b.cert)) || notAfter(b.cert).getTime() - notAfter(a.cert).getTime())[0];
+}
 
+/** Follow issuer links from the leaf through `pool`; what was used is removed from `pool`. */
+function linkChain(leaf: CertRef, pool: CertRef[]): CertRef[] {
   const chain: CertRef[] = [];
-  const remaining = certs.filter((c) => c !== leaf);
   let current = leaf;
   while (!isSelfSigned(current.cert)) {
-    const i = remaining.findIndex((c) => issuedBy(current.cert, c.cert));
+    const i = pool.findIndex((c) => issuedBy(current.cert, c.cert));
     if (i < 0) break;
-    const next = remaining.splice(i, 1)[0] as CertRef;
-    chain.push(next);
-    current = next;
+    current = pool.splice(i, 1)[0] as CertRef;
+    chain.push(current);
   }
+  return chain;
+}
 
-  const last = current;
-  if (!isSelfSigned(last.cert)) {
-    // Chain stops: is there a certificate that claims to be the issuer but did not sign it?
-    const impostor = remaining.find((c) => c.cert.subject === last.cert.issuer);
-    if (impostor !== undefined) {
-      problems.push(problem('error', 'CG_CHAIN_BROKEN',
-        `${certText(last)} names ${displayName(last.cert.issuer)} as its issuer, but ${certText(impostor)} with that name did not sign it (a different key: an old or re-created CA?)`,
-        certFile, 'replace that certificate with the one that actually issued the certificate above it'));
-      remaining.splice(remaining.indexOf(impostor), 1);
-    } else {
-      // The issuer is not in the file. Fine when it is a root the clients trust (client_ca tells
-      // us when it holds it); a leaf alone is suspicious, an intermediate at the end is usual.
-      const known = (input.knownIssuers ?? []).find((c) => issuedBy(last.cert, c.cert));
-      const hint = `add the certificate of ${displayName(last.cert.issuer)} after it, unless clients already have it`;
-      if (known !== undefined && !isSelfSigned(known.cert)) {
-        problems.push(problem('warning', 'CG_CHAIN_INCOMPLETE',
-          `the chain ends at ${certText(last)}, whose issuer ${missingIssuer(last.cert)} is an intermediate: it is in ${basename(known.file)} (client_ca) but not in the server chain, so clients that only trust the root cannot verify the server`,
-          certFile, hint));
-      } else if (known === undefined && last === leaf) {
-        problems.push(problem('warning', 'CG_CHAIN_INCOMPLETE',
-          `the file holds only the leaf ${certText(last)}; its issuer ${missingIssuer(last.cert)} is not in it. Clients that trust ${displayName(last.cert.issuer)} itself verify the server; if it is an intermediate, clients that only trust the root cannot`,
-          certFile, hint));
-      } else if (known === undefined) {
-        problems.push(problem('info', 'CG_CHAIN_INCOMPLETE',
-          `the chain ends at the intermediate ${certText(last)}; clients must trust its issuer ${missingIssuer(last.cert)} as a root`,
-          certFile, `nothing to do if ${displayName(last.cert.issuer)} is a root; otherwise add it after the intermediate`));
-      }
-    }
+/**
+ * The chain stops below a root: either a certificate of the issuer's name did not sign it (broken,
+ * error), or the issuer is absent (a warning for a lone leaf; info for an intermediate, whose
+ * issuer is usually a root the clients have). `pool` loses the impostor, if any.
+ */
+function chainEndProblems(leaf: CertRef, last: CertRef, pool: CertRef[], knownIssuers: readonly CertRef[], file: string): Problem[] {
+  if (isSelfSigned(last.cert)) return [];
+  const issuerName = displayName(last.cert.issuer);
+  const impostor = pool.find((c) => c.cert.subject === last.cert.issuer);
+  if (impostor !== undefined) {
+    pool.splice(pool.indexOf(impostor), 1);
+    return [problem('error', 'CG_CHAIN_BROKEN',
+      `${certText(last)} names ${issuerName} as its issuer, but ${certText(impostor)} with that name did not sign it (a different key: an old or re-created CA?)`,
+      file, 'replace that certificate with the one that actually issued the certificate above it')];
   }
+  const known = knownIssuers.find((c) => issuedBy(last.cert, c.cert));
+  const hint = `add the certificate of ${issuerName} after it, unless clients already have it`;
+  if (known !== undefined && !isSelfSigned(known.cert)) {
+    return [problem('warning', 'CG_CHAIN_INCOMPLETE',
+      `the chain ends at ${certText(last)}, whose issuer ${missingIssuer(last.cert)} is an intermediate: it is in ${basename(known.file)} (client_ca) but not in the server chain, so clients that only trust the root cannot verify the server`,
+      file, hint)];
+  }
+  if (known !== undefined) return [];
+  if (last === leaf) {
+    return [problem('warning', 'CG_CHAIN_INCOMPLETE',
+      `the file holds only the leaf ${certText(last)}; its issuer ${missingIssuer(last.cert)} is not in it. Clients that trust ${issuerName} itself verify the server; if it is an intermediate, clients that only trust the root cannot`,
+      file, hint)];
+  }
+  return [problem('info', 'CG_CHAIN_INCOMPLETE',
+    `the chain ends at the intermediate ${certText(last)}; clients must trust its issuer ${missingIssuer(last.cert)} as a root`,
+    file, `nothing to do if ${issuerName} is a root; otherwise add it after the intermediate`)];
+}
 
-  for (const stray of remaining) {
+/**
+ * Find the leaf (the certificate matching the key, wherever it sits), order the rest by issuer
+ * links, and report mismatch, reordering, broken links, missing issuers and stray certificates.
+ */
+export function checkServerChain(input: ServerChainInput): ServerChainResult {
+  const { key, certs } = input;
+  const certFile = certs[0]?.file ?? key.file;
+  const first = certs[0];
+  if (first === undefined) return { problems: [], chain: [] };
+  const leaf = findLeaf(key, certs);
+  if (leaf === undefined) {
+    const what = certs.length === 1 ? 'the certificate' : `any of the ${certs.length} certificates; the first is`;
+    return {
+      problems: [problem('error', 'CG_KEY_MISMATCH',
+        `the private key${where(key, certFile)} does not match ${what} ${certText(first, key.file)}`, key.file)],
+      chain: [],
+    };
+  }
+  const pool = certs.filter((c) => c !== leaf);
+  const chain = linkChain(leaf, pool);
+  const problems = chainEndProblems(leaf, chain.at(-1) ?? leaf, pool, input.knownIssuers ?? [], certFile);
+
+  for (const stray of pool) {
     const dup = [leaf, ...chain].find((c) => sameCert(c.cert, stray.cert));
-    problems.push(problem('warning', 'CG_CHAIN_BROKEN',
-      dup !== undefined
-        ? `${certText(stray)} is a duplicate of${where(dup)}; certgate sends it once`
-        : `${certText(stray)} is not part of the chain of the leaf ${certText(leaf)}; certgate does not send it`,
-      certFile, 'remove that certificate from the file'));
+    problems.push(problem('warning', 'CG_CHAIN_BROKEN', dup !== undefined
+      ? `${certText(stray)} is a duplicate of${where(dup)}; certgate sends it once`
+      : `${certText(stray)} is not part of the chain of the leaf ${certText(leaf)}; certgate does not send it`,
+    certFile, 'remove that certificate from the file'));
   }
-
-  // Reordered: the certificates of the chain did not appear leaf-first in issuing order.
+  // Reordered: the chain's certificates did not appear leaf-first in issuing order.
   const ordered = [leaf, ...chain];
   const fileOrder = certs.filter((c) => ordered.includes(c));
   if (fileOrder.some((c, i) => c !== ordered[i])) {
@@ -250,7 +260,6 @@ export function checkServerChain(input: ServerChainInput): ServerChainResult {
       `the certificates are not in leaf-first order: found ${fileOrder.map((c) => certText(c)).join(', ')}; certgate serves ${ordered.map((c) => certText(c)).join(' → ')}`,
       certFile));
   }
-
   return { problems, leaf, chain };
 }
 
@@ -482,7 +491,7 @@ export async function checkCrls(input: CrlInput): Promise<CrlResult> {
   }
 
   for (const ca of cas) {
-    if (!byCa.has(ca)) {
+    if (!byCa.has(ca) && basicCa(ca.cert)) {
       problems.push(problem('error', 'CG_CRL_MISSING_CA',
         `the client CA ${certText(ca, file)} has no CRL in this file; with tls.crl set Node checks every CA of a client's chain, so all its clients would be refused (UNABLE_TO_GET_CRL)`,
         file, `add the current CRL of ${displayName(ca.cert.subject)} to tls.crl`));

@@ -19,7 +19,7 @@ import {
 } from './checks.js';
 
 export interface TlsCrlInfo {
-  /** The CRL's issuer name, e.g. "CN=certgate dev CA, O=certgate". */
+  /** The CRL's issuer name as @peculiar/x509 prints it (DER order), e.g. "O=certgate, CN=certgate dev CA". */
   readonly issuer: string;
   readonly thisUpdate: Date;
   /** When the CRL goes stale. A CRL without nextUpdate never does: then this is the largest Date (+275760-09-13). */
@@ -103,10 +103,10 @@ function blocksOf(file: ReadFile, expect: string, problems: Problem[], emptyCode
   const blocks = parsePem(file.bytes);
   if (blocks.length === 0) {
     if (looksLikeDer(file.bytes)) {
-      problems.push(problem('error', 'CG_PEM_PARSE', `${file.path} is binary DER, not PEM`, file.path,
+      problems.push(problem('error', 'CG_PEM_PARSE', 'the file is binary DER, not PEM', file.path,
         `convert it to PEM, e.g. openssl x509 -inform der -in ${basename(file.path)} -out ${basename(file.path)}.pem (openssl crl / openssl pkey for CRLs and keys)`));
     } else {
-      problems.push(problem('error', emptyCode, `${file.path} holds no PEM block (expected ${expect})`, file.path));
+      problems.push(problem('error', emptyCode, `the file holds no PEM block (expected ${expect})`, file.path));
     }
   }
   for (const b of blocks) {
@@ -143,131 +143,152 @@ function foundLabels(blocks: PemBlock[]): string {
   return labels.length > 0 ? ` (found: ${labels.join(', ')})` : '';
 }
 
-/** Inspect everything tls: names; `material` is set only when no error was found. */
-export async function inspectTls(tls: TlsConfig, opts: InspectOptions = {}): Promise<InspectResult> {
-  const now = opts.now ?? new Date();
-  const problems: Problem[] = [];
+interface Inputs {
+  readonly certPath: string;
+  readonly keyPath: string;
+  readonly cert: ReadFile;
+  readonly key: ReadFile;
+  readonly pass?: ReadFile;
+  readonly ca: ReadFile;
+  readonly crl?: ReadFile;
+}
 
-  const certPath = tls.bundle ?? tls.cert;
-  if (certPath === undefined) {
-    problems.push(problem('error', 'CG_KEY_MISSING', 'tls sets neither bundle nor cert', undefined,
-      'set tls.bundle (key + certificates in one file) or tls.cert (+ tls.key)'));
-    return { problems };
-  }
-  const keyPath = tls.bundle ?? tls.key ?? certPath;
-
-  // ---- read every input (each path once)
+/** Read every input once (bundle, or cert + key; passphrase; client_ca; crl). */
+async function readInputs(tls: TlsConfig, certPath: string, problems: Problem[]): Promise<Inputs> {
   const cache = new Map<string, Promise<ReadFile>>();
   const read = (path: string, what: string): Promise<ReadFile> => {
     let p = cache.get(path);
     if (p === undefined) { p = readInput(path, what, problems); cache.set(path, p); }
     return p;
   };
-  const certFile = await read(certPath, tls.bundle !== undefined ? 'tls.bundle' : 'tls.cert');
-  const keyFile = await read(keyPath, tls.bundle !== undefined ? 'tls.bundle' : tls.key !== undefined ? 'tls.key' : 'tls.cert');
-  const passFile = tls.passphrase_file !== undefined ? await read(tls.passphrase_file, 'tls.passphrase_file') : undefined;
-  const caFile = await read(tls.client_ca, 'tls.client_ca');
-  const crlFile = tls.crl !== undefined ? await read(tls.crl, 'tls.crl') : undefined;
+  const keyPath = tls.bundle ?? tls.key ?? certPath;
+  const cert = await read(certPath, tls.bundle !== undefined ? 'tls.bundle' : 'tls.cert');
+  const key = await read(keyPath, tls.bundle !== undefined ? 'tls.bundle' : tls.key !== undefined ? 'tls.key' : 'tls.cert');
+  const pass = tls.passphrase_file !== undefined ? await read(tls.passphrase_file, 'tls.passphrase_file') : undefined;
+  const ca = await read(tls.client_ca, 'tls.client_ca');
+  const crl = tls.crl !== undefined ? await read(tls.crl, 'tls.crl') : undefined;
+  return { certPath, keyPath, cert, key, ca, ...(pass && { pass }), ...(crl && { crl }) };
+}
 
-  // ---- permissions: a world-readable key is refused (group-readable 0440/0640 is fine)
-  if (process.platform !== 'win32') {
-    if (keyFile.bytes !== undefined) {
-      try {
-        const mode = (await stat(keyPath)).mode & 0o777;
-        if ((mode & 0o004) !== 0) {
-          problems.push(problem('error', 'CG_KEY_PERMISSIONS',
-            `the private key file ${keyPath} is readable by every user (mode ${mode.toString(8).padStart(4, '0')})`, keyPath,
-            `chmod o-r ${basename(keyPath)} (600, or 640/440 with a group)`));
-        }
-      } catch { /* read worked; a racing rename is caught on the next load */ }
+/** A world-readable key is refused (group-readable 0440/0640, as Kubernetes mounts secrets, is fine). */
+async function checkPermissions(inputs: Inputs, problems: Problem[]): Promise<void> {
+  if (process.platform === 'win32') return;
+  const worldReadable = async (path: string): Promise<number | undefined> => {
+    try {
+      const mode = (await stat(path)).mode & 0o777;
+      return (mode & 0o004) !== 0 ? mode : undefined;
+    } catch {
+      return undefined; // the read worked; a racing rename is caught on the next load
     }
-    if (passFile?.bytes !== undefined && tls.passphrase_file !== undefined) {
-      try {
-        const mode = (await stat(tls.passphrase_file)).mode & 0o777;
-        if ((mode & 0o004) !== 0) {
-          problems.push(problem('warning', 'CG_KEY_PERMISSIONS',
-            `the passphrase file ${tls.passphrase_file} is readable by every user (mode ${mode.toString(8).padStart(4, '0')})`,
-            tls.passphrase_file, `chmod o-r ${basename(tls.passphrase_file)}`));
-        }
-      } catch { /* ignore */ }
-    }
+  };
+  const octal = (mode: number): string => mode.toString(8).padStart(4, '0');
+  const keyMode = inputs.key.bytes !== undefined ? await worldReadable(inputs.keyPath) : undefined;
+  if (keyMode !== undefined) {
+    problems.push(problem('error', 'CG_KEY_PERMISSIONS', `the private key file is readable by every user (mode ${octal(keyMode)})`,
+      inputs.keyPath, `chmod o-r ${basename(inputs.keyPath)} (600, or 640/440 with a group)`));
   }
+  const pass = inputs.pass;
+  const passMode = pass?.bytes !== undefined ? await worldReadable(pass.path) : undefined;
+  if (pass !== undefined && passMode !== undefined) {
+    problems.push(problem('warning', 'CG_KEY_PERMISSIONS', `the passphrase file is readable by every user (mode ${octal(passMode)})`,
+      pass.path, `chmod o-r ${basename(pass.path)}`));
+  }
+}
 
-  // ---- digest over the inputs
+/** sha256 over every input's bytes (the passphrase only as present/absent). */
+function digestOf(inputs: Inputs): string {
   const hash = createHash('sha256');
-  for (const [role, f] of [['cert', certFile], ['key', keyFile], ['client_ca', caFile], ['crl', crlFile]] as const) {
+  for (const [role, f] of [['cert', inputs.cert], ['key', inputs.key], ['client_ca', inputs.ca], ['crl', inputs.crl]] as const) {
     if (f?.bytes === undefined) continue;
     hash.update(`${role}\0${f.bytes.length}\0`).update(f.bytes);
   }
-  hash.update(`passphrase\0${passFile !== undefined ? 1 : 0}`);
-  const digest = hash.digest('hex');
+  return hash.update(`passphrase\0${inputs.pass !== undefined ? 1 : 0}`).digest('hex');
+}
 
-  // ---- server certificates and key
-  const certBlocks = blocksOf(certFile, 'CERTIFICATE blocks', problems);
-  const certs = parseCerts(certFile, certBlocks, problems);
-  if (certFile.bytes !== undefined && certBlocks.length > 0 && !certBlocks.some((b) => b.kind === 'certificate')) {
-    problems.push(problem('error', 'CG_PEM_EMPTY', `${certPath} holds no CERTIFICATE block${foundLabels(certBlocks)}`, certPath));
+interface LoadedKey {
+  readonly key?: KeyRef;
+  readonly block?: PemBlock;
+}
+
+/** Pick the private key block, decrypt it with the passphrase when it is encrypted. */
+function loadKey(inputs: Inputs, blocks: PemBlock[], passphrase: string | undefined, problems: Problem[]): LoadedKey {
+  const { keyPath } = inputs;
+  const keys = blocks.filter((b) => b.kind === 'key' && b.error === undefined);
+  if (inputs.key.bytes !== undefined && blocks.length > 0 && !blocks.some((b) => b.kind === 'key')) {
+    problems.push(problem('error', 'CG_KEY_MISSING', `the file holds no private key${foundLabels(blocks)}`, keyPath));
   }
-
-  const keyBlocks = keyPath === certPath ? certBlocks : blocksOf(keyFile, 'a PRIVATE KEY block', problems, 'CG_KEY_MISSING');
-  let passphrase: string | undefined;
-  if (passFile?.bytes !== undefined) passphrase = passFile.bytes.toString('utf8').replace(/[\r\n]+$/, '');
-
-  let key: KeyRef | undefined;
-  let keyBlock: PemBlock | undefined;
-  const keys = keyBlocks.filter((b) => b.kind === 'key' && b.error === undefined);
-  if (keyFile.bytes !== undefined && keyBlocks.length > 0 && keys.length === 0 && !keyBlocks.some((b) => b.kind === 'key')) {
-    problems.push(problem('error', 'CG_KEY_MISSING', `${keyPath} holds no private key${foundLabels(keyBlocks)}`, keyPath));
-  }
+  const block = keys[0];
+  if (block === undefined) return {};
   if (keys.length > 1) {
     problems.push(problem('warning', 'CG_PEM_PARSE',
-      `${keyPath} holds ${keys.length} private keys; certgate uses the first, ${describeBlock(keys[0] as PemBlock)}`, keyPath,
+      `the file holds ${keys.length} private keys; certgate uses the first, ${describeBlock(block)}`, keyPath,
       'keep one private key in the file'));
   }
-  keyBlock = keys[0];
-  if (keyBlock !== undefined) {
-    const at = `the private key${blockWhere(keyBlock, keyBlocks.length)}`;
-    if (keyBlock.encrypted && tls.passphrase_file === undefined) {
-      problems.push(problem('error', 'CG_KEY_ENCRYPTED', `${at} is encrypted (${keyBlock.label}) and tls.passphrase_file is not set`, keyPath));
-    } else if (!keyBlock.encrypted || passphrase !== undefined) {
-      try {
-        const k: KeyObject = createPrivateKey({ key: keyBlock.pem, format: 'pem', ...(passphrase !== undefined && { passphrase }) });
-        key = ref({ key: k }, keyPath, keyBlock, keyBlocks.length);
-      } catch (err) {
-        if (keyBlock.encrypted) {
-          problems.push(problem('error', 'CG_KEY_PASSPHRASE',
-            `the passphrase in ${tls.passphrase_file ?? ''} does not decrypt ${at}: ${errText(err)}`, keyPath));
-        } else {
-          problems.push(problem('error', 'CG_PEM_PARSE', `${at} (${keyBlock.label}) does not load: ${errText(err)}`, keyPath,
-            keyBlock.label === 'OPENSSH PRIVATE KEY'
-              ? 'convert it to PKCS#8: ssh-keygen -p -m PKCS8 -f <file>' : CODES.CG_PEM_PARSE));
-        }
-      }
+  const at = `the private key${blockWhere(block, blocks.length)}`;
+  if (block.encrypted && passphrase === undefined) {
+    if (inputs.pass === undefined) {
+      problems.push(problem('error', 'CG_KEY_ENCRYPTED', `${at} is encrypted (${block.label}) and tls.passphrase_file is not set`, keyPath));
     }
+    return { block }; // an unreadable passphrase file was reported as CG_FILE_READ
   }
+  try {
+    const k: KeyObject = createPrivateKey({ key: block.pem, format: 'pem', ...(passphrase !== undefined && { passphrase }) });
+    return { key: ref({ key: k }, keyPath, block, blocks.length), block };
+  } catch (err) {
+    if (block.encrypted) {
+      problems.push(problem('error', 'CG_KEY_PASSPHRASE',
+        `the passphrase in ${inputs.pass?.path ?? ''} does not decrypt ${at}: ${errText(err)}`, keyPath));
+    } else {
+      problems.push(problem('error', 'CG_PEM_PARSE', `${at} (${block.label}) does not load: ${errText(err)}`, keyPath,
+        block.label === 'OPENSSH PRIVATE KEY' ? 'convert it to PKCS#8: ssh-keygen -p -m PKCS8 -f <file>' : CODES.CG_PEM_PARSE));
+    }
+    return { block };
+  }
+}
 
-  // ---- client CAs
-  const caBlocks = blocksOf(caFile, 'CA CERTIFICATE blocks', problems, 'CG_CA_EMPTY');
-  const cas = parseCerts(caFile, caBlocks, problems);
-
-  // ---- CRLs
+/** Each CRL block parsed; `blocks` are the ones that parsed, in the same order as `crls`. */
+function loadCrls(file: ReadFile, problems: Problem[]): { crls: CrlRef[]; blocks: PemBlock[] } {
   const crls: CrlRef[] = [];
-  const crlBlocks: PemBlock[] = [];
-  if (crlFile !== undefined) {
-    const blocks = blocksOf(crlFile, 'X509 CRL blocks', problems);
-    for (const b of blocks) {
-      if (b.kind !== 'crl' || b.error !== undefined) continue;
-      try {
-        crls.push(ref({ crl: new px.X509Crl(new Uint8Array(b.der)) }, crlFile.path, b, blocks.length));
-        crlBlocks.push(b);
-      } catch (err) {
-        problems.push(problem('error', 'CG_PEM_PARSE', `${describeBlock(b)} is not a valid CRL: ${errText(err)}`, crlFile.path));
-      }
-    }
-    if (crlFile.bytes !== undefined && blocks.length > 0 && !blocks.some((b) => b.kind === 'crl')) {
-      problems.push(problem('error', 'CG_PEM_EMPTY', `${crlFile.path} holds no X509 CRL block${foundLabels(blocks)}`, crlFile.path));
+  const parsed: PemBlock[] = [];
+  const blocks = blocksOf(file, 'X509 CRL blocks', problems);
+  for (const b of blocks) {
+    if (b.kind !== 'crl' || b.error !== undefined) continue;
+    try {
+      crls.push(ref({ crl: new px.X509Crl(new Uint8Array(b.der)) }, file.path, b, blocks.length));
+      parsed.push(b);
+    } catch (err) {
+      problems.push(problem('error', 'CG_PEM_PARSE', `${describeBlock(b)} is not a valid CRL: ${errText(err)}`, file.path));
     }
   }
+  if (file.bytes !== undefined && blocks.length > 0 && !blocks.some((b) => b.kind === 'crl')) {
+    problems.push(problem('error', 'CG_PEM_EMPTY', `the file holds no X509 CRL block${foundLabels(blocks)}`, file.path));
+  }
+  return { crls, blocks: parsed };
+}
+
+/** Inspect everything tls: names; `material` is set only when no error was found. */
+export async function inspectTls(tls: TlsConfig, opts: InspectOptions = {}): Promise<InspectResult> {
+  const now = opts.now ?? new Date();
+  const problems: Problem[] = [];
+  const certPath = tls.bundle ?? tls.cert;
+  if (certPath === undefined) {
+    problems.push(problem('error', 'CG_KEY_MISSING', 'tls sets neither bundle nor cert', undefined,
+      'set tls.bundle (key + certificates in one file) or tls.cert (+ tls.key)'));
+    return { problems };
+  }
+  const inputs = await readInputs(tls, certPath, problems);
+  await checkPermissions(inputs, problems);
+
+  const certBlocks = blocksOf(inputs.cert, 'CERTIFICATE blocks', problems);
+  const certs = parseCerts(inputs.cert, certBlocks, problems);
+  if (inputs.cert.bytes !== undefined && certBlocks.length > 0 && !certBlocks.some((b) => b.kind === 'certificate')) {
+    problems.push(problem('error', 'CG_PEM_EMPTY', `the file holds no CERTIFICATE block${foundLabels(certBlocks)}`, certPath));
+  }
+  const keyBlocks = inputs.keyPath === certPath ? certBlocks : blocksOf(inputs.key, 'a PRIVATE KEY block', problems, 'CG_KEY_MISSING');
+  const passphrase = inputs.pass?.bytes?.toString('utf8').replace(/[\r\n]+$/, '');
+  const { key, block: keyBlock } = loadKey(inputs, keyBlocks, passphrase, problems);
+  const cas = parseCerts(inputs.ca, blocksOf(inputs.ca, 'CA CERTIFICATE blocks', problems, 'CG_CA_EMPTY'), problems);
+  const { crls, blocks: crlBlocks } = inputs.crl !== undefined ? loadCrls(inputs.crl, problems) : { crls: [], blocks: [] };
 
   // ---- checks
   let leaf: CertRef | undefined;
@@ -275,55 +296,40 @@ export async function inspectTls(tls: TlsConfig, opts: InspectOptions = {}): Pro
   if (key !== undefined && certs.length > 0) {
     const server = checkServerChain({ key, certs, knownIssuers: cas });
     problems.push(...server.problems);
-    leaf = server.leaf;
-    chain = server.chain;
-    if (leaf !== undefined) {
-      problems.push(...checkLeaf(leaf, now, opts.listenHost), ...checkChainValidity(chain, now));
-    }
+    ({ leaf, chain } = server);
+    if (leaf !== undefined) problems.push(...checkLeaf(leaf, now, opts.listenHost), ...checkChainValidity(chain, now));
   }
-  if (caFile.bytes !== undefined && !problems.some((p) => p.code === 'CG_CA_EMPTY' && p.file === caFile.path)) {
-    problems.push(...checkClientCas({
-      cas, file: caFile.path, now,
-      ...(leaf !== undefined && { serverChain: [leaf, ...chain].map((c) => c.cert) }),
-    }));
+  if (inputs.ca.bytes !== undefined && !problems.some((p) => p.code === 'CG_CA_EMPTY')) {
+    const serverChain = leaf !== undefined ? [leaf, ...chain].map((c) => c.cert) : undefined;
+    problems.push(...checkClientCas({ cas, file: inputs.ca.path, now, ...(serverChain && { serverChain }) }));
   }
-  if (crlFile?.bytes !== undefined && crls.length > 0) {
-    problems.push(...(await checkCrls({ crls, cas, file: crlFile.path, now })).problems);
+  if (inputs.crl?.bytes !== undefined && crls.length > 0) {
+    problems.push(...(await checkCrls({ crls, cas, file: inputs.crl.path, now })).problems);
   }
-
-  if (problems.some((p) => p.severity === 'error') || leaf === undefined || keyBlock === undefined) {
-    if (!problems.some((p) => p.severity === 'error')) {
-      // Defensive: every path that leaves no leaf reports an error above.
-      problems.push(problem('error', 'CG_KEY_MISSING', `no usable private key and certificate in ${certPath}`, certPath));
-    }
+  if (problems.some((p) => p.severity === 'error')) return { problems };
+  if (leaf === undefined || keyBlock === undefined) {
+    // Defensive: every path that leaves no leaf has reported an error above.
+    problems.push(problem('error', 'CG_KEY_MISSING', 'no usable private key and certificate', certPath));
     return { problems };
   }
 
   // ---- assemble, then let OpenSSL confirm it
-  const options: SecureContextOptions = {
+  const options = {
     key: keyBlock.pem,
     cert: [leaf, ...chain].map((c) => toPem('CERTIFICATE', c.cert.raw)).join(''),
     ca: cas.map((c) => toPem('CERTIFICATE', c.cert.raw)),
     ...(passphrase !== undefined && { passphrase }),
-    ...(crlFile !== undefined && { crl: crlBlocks.map((b) => b.pem) }),
+    ...(inputs.crl !== undefined && { crl: crlBlocks.map((b) => b.pem) }),
   };
-  const contextError = validateContext(options, { cert: certPath, key: keyPath, ca: caFile.path, crl: crlFile?.path });
-  if (contextError !== undefined) {
-    problems.push(contextError);
-    return { problems };
-  }
-
+  const contextError = validateContext(options, { cert: certPath, key: inputs.keyPath, ca: inputs.ca.path, crl: inputs.crl?.path });
+  if (contextError !== undefined) return { problems: [...problems, contextError] };
   const material: TlsMaterial = {
-    key: options.key as string,
-    ...(passphrase !== undefined && { passphrase }),
-    cert: options.cert as string,
-    ca: options.ca as string[],
-    ...(options.crl !== undefined && { crl: options.crl as string[] }),
+    ...options,
     leaf: leaf.cert,
     chain: chain.map((c) => c.cert),
     clientCas: cas.map((c) => c.cert),
     crls: crls.map((c) => ({ issuer: c.crl.issuer, thisUpdate: c.crl.thisUpdate, nextUpdate: c.crl.nextUpdate ?? NEVER })),
-    digest,
+    digest: digestOf(inputs),
     problems: [...problems],
   };
   return { material, problems };
@@ -359,11 +365,7 @@ function translateContextError(
   if (code === 'ERR_OSSL_BAD_DECRYPT' || code === 'ERR_OSSL_EVP_BAD_DECRYPT' || code === 'ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED') {
     return problem('error', 'CG_KEY_PASSPHRASE', text, files.key);
   }
-  if (/TOO_SMALL|MD_TOO_WEAK/.test(code)) {
-    return problem('error', 'CG_PEM_PARSE', text, file,
-      'OpenSSL\'s security level refuses it: reissue with RSA ≥ 2048 bits or an EC key, signed with SHA-256 or better');
-  }
-  return problem('error', 'CG_PEM_PARSE', text, file);
+  return problem('error', 'CG_TLS_REJECTED', text, file);
 }
 
 /** Like inspectTls, but throws a CertgateError (first error; `problems` = all errors) when unusable. */

@@ -71,10 +71,7 @@ export function parsePem(input: string | Buffer): PemBlock[] {
   const blocks: PemBlock[] = [];
   let open: { label: string; line: number; body: string[] } | undefined;
 
-  const close = (error?: string): void => {
-    if (open === undefined) return;
-    const { label, line, body } = open;
-    open = undefined;
+  const close = ({ label, line, body }: { label: string; line: number; body: string[] }, error?: string): void => {
     const kind = classifyLabel(label);
     const headers: Array<[string, string]> = [];
     let i = 0;
@@ -100,23 +97,24 @@ export function parsePem(input: string | Buffer): PemBlock[] {
     });
   };
 
-  lines.forEach((raw, n) => {
+  for (const [n, raw] of lines.entries()) {
     const l = raw.trim();
     const begin = BEGIN.exec(l);
     if (begin !== null) {
-      if (open !== undefined) close(`it has no "-----END ${open.label}-----" line before the next BEGIN`);
+      if (open !== undefined) close(open, `it has no "-----END ${open.label}-----" line before the next BEGIN`);
       open = { label: begin[1] ?? '', line: n + 1, body: [] };
-      return;
+      continue;
     }
-    if (open === undefined) return;
+    if (open === undefined) continue;
     const end = END.exec(l);
     if (end !== null) {
-      close(end[1] === open.label ? undefined : `it ends with "-----END ${end[1] ?? ''}-----"`);
-      return;
+      close(open, end[1] === open.label ? undefined : `it ends with "-----END ${end[1] ?? ''}-----"`);
+      open = undefined;
+      continue;
     }
     open.body.push(l);
-  });
-  if (open !== undefined) close(`it has no "-----END ${(open as { label: string }).label}-----" line`);
+  }
+  if (open !== undefined) close(open, `it has no "-----END ${open.label}-----" line`);
   return blocks;
 }
 

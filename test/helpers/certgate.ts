@@ -5,6 +5,8 @@
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../dist/config/load.js';
 import { startCertgate, type Certgate } from '../../dist/app.js';
@@ -65,4 +67,53 @@ export function metricValue(text: string, name: string, labels: Record<string, s
     if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[4]);
   }
   return undefined;
+}
+
+export interface RecordedRequest {
+  readonly method: string;
+  readonly url: string;
+  /** Name/value pairs exactly as received (duplicates kept). */
+  readonly rawHeaders: readonly [string, string][];
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly remotePort: number;
+  readonly body: string;
+}
+
+export interface RecordingUpstream extends Upstream {
+  readonly requests: RecordedRequest[];
+}
+
+/**
+ * An upstream that records every request it receives (to prove what did, and did not, reach it) and
+ * answers 200 JSON. `behaviour` may replace the answer (e.g. never answer, reset).
+ */
+export async function startRecordingUpstream(
+  behaviour?: (req: IncomingMessage, res: ServerResponse) => boolean,
+): Promise<RecordingUpstream> {
+  const requests: RecordedRequest[] = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const raw: [string, string][] = [];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) raw.push([req.rawHeaders[i]!, req.rawHeaders[i + 1]!]);
+      requests.push({
+        method: req.method ?? '', url: req.url ?? '', rawHeaders: raw, headers: req.headers,
+        remotePort: req.socket.remotePort ?? 0, body: Buffer.concat(chunks).toString('latin1'),
+      });
+      if (behaviour?.(req, res)) return;
+      const body = JSON.stringify({ ok: true, url: req.url });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`, requests,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
 }

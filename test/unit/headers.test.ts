@@ -1,0 +1,157 @@
+/**
+ * The identity headers are what upstreams trust, so: every client-sent spelling of them is
+ * stripped (case, `_` and `.` variants that WSGI/PHP fold into `-`), the set is exactly
+ * SUCCESS + fields or NONE alone, and no value can carry CR/LF or a byte Node refuses.
+ */
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import { validateHeaderValue } from 'node:http';
+import { describe, test } from 'node:test';
+import type { HeadersConfig } from '../../dist/config/types.js';
+import { identityHeaders, isClientControlledHeader, stripClientControlled } from '../../dist/identity/headers.js';
+import { identityFromCertificate } from '../../dist/identity/identity.js';
+import type { ClientIdentity } from '../../dist/identity/types.js';
+import { xfccElement } from '../../dist/identity/xfcc.js';
+import { ava, craftCertificate, name, rdn, sanExtension } from '../helpers/openssl.js';
+
+const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const INTERMEDIATE = craftCertificate(privateKey, { subject: name(rdn(ava('2.5.4.3', 0x0c, 'Intermediate'))) });
+const LEAF = craftCertificate(privateKey, {
+  subject: name(rdn(ava('2.5.4.10', 0x0c, 'Example, Inc.')), rdn(ava('2.5.4.3', 0x0c, 'svc-a'))),
+  issuer: name(rdn(ava('2.5.4.3', 0x0c, 'Intermediate'))),
+  extensions: [sanExtension([[0x86, 'spiffe://example.org/ns/prod/sa/svc-a'], [0x82, 'svc-a.internal'], [0x81, 'svc-a@example.org']])],
+});
+const BASE = identityFromCertificate(new X509Certificate(LEAF), [INTERMEDIATE]);
+
+const ALL_OFF: HeadersConfig = { xfcc: false, forward_cert: false, rfc9440: false };
+const ALL_ON: HeadersConfig = { xfcc: true, forward_cert: true, rfc9440: true };
+
+function withFields(fields: Partial<ClientIdentity>): ClientIdentity {
+  return { ...BASE, ...fields };
+}
+
+const NO_SAN = { uri: [], dns: [], email: [], ip: [] };
+
+describe('client-controlled headers', () => {
+  const STRIPPED = [
+    'x-client-cert', 'X-Client-Cert', 'x-client-cert-verified', 'X-CLIENT-CERT-SUBJECT', 'x_client_cert_subject',
+    'X_Client_Cert_Fingerprint', 'x.client.cert.san-uri', 'x-client_cert.issuer', 'x-client-cert-anything-new',
+    'x-forwarded-client-cert', 'X_FORWARDED_CLIENT_CERT', 'x-forwarded-for', 'X-Forwarded-Proto', 'x_forwarded_host',
+    'x.forwarded.port', 'forwarded', 'Forwarded', 'x-real-ip', 'X_Real_IP', 'x.real.ip',
+    'client-cert', 'Client_Cert', 'client-cert-chain', 'client.cert.chain', 'CLIENT_CERT_CHAIN',
+  ];
+  const KEPT = [
+    'host', 'authorization', 'content-type', 'x-request-id', 'x-client', 'x-client-certificate', 'x-clientcert',
+    'client-certs', 'client-cert-chains', 'forwarded-for', 'x-forwardedfor', 'x-real-ip-address', 'x-forwarded',
+  ];
+
+  for (const header of STRIPPED) test(`strips ${header}`, () => assert.equal(isClientControlledHeader(header), true));
+  for (const header of KEPT) test(`keeps ${header}`, () => assert.equal(isClientControlledHeader(header), false));
+
+  test('stripClientControlled deletes them all in place and keeps the rest', () => {
+    const headers: IncomingHttpHeaders = {};
+    for (const h of [...STRIPPED, ...KEPT]) headers[h.toLowerCase()] = 'spoof';
+    headers['x-forwarded-for'] = ['6.6.6.6', '7.7.7.7'] as unknown as string;
+    stripClientControlled(headers);
+    assert.deepEqual(Object.keys(headers).sort(), KEPT.map((h) => h.toLowerCase()).sort());
+  });
+});
+
+describe('identityHeaders', () => {
+  test('NONE, and nothing else, without a certificate', () => {
+    assert.deepEqual(identityHeaders(undefined, ALL_ON), { 'x-client-cert-verified': 'NONE' });
+  });
+
+  test('SUCCESS with every field', () => {
+    assert.deepEqual(identityHeaders(BASE, ALL_OFF), {
+      'x-client-cert-verified': 'SUCCESS',
+      'x-client-cert-subject': 'CN=svc-a,O=Example\\, Inc.',
+      'x-client-cert-issuer': 'CN=Intermediate',
+      'x-client-cert-fingerprint': BASE.fingerprint,
+      'x-client-cert-serial': '0A0B0C',
+      'x-client-cert-not-before': '2026-01-01T00:00:00Z',
+      'x-client-cert-not-after': '2051-01-01T00:00:00Z',
+      'x-client-cert-san-uri': 'spiffe://example.org/ns/prod/sa/svc-a',
+      'x-client-cert-san-dns': 'svc-a.internal',
+      'x-client-cert-san-email': 'svc-a@example.org',
+    });
+  });
+
+  test('headers with no value are left out', () => {
+    const headers = identityHeaders(withFields({ subject: '', san: NO_SAN, chain: [] }), { xfcc: false, forward_cert: false, rfc9440: true });
+    for (const absent of ['x-client-cert-subject', 'x-client-cert-san-uri', 'x-client-cert-san-dns', 'x-client-cert-san-email', 'client-cert-chain']) {
+      assert.equal(absent in headers, false, absent);
+    }
+    assert.equal(headers['x-client-cert-verified'], 'SUCCESS');
+    assert.ok(headers['client-cert']);
+  });
+
+  test('dates are YYYY-MM-DDTHH:MM:SSZ in UTC', () => {
+    const headers = identityHeaders(withFields({ notBefore: new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 678)), notAfter: new Date('2027-12-31T23:59:59+02:00') }), ALL_OFF);
+    assert.equal(headers['x-client-cert-not-before'], '2026-01-02T03:04:05Z');
+    assert.equal(headers['x-client-cert-not-after'], '2027-12-31T21:59:59Z');
+  });
+
+  test('SAN lists: joined by ",", and ",", "%", non-ASCII and controls percent-encoded', () => {
+    const uri = ['https://x.example/a,b;c', '100%', 'https://例え.jp/ü', 'a\r\nb\u0000c\u007f\td'];
+    const headers = identityHeaders(withFields({ san: { uri, dns: ['xn--r8jz45g.jp'], email: ['"q,a"@x'], ip: ['::1'] } }), ALL_OFF);
+    assert.equal(headers['x-client-cert-san-uri'],
+      'https://x.example/a%2Cb;c,100%25,https://%E4%BE%8B%E3%81%88.jp/%C3%BC,a%0D%0Ab%00c%7F%09d');
+    assert.deepEqual((headers['x-client-cert-san-uri'] ?? '').split(',').map(decodeURIComponent), uri);
+    assert.equal(headers['x-client-cert-san-email'], '"q%2Ca"@x');
+    assert.equal('x-client-cert-san-ip' in headers, false);
+  });
+
+  test('a DN ending in an escaped space keeps it through HTTP whitespace trimming', () => {
+    const headers = identityHeaders(withFields({ subject: 'CN=a\\ ', issuer: 'CN=\\ b' }), ALL_OFF);
+    assert.equal(headers['x-client-cert-subject'], 'CN=a\\20');
+    assert.equal(headers['x-client-cert-issuer'], 'CN=\\ b');
+  });
+
+  test('xfcc, forward_cert and rfc9440 each add their headers', () => {
+    const headers = identityHeaders(BASE, ALL_ON);
+    assert.equal(headers['x-forwarded-client-cert'], xfccElement(BASE, true));
+    // nginx's $ssl_client_escaped_cert: the PEM, URL-encoded; it decodes back to the same DER.
+    const pem = decodeURIComponent(headers['x-client-cert'] ?? '');
+    assert.equal(pem, new X509Certificate(LEAF).toString());
+    assert.ok(new X509Certificate(pem).raw.equals(LEAF));
+    assert.equal(headers['client-cert'], `:${LEAF.toString('base64')}:`);
+    assert.equal(headers['client-cert-chain'], `:${INTERMEDIATE.toString('base64')}:`);
+    const two = identityHeaders(withFields({ chain: [INTERMEDIATE, LEAF] }), ALL_ON);
+    assert.equal(two['client-cert-chain'], `:${INTERMEDIATE.toString('base64')}:, :${LEAF.toString('base64')}:`);
+    assert.equal(identityHeaders(BASE, { xfcc: true, forward_cert: false, rfc9440: false })['x-forwarded-client-cert'], xfccElement(BASE, false));
+    const off = identityHeaders(BASE, ALL_OFF);
+    for (const name of ['x-forwarded-client-cert', 'x-client-cert', 'client-cert', 'client-cert-chain']) assert.equal(name in off, false);
+  });
+
+  test('cached per identity and options; frozen', () => {
+    const a = identityHeaders(BASE, { ...ALL_ON });
+    assert.equal(identityHeaders(BASE, { ...ALL_ON }), a);
+    const b = identityHeaders(BASE, ALL_OFF);
+    assert.notEqual(b, a);
+    assert.equal('client-cert' in b, false);
+    assert.ok(Object.isFrozen(a) && Object.isFrozen(b));
+    assert.throws(() => {
+      (a as Record<string, string>)['x-client-cert-subject'] = 'CN=spoof';
+    }, TypeError);
+  });
+
+  test('every value is printable ASCII that Node accepts, whatever the certificate holds', () => {
+    const hostile = withFields({
+      subject: identityFromCertificate(new X509Certificate(craftCertificate(privateKey, {
+        subject: name(rdn(ava('2.5.4.3', 0x0c, 'Jürgen 日本\r\nX-Injected: 1\u0000 ')), rdn(ava('2.5.4.3', 0x1e, Buffer.from('00e9007f', 'hex')))),
+      }))).subject,
+      san: {
+        uri: ['https://x/\r\nX-Injected: 1', 'é;="\\', '\u2028'], dns: ['\u0000.evil', 'ü.example'], email: ['a\nb@c'], ip: [],
+      },
+      chain: [INTERMEDIATE],
+    });
+    for (const identity of [BASE, hostile]) {
+      for (const [header, value] of Object.entries(identityHeaders(identity, ALL_ON))) {
+        assert.doesNotThrow(() => validateHeaderValue(header, value), header);
+        assert.match(value, /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/, `${header}: ${value}`);
+      }
+    }
+  });
+});
