@@ -106,7 +106,7 @@ export function createHandlers(config: Config, forwarder: Forwarder, metrics: Me
     if (h['transfer-encoding'] !== undefined) h.connection = 'close';
   }
 
-  function accessLog(req: IncomingMessage, res: ServerResponse, route: string, identity: ClientIdentity | undefined, started: bigint, bytesIn0: number, bytesOut0: number): void {
+  function accessLog(req: IncomingMessage, res: ServerResponse, route: string, identity: ClientIdentity | undefined, started: bigint, bodyIn: { bytes: number }, bytesOut0: number): void {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const code = res.headersSent ? res.statusCode : 0;
     metrics.httpRequests.inc({ route, method: methodLabel(req.method), code: String(code) });
@@ -117,7 +117,7 @@ export function createHandlers(config: Config, forwarder: Forwarder, metrics: Me
     log.info({
       msg: 'request', method: req.method, path: req.url, status: code, duration_ms: Math.round(seconds * 1e6) / 1e3,
       route, client_subject: identity?.subject, client_fingerprint: identity?.fingerprint,
-      bytes_in: socket.bytesRead - bytesIn0, bytes_out: socket.bytesWritten - bytesOut0,
+      bytes_in: bodyIn.bytes, bytes_out: socket.bytesWritten - bytesOut0,
       remote_address: socket.remoteAddress, completed: res.writableFinished,
     });
   }
@@ -125,19 +125,21 @@ export function createHandlers(config: Config, forwarder: Forwarder, metrics: Me
   return {
     onRequest(req, res) {
       const started = process.hrtime.bigint();
-      const bytesIn0 = req.socket.bytesRead;
+      const bodyIn = { bytes: 0 };
       const bytesOut0 = req.socket.bytesWritten;
       metrics.httpInFlight.inc();
       const a = admit(req);
       const route = 'status' in a ? (a.route ?? NO_ROUTE) : a.route.name;
       const identity = 'status' in a ? undefined : a.identity;
-      res.once('close', () => accessLog(req, res, route, identity, started, bytesIn0, bytesOut0));
+      res.once('close', () => accessLog(req, res, route, identity, started, bodyIn, bytesOut0));
       if ('status' in a) {
         sendError(res, a.status, a.body, { close: a.close === true });
         return;
       }
       const clientWantsClose = /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
       prepareHeaders(req, a.identity, false);
+      // Counted beside http-proxy's pipe (both listeners see every chunk; pipe keeps the backpressure).
+      req.on('data', (chunk: Buffer) => (bodyIn.bytes += chunk.length));
       forwarder.web(req, res, a.route, clientWantsClose);
     },
     onUpgrade(req, socket, head) {

@@ -54,7 +54,7 @@ test('IPv6 listen addresses keep their brackets out of the host', () => {
 test('an unknown key names file:line:col and the nearest valid key', () => {
   const lines = problemsOf(MINIMAL.replace('  client_ca: ca.crt', '  client_ca: ca.crt\n  cleint_auth: require'));
   assert.equal(lines.length, 1);
-  assert.match(lines[0]!, /^error: \/etc\/certgate\/certgate\.yaml:5:3: tls: unknown key "cleint_auth" \(fix: did you mean "client_auth"\?\) \[CG_CONFIG_INVALID\]$/);
+  assert.match(lines[0]!, /^error: \/etc\/certgate\/certgate\.yaml:5:3: tls\.cleint_auth: unknown key "cleint_auth" \(fix: did you mean "client_auth"\?\) \[CG_CONFIG_INVALID\]$/);
 });
 
 test('a wrong enum value points at the value and lists the choices', () => {
@@ -73,11 +73,11 @@ bogus: 1
 `;
   const lines = problemsOf(src);
   assert.ok(lines.length >= 5, lines.join('\n'));
-  assert.ok(lines.some((l) => /:1:9: listen: must be HOST:PORT/.test(l)), lines.join('\n'));
+  assert.ok(lines.some((l) => /:1:9: listen: .*expected string, received number/.test(l)), lines.join('\n'));
   assert.ok(lines.some((l) => /:3:14: tls\.client_ca: /.test(l)), lines.join('\n'));
-  assert.ok(lines.some((l) => /:5:17: routes\[0\]\.upstream: must be an http:\/\/ or https:\/\/ URL/.test(l)), lines.join('\n'));
+  assert.ok(lines.some((l) => /:5:15: routes\[0\]\.upstream: must be an http:\/\/ or https:\/\/ URL/.test(l)), lines.join('\n'));
   assert.ok(lines.some((l) => /:6:17: routes\[0\]\.timeout_ms: /.test(l)), lines.join('\n'));
-  assert.ok(lines.some((l) => /:7:1: \(top level\): unknown key "bogus"/.test(l)), lines.join('\n'));
+  assert.ok(lines.some((l) => /:7:1: bogus: unknown key "bogus" \(fix: valid keys here: .*listen, tls/.test(l)), lines.join('\n'));
 });
 
 test('a missing required key says "is required"', () => {
