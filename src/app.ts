@@ -14,6 +14,7 @@ import { loadTls } from './tls/material.js';
 import { createForwarder } from './proxy/forward.js';
 import { createHandlers } from './proxy/handler.js';
 import { createTlsServer } from './proxy/server.js';
+import { createReloader, type ReloadResult } from './tls/reloader.js';
 import { sendError } from './proxy/respond.js';
 import type { ServerResponse } from 'node:http';
 
@@ -23,6 +24,8 @@ export interface Certgate {
   readonly adminUrl: string;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** Re-reads and validates all TLS material; swaps it in only when valid (SIGHUP does this). */
+  reload(reason: string): Promise<ReloadResult>;
   /** Stops accepting, lets in-flight requests finish (up to drainMs), then closes everything. */
   close(drainMs?: number): Promise<void>;
 }
@@ -72,6 +75,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     forwarder.close();
     throw err;
   }
+  const reloader = createReloader({ tls: config.tls, listenHost: config.listen.host, server: tlsServer, initial: material, metrics, log });
   listening = true;
   const url = `https://${hostForUrl(tlsAddress.address)}:${tlsAddress.port}`;
   const adminUrl = `http://${hostForUrl(adminAddress.address)}:${adminAddress.port}`;
@@ -79,9 +83,11 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
 
   return {
     url, adminUrl, metrics, log,
+    reload: (reason) => reloader.reload(reason),
     async close(drainMs = 25_000) {
       if (stopping) return;
       stopping = true;
+      await reloader.close();
       const drained = new Promise<void>((resolve) => tlsServer.close(() => resolve()));
       tlsServer.closeIdleConnections();
       const timer = setTimeout(() => tlsServer.closeAllConnections(), drainMs);

@@ -16,6 +16,10 @@ export interface Metrics {
   readonly connectionsOpen: Gauge;
   readonly authzDenied: Counter<'route'>;
   readonly upstreamErrors: Counter<'route' | 'kind'>;
+  readonly reloads: Counter<'file' | 'result'>;
+  readonly lastReloadSuccess: Gauge;
+  readonly certificateExpiry: Gauge<'kind' | 'subject'>;
+  readonly crlNextUpdate: Gauge<'issuer'>;
 }
 
 /** Bounded label values for `method`: anything else is counted as OTHER (a client controls the method). */
@@ -59,6 +63,21 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     upstreamErrors: new Counter({
       name: 'certgate_upstream_errors_total', help: 'Upstream failures, by route and kind',
       labelNames: ['route', 'kind'] as const, registers,
+    }),
+    reloads: new Counter({
+      name: 'certgate_reloads_total', help: 'TLS material reloads, by changed file and result (success | failure)',
+      labelNames: ['file', 'result'] as const, registers,
+    }),
+    lastReloadSuccess: new Gauge({
+      name: 'certgate_last_reload_success_timestamp_seconds', help: 'When TLS material was last loaded successfully', registers,
+    }),
+    certificateExpiry: new Gauge({
+      name: 'certgate_certificate_expiry_timestamp_seconds', help: 'notAfter of the loaded certificates (kind = server | chain | client_ca)',
+      labelNames: ['kind', 'subject'] as const, registers,
+    }),
+    crlNextUpdate: new Gauge({
+      name: 'certgate_crl_next_update_timestamp_seconds', help: 'nextUpdate of each loaded CRL, by issuer',
+      labelNames: ['issuer'] as const, registers,
     }),
   };
 }

@@ -16,7 +16,8 @@ Options:
   --config FILE   the config (default: $CERTGATE_CONFIG, else config/certgate.yaml)
   -h, --help      show this help
 
-Signals: SIGTERM/SIGINT stop gracefully (in-flight requests finish); a second one exits at once.
+Signals: SIGHUP reloads the TLS material (validated; a bad file keeps the old one serving).
+         SIGTERM/SIGINT stop gracefully (in-flight requests finish); a second one exits at once.
 Exit status: 0 stopped by a signal, 1 runtime failure, 2 invalid config or TLS material at start-up.
 Example: certgate serve --config config/certgate.yaml`;
 
@@ -46,5 +47,7 @@ export async function runServe(argv: string[], io: CommandIo): Promise<number> {
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+    // SIGHUP reloads the TLS material (same validation as file watching); routes need a restart.
+    process.on('SIGHUP', () => void app.reload('signal'));
   });
 }

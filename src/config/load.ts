@@ -201,6 +201,7 @@ function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter,
   });
   const tls = {
     client_ca: resolve(t.client_ca)!, client_auth: t.client_auth, min_version: t.min_version,
+    crl_mode: t.crl_mode, crl_stale: t.crl_stale, watch: t.watch, recheck_interval_ms: t.recheck_interval_ms,
     ...(t.bundle !== undefined && { bundle: resolve(t.bundle)! }),
     ...(t.cert !== undefined && { cert: resolve(t.cert)! }),
     ...(t.key !== undefined && { key: resolve(t.key)! }),

@@ -64,6 +64,16 @@ export const TLS_SCHEMA = z.strictObject({
   crl: filePath.optional().describe('CRL PEM file; one file may hold several CRLs'),
   client_auth: z.enum(['require', 'optional']).default('require'),
   min_version: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+  crl_mode: z
+    .enum(['leaf', 'chain'])
+    .default('leaf')
+    .describe('leaf: only the client leaf is checked against its issuer\'s CRL (an issuer without a CRL = not revoked); chain: every CA in the chain needs a CRL (OpenSSL-style)'),
+  crl_stale: z
+    .enum(['refuse', 'allow'])
+    .default('refuse')
+    .describe('past a CRL\'s nextUpdate: refuse that issuer\'s clients (crl_expired) or allow (keep using the last CRL)'),
+  watch: z.boolean().default(true).describe('reload TLS material when its files change (SIGHUP always reloads)'),
+  recheck_interval_ms: durationMs(30_000).describe('backstop: re-read the TLS files this often (watchers can miss a recreated folder)'),
 });
 
 export const CONFIG_SCHEMA = z.strictObject({

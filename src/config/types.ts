@@ -22,6 +22,10 @@ export interface TlsConfig {
   readonly crl?: string;
   readonly client_auth: 'require' | 'optional';
   readonly min_version: 'TLSv1.2' | 'TLSv1.3';
+  readonly crl_mode: 'leaf' | 'chain';
+  readonly crl_stale: 'refuse' | 'allow';
+  readonly watch: boolean;
+  readonly recheck_interval_ms: number;
 }
 
 export interface HeadersConfig {

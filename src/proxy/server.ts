@@ -4,51 +4,15 @@
  * told why over HTTP instead of getting a bare reset. Refusals are counted and logged once per connection.
  */
 import https from 'node:https';
-import { createHash, hkdfSync, randomBytes } from 'node:crypto';
-import type { TLSSocket, SecureContextOptions } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../admin/metrics.js';
 import type { TlsMaterial } from '../tls/material.js';
 import { tlsClientErrorReason } from '../tls/handshake.js';
+import { secureContextOptions } from '../tls/context.js';
 import { connectionVerdict } from './verdict.js';
 import type { RequestHandlers } from './handler.js';
-
-/**
- * Forward-secret AEAD suites only (TLS 1.3 suites first); no CBC, no RSA key exchange. TLS 1.0/1.1 are
- * never offered: min_version is TLSv1.2 or TLSv1.3.
- */
-export const CIPHERS = [
-  'TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256',
-  'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256',
-  'ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-RSA-AES256-GCM-SHA384',
-  'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
-].join(':');
-
-/** Per-process secret the session-ticket keys derive from. */
-const ticketSecret = randomBytes(32);
-
-/**
- * The complete secure-context option set for the material. setSecureContext() resets every option
- * that is not passed (except ticketKeys, which are sticky), so the server and every reload use this.
- * Ticket keys derive from the trust material: when client_ca or crl change, old tickets stop resuming,
- * because a resumed session skips certificate verification (a revoked client would get back in).
- */
-export function secureContextOptions(material: TlsMaterial, tls: Config['tls']): SecureContextOptions {
-  const trust = createHash('sha256').update(material.ca.join('\n')).update('\0').update((material.crl ?? []).join('\n')).digest();
-  return {
-    key: material.key,
-    cert: material.cert,
-    ca: [...material.ca],
-    ...(material.crl !== undefined && material.crl.length > 0 && { crl: [...material.crl] }),
-    ...(material.passphrase !== undefined && { passphrase: material.passphrase }),
-    minVersion: tls.min_version,
-    maxVersion: 'TLSv1.3',
-    ciphers: CIPHERS,
-    honorCipherOrder: true,
-    ticketKeys: Buffer.from(hkdfSync('sha256', ticketSecret, trust, 'certgate session tickets', 48)),
-  };
-}
 
 export function createTlsServer(config: Config, material: TlsMaterial, handlers: RequestHandlers, metrics: Metrics, log: Logger): https.Server {
   const needChain = config.headers.rfc9440 || (config.headers.xfcc && config.headers.forward_cert);

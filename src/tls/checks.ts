@@ -416,6 +416,13 @@ export interface CrlInput {
   /** The crl file, for findings about CAs without a CRL. */
   readonly file: string;
   readonly now: Date;
+  /**
+   * chain (OpenSSL's CRL_CHECK_ALL): a stale CRL or a CA without one locks out all its clients — errors.
+   * leaf (certgate's own check, the default): a CA without a CRL means "not revoked"; a stale CRL refuses
+   * that CA's clients by name (crl_expired) unless crl_stale is allow — warnings, the rest keeps working.
+   */
+  readonly mode?: 'leaf' | 'chain';
+  readonly stale?: 'refuse' | 'allow';
 }
 
 export interface CrlResult {
@@ -443,6 +450,7 @@ function crlText(ref: CrlRef): string {
  */
 export async function checkCrls(input: CrlInput): Promise<CrlResult> {
   const { crls, cas, file, now } = input;
+  const mode = input.mode ?? 'chain';
   const problems: Problem[] = [];
   const issuers = new Map<CrlRef, CertRef>();
 
@@ -477,8 +485,14 @@ export async function checkCrls(input: CrlInput): Promise<CrlResult> {
   for (const ref of crls) {
     const ca = issuers.get(ref);
     const fallback = ca !== undefined && (byCa.get(ca) ?? []).some((o) => o !== ref && current(o));
-    const severity = fallback ? 'warning' : 'error';
-    const consequence = fallback ? 'another CRL of that CA is current, so it is ignored' : 'Node refuses every client of that CA';
+    const severity = fallback || mode === 'leaf' ? 'warning' : 'error';
+    const consequence = fallback
+      ? 'another CRL of that CA is current, so it is ignored'
+      : mode === 'chain'
+        ? 'Node refuses every client of that CA'
+        : input.stale === 'allow'
+          ? 'tls.crl_stale: allow keeps using it'
+          : 'certgate refuses that CA\'s clients (crl_expired) until a fresh CRL arrives';
     const next = ref.crl.nextUpdate;
     if (next !== undefined && next < now) {
       problems.push(problem(severity, 'CG_CRL_EXPIRED',
@@ -491,7 +505,7 @@ export async function checkCrls(input: CrlInput): Promise<CrlResult> {
   }
 
   for (const ca of cas) {
-    if (!byCa.has(ca) && basicCa(ca.cert)) {
+    if (mode === 'chain' && !byCa.has(ca) && basicCa(ca.cert)) {
       problems.push(problem('error', 'CG_CRL_MISSING_CA',
         `the client CA ${certText(ca, file)} has no CRL in this file; with tls.crl set Node checks every CA of a client's chain, so all its clients would be refused (UNABLE_TO_GET_CRL)`,
         file, `add the current CRL of ${displayName(ca.cert.subject)} to tls.crl`));

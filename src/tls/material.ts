@@ -304,7 +304,7 @@ export async function inspectTls(tls: TlsConfig, opts: InspectOptions = {}): Pro
     problems.push(...checkClientCas({ cas, file: inputs.ca.path, now, ...(serverChain && { serverChain }) }));
   }
   if (inputs.crl?.bytes !== undefined && crls.length > 0) {
-    problems.push(...(await checkCrls({ crls, cas, file: inputs.crl.path, now })).problems);
+    problems.push(...(await checkCrls({ crls, cas, file: inputs.crl.path, now, mode: tls.crl_mode, stale: tls.crl_stale })).problems);
   }
   if (problems.some((p) => p.severity === 'error')) return { problems };
   if (leaf === undefined || keyBlock === undefined) {

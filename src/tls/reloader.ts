@@ -1,0 +1,169 @@
+/**
+ * The one stateful owner of TLS material. reload() builds the new material to the side (read every file,
+ * validate the whole set), and only then publishes it with server.setSecureContext() — the single swap.
+ * On any failure the serving material is unchanged; the failure is logged with file, code and fix,
+ * counted, and retried once shortly after (a half-written file usually completes within milliseconds).
+ *
+ * Triggers: file events (watch.ts), SIGHUP, and a slow periodic re-check (the backstop for watches lost
+ * with a recreated folder). Reloads run one at a time; triggers arriving meanwhile merge into one more run.
+ * A `generation` counter moves whenever the trust inputs (client_ca, crl) change, so established
+ * connections re-check their client certificate on their next request (proxy/verdict.ts).
+ */
+import type tls from 'node:tls';
+import type { TlsConfig } from '../config/types.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../admin/metrics.js';
+import type { Problem } from '../errors.js';
+import { inspectTls, type TlsMaterial } from './material.js';
+import { secureContextOptions } from './context.js';
+import { watchFiles, type FileWatch } from './watch.js';
+import { printDn } from '../identity/dn.js';
+import { readCertificate } from '../identity/der.js';
+
+export interface ReloadResult {
+  readonly result: 'success' | 'unchanged' | 'failure';
+  readonly problems?: readonly Problem[];
+}
+
+export interface Reloader {
+  /** The material serving new handshakes. */
+  readonly current: TlsMaterial;
+  /** Moves when client_ca or crl content changed. */
+  readonly generation: number;
+  reload(reason: string, file?: string): Promise<ReloadResult>;
+  close(): Promise<void>;
+}
+
+export interface ReloaderOptions {
+  readonly tls: TlsConfig;
+  readonly listenHost: string;
+  readonly server: tls.Server;
+  readonly initial: TlsMaterial;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  /** Delay of the single retry after a failed reload (default 500 ms). */
+  readonly retryMs?: number;
+}
+
+export function createReloader(opts: ReloaderOptions): Reloader {
+  const { tls: tlsConfig, server, metrics, log } = opts;
+  let current = opts.initial;
+  let generation = 0;
+  let running: Promise<ReloadResult> | undefined;
+  let queued: { file: string; promise: Promise<ReloadResult> } | undefined;
+  let retryTimer: NodeJS.Timeout | undefined;
+  let closed = false;
+  publishMetrics(metrics, current);
+
+  async function runOnce(reason: string, file: string): Promise<ReloadResult> {
+    const { material, problems } = await inspectTls(tlsConfig, { listenHost: opts.listenHost });
+    if (material === undefined) return fail(reason, file, problems);
+    if (material.digest === current.digest) return { result: 'unchanged' };
+    try {
+      server.setSecureContext(secureContextOptions(material, tlsConfig));
+    } catch (err) {
+      return fail(reason, file, [{ severity: 'error', code: 'CG_TLS_REJECTED', message: `the TLS stack refused the new material: ${(err as Error).message}` }]);
+    }
+    const trustChanged = !sameList(material.ca, current.ca) || !sameList(material.crl ?? [], current.crl ?? []);
+    if (trustChanged) generation += 1;
+    const previous = current;
+    current = material;
+    metrics.reloads.inc({ file, result: 'success' });
+    publishMetrics(metrics, material);
+    log.info({
+      msg: 'TLS material reloaded', reason, file, serial: material.leaf.serialNumber, not_after: material.leaf.validTo,
+      previous_serial: previous.leaf.serialNumber, trust_changed: trustChanged,
+    });
+    for (const p of material.problems) log[p.severity === 'info' ? 'info' : 'warn']({ msg: p.message, code: p.code, file: p.file, hint: p.hint });
+    return { result: 'success' };
+  }
+
+  function fail(reason: string, file: string, problems: readonly Problem[]): ReloadResult {
+    const errors = problems.filter((p) => p.severity === 'error');
+    const first = errors[0];
+    metrics.reloads.inc({ file, result: 'failure' });
+    log.warn({
+      msg: 'TLS reload failed', reason, file, code: first?.code, problem_file: first?.file, message: first?.message, hint: first?.hint,
+      errors: errors.length, kept_serial: current.leaf.serialNumber,
+    });
+    // One retry: the writer is usually mid-way; its next event would also trigger a reload.
+    if (reason !== 'retry' && !closed) {
+      clearTimeout(retryTimer);
+      retryTimer = setTimeout(() => void reload('retry', file), opts.retryMs ?? 500);
+      retryTimer.unref();
+    }
+    return { result: 'failure', problems };
+  }
+
+  function start(reason: string, file: string): Promise<ReloadResult> {
+    const p: Promise<ReloadResult> = runOnce(reason, file)
+      .catch((err: unknown) => fail(reason, file, [{ severity: 'error', code: 'CG_TLS_REJECTED', message: String(err) }]))
+      .finally(() => {
+        if (running === p) running = undefined;
+      });
+    running = p;
+    return p;
+  }
+
+  function reload(reason: string, file = 'all'): Promise<ReloadResult> {
+    // A run is waiting already: this trigger merges into it.
+    if (queued !== undefined) {
+      if (queued.file !== file) queued.file = 'all';
+      return queued.promise;
+    }
+    if (running === undefined) return start(reason, file);
+    // A run is under way and may have read the files before this change: exactly one more run follows it.
+    const entry: { file: string; promise: Promise<ReloadResult> } = { file, promise: Promise.resolve({ result: 'unchanged' }) };
+    entry.promise = running.then(() => {
+      queued = undefined;
+      return start(reason, entry.file);
+    });
+    queued = entry;
+    return entry.promise;
+  }
+
+  const files = [tlsConfig.bundle, tlsConfig.cert, tlsConfig.key, tlsConfig.passphrase_file, tlsConfig.client_ca, tlsConfig.crl]
+    .filter((f): f is string => f !== undefined);
+  const watch: FileWatch | undefined = tlsConfig.watch
+    ? watchFiles(files, (label) => void reload('watch', label), { onError: (err) => log.warn({ msg: 'file watch error', err: String(err) }) })
+    : undefined;
+  const poll = setInterval(() => void reload('poll'), tlsConfig.recheck_interval_ms);
+  poll.unref();
+
+  return {
+    get current() {
+      return current;
+    },
+    get generation() {
+      return generation;
+    },
+    reload,
+    async close() {
+      closed = true;
+      clearInterval(poll);
+      clearTimeout(retryTimer);
+      await watch?.close();
+      await running;
+    },
+  };
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function subjectOf(cert: { raw: Buffer }): string {
+  return printDn(readCertificate(cert.raw).subject);
+}
+
+/** Expiry gauges describe the material serving now: reset, then set, on every successful load. */
+export function publishMetrics(metrics: Metrics, material: TlsMaterial): void {
+  metrics.lastReloadSuccess.set(Date.now() / 1000);
+  metrics.certificateExpiry.reset();
+  const seconds = (validTo: string): number => new Date(validTo).getTime() / 1000;
+  metrics.certificateExpiry.set({ kind: 'server', subject: subjectOf(material.leaf) }, seconds(material.leaf.validTo));
+  for (const c of material.chain) metrics.certificateExpiry.set({ kind: 'chain', subject: subjectOf(c) }, seconds(c.validTo));
+  for (const c of material.clientCas) metrics.certificateExpiry.set({ kind: 'client_ca', subject: subjectOf(c) }, seconds(c.validTo));
+  metrics.crlNextUpdate.reset();
+  for (const crl of material.crls) metrics.crlNextUpdate.set({ issuer: crl.issuer }, crl.nextUpdate.getTime() / 1000);
+}

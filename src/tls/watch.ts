@@ -1,0 +1,52 @@
+/**
+ * File events are only hints: something in a folder holding TLS material changed. The reloader re-reads
+ * everything and compares digests, so a spurious or duplicate event costs one no-op read.
+ *
+ * We watch the PARENT folders (depth 0), not the files: that sees write-to-temp + rename, delete +
+ * recreate, and the Kubernetes Secret volume swap (`tls.pem -> ..data/tls.pem` where `..data` is a
+ * symlink renamed over atomically), none of which a watch on the file itself survives reliably.
+ * chokidar's awaitWriteFinish is off on purpose: its 2 s default breaks the 2 s reload promise, and it
+ * gives no guarantee anyway (a writer pausing longer still gets through); a half-written file fails
+ * validation, the old material keeps serving, and the write's next event reloads again.
+ * A watch on a folder that is itself deleted and recreated is lost silently: the reloader's periodic
+ * re-check and SIGHUP are the backstops.
+ */
+import path from 'node:path';
+import { watch, type FSWatcher } from 'chokidar';
+
+export interface FileWatch {
+  close(): Promise<void>;
+}
+
+export interface WatchOptions {
+  /** Quiet period that merges a burst of events into one call (default 150 ms). */
+  readonly debounceMs?: number;
+  readonly onError?: (err: unknown) => void;
+}
+
+/** Calls onChange(label) once per burst of events; label = the changed file's basename, else "all". */
+export function watchFiles(files: readonly string[], onChange: (label: string) => void, opts: WatchOptions = {}): FileWatch {
+  const debounceMs = opts.debounceMs ?? 150;
+  const names = new Set(files.map((f) => path.basename(f)));
+  const dirs = [...new Set(files.map((f) => path.dirname(path.resolve(f))))];
+  let timer: NodeJS.Timeout | undefined;
+  let labels = new Set<string>();
+  const watcher: FSWatcher = watch(dirs, { ignoreInitial: true, depth: 0, followSymlinks: true, atomic: true });
+  watcher.on('all', (_event, changed) => {
+    const name = path.basename(changed);
+    labels.add(names.has(name) ? name : 'all');
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      const fired = labels;
+      labels = new Set();
+      onChange(fired.size === 1 ? [...fired][0]! : 'all');
+    }, debounceMs);
+  });
+  watcher.on('error', (err) => opts.onError?.(err));
+  return {
+    async close() {
+      clearTimeout(timer);
+      await watcher.close();
+    },
+  };
+}

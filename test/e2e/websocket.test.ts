@@ -1,0 +1,291 @@
+/**
+ * WebSocket upgrades through certgate, over real TLS, to the built-in whoami upstream (which completes
+ * the RFC 6455 handshake, sends one text frame with the JSON of the request it saw, then echoes frames).
+ *
+ * Attacks, and why the defence holds:
+ * - Identity spoofing on the upgrade request: the Upgrade request is an ordinary HTTP request with
+ *   headers, and http-proxy's ws path never runs the web passes — so a proxy that strips forged identity
+ *   headers only on the web path would hand `X-Client-Cert-Subject: CN=admin` straight to the upstream.
+ *   certgate runs the same admission and header preparation (strip, then set) for upgrades; the upstream's
+ *   first frame shows exactly one X-Client-Cert-Subject, certgate's.
+ * - Upgrading around the certificate check: an Upgrade from a client without a certificate gets the same
+ *   400 JSON refusal as any request, written on the raw socket, and nothing reaches the upstream.
+ * - h2c upgrade smuggling (`Upgrade: h2c`): a proxy that tunnels any upgrade hands the client a raw
+ *   connection to the upstream, past every later per-request check. certgate tunnels only WebSocket
+ *   upgrades; anything else never reaches the upstream.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import tls from 'node:tls';
+import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
+import { startTestCertgate, type RunningCertgate } from '../helpers/certgate.js';
+import { mtlsRequest, rawTlsExchange, type ClientCreds } from '../helpers/client.js';
+import { listenWhoami } from '../../dist/whoami.js';
+
+const T = { timeout: 30_000 };
+const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+
+let pki: TestPki;
+/** startWhoami() is listenWhoami('127.0.0.1', 0); called directly to count what reaches its server. */
+let whoami: Awaited<ReturnType<typeof listenWhoami>>;
+let gate: RunningCertgate;
+let upgradesSeen = 0;
+let requestsSeen = 0;
+
+before(async () => {
+  pki = await createTestPki();
+  whoami = await listenWhoami('127.0.0.1', 0);
+  whoami.server.on('upgrade', () => upgradesSeen++);
+  whoami.server.on('request', () => requestsSeen++);
+  gate = await startTestCertgate({
+    tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path },
+    routes: [{ name: 'ws', upstream: whoami.url }],
+  });
+});
+after(async () => {
+  await gate?.close();
+  await whoami?.close();
+  pki?.cleanup();
+});
+
+const creds = (c: TestCert | undefined): ClientCreds => ({ ca: pki.root.cert, ...(c && { cert: c.pem, key: c.key }) });
+
+interface Echo {
+  method: string;
+  path: string;
+  headers: Record<string, string | string[]>;
+  raw_headers: [string, string][];
+  body_len: number;
+}
+
+interface Frame {
+  readonly fin: boolean;
+  readonly opcode: number;
+  readonly masked: boolean;
+  readonly payload: Buffer;
+}
+
+/** A masked client frame with FIN set (RFC 6455 §5.3: clients must mask). */
+function clientFrame(opcode: number, payload: Buffer): Buffer {
+  const key = randomBytes(4);
+  const len = payload.length;
+  let head: Buffer;
+  if (len < 126) head = Buffer.from([0x80 | opcode, 0x80 | len]);
+  else {
+    head = Buffer.from([0x80 | opcode, 0x80 | 126, 0, 0]);
+    head.writeUInt16BE(len, 2);
+  }
+  return Buffer.concat([head, key, Buffer.from(payload.map((b, i) => b ^ (key[i & 3] as number)))]);
+}
+
+/** A verified TLS client socket that reads an HTTP response head, then WebSocket frames. */
+class TlsWsClient {
+  private buf = Buffer.alloc(0);
+  private waiters: (() => void)[] = [];
+  closed = false;
+  readonly closedPromise: Promise<void>;
+
+  private constructor(readonly socket: tls.TLSSocket) {
+    socket.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      this.wake();
+    });
+    this.closedPromise = new Promise((resolve) => socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+      resolve();
+    }));
+    socket.on('error', () => {});
+  }
+
+  static connect(port: number, c: ClientCreds): Promise<TlsWsClient> {
+    return new Promise((resolve, reject) => {
+      const s = tls.connect({
+        host: '127.0.0.1', port, servername: 'localhost', ca: c.ca,
+        ...(c.cert !== undefined && { cert: c.cert }), ...(c.key !== undefined && { key: c.key }),
+      }, () => resolve(new TlsWsClient(s)));
+      s.once('error', reject);
+    });
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  private async until<T>(take: () => T | undefined): Promise<T> {
+    for (;;) {
+      const v = take();
+      if (v !== undefined) return v;
+      if (this.closed) throw new Error(`socket closed; unread: ${JSON.stringify(this.buf.toString('latin1'))}`);
+      await new Promise<void>((r) => this.waiters.push(r));
+    }
+  }
+
+  head(): Promise<{ status: number; headers: Map<string, string[]> }> {
+    return this.until(() => {
+      const end = this.buf.indexOf('\r\n\r\n');
+      if (end === -1) return undefined;
+      const lines = this.buf.subarray(0, end).toString('latin1').split('\r\n');
+      this.buf = this.buf.subarray(end + 4);
+      const headers = new Map<string, string[]>();
+      for (const l of lines.slice(1)) {
+        const c = l.indexOf(':');
+        const k = l.slice(0, c).trim().toLowerCase();
+        headers.set(k, [...(headers.get(k) ?? []), l.slice(c + 1).trim()]);
+      }
+      return { status: Number((lines[0] ?? '').split(' ')[1]), headers };
+    });
+  }
+
+  frame(): Promise<Frame> {
+    return this.until(() => {
+      const b = this.buf;
+      if (b.length < 2) return undefined;
+      let len = (b[1] as number) & 0x7f;
+      let off = 2;
+      if (len === 126) {
+        if (b.length < 4) return undefined;
+        len = b.readUInt16BE(2);
+        off = 4;
+      } else if (len === 127) {
+        if (b.length < 10) return undefined;
+        len = Number(b.readBigUInt64BE(2));
+        off = 10;
+      }
+      const masked = ((b[1] as number) & 0x80) !== 0;
+      if (masked) off += 4;
+      if (b.length < off + len) return undefined;
+      this.buf = b.subarray(off + len);
+      return { fin: ((b[0] as number) & 0x80) !== 0, opcode: (b[0] as number) & 0x0f, masked, payload: Buffer.from(b.subarray(off, off + len)) };
+    });
+  }
+
+  /** Whatever arrives until the server closes. */
+  async rest(): Promise<string> {
+    await this.closedPromise;
+    return this.buf.toString('latin1');
+  }
+}
+
+function upgradeRequest(key: string, extra: readonly string[] = [], connection = 'Upgrade'): string {
+  return [
+    'GET /chat?room=1 HTTP/1.1', `Host: localhost:${gate.port}`, 'Upgrade: websocket', `Connection: ${connection}`,
+    `Sec-WebSocket-Key: ${key}`, 'Sec-WebSocket-Version: 13', ...extra, '', '',
+  ].join('\r\n');
+}
+
+/** A request through certgate that reaches whoami: anything forwarded before it has arrived too. */
+async function sentinel(): Promise<void> {
+  const before = requestsSeen;
+  const reply = await mtlsRequest(gate.url, creds(pki.clients.good), { path: '/sentinel' });
+  assert.equal(reply.status, 200, reply.body);
+  assert.equal(requestsSeen, before + 1);
+}
+
+test('websocket: a verified client forging X-Client-Cert-Subject on the Upgrade gets a tunnel carrying only certgate\'s identity; frames echo', T, async () => {
+  const good = pki.clients.good;
+  const c = await TlsWsClient.connect(gate.port, creds(good));
+  try {
+    const key = randomBytes(16).toString('base64');
+    c.socket.write(upgradeRequest(key, [
+      'X-Client-Cert-Subject: CN=admin', 'X_Client_Cert_Subject: CN=admin-underscore', 'x-client-cert-verified: SUCCESS',
+      'X-Forwarded-For: 6.6.6.6', 'X-Forwarded-Proto: http', 'X-Real-IP: 6.6.6.7', 'X-Secret: 1', 'Keep-Alive: 5',
+    ], 'Upgrade, x-secret'));
+    const head = await c.head();
+    assert.equal(head.status, 101);
+    assert.deepEqual(head.headers.get('sec-websocket-accept'), [createHash('sha1').update(key + WS_GUID).digest('base64')]);
+
+    const hello = await c.frame();
+    assert.equal(hello.opcode, 0x1, 'the first frame is whoami\'s text frame');
+    assert.equal(hello.masked, false);
+    const echo = JSON.parse(hello.payload.toString('utf8')) as Echo;
+    assert.equal(echo.method, 'GET');
+    assert.equal(echo.path, '/chat?room=1');
+    const raw = (name: string): string[] => echo.raw_headers.filter(([k]) => k.toLowerCase().replace(/[_.]/g, '-') === name).map(([, v]) => v);
+    assert.deepEqual(raw('x-client-cert-subject'), ['CN=svc-a,OU=payments'], JSON.stringify(echo.raw_headers));
+    assert.deepEqual(raw('x-client-cert-verified'), ['SUCCESS']);
+    assert.deepEqual(raw('x-client-cert-fingerprint'), [good.x509.fingerprint256.replace(/:/g, '').toLowerCase()]);
+    assert.deepEqual(raw('x-client-cert-issuer'), ['CN=certgate test intermediate CA,O=certgate test']);
+    assert.deepEqual(raw('x-client-cert-san-uri'), ['spiffe://example.org/ns/prod/sa/svc-a']);
+    assert.deepEqual(raw('x-forwarded-for'), ['127.0.0.1']);
+    assert.deepEqual(raw('x-real-ip'), []);
+    assert.deepEqual(raw('x-forwarded-host'), [`localhost:${gate.port}`]);
+    // README: "-Proto: https … WebSocket upgrades are proxied with the same headers"; handler.ts sends
+    // `wss` for upgrades (as Traefik does). Either way exactly one, never the client's.
+    const proto = raw('x-forwarded-proto');
+    assert.equal(proto.length, 1, JSON.stringify(proto));
+    assert.ok(['https', 'wss'].includes(proto[0]!), `X-Forwarded-Proto: ${proto[0]}`);
+    assert.deepEqual(raw('x-secret'), [], 'a header the client named in Connection is hop-by-hop');
+    assert.deepEqual(raw('keep-alive'), []);
+    assert.deepEqual(raw('connection').map((v) => v.toLowerCase()), ['upgrade']);
+    for (const [name, value] of echo.raw_headers) {
+      assert.ok(!/admin|6\.6\.6\./.test(value), `forged value reached the upstream: ${name}: ${value}`);
+    }
+    assert.equal(String(echo.headers.upgrade).toLowerCase(), 'websocket');
+
+    const message = Buffer.from('hello through certgate — ünïcode');
+    c.socket.write(clientFrame(0x1, message));
+    const back = await c.frame();
+    assert.equal(back.opcode, 0x1);
+    assert.ok(back.payload.equals(message), `echoed ${JSON.stringify(back.payload.toString('utf8'))}`);
+
+    const binary = randomBytes(300); // 16-bit length form
+    c.socket.write(clientFrame(0x2, binary));
+    const backBinary = await c.frame();
+    assert.equal(backBinary.opcode, 0x2);
+    assert.ok(backBinary.payload.equals(binary));
+
+    c.socket.write(clientFrame(0x8, Buffer.from([0x03, 0xe8])));
+    const close = await c.frame();
+    assert.equal(close.opcode, 0x8);
+    assert.equal(close.payload.readUInt16BE(0), 1000);
+    await c.closedPromise;
+  } finally {
+    c.socket.destroy();
+  }
+});
+
+test('websocket: an Upgrade without a client certificate (require mode) → 400 client_certificate_required, no upgrade upstream', T, async () => {
+  const upgradesBefore = upgradesSeen;
+  const raw = await rawTlsExchange('127.0.0.1', gate.port, creds(undefined),
+    upgradeRequest(randomBytes(16).toString('base64'), ['X-Client-Cert-Subject: CN=admin', 'x-client-cert-verified: SUCCESS']));
+  const end = raw.indexOf('\r\n\r\n');
+  assert.ok(end > 0, raw);
+  assert.match(raw, /^HTTP\/1\.1 400 /, raw);
+  assert.match(raw.slice(0, end), /\r\nconnection: close\r\n/i);
+  assert.match(raw.slice(0, end), /\r\ncontent-type: application\/json/i);
+  const body = JSON.parse(raw.slice(end + 4)) as Record<string, unknown>;
+  assert.equal(body.error, 'client_certificate_required');
+  await sentinel();
+  assert.equal(upgradesSeen, upgradesBefore, 'the upstream saw no upgrade');
+});
+
+test('websocket: an Upgrade with an expired certificate → 400 client_certificate_invalid/expired, no upgrade upstream', T, async () => {
+  const upgradesBefore = upgradesSeen;
+  const raw = await rawTlsExchange('127.0.0.1', gate.port, creds(pki.clients.expired), upgradeRequest(randomBytes(16).toString('base64')));
+  const end = raw.indexOf('\r\n\r\n');
+  assert.match(raw, /^HTTP\/1\.1 400 /, raw);
+  const body = JSON.parse(raw.slice(end + 4)) as Record<string, unknown>;
+  assert.equal(body.error, 'client_certificate_invalid');
+  assert.equal(body.reason, 'expired');
+  await sentinel();
+  assert.equal(upgradesSeen, upgradesBefore, 'the upstream saw no upgrade');
+});
+
+test('h2c upgrade smuggling: Upgrade: h2c from a verified client is not tunnelled to the upstream', T, async () => {
+  const upgradesBefore = upgradesSeen;
+  const requestsBefore = requestsSeen;
+  const c = await TlsWsClient.connect(gate.port, creds(pki.clients.good));
+  c.socket.write([
+    'GET /h2c HTTP/1.1', `Host: localhost:${gate.port}`, 'Upgrade: h2c', 'Connection: Upgrade, HTTP2-Settings',
+    'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA', '', '',
+  ].join('\r\n'));
+  const rest = await c.rest();
+  assert.doesNotMatch(rest, /^HTTP\/1\.1 101/, 'no protocol switch');
+  await sentinel();
+  assert.equal(upgradesSeen, upgradesBefore, 'the upstream saw no upgrade');
+  assert.equal(requestsSeen, requestsBefore + 1, 'only the sentinel reached the upstream');
+});
