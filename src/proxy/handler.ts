@@ -18,7 +18,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../admin/metrics.js';
 import { methodLabel } from '../admin/metrics.js';
 import { identityHeaders, stripClientControlled } from '../identity/headers.js';
-import { connectionVerdict, expiredSince } from './verdict.js';
+import { connectionVerdict, type VerdictContext } from './verdict.js';
 import { normalizeRequestPath } from './path.js';
 import { createRouter } from './routes.js';
 import { compileAllow, type PolicyDecision } from './policy.js';
@@ -37,22 +37,35 @@ interface Refusal {
   readonly route?: string;
 }
 
-type Admitted = { readonly route: RouteConfig; readonly identity: ClientIdentity | undefined; readonly matched?: string };
+type Admitted = {
+  readonly route: RouteConfig;
+  readonly identity: ClientIdentity | undefined;
+  readonly matched?: string;
+  /** Serve this request, then close the connection (trust must be re-established by a new handshake). */
+  readonly closeAfter: boolean;
+};
 
 /** Route label for requests that matched no route (bounded: never a client-chosen string). */
 const NO_ROUTE = '(none)';
 
-export function createHandlers(config: Config, forwarder: Forwarder, metrics: Metrics, log: Logger): RequestHandlers {
+export function createHandlers(config: Config, verdictContext: VerdictContext, forwarder: Forwarder, metrics: Metrics, log: Logger): RequestHandlers {
   const match = createRouter(config.routes);
   const policies = new Map(config.routes.map((r) => [r.name, compileAllow(r.allow)] as const));
-  const needChain = config.headers.rfc9440 || (config.headers.xfcc && config.headers.forward_cert);
-  const mode = config.tls.client_auth;
+  /** Connections refused after their handshake, already logged. */
+  const loggedLate = new WeakSet<TLSSocket>();
 
   /** Steps 0–4: everything that decides whether this request may reach an upstream. */
   function admit(req: IncomingMessage): Admitted | Refusal {
     const socket = req.socket as TLSSocket;
-    const verdict = connectionVerdict(socket, mode, needChain);
+    const verdict = connectionVerdict(socket, verdictContext);
     if (verdict.kind === 'refused') {
+      if (verdict.late === true && !loggedLate.has(socket)) {
+        loggedLate.add(socket);
+        log.warn({
+          msg: 'client certificate no longer trusted', reason: verdict.reason, detail: verdict.detail,
+          remote_address: socket.remoteAddress, client_subject: verdict.identity?.subject, client_fingerprint: verdict.identity?.fingerprint,
+        });
+      }
       return {
         status: 400, close: true,
         body: verdict.error === 'client_certificate_required'
@@ -61,9 +74,7 @@ export function createHandlers(config: Config, forwarder: Forwarder, metrics: Me
       };
     }
     const identity = verdict.kind === 'verified' ? verdict.identity : undefined;
-    if (identity !== undefined && expiredSince(identity, Date.now())) {
-      return { status: 400, close: true, body: { error: 'client_certificate_invalid', reason: 'expired', message: 'client certificate expired during this connection' } };
-    }
+    const closeAfter = verdict.kind === 'verified' && verdict.closeAfter === true;
     const target = normalizeRequestPath(req.url ?? '');
     if (!target.ok) return { status: 400, close: true, body: { error: 'bad_request', reason: target.reason } };
     const route = match(req.headers.host, target.path);
@@ -90,7 +101,7 @@ export function createHandlers(config: Config, forwarder: Forwarder, metrics: Me
       // the body becomes a second request on the upstream connection (CVE-2026-29057).
       return { status: 411, close: true, route: route.name, body: { error: 'length_required', message: 'send a Content-Length with a body on DELETE/OPTIONS' } };
     }
-    return { route, identity, ...(decision.matched !== undefined && { matched: decision.matched }) };
+    return { route, identity, closeAfter, ...(decision.matched !== undefined && { matched: decision.matched }) };
   }
 
   /** Step 5: the headers the upstream sees. Mutates req.headers (http-proxy copies them). */
@@ -136,7 +147,7 @@ export function createHandlers(config: Config, forwarder: Forwarder, metrics: Me
         sendError(res, a.status, a.body, { close: a.close === true });
         return;
       }
-      const clientWantsClose = /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
+      const clientWantsClose = a.closeAfter || /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
       prepareHeaders(req, a.identity, false);
       // Counted beside http-proxy's pipe (both listeners see every chunk; pipe keeps the backpressure).
       req.on('data', (chunk: Buffer) => (bodyIn.bytes += chunk.length));

@@ -11,11 +11,12 @@ import type { Metrics } from '../admin/metrics.js';
 import type { TlsMaterial } from '../tls/material.js';
 import { tlsClientErrorReason } from '../tls/handshake.js';
 import { secureContextOptions } from '../tls/context.js';
-import { connectionVerdict } from './verdict.js';
+import { connectionVerdict, type VerdictContext } from './verdict.js';
 import type { RequestHandlers } from './handler.js';
 
-export function createTlsServer(config: Config, material: TlsMaterial, handlers: RequestHandlers, metrics: Metrics, log: Logger): https.Server {
-  const needChain = config.headers.rfc9440 || (config.headers.xfcc && config.headers.forward_cert);
+export function createTlsServer(
+  config: Config, material: TlsMaterial, verdictContext: VerdictContext, handlers: RequestHandlers, metrics: Metrics, log: Logger,
+): https.Server {
   const server = https.createServer({
     ...secureContextOptions(material, config.tls),
     requestCert: true,
@@ -33,7 +34,7 @@ export function createTlsServer(config: Config, material: TlsMaterial, handlers:
     metrics.connectionsOpen.inc();
     socket.once('close', () => metrics.connectionsOpen.dec());
     metrics.handshakes.inc({ version: socket.getProtocol() ?? 'unknown', resumed: String(socket.isSessionReused()) });
-    const verdict = connectionVerdict(socket, config.tls.client_auth, needChain);
+    const verdict = connectionVerdict(socket, verdictContext);
     if (verdict.kind === 'refused') {
       metrics.handshakeFailures.inc({ reason: verdict.reason });
       log.warn({

@@ -1,42 +1,104 @@
 /**
- * What certgate decided about a TLS connection's client certificate, once per connection.
+ * What certgate decided about a TLS connection's client certificate — once per connection, and again
+ * only when the trust inputs changed since (a reload of client_ca/crl, or a CRL going stale).
+ *
  * Node's strict mode (rejectUnauthorized: true) drops refused clients without a reason on either side,
  * so the server accepts every handshake, decides here, and answers refused clients over HTTP (400 JSON,
  * as nginx does). Nothing is ever forwarded on a connection whose verdict is "refused".
+ * nginx, Envoy and ghostunnel apply new revocation data to new handshakes only; certgate also re-checks
+ * established keep-alive connections (and resumed sessions, which skip verification) on their next request.
  */
 import type { TLSSocket } from 'node:tls';
 import type { ClientIdentity } from '../identity/types.js';
 import { identityOf } from '../identity/identity.js';
 import { refusalReason, type RefusalReason } from '../tls/handshake.js';
 
+export type RecheckOutcome = 'ok' | 'revoked' | 'crl_expired' | 'unknown_ca' | 'expired' | 'inconclusive';
+
+/** The current trust, as the verdicts need it (implemented by tls/trust.ts over the reloader). */
+export interface TrustCheck {
+  /** Changes whenever a verdict made before may no longer hold. Cheap: read per request. */
+  generation(now: number): number;
+  /** At the handshake, after OpenSSL verified the chain: certgate's own revocation check. */
+  atHandshake(identity: ClientIdentity, now: number): 'ok' | 'revoked' | 'crl_expired';
+  /** For a connection verified under an older generation: trust path and revocation, no handshake. */
+  recheck(identity: ClientIdentity, now: number): RecheckOutcome;
+}
+
 export type ConnectionVerdict =
-  | { readonly kind: 'verified'; readonly identity: ClientIdentity }
+  | {
+      readonly kind: 'verified';
+      readonly identity: ClientIdentity;
+      readonly generation: number;
+      /** Trust could not be re-established without a handshake: serve, then close (forces a new handshake). */
+      readonly closeAfter?: boolean;
+    }
   | { readonly kind: 'anonymous' }
   | {
       readonly kind: 'refused';
       readonly error: 'client_certificate_required' | 'client_certificate_invalid';
       readonly reason: RefusalReason;
-      /** OpenSSL's verify code (e.g. CERT_HAS_EXPIRED), for logs. */
+      /** OpenSSL's verify code (e.g. CERT_HAS_EXPIRED) or certgate's own, for logs. */
       readonly detail: string;
       readonly identity?: ClientIdentity;
+      /** True when decided after the handshake (a trust change or expiry on a live connection). */
+      readonly late?: boolean;
     };
+
+export interface VerdictContext {
+  readonly mode: 'require' | 'optional';
+  readonly needChain: boolean;
+  readonly trust: TrustCheck;
+}
 
 const verdicts = new WeakMap<TLSSocket, ConnectionVerdict>();
 
-/** The verdict for this connection, computed on first use (normally at 'secureConnection'). */
-export function connectionVerdict(socket: TLSSocket, mode: 'require' | 'optional', needChain: boolean): ConnectionVerdict {
+/**
+ * The verdict for this connection now. Computed at 'secureConnection'; afterwards a per-request read,
+ * plus a Date comparison (a certificate may expire while its connection lives on).
+ */
+export function connectionVerdict(socket: TLSSocket, ctx: VerdictContext, now = Date.now()): ConnectionVerdict {
   let v = verdicts.get(socket);
   if (v === undefined) {
-    v = decide(socket, mode, needChain);
+    v = decide(socket, ctx, now);
     verdicts.set(socket, v);
+    return v;
   }
+  if (v.kind !== 'verified') return v;
+  if (v.identity.notAfter.getTime() < now) {
+    v = { kind: 'refused', error: 'client_certificate_invalid', reason: 'expired', detail: 'CERT_HAS_EXPIRED', identity: v.identity, late: true };
+    verdicts.set(socket, v);
+    return v;
+  }
+  const generation = ctx.trust.generation(now);
+  if (v.generation === generation) return v;
+  v = recheck(v.identity, ctx.trust.recheck(v.identity, now), generation);
+  verdicts.set(socket, v);
   return v;
 }
 
-function decide(socket: TLSSocket, mode: 'require' | 'optional', needChain: boolean): ConnectionVerdict {
+function recheck(identity: ClientIdentity, outcome: RecheckOutcome, generation: number): ConnectionVerdict {
+  switch (outcome) {
+    case 'ok':
+      return { kind: 'verified', identity, generation };
+    case 'inconclusive':
+      return { kind: 'verified', identity, generation, closeAfter: true };
+    case 'expired':
+      return { kind: 'refused', error: 'client_certificate_invalid', reason: 'expired', detail: 'CERT_HAS_EXPIRED', identity, late: true };
+    case 'revoked':
+      return { kind: 'refused', error: 'client_certificate_invalid', reason: 'revoked', detail: 'CERT_REVOKED', identity, late: true };
+    case 'crl_expired':
+      return { kind: 'refused', error: 'client_certificate_invalid', reason: 'crl_expired', detail: 'CRL_HAS_EXPIRED', identity, late: true };
+    case 'unknown_ca':
+      return { kind: 'refused', error: 'client_certificate_invalid', reason: 'unknown_ca', detail: 'CA_NO_LONGER_TRUSTED', identity, late: true };
+  }
+}
+
+function decide(socket: TLSSocket, ctx: VerdictContext, now: number): ConnectionVerdict {
   let identity: ClientIdentity | undefined;
   try {
-    identity = identityOf(socket, needChain);
+    // Must be the first read of the peer certificate: Node hands the sent chain to the first caller only.
+    identity = identityOf(socket, ctx.needChain);
   } catch {
     // A certificate OpenSSL accepted but our DER reader cannot print must not crash or pass unnamed.
     return { kind: 'refused', error: 'client_certificate_invalid', reason: 'bad_certificate', detail: 'UNPARSABLE_CERTIFICATE' };
@@ -44,7 +106,7 @@ function decide(socket: TLSSocket, mode: 'require' | 'optional', needChain: bool
   // "No certificate" is told by the absence of a peer certificate, not by authorizationError, which
   // reads UNABLE_TO_GET_ISSUER_CERT in that case (measured on Node 20).
   if (identity === undefined) {
-    if (mode === 'optional') return { kind: 'anonymous' };
+    if (ctx.mode === 'optional') return { kind: 'anonymous' };
     return { kind: 'refused', error: 'client_certificate_required', reason: 'no_certificate', detail: 'NO_CERTIFICATE' };
   }
   if (!socket.authorized) {
@@ -52,13 +114,13 @@ function decide(socket: TLSSocket, mode: 'require' | 'optional', needChain: bool
     const detail = typeof err === 'string' ? err : ((err as { code?: string } | null)?.code ?? String(err));
     return { kind: 'refused', error: 'client_certificate_invalid', reason: refusalReason(detail), detail, identity };
   }
-  return { kind: 'verified', identity };
-}
-
-/**
- * A certificate valid at the handshake may expire while the connection (or a resumed session, which
- * skips verification) lives on: checked per request, a Date comparison.
- */
-export function expiredSince(identity: ClientIdentity, now: number): boolean {
-  return identity.notAfter.getTime() < now;
+  // A resumed session skips OpenSSL's verification: its certificate may have expired since.
+  if (identity.notAfter.getTime() < now) {
+    return { kind: 'refused', error: 'client_certificate_invalid', reason: 'expired', detail: 'CERT_HAS_EXPIRED', identity };
+  }
+  const generation = ctx.trust.generation(now);
+  const revocation = ctx.trust.atHandshake(identity, now);
+  if (revocation === 'revoked') return { kind: 'refused', error: 'client_certificate_invalid', reason: 'revoked', detail: 'CERT_REVOKED', identity };
+  if (revocation === 'crl_expired') return { kind: 'refused', error: 'client_certificate_invalid', reason: 'crl_expired', detail: 'CRL_HAS_EXPIRED', identity };
+  return { kind: 'verified', identity, generation };
 }
