@@ -14,7 +14,9 @@ import { loadTls } from './tls/material.js';
 import { createForwarder } from './proxy/forward.js';
 import { createHandlers } from './proxy/handler.js';
 import { createTlsServer } from './proxy/server.js';
-import { createReloader, type ReloadResult } from './tls/reloader.js';
+import { createReloader, type Reloader, type ReloadResult } from './tls/reloader.js';
+import { createTrustCheck } from './tls/trust.js';
+import type { VerdictContext } from './proxy/verdict.js';
 import { sendError } from './proxy/respond.js';
 import type { ServerResponse } from 'node:http';
 
@@ -59,8 +61,18 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
       res.destroy();
     }
   });
-  const handlers = createHandlers(config, forwarder, metrics, log);
-  const tlsServer = createTlsServer(config, material, handlers, metrics, log);
+  // The reloader owns the serving material; verdicts read it through `trust` (the reloader needs the
+  // server to publish, so it is created right after it).
+  let reloader: Reloader | undefined;
+  const trust = createTrustCheck(config.tls, () => ({ material: reloader?.current ?? material, generation: reloader?.generation ?? 0 }));
+  const verdictContext: VerdictContext = {
+    mode: config.tls.client_auth,
+    needChain: config.headers.rfc9440 || (config.headers.xfcc && config.headers.forward_cert),
+    trust,
+  };
+  const handlers = createHandlers(config, verdictContext, forwarder, metrics, log);
+  const tlsServer = createTlsServer(config, material, verdictContext, handlers, metrics, log);
+  reloader = createReloader({ tls: config.tls, listenHost: config.listen.host, server: tlsServer, initial: material, metrics, log });
   const admin = createAdminServer({ registry: metrics.registry, ready: () => listening && !stopping });
 
   let adminAddress: AddressInfo;
@@ -72,10 +84,10 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     started.push(tlsServer);
   } catch (err) {
     await closeStarted();
+    await reloader.close();
     forwarder.close();
     throw err;
   }
-  const reloader = createReloader({ tls: config.tls, listenHost: config.listen.host, server: tlsServer, initial: material, metrics, log });
   listening = true;
   const url = `https://${hostForUrl(tlsAddress.address)}:${tlsAddress.port}`;
   const adminUrl = `http://${hostForUrl(adminAddress.address)}:${adminAddress.port}`;

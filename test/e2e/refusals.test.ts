@@ -126,3 +126,20 @@ test('a refused connection serves nothing more: the server closes it after the 4
   assert.equal(raw.match(/HTTP\/1\.1 400/g)?.length, 1, raw);
   assert.equal(upstream.requests.length, before);
 });
+
+test('crl_mode leaf (default): an issuer without a CRL means not revoked; chain mode demands one per CA', async () => {
+  const tls = { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path, crl: pki.crlIntermediatePath };
+  const routes = [{ name: 'all', upstream: upstream.url }];
+  const leaf = await startTestCertgate({ tls, routes });
+  const chain = await startTestCertgate({ tls: { ...tls, crl: pki.crlPath, crl_mode: 'chain' }, routes });
+  try {
+    assert.equal((await mtlsRequest(leaf.url, as(pki.clients.direct))).status, 200, 'root-issued client, root has no CRL: passes');
+    assert.equal((await mtlsRequest(leaf.url, as(pki.clients.good))).status, 200);
+    await assertRefused(leaf, pki.clients.revoked, 'client_certificate_invalid', 'revoked');
+    // chain mode: OpenSSL checks every CA of the chain (both CRLs present here), revocation still named.
+    assert.equal((await mtlsRequest(chain.url, as(pki.clients.good))).status, 200);
+    await assertRefused(chain, pki.clients.revoked, 'client_certificate_invalid', 'revoked');
+  } finally {
+    await Promise.all([leaf.close(), chain.close()]);
+  }
+});

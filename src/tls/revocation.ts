@@ -1,0 +1,439 @@
+/**
+ * certgate's own revocation and trust re-check (pure: certificates and CRLs in, a verdict out).
+ *
+ * Why not leave it to OpenSSL: any `crl` in the secure context turns on CRL_CHECK_ALL (every CA of a
+ * chain, the root included, needs a current CRL or all its clients fail UNABLE_TO_GET_CRL), a stale CRL
+ * refuses every client with a bare reset, and revocation data only reaches NEW handshakes; keep-alive
+ * connections and resumed sessions go on (DEPENDENCIES.md §3). So:
+ * - `buildRevocationIndex` runs once per material load: it parses the CRLs, ties each one to the client CA
+ *   whose name matches and whose key verifies its signature, and keeps the revoked serials;
+ * - `checkChainRevocation` runs once per connection (and again after a CRL change);
+ * - `reverifyTrust` re-checks an established connection's certificate against the CURRENT client CAs
+ *   after client_ca changed, without a handshake.
+ * Per-connection work is a few `checkIssued` (a name + key-id compare in OpenSSL) and a signature
+ * verification per CRL-covered issuer; nothing is re-parsed.
+ */
+import { verify as verifySignature, type KeyObject, type X509Certificate } from 'node:crypto';
+import { children, decodeOid, DerError, expectTag, readCertificate, readOne, readTlv, TAG, type Tlv } from '../identity/der.js';
+import { printDn } from '../identity/dn.js';
+import { parsePem } from './pem.js';
+
+export type CrlMode = 'leaf' | 'chain';
+export type CrlStalePolicy = 'refuse' | 'allow';
+export type RevocationStatus = 'ok' | 'revoked' | 'crl_expired';
+export type TrustStatus = 'ok' | 'unknown_ca' | 'expired' | 'inconclusive';
+
+/** A CRL as PEM text (any number of X509 CRL blocks) or as one DER buffer. */
+export type CrlSource = string | Uint8Array;
+
+/** One client CA that has a CRL, for metrics (`crl_next_update{issuer}`) and logs. */
+export interface RevocationEntry {
+  /** The CA's subject, RFC 4514 (as `openssl -nameopt RFC2253` prints it). */
+  readonly issuer: string;
+  /** Of the CA's newest CRL. */
+  readonly thisUpdate: Date;
+  /** Of the CA's newest CRL; without nextUpdate the largest Date (+275760-09-13), as TlsMaterial does. */
+  readonly nextUpdate: Date;
+  readonly revoked: number;
+}
+
+/** A CRL that takes no part in the checks. Anything but `delta` leaves a CA's clients unchecked: report it. */
+export interface SkippedCrl {
+  /** 0-based position among all CRLs given (PEM blocks counted one by one). */
+  readonly index: number;
+  readonly issuer?: string;
+  readonly why: 'unparsable' | 'unsupported_signature' | 'unknown_issuer' | 'delta';
+}
+
+export interface RevocationIndex {
+  entries(): readonly RevocationEntry[];
+  readonly skipped: readonly SkippedCrl[];
+}
+
+interface Crl {
+  readonly thisUpdate: number;
+  readonly nextUpdate: number;
+  readonly revoked: ReadonlySet<string>;
+}
+
+interface CaCrls {
+  readonly ca: X509Certificate;
+  readonly issuer: string;
+  /** Newest thisUpdate first. */
+  readonly crls: Crl[];
+}
+
+interface IndexState {
+  readonly cas: readonly X509Certificate[];
+  readonly withCrl: readonly CaCrls[];
+}
+
+/** The state behind each index; a WeakMap keeps it out of the public type. */
+const states = new WeakMap<RevocationIndex, IndexState>();
+const NEVER = 8.64e15;
+/** Certificates on a path, leaf included. Deeper paths are 'inconclusive', never a made-up refusal. */
+const MAX_PATH = 8;
+/** Signature verifications one `reverifyTrust` may spend (a client controls its sent chain). */
+const MAX_VERIFIES = 32;
+
+// ---------------------------------------------------------------------------------------------
+// Serials
+
+/** INTEGER contents as unsigned bytes, leading zeros dropped: a 00 sign byte or its absence compares equal. */
+function serialFromDer(bytes: Buffer): string {
+  let i = 0;
+  while (i < bytes.length - 1 && bytes[i] === 0) i++;
+  return bytes.toString('hex', i).toUpperCase();
+}
+
+/**
+ * Node prints a (non-conforming) negative serial as "-7F7FFF"; the CRL lists the same DER bytes, which
+ * read as "808001" here. Read those certificates' serial from the DER so both sides match.
+ */
+function serialOf(cert: X509Certificate): string {
+  const s = cert.serialNumber;
+  if (s.charCodeAt(0) !== 45 /* - */) return s;
+  const tbs = readTlv(readTlv(cert.raw, 0, 'Certificate').value, 0, 'TBSCertificate');
+  let field = readTlv(tbs.value, 0, 'serialNumber');
+  if (field.tag === 0xa0) field = readTlv(tbs.value, field.raw.length, 'serialNumber');
+  expectTag(field, TAG.INTEGER, 'serialNumber');
+  return serialFromDer(field.value);
+}
+
+// ---------------------------------------------------------------------------------------------
+// CRL DER
+
+interface ParsedCrl {
+  readonly issuer: Buffer;
+  readonly tbs: Buffer;
+  readonly hash: string | null;
+  readonly signature: Buffer;
+  readonly thisUpdate: number;
+  readonly nextUpdate: number;
+  readonly revoked: Set<string>;
+  readonly delta: boolean;
+}
+
+/** Signature OIDs → the digest node:crypto's verify() takes (null: EdDSA). RSA-PSS is not supported. */
+const SIGNATURE_HASH: ReadonlyMap<string, string | null> = new Map([
+  ['1.2.840.10045.4.1', 'sha1'], ['1.2.840.10045.4.3.1', 'sha224'], ['1.2.840.10045.4.3.2', 'sha256'],
+  ['1.2.840.10045.4.3.3', 'sha384'], ['1.2.840.10045.4.3.4', 'sha512'],
+  ['1.2.840.113549.1.1.5', 'sha1'], ['1.2.840.113549.1.1.14', 'sha224'], ['1.2.840.113549.1.1.11', 'sha256'],
+  ['1.2.840.113549.1.1.12', 'sha384'], ['1.2.840.113549.1.1.13', 'sha512'],
+  ['1.3.101.112', null], ['1.3.101.113', null],
+]);
+const DELTA_CRL_INDICATOR = '2.5.29.27';
+const TIME_TAGS = new Set([0x17, 0x18]);
+
+/** UTCTime (YYMMDDHHMMSSZ, YY < 50 → 20YY, RFC 5280 4.1.2.5.1) or GeneralizedTime, to ms. */
+function readTime(t: Tlv): number {
+  const s = t.value.toString('latin1');
+  const m = t.tag === 0x17 ? /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s)
+    : /^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(?:\.\d+)?Z$/.exec(s);
+  if (m === null) throw new DerError(`CRL time "${s}" is not a UTC time`);
+  const n = m.slice(1).map(Number) as [number, number, number, number, number, number];
+  const year = t.tag === 0x17 ? (n[0] < 50 ? 2000 + n[0] : 1900 + n[0]) : n[0];
+  return Date.UTC(year, n[1] - 1, n[2], n[3], n[4], n[5]);
+}
+
+/**
+ * CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue BIT STRING }
+ * TBSCertList ::= SEQUENCE { version INTEGER OPTIONAL, signature, issuer Name, thisUpdate, nextUpdate OPTIONAL,
+ *   revokedCertificates SEQUENCE OF SEQUENCE { userCertificate INTEGER, ... } OPTIONAL, [0] crlExtensions OPTIONAL }
+ */
+function parseCrl(der: Buffer): ParsedCrl | 'unsupported_signature' {
+  const [tbs, alg, sig, extra] = children(readOne(der, TAG.SEQUENCE, 'CertificateList'), 'CertificateList');
+  if (tbs === undefined || alg === undefined || sig === undefined || extra !== undefined) throw new DerError('CertificateList: wrong shape');
+  expectTag(tbs, TAG.SEQUENCE, 'TBSCertList');
+  expectTag(sig, 0x03, 'signatureValue');
+  const f = children(tbs, 'TBSCertList');
+  let i = f[0]?.tag === TAG.INTEGER ? 1 : 0;
+  const innerAlg = f[i++];
+  const issuer = f[i++];
+  const thisUpdate = f[i++];
+  if (innerAlg === undefined || issuer === undefined || thisUpdate === undefined) throw new DerError('TBSCertList: too few fields');
+  // The outer algorithm is outside the signature; it must repeat the signed one (RFC 5280 5.1.1.2).
+  if (!innerAlg.raw.equals(alg.raw)) throw new DerError('CRL signature algorithms differ');
+  expectTag(issuer, TAG.SEQUENCE, 'CRL issuer');
+  const next = TIME_TAGS.has(f[i]?.tag ?? -1) ? f[i++] : undefined;
+  const list = f[i]?.tag === TAG.SEQUENCE ? f[i++] : undefined;
+  const exts = f[i]?.tag === 0xa0 ? f[i] : undefined;
+  const oid = children(alg, 'signatureAlgorithm')[0];
+  const hash = oid?.tag === TAG.OID ? SIGNATURE_HASH.get(decodeOid(oid.value)) : undefined;
+  if (hash === undefined) return 'unsupported_signature';
+  if (sig.value[0] !== 0) throw new DerError('signatureValue has unused bits');
+  return {
+    issuer: issuer.raw, tbs: tbs.raw, hash, signature: sig.value.subarray(1),
+    thisUpdate: readTime(thisUpdate), nextUpdate: next === undefined ? NEVER : readTime(next),
+    revoked: list === undefined ? new Set() : revokedSerials(list.value), delta: exts !== undefined && hasExtension(exts, DELTA_CRL_INDICATOR),
+  };
+}
+
+/** Walks the entries without building an array of them: CRLs can list hundreds of thousands. */
+function revokedSerials(list: Buffer): Set<string> {
+  const out = new Set<string>();
+  for (let at = 0; at < list.length;) {
+    const entry = readTlv(list, at, 'revokedCertificate');
+    expectTag(entry, TAG.SEQUENCE, 'revokedCertificate');
+    const serial = readTlv(entry.value, 0, 'userCertificate');
+    expectTag(serial, TAG.INTEGER, 'userCertificate');
+    out.add(serialFromDer(serial.value));
+    at += entry.raw.length;
+  }
+  return out;
+}
+
+function hasExtension(explicit: Tlv, oid: string): boolean {
+  const [list] = children(explicit, 'crlExtensions');
+  if (list === undefined) return false;
+  return children(list, 'Extensions').some((ext) => {
+    const id = children(ext, 'Extension')[0];
+    return id?.tag === TAG.OID && decodeOid(id.value) === oid;
+  });
+}
+
+function derBlocks(source: CrlSource): Buffer[] {
+  if (typeof source !== 'string') return [Buffer.from(source.buffer, source.byteOffset, source.byteLength)];
+  return parsePem(source).filter((b) => b.kind === 'crl').map((b) => b.der);
+}
+
+function dnText(name: Buffer): string | undefined {
+  try {
+    return printDn(name);
+  } catch {
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The index
+
+const keys = new WeakMap<X509Certificate, KeyObject>();
+
+/** `cert.publicKey` builds a new KeyObject on every read; client CAs live as long as the material. */
+function keyOf(cert: X509Certificate): KeyObject {
+  let k = keys.get(cert);
+  if (k === undefined) {
+    k = cert.publicKey;
+    keys.set(cert, k);
+  }
+  return k;
+}
+
+/** `child` names `parent` as its issuer (OpenSSL's name + key-id compare) and `parent`'s key signed it. */
+function issuedBy(child: X509Certificate, parent: X509Certificate): boolean {
+  return child.checkIssued(parent) && verifies(child, parent);
+}
+
+function verifies(child: X509Certificate, parent: X509Certificate): boolean {
+  try {
+    return child.verify(keyOf(parent));
+  } catch {
+    return false;
+  }
+}
+
+function signedBy(crl: ParsedCrl, ca: X509Certificate): boolean {
+  try {
+    return verifySignature(crl.hash, crl.tbs, keyOf(ca), crl.signature);
+  } catch {
+    return false; // e.g. an ECDSA CRL against an RSA CA
+  }
+}
+
+/**
+ * Ties every CRL to the client CA whose subject is the CRL's issuer AND whose key verifies it, so two
+ * CAs with one name and different keys never share a CRL. A CRL matching no CA, with an unsupported
+ * signature, or that is a delta CRL (OpenSSL also skips deltas unless told to use them) lands in `skipped`.
+ * Of several CRLs of one CA, a check uses the newest current one (as OpenSSL's get_crl_sk does).
+ */
+export function buildRevocationIndex(crls: readonly CrlSource[], clientCas: readonly X509Certificate[]): RevocationIndex {
+  const skipped: SkippedCrl[] = [];
+  const byCa = new Map<X509Certificate, CaCrls>();
+  const caNames = clientCas.map((ca) => {
+    const subject = readCertificate(ca.raw).subject;
+    return { ca, subject, text: dnText(subject) };
+  });
+  let index = 0;
+  for (const der of crls.flatMap(derBlocks)) {
+    const at = index++;
+    let crl: ParsedCrl | 'unsupported_signature';
+    try {
+      crl = parseCrl(der);
+    } catch {
+      skipped.push({ index: at, why: 'unparsable' });
+      continue;
+    }
+    if (crl === 'unsupported_signature') { skipped.push({ index: at, why: crl }); continue; }
+    const issuerText = dnText(crl.issuer);
+    const label = issuerText !== undefined ? { issuer: issuerText } : {};
+    if (crl.delta) { skipped.push({ index: at, ...label, why: 'delta' }); continue; }
+    // Names compare as bytes or as their RFC 4514 text (PrintableString vs UTF8String of one value).
+    const match = caNames.find((c) => (c.subject.equals(crl.issuer) || (c.text !== undefined && c.text === issuerText))
+      && signedBy(crl, c.ca));
+    if (match === undefined) { skipped.push({ index: at, ...label, why: 'unknown_issuer' }); continue; }
+    let entry = byCa.get(match.ca);
+    if (entry === undefined) {
+      entry = { ca: match.ca, issuer: match.text ?? match.ca.subject, crls: [] };
+      byCa.set(match.ca, entry);
+    }
+    entry.crls.push({ thisUpdate: crl.thisUpdate, nextUpdate: crl.nextUpdate, revoked: crl.revoked });
+  }
+  const withCrl = [...byCa.values()];
+  for (const e of withCrl) e.crls.sort((a, b) => b.thisUpdate - a.thisUpdate);
+  const info: RevocationEntry[] = withCrl.map((e) => {
+    const newest = e.crls[0] as Crl;
+    return { issuer: e.issuer, thisUpdate: new Date(newest.thisUpdate), nextUpdate: new Date(newest.nextUpdate), revoked: newest.revoked.size };
+  });
+  const result: RevocationIndex = { entries: () => info, skipped };
+  states.set(result, { cas: clientCas, withCrl });
+  return result;
+}
+
+function stateOf(index: RevocationIndex): IndexState {
+  const s = states.get(index);
+  if (s === undefined) throw new TypeError('not a RevocationIndex from buildRevocationIndex()');
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Revocation checks
+
+/**
+ * One certificate against the CRL of the client CA that issued it. No CA with a CRL issued it → 'ok'
+ * (leaf mode: such a CA publishes no CRL). The CRL used is the CA's newest current one
+ * (thisUpdate <= now <= nextUpdate), as OpenSSL picks; failing that, its newest. A serial listed there is
+ * 'revoked' whatever that CRL's dates: a revocation the CA signed stands. Otherwise a CRL that is not
+ * current gives 'crl_expired' under `refuse` and is used as it is under `allow`. That includes a CRL from
+ * the future: our clock or the CA's is wrong and its freshness cannot be judged; OpenSSL says
+ * CRL_NOT_YET_VALID, which handshake.ts also reports as crl_expired, so both modes name it alike.
+ */
+export function checkRevocation(cert: X509Certificate, index: RevocationIndex, now: number, stale: CrlStalePolicy): RevocationStatus {
+  return statusAgainst(cert, stateOf(index).withCrl, now, stale);
+}
+
+function statusAgainst(cert: X509Certificate, withCrl: readonly CaCrls[], now: number, stale: CrlStalePolicy): RevocationStatus {
+  const entry = withCrl.find((e) => issuedBy(cert, e.ca));
+  if (entry === undefined) return 'ok';
+  const crl = entry.crls.find((c) => c.thisUpdate <= now && now <= c.nextUpdate) ?? (entry.crls[0] as Crl);
+  if (crl.revoked.has(serialOf(cert))) return 'revoked';
+  const current = crl.thisUpdate <= now && now <= crl.nextUpdate;
+  return current || stale === 'allow' ? 'ok' : 'crl_expired';
+}
+
+/**
+ * The connection's certificates against the CRLs. `leaf`: the leaf only. `chain`: the leaf, then each
+ * issuer up the path (from the client CAs first, then the certificates the client sent), up to the first
+ * self-signed one (a root is not checked against its own CRL) — this covers intermediates that only
+ * client_ca holds, and ignores extra certificates a client sent that are not on its path. An issuer
+ * without a CRL is 'ok' here too: in chain mode OpenSSL already refused such a client at the handshake
+ * (UNABLE_TO_GET_CRL), so this only matters for connections established before a CRL change.
+ * 'revoked' wins over 'crl_expired'.
+ */
+export function checkChainRevocation(
+  leaf: X509Certificate, chain: readonly X509Certificate[], index: RevocationIndex,
+  now: number, stale: CrlStalePolicy, mode: CrlMode,
+): RevocationStatus {
+  const { cas, withCrl } = stateOf(index);
+  if (withCrl.length === 0) return 'ok';
+  let result = statusAgainst(leaf, withCrl, now, stale);
+  if (mode === 'leaf' || result === 'revoked') return result;
+  let cert = leaf;
+  // The depth cap also ends a walk around a cross-signed loop (the walk keeps no visited set).
+  for (let depth = 1; depth < MAX_PATH; depth++) {
+    const issuer = cas.find((c) => c.ca && issuedBy(cert, c)) ?? chain.find((c) => c.ca && issuedBy(cert, c));
+    if (issuer === undefined || issuer.checkIssued(issuer)) break;
+    const s = statusAgainst(issuer, withCrl, now, stale);
+    if (s === 'revoked') return s;
+    if (s === 'crl_expired') result = s;
+    cert = issuer;
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trust re-check
+
+interface Search {
+  readonly sent: readonly X509Certificate[];
+  readonly cas: readonly X509Certificate[];
+  readonly now: number;
+  readonly path: X509Certificate[];
+  verifies: number;
+  /** A path reached client_ca but a certificate on it is past its notAfter / before its notBefore. */
+  expired: boolean;
+  notYetValid: boolean;
+  missingIssuer: boolean;
+  gaveUp: boolean;
+}
+
+function sameDer(a: X509Certificate, b: X509Certificate): boolean {
+  return a === b || a.raw.equals(b.raw);
+}
+
+/** Node 20 has only the "Nov  4 19:17:32 2026 GMT" strings; Node 22+ also has Date getters. */
+function validity(cert: X509Certificate): [from: number, to: number] {
+  const c = cert as X509Certificate & { validFromDate?: Date; validToDate?: Date };
+  return [c.validFromDate?.getTime() ?? Date.parse(c.validFrom), c.validToDate?.getTime() ?? Date.parse(c.validTo)];
+}
+
+function windowProblem(path: readonly X509Certificate[], now: number): 'expired' | 'not_yet_valid' | undefined {
+  for (const c of path) {
+    const [from, to] = validity(c);
+    if (to < now) return 'expired';
+    if (from > now) return 'not_yet_valid';
+  }
+  return undefined;
+}
+
+/** Depth-first: a dead end (a removed root behind one cross-signed copy) backtracks to the next issuer. */
+function extend(s: Search, cert: X509Certificate): boolean {
+  if (s.cas.some((c) => sameDer(c, cert))) {
+    const problem = windowProblem(s.path, s.now);
+    if (problem === 'expired') s.expired = true;
+    else if (problem === 'not_yet_valid') s.notYetValid = true;
+    return problem === undefined;
+  }
+  if (s.path.length >= MAX_PATH) { s.gaveUp = true; return false; }
+  let issuers = 0;
+  for (const pool of [s.cas, s.sent]) {
+    for (const c of pool) {
+      if (!c.ca || s.path.some((p) => sameDer(p, c)) || !cert.checkIssued(c)) continue;
+      if (s.verifies++ >= MAX_VERIFIES) { s.gaveUp = true; return false; }
+      if (!verifies(cert, c)) continue;
+      issuers++;
+      s.path.push(c);
+      if (extend(s, c)) return true;
+      s.path.pop();
+    }
+  }
+  // No certificate in either set signed this one, and it is not self-signed: its issuer is absent
+  // (a same-named CA with another key does not count as present). Not checkIssued(cert, cert): that
+  // also wants keyCertSign, which a self-signed client certificate lacks.
+  if (issuers === 0 && !(cert.subject === cert.issuer && verifies(cert, cert))) s.missingIssuer = true;
+  return false;
+}
+
+/**
+ * Re-verifies an established connection's certificate against the CURRENT client CAs, without a
+ * handshake: a path from the leaf over `clientCas` ∪ `sentChain` (checkIssued + signature) to any
+ * certificate in `clientCas` (DER equality), every certificate on it inside its validity window.
+ * - no path to client_ca → 'unknown_ca', except when an issuer is in neither set and `sentChain` is empty:
+ *   Node may not expose the intermediates the client sent, so → 'inconclusive' (close the connection after
+ *   the response; the next handshake verifies fully). Paths over MAX_PATH or the verify budget → 'inconclusive'.
+ * - a path exists but a certificate on it is past its notAfter → 'expired'. One before its notBefore can
+ *   only follow a backwards clock jump (it was valid at the handshake): 'inconclusive', so the fresh
+ *   handshake names it (not_yet_valid) rather than this guessing.
+ */
+export function reverifyTrust(
+  leaf: X509Certificate, sentChain: readonly X509Certificate[], clientCas: readonly X509Certificate[], now: number,
+): TrustStatus {
+  const s: Search = {
+    sent: sentChain, cas: clientCas, now, path: [leaf], verifies: 0,
+    expired: false, notYetValid: false, missingIssuer: false, gaveUp: false,
+  };
+  if (extend(s, leaf)) return 'ok';
+  if (s.expired) return 'expired';
+  if (s.notYetValid || s.gaveUp || (s.missingIssuer && sentChain.length === 0)) return 'inconclusive';
+  return 'unknown_ca';
+}
