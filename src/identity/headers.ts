@@ -19,7 +19,8 @@ const CONTROLLED_NAMES = new Set([
 /** Whether a request header is one only certgate may set (any case, `_`/`.` spelled as `-`). */
 export function isClientControlledHeader(name: string): boolean {
   const folded = name.toLowerCase().replace(/[_.]/g, '-');
-  return CONTROLLED_NAMES.has(folded) || folded.startsWith('x-client-cert-') || folded.startsWith('x-forwarded-');
+  // Prefixes, not exact names: X-Client-Certificate or Client-Cert-Url look like ours to an upstream too.
+  return CONTROLLED_NAMES.has(folded) || folded.startsWith('x-client-cert') || folded.startsWith('client-cert') || folded.startsWith('x-forwarded-');
 }
 
 /** Deletes, in place, every client-controlled header (Node has already lower-cased the names). */

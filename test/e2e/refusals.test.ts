@@ -19,22 +19,17 @@ let upstream: RecordingUpstream;
 let gate: RunningCertgate;
 let gateWithCrl: RunningCertgate;
 let gateWithExpiredCrl: RunningCertgate;
-let crlExpiresAt: Date;
+let soonStalePath: string;
 
 before(async () => {
   pki = await createTestPki();
   upstream = await startRecordingUpstream();
   const tls = { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path };
   const routes = [{ name: 'all', upstream: upstream.url }];
-  // certgate refuses to start on an already-expired CRL (check/serve: CG_CRL_EXPIRED), so the
-  // crl_expired refusal is what happens when a CRL goes stale while serving: one that expires in 1.5 s.
-  crlExpiresAt = new Date(Date.now() + 1500);
-  const soonStale = await createCrl({
-    issuer: { cert: parseCert(pki.intermediate.cert), privateKey: await importSigningKey(pki.intermediate.key) },
-    nextUpdate: crlExpiresAt,
-  });
-  const soonStalePath = path.join(pki.dir, 'crl-soon-stale.pem');
-  writeFileSync(soonStalePath, crlToPem(soonStale) + pki.crlRootPem);
+  // The crl_expired refusal is what happens when a CRL goes stale while serving: the test below
+  // installs one that expires 3 s later (via reload), starting from a current CRL in this file.
+  soonStalePath = path.join(pki.dir, 'crl-soon-stale.pem');
+  writeFileSync(soonStalePath, pki.crlPem);
   [gate, gateWithCrl, gateWithExpiredCrl] = await Promise.all([
     startTestCertgate({ tls, routes }),
     startTestCertgate({ tls: { ...tls, crl: pki.crlPath }, routes }),
@@ -112,9 +107,16 @@ test('revoked (CRL loaded): 400 revoked; a good client of the same CA still pass
 });
 
 test('a CRL that goes stale while serving refuses every client of that CA with crl_expired', async () => {
+  const crlExpiresAt = new Date(Date.now() + 3000);
+  const soonStale = await createCrl({
+    issuer: { cert: parseCert(pki.intermediate.cert), privateKey: await importSigningKey(pki.intermediate.key) },
+    nextUpdate: crlExpiresAt,
+  });
+  writeFileSync(soonStalePath, crlToPem(soonStale) + pki.crlRootPem);
+  assert.equal((await gateWithExpiredCrl.app.reload('test')).result, 'success');
   const fresh = await mtlsRequest(gateWithExpiredCrl.url, as(pki.clients.good));
-  assert.equal(fresh.status, 200, 'while the CRL is current the client passes');
-  await waitFor(() => Date.now() > crlExpiresAt.getTime() + 1000, 'the CRL to pass its nextUpdate (OpenSSL has 1 s granularity)');
+  if (Date.now() < crlExpiresAt.getTime()) assert.equal(fresh.status, 200, 'while the CRL is current the client passes');
+  await waitFor(() => Date.now() > crlExpiresAt.getTime() + 1000, 'the CRL to pass its nextUpdate', 6000);
   await assertRefused(gateWithExpiredCrl, pki.clients.good, 'client_certificate_invalid', 'crl_expired');
 });
 
