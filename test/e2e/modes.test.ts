@@ -98,3 +98,26 @@ test('TLS 1.1 is never accepted, whatever the config says', async () => {
   const outcome = await handshake(optional.url, pki.clients.good, 'TLSv1.1', 'TLSv1.1');
   assert.ok(outcome instanceof Error, `expected a handshake failure, got ${String(outcome)}`);
 });
+
+test('tls.cert + an encrypted tls.key + passphrase_file (trailing newline not part of it) serve like a bundle', async () => {
+  const { createPrivateKey } = await import('node:crypto');
+  const { writeFileSync } = await import('node:fs');
+  const path = await import('node:path');
+  const encrypted = createPrivateKey(pki.serverBundle.key).export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 's3cret' });
+  const keyPath = path.join(pki.dir, 'server-encrypted.key');
+  const passPath = path.join(pki.dir, 'server.pass');
+  const certPath = path.join(pki.dir, 'server-chain.crt');
+  writeFileSync(keyPath, encrypted, { mode: 0o600 });
+  writeFileSync(passPath, 's3cret\n', { mode: 0o600 });
+  writeFileSync(certPath, pki.serverBundle.cert + pki.intermediate.cert);
+  const gate = await startTestCertgate({
+    tls: { cert: certPath, key: keyPath, passphrase_file: passPath, client_ca: pki.clientCa.path },
+    routes: [{ name: 'all', upstream: upstream.url }],
+  });
+  try {
+    const r = await mtlsRequest(gate.url, as(pki.clients.good));
+    assert.equal(r.status, 200, r.body);
+  } finally {
+    await gate.close();
+  }
+});
