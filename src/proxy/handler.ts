@@ -111,7 +111,7 @@ export function createHandlers(config: Config, verdictContext: VerdictContext, f
     stripClientControlled(h);
     Object.assign(h, identityHeaders(identity, config.headers));
     h['x-forwarded-for'] = req.socket.remoteAddress ?? '';
-    h['x-forwarded-proto'] = upgrade ? 'wss' : 'https';
+    h['x-forwarded-proto'] = 'https';
     if (h.host !== undefined) h['x-forwarded-host'] = h.host;
     // Defence in depth (httpxy #158): never reuse an upstream connection after a chunked request body.
     if (h['transfer-encoding'] !== undefined) h.connection = 'close';
