@@ -70,8 +70,13 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     needChain: config.headers.rfc9440 || (config.headers.xfcc && config.headers.forward_cert),
     trust,
   };
-  const handlers = createHandlers(config, verdictContext, forwarder, metrics, log);
+  const handlers = createHandlers(config, verdictContext, forwarder, metrics, log, () => stopping);
   const tlsServer = createTlsServer(config, material, verdictContext, handlers, metrics, log);
+  const openSockets = new Set<import('node:net').Socket>();
+  tlsServer.on('connection', (socket: import('node:net').Socket) => {
+    openSockets.add(socket);
+    socket.once('close', () => openSockets.delete(socket));
+  });
   reloader = createReloader({ tls: config.tls, listenHost: config.listen.host, server: tlsServer, initial: material, metrics, log });
   const admin = createAdminServer({ registry: metrics.registry, ready: () => listening && !stopping });
 
@@ -96,13 +101,18 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   return {
     url, adminUrl, metrics, log,
     reload: (reason) => reloader.reload(reason),
-    async close(drainMs = 25_000) {
+    async close(drainMs = config.shutdown.drain_timeout_ms) {
       if (stopping) return;
       stopping = true;
       await reloader.close();
       const drained = new Promise<void>((resolve) => tlsServer.close(() => resolve()));
       tlsServer.closeIdleConnections();
-      const timer = setTimeout(() => tlsServer.closeAllConnections(), drainMs);
+      const timer = setTimeout(() => {
+        // Past the drain budget: cut what is left, including upgraded (WebSocket) sockets, which the HTTP
+        // server no longer tracks, and connections still in their handshake.
+        tlsServer.closeAllConnections();
+        for (const socket of openSockets) socket.destroy();
+      }, drainMs);
       timer.unref();
       await drained;
       clearTimeout(timer);

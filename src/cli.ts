@@ -90,10 +90,10 @@ if (invokedAs.endsWith('cli.js') || invokedAs.endsWith('certgate')) {
   main(process.argv.slice(2), processIo).then(
     (code) => {
       process.exitCode = code;
-      // serve resolves after its servers closed; anything left (a stuck socket) must not keep us alive.
-      if (code !== 0 || process.argv[2] === 'serve' || process.argv[2] === undefined || process.argv[2]?.startsWith('-')) {
-        setTimeout(() => process.exit(code), 1000).unref();
-      }
+      // serve returns once its servers closed (or at a second signal): nothing left may keep us alive.
+      // Other commands end when their output is flushed.
+      const first = process.argv[2];
+      if (first === undefined || first === 'serve' || first.startsWith('-')) process.exit(code);
     },
     (err: unknown) => {
       process.stderr.write(`certgate: internal error: ${String(err)}\n`);

@@ -42,6 +42,8 @@ export const CODES = {
   CG_CERT_VALIDITY: 'for information: how long the certificate stays valid; renew it before then',
   CG_CRL_NOT_YET_VALID: 'a CRL\'s thisUpdate is in the future: every client would be refused; check the clock or the CRL',
   CG_TLS_REJECTED: 'Node/OpenSSL refused this key, certificate or CRL (e.g. key too small, weak signature): reissue it with RSA >= 2048 bits or an EC key and SHA-256',
+  CG_ENROLL_TOKENS: 'the enrollment tokens file is not valid: fix the entry at file:line, or recreate it with certgate certs token',
+  CG_ENROLL_STATE: 'the enrollment state file cannot be read or its folder is not writable: fix its permissions; never delete it (spent tokens would work again)',
 } as const;
 
 export type ErrorCode = keyof typeof CODES;

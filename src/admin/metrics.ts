@@ -14,12 +14,14 @@ export interface Metrics {
   readonly handshakeFailures: Counter<'reason'>;
   readonly handshakes: Counter<'version' | 'resumed'>;
   readonly connectionsOpen: Gauge;
+  readonly connectionsRejected: Counter<'reason'>;
   readonly authzDenied: Counter<'route'>;
   readonly upstreamErrors: Counter<'route' | 'kind'>;
   readonly reloads: Counter<'file' | 'result'>;
   readonly lastReloadSuccess: Gauge;
   readonly certificateExpiry: Gauge<'kind' | 'subject'>;
   readonly crlNextUpdate: Gauge<'issuer'>;
+  readonly enrollments: Counter<'result'>;
 }
 
 /** Bounded label values for `method`: anything else is counted as OTHER (a client controls the method). */
@@ -57,6 +59,10 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       labelNames: ['version', 'resumed'] as const, registers,
     }),
     connectionsOpen: new Gauge({ name: 'certgate_tls_connections_open', help: 'Open TLS connections', registers }),
+    connectionsRejected: new Counter({
+      name: 'certgate_connections_rejected_total', help: 'Connections closed right after accept because of a limit, by reason',
+      labelNames: ['reason'] as const, registers,
+    }),
     authzDenied: new Counter({
       name: 'certgate_authz_denied_total', help: 'Requests refused by a route allow list', labelNames: ['route'] as const, registers,
     }),
@@ -78,6 +84,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     crlNextUpdate: new Gauge({
       name: 'certgate_crl_next_update_timestamp_seconds', help: 'nextUpdate of each loaded CRL, by issuer',
       labelNames: ['issuer'] as const, registers,
+    }),
+    // result: the fixed set in enroll/handler.ts (ENROLL_RESULTS), pre-created there when enrollment is on.
+    enrollments: new Counter({
+      name: 'certgate_enrollments_total', help: 'POST /enroll attempts, by result (issued or why refused)',
+      labelNames: ['result'] as const, registers,
     }),
   };
 }

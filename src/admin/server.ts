@@ -9,6 +9,8 @@ export interface AdminOptions {
   readonly registry: Registry;
   /** True when the proxy should receive traffic. */
   readonly ready: () => boolean;
+  /** `/enroll` (any method) when enrollment is configured; see enroll/handler.ts. */
+  readonly enroll?: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>;
 }
 
 export function createAdminServer(opts: AdminOptions): http.Server {
@@ -20,6 +22,7 @@ export function createAdminServer(opts: AdminOptions): http.Server {
 }
 
 async function route(req: http.IncomingMessage, res: http.ServerResponse, opts: AdminOptions): Promise<void> {
+  if (opts.enroll !== undefined && (req.url ?? '/').split('?')[0] === '/enroll') return opts.enroll(req, res);
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     json(res, 405, { error: 'method_not_allowed' }, { allow: 'GET, HEAD' });
     return;

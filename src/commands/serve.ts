@@ -43,7 +43,9 @@ export async function runServe(argv: string[], io: CommandIo): Promise<number> {
       }
       signalled = true;
       app.log.info({ msg: 'stopping', signal });
-      app.close().then(() => resolve(0), () => resolve(1));
+      // The CLI exits right after: flush the async log destination first.
+      const flushed = (code: number) => (): void => app.log.flush(() => resolve(code));
+      app.close().then(flushed(0), flushed(1));
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);

@@ -8,7 +8,7 @@ import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node, type Doc
 import type { z } from 'zod';
 import { CertgateError, type Problem } from '../errors.js';
 import { CONFIG_SCHEMA, knownKeys, type RawConfig } from './schema.js';
-import type { Config, HostPort, RouteConfig } from './types.js';
+import type { Config, EnrollmentConfig, HostPort, RouteConfig } from './types.js';
 import { defaultRouteName, pathPrefixProblem } from '../proxy/routes.js';
 
 /** Reads and validates a config file. Throws CertgateError (with every problem in `.problems`). */
@@ -178,6 +178,10 @@ function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter,
       problems.push(problemAt(doc, lc, file, key.split('.'), `port ${hp.port} is out of range`, 'use a port from 0 to 65535', false));
     }
   }
+  if (raw.limits.header_timeout_ms > raw.limits.request_timeout_ms) {
+    problems.push(problemAt(doc, lc, file, ['limits', 'header_timeout_ms'], `header_timeout_ms (${raw.limits.header_timeout_ms}) exceeds request_timeout_ms (${raw.limits.request_timeout_ms})`,
+      'the headers are part of the request: make header_timeout_ms at most request_timeout_ms', false));
+  }
   const names = new Set<string>();
   const routes = raw.routes.map((r, i): RouteConfig => {
     const host = r.host?.toLowerCase();
@@ -196,19 +200,34 @@ function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter,
       name, path_prefix: r.path_prefix, upstream: new URL(r.upstream), timeout_ms: r.timeout_ms, line,
       ...(host !== undefined && { host }),
       ...(r.upstream_ca !== undefined && { upstream_ca: resolve(r.upstream_ca)! }),
+      ...(r.max_body_bytes !== undefined && { max_body_bytes: r.max_body_bytes }),
       ...(r.allow !== undefined && { allow: r.allow }),
     };
   });
   const tls = {
     client_ca: resolve(t.client_ca)!, client_auth: t.client_auth, min_version: t.min_version,
     crl_mode: t.crl_mode, crl_stale: t.crl_stale, watch: t.watch, recheck_interval_ms: t.recheck_interval_ms,
+    allow_insecure_key_permissions: t.allow_insecure_key_permissions,
     ...(t.bundle !== undefined && { bundle: resolve(t.bundle)! }),
     ...(t.cert !== undefined && { cert: resolve(t.cert)! }),
     ...(t.key !== undefined && { key: resolve(t.key)! }),
     ...(t.passphrase_file !== undefined && { passphrase_file: resolve(t.passphrase_file)! }),
     ...(t.crl !== undefined && { crl: resolve(t.crl)! }),
   };
-  return { file, listen, tls, headers: raw.headers, routes, admin: { listen: admin }, log: raw.log, errors: raw.errors };
+  const enrollment = raw.enrollment === undefined ? undefined
+    : normaliseEnrollment(raw.enrollment, dir, (key) => lc.linePos(positionOf(doc, ['enrollment', key], false) ?? 0).line);
+  return {
+    file, listen, tls, headers: raw.headers, routes, admin: { listen: admin }, log: raw.log, errors: raw.errors, limits: raw.limits, shutdown: raw.shutdown,
+    ...(enrollment !== undefined && { enrollment }),
+  };
+}
+
+/** Paths resolved like the tls ones; each key's line kept so start-up checks can point at it. */
+function normaliseEnrollment(e: NonNullable<RawConfig['enrollment']>, dir: string, lineOf: (key: string) => number): EnrollmentConfig {
+  const keys = ['ca_cert', 'ca_key', 'tokens_file', 'state_file'] as const;
+  const [ca_cert, ca_key, tokens_file, state_file] = keys.map((k) => path.resolve(dir, e[k])) as [string, string, string, string];
+  const [l1, l2, l3, l4] = keys.map(lineOf) as [number, number, number, number];
+  return { ca_cert, ca_key, tokens_file, state_file, max_days: e.max_days, lines: { ca_cert: l1, ca_key: l2, tokens_file: l3, state_file: l4 } };
 }
 
 function deepFreeze<T>(value: T): T {

@@ -52,6 +52,7 @@ export const ROUTE_SCHEMA = z.strictObject({
   upstream: upstreamUrl,
   upstream_ca: filePath.optional().describe('CA bundle to verify an https:// upstream'),
   timeout_ms: durationMs(30_000).describe('upstream response timeout; past it the client gets 504'),
+  max_body_bytes: z.number().int().nonnegative().optional().describe('largest request body accepted on this route; beyond it 413'),
   allow: ALLOW_SCHEMA.optional(),
 });
 
@@ -74,7 +75,33 @@ export const TLS_SCHEMA = z.strictObject({
     .describe('past a CRL\'s nextUpdate: refuse that issuer\'s clients (crl_expired) or allow (keep using the last CRL)'),
   watch: z.boolean().default(true).describe('reload TLS material when its files change (SIGHUP always reloads)'),
   recheck_interval_ms: durationMs(30_000).describe('backstop: re-read the TLS files this often (watchers can miss a recreated folder)'),
+  allow_insecure_key_permissions: z
+    .boolean()
+    .default(false)
+    .describe('accept a world-readable private key file (refused by default)'),
 });
+
+export const LIMITS_SCHEMA = z
+  .strictObject({
+    max_connections: z.number().int().positive().default(10_000).describe('open connections per process; beyond it new ones are closed after accept'),
+    handshake_timeout_ms: durationMs(10_000).describe('a TLS connection must finish its handshake within this'),
+    header_timeout_ms: durationMs(10_000).describe('a request\'s headers must arrive within this (slowloris)'),
+    request_timeout_ms: durationMs(60_000).describe('a whole request (headers + body) must arrive within this'),
+    keepalive_timeout_ms: durationMs(5_000).describe('idle keep-alive connections are closed after this'),
+    max_header_bytes: z.number().int().min(1024).max(1_048_576).default(16_384).describe('request header size limit; beyond it 431'),
+    max_requests_per_connection: z.number().int().nonnegative().default(0).describe('requests served per connection before it is closed; 0 = unlimited'),
+  })
+  .prefault({});
+
+export const ENROLLMENT_SCHEMA = z
+  .strictObject({
+    ca_cert: filePath.describe('the issuing CA certificate (PEM; its chain may follow); must be in tls.client_ca'),
+    ca_key: filePath.describe('the issuing CA\'s private key (unencrypted PEM); refused when world-readable'),
+    tokens_file: filePath.describe('enrollment tokens (YAML, secrets stored as sha256:hex); written by certgate certs token'),
+    state_file: filePath.describe('where spent tokens are recorded (JSON, written atomically); its folder must be writable'),
+    max_days: z.number().int().positive().max(825).default(90).describe('validity cap of issued client certificates, in days'),
+  })
+  .describe('client certificate enrollment: POST /enroll on the admin listener; absent = off');
 
 export const CONFIG_SCHEMA = z.strictObject({
   $schema: z.string().optional().describe('editor hint; ignored'),
@@ -101,6 +128,13 @@ export const CONFIG_SCHEMA = z.strictObject({
   errors: z
     .strictObject({
       verbose: z.boolean().default(false).describe('403 bodies name the allow rule set that refused'),
+    })
+    .prefault({}),
+  limits: LIMITS_SCHEMA,
+  enrollment: ENROLLMENT_SCHEMA.optional(),
+  shutdown: z
+    .strictObject({
+      drain_timeout_ms: durationMs(25_000).describe('on SIGTERM/SIGINT, how long in-flight requests may take to finish'),
     })
     .prefault({}),
 });

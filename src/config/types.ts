@@ -26,6 +26,17 @@ export interface TlsConfig {
   readonly crl_stale: 'refuse' | 'allow';
   readonly watch: boolean;
   readonly recheck_interval_ms: number;
+  readonly allow_insecure_key_permissions: boolean;
+}
+
+export interface LimitsConfig {
+  readonly max_connections: number;
+  readonly handshake_timeout_ms: number;
+  readonly header_timeout_ms: number;
+  readonly request_timeout_ms: number;
+  readonly keepalive_timeout_ms: number;
+  readonly max_header_bytes: number;
+  readonly max_requests_per_connection: number;
 }
 
 export interface HeadersConfig {
@@ -44,9 +55,21 @@ export interface RouteConfig {
   /** Absolute path. */
   readonly upstream_ca?: string;
   readonly timeout_ms: number;
+  readonly max_body_bytes?: number;
   readonly allow?: AllowConfig;
   /** Where the route is defined, for messages. */
   readonly line?: number;
+}
+
+export interface EnrollmentConfig {
+  /** Absolute paths. */
+  readonly ca_cert: string;
+  readonly ca_key: string;
+  readonly tokens_file: string;
+  readonly state_file: string;
+  readonly max_days: number;
+  /** Config-file line of each key, for messages that point at it. */
+  readonly lines: { readonly ca_cert: number; readonly ca_key: number; readonly tokens_file: number; readonly state_file: number };
 }
 
 export interface Config {
@@ -59,4 +82,8 @@ export interface Config {
   readonly admin: { readonly listen: HostPort };
   readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
   readonly errors: { readonly verbose: boolean };
+  readonly limits: LimitsConfig;
+  readonly shutdown: { readonly drain_timeout_ms: number };
+  /** Absent = enrollment off. */
+  readonly enrollment?: EnrollmentConfig;
 }

@@ -48,7 +48,11 @@ type Admitted = {
 /** Route label for requests that matched no route (bounded: never a client-chosen string). */
 const NO_ROUTE = '(none)';
 
-export function createHandlers(config: Config, verdictContext: VerdictContext, forwarder: Forwarder, metrics: Metrics, log: Logger): RequestHandlers {
+export function createHandlers(
+  config: Config, verdictContext: VerdictContext, forwarder: Forwarder, metrics: Metrics, log: Logger,
+  /** True once shutdown began: responses then close their connection (idle keep-alive must not linger). */
+  draining: () => boolean = () => false,
+): RequestHandlers {
   const match = createRouter(config.routes);
   const policies = new Map(config.routes.map((r) => [r.name, compileAllow(r.allow)] as const));
   /** Connections refused after their handshake, already logged. */
@@ -101,6 +105,10 @@ export function createHandlers(config: Config, verdictContext: VerdictContext, f
       // the body becomes a second request on the upstream connection (CVE-2026-29057).
       return { status: 411, close: true, route: route.name, body: { error: 'length_required', message: 'send a Content-Length with a body on DELETE/OPTIONS' } };
     }
+    const declared = req.headers['content-length'];
+    if (route.max_body_bytes !== undefined && declared !== undefined && Number(declared) > route.max_body_bytes) {
+      return { status: 413, close: true, route: route.name, body: { error: 'body_too_large', limit: route.max_body_bytes } };
+    }
     return { route, identity, closeAfter, ...(decision.matched !== undefined && { matched: decision.matched }) };
   }
 
@@ -144,13 +152,22 @@ export function createHandlers(config: Config, verdictContext: VerdictContext, f
       const identity = 'status' in a ? undefined : a.identity;
       res.once('close', () => accessLog(req, res, route, identity, started, bodyIn, bytesOut0));
       if ('status' in a) {
-        sendError(res, a.status, a.body, { close: a.close === true });
+        sendError(res, a.status, a.body, { close: a.close === true || draining() });
         return;
       }
-      const clientWantsClose = a.closeAfter || /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
+      const clientWantsClose = a.closeAfter || draining() || /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
       prepareHeaders(req, a.identity, false);
       // Counted beside http-proxy's pipe (both listeners see every chunk; pipe keeps the backpressure).
-      req.on('data', (chunk: Buffer) => (bodyIn.bytes += chunk.length));
+      const limit = a.route.max_body_bytes;
+      req.on('data', (chunk: Buffer) => {
+        bodyIn.bytes += chunk.length;
+        // A chunked body has no declared length: enforce the limit as it streams.
+        if (limit !== undefined && bodyIn.bytes > limit) {
+          req.unpipe();
+          sendError(res, 413, { error: 'body_too_large', limit }, { close: true });
+          req.socket.destroySoon();
+        }
+      });
       forwarder.web(req, res, a.route, clientWantsClose);
     },
     onUpgrade(req, socket, head) {

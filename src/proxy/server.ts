@@ -12,19 +12,29 @@ import type { TlsMaterial } from '../tls/material.js';
 import { tlsClientErrorReason } from '../tls/handshake.js';
 import { secureContextOptions } from '../tls/context.js';
 import { connectionVerdict, type VerdictContext } from './verdict.js';
+import { sendErrorOnSocket } from './respond.js';
 import type { RequestHandlers } from './handler.js';
 
 export function createTlsServer(
   config: Config, material: TlsMaterial, verdictContext: VerdictContext, handlers: RequestHandlers, metrics: Metrics, log: Logger,
 ): https.Server {
+  const limits = config.limits;
   const server = https.createServer({
     ...secureContextOptions(material, config.tls),
     requestCert: true,
     rejectUnauthorized: false,
     // http/1.0 too: a client offering only it would otherwise get a bare no_application_protocol alert.
     ALPNProtocols: ['http/1.1', 'http/1.0'],
-    handshakeTimeout: 10_000,
+    handshakeTimeout: limits.handshake_timeout_ms,
+    maxHeaderSize: limits.max_header_bytes,
+    headersTimeout: limits.header_timeout_ms,
+    requestTimeout: limits.request_timeout_ms,
+    keepAliveTimeout: limits.keepalive_timeout_ms,
   });
+  // Beyond max_connections Node closes new connections right after accept and emits 'drop'.
+  server.maxConnections = limits.max_connections;
+  server.on('drop', () => metrics.connectionsRejected.inc({ reason: 'max_connections' }));
+  if (limits.max_requests_per_connection > 0) server.maxRequestsPerSocket = limits.max_requests_per_connection;
   server.on('request', handlers.onRequest);
   server.on('upgrade', handlers.onUpgrade);
 
@@ -46,6 +56,7 @@ export function createTlsServer(
   });
 
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+    if (err.code === 'ERR_SSL_HTTP_REQUEST') answerPlainHttp(socket);
     const reason = tlsClientErrorReason(err, socket);
     metrics.handshakeFailures.inc({ reason });
     // Port scanners and health checkers abort handshakes all day: debug, not warn.
@@ -54,15 +65,32 @@ export function createTlsServer(
   });
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    // Malformed HTTP after the handshake (Node's strict parser): answer 400 and close; never crash.
-    if (socket.writable && (err.code === 'HPE_HEADER_OVERFLOW' || err.code?.startsWith('HPE_'))) {
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      const body = JSON.stringify({ error: status === 431 ? 'headers_too_large' : 'bad_request', reason: err.code });
-      socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    // Malformed HTTP after the handshake (Node's strict parser), oversized headers, or a request too slow
+    // to arrive: answer in our JSON shape and close; never crash, never forward.
+    const answer = clientErrorAnswer(err.code);
+    if (answer !== undefined && socket.writable && (socket as { _httpMessage?: unknown })._httpMessage == null) {
+      sendErrorOnSocket(socket as never, answer.status, answer.body);
     } else {
       socket.destroy();
     }
-    log.debug({ msg: 'malformed request', code: err.code });
+    log.debug({ msg: 'malformed or slow request', code: err.code, remote_address: (socket as { remoteAddress?: string }).remoteAddress });
   });
   return server;
+}
+
+function clientErrorAnswer(code: string | undefined): { status: number; body: { error: string; reason?: string } } | undefined {
+  if (code === 'HPE_HEADER_OVERFLOW') return { status: 431, body: { error: 'headers_too_large' } };
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, body: { error: 'request_timeout' } };
+  if (code?.startsWith('HPE_')) return { status: 400, body: { error: 'bad_request', reason: code } };
+  return undefined;
+}
+
+/**
+ * Plain HTTP sent to the TLS port: OpenSSL stops at the first bytes; the raw TCP socket under the TLS
+ * socket is still writable, so the client reads a plain-HTTP answer telling it what to do (as nginx's 497).
+ */
+function answerPlainHttp(socket: TLSSocket): void {
+  const raw = (socket as unknown as { _parent?: import('node:net').Socket })._parent;
+  if (raw === undefined || !raw.writable) return;
+  sendErrorOnSocket(raw, 400, { error: 'https_required', message: 'this port speaks TLS (mTLS): use https:// with a client certificate' });
 }

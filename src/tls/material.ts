@@ -171,7 +171,7 @@ async function readInputs(tls: TlsConfig, certPath: string, problems: Problem[])
 }
 
 /** A world-readable key is refused (group-readable 0440/0640, as Kubernetes mounts secrets, is fine). */
-async function checkPermissions(inputs: Inputs, problems: Problem[]): Promise<void> {
+async function checkPermissions(inputs: Inputs, tls: TlsConfig, problems: Problem[]): Promise<void> {
   if (process.platform === 'win32') return;
   const worldReadable = async (path: string): Promise<number | undefined> => {
     try {
@@ -184,8 +184,10 @@ async function checkPermissions(inputs: Inputs, problems: Problem[]): Promise<vo
   const octal = (mode: number): string => mode.toString(8).padStart(4, '0');
   const keyMode = inputs.key.bytes !== undefined ? await worldReadable(inputs.keyPath) : undefined;
   if (keyMode !== undefined) {
-    problems.push(problem('error', 'CG_KEY_PERMISSIONS', `the private key file is readable by every user (mode ${octal(keyMode)})`,
-      inputs.keyPath, `chmod o-r ${basename(inputs.keyPath)} (600, or 640/440 with a group)`));
+    const allowed = tls.allow_insecure_key_permissions === true;
+    problems.push(problem(allowed ? 'warning' : 'error', 'CG_KEY_PERMISSIONS',
+      `the private key file is readable by every user (mode ${octal(keyMode)})${allowed ? '; accepted because tls.allow_insecure_key_permissions is true' : ''}`,
+      inputs.keyPath, `chmod o-r ${basename(inputs.keyPath)} (600, or 640/440 with a group)${allowed ? '' : ', or set tls.allow_insecure_key_permissions: true'}`));
   }
   const pass = inputs.pass;
   const passMode = pass?.bytes !== undefined ? await worldReadable(pass.path) : undefined;
@@ -277,7 +279,7 @@ export async function inspectTls(tls: TlsConfig, opts: InspectOptions = {}): Pro
     return { problems };
   }
   const inputs = await readInputs(tls, certPath, problems);
-  await checkPermissions(inputs, problems);
+  await checkPermissions(inputs, tls, problems);
 
   const certBlocks = blocksOf(inputs.cert, 'CERTIFICATE blocks', problems);
   const certs = parseCerts(inputs.cert, certBlocks, problems);

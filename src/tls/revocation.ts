@@ -143,7 +143,9 @@ function readTime(t: Tlv): number {
  */
 function parseCrl(der: Buffer): ParsedCrl | 'unsupported_signature' {
   const [tbs, alg, sig, extra] = children(readOne(der, TAG.SEQUENCE, 'CertificateList'), 'CertificateList');
-  if (tbs === undefined || alg === undefined || sig === undefined || extra !== undefined) throw new DerError('CertificateList: wrong shape');
+  if (tbs === undefined || alg === undefined || sig === undefined || extra !== undefined) {
+    throw new DerError('CertificateList: wrong shape');
+  }
   expectTag(tbs, TAG.SEQUENCE, 'TBSCertList');
   expectTag(sig, 0x03, 'signatureValue');
   const f = children(tbs, 'TBSCertList');
@@ -151,7 +153,9 @@ function parseCrl(der: Buffer): ParsedCrl | 'unsupported_signature' {
   const innerAlg = f[i++];
   const issuer = f[i++];
   const thisUpdate = f[i++];
-  if (innerAlg === undefined || issuer === undefined || thisUpdate === undefined) throw new DerError('TBSCertList: too few fields');
+  if (innerAlg === undefined || issuer === undefined || thisUpdate === undefined) {
+    throw new DerError('TBSCertList: too few fields');
+  }
   // The outer algorithm is outside the signature; it must repeat the signed one (RFC 5280 5.1.1.2).
   if (!innerAlg.raw.equals(alg.raw)) throw new DerError('CRL signature algorithms differ');
   expectTag(issuer, TAG.SEQUENCE, 'CRL issuer');
@@ -165,7 +169,8 @@ function parseCrl(der: Buffer): ParsedCrl | 'unsupported_signature' {
   return {
     issuer: issuer.raw, tbs: tbs.raw, hash, signature: sig.value.subarray(1),
     thisUpdate: readTime(thisUpdate), nextUpdate: next === undefined ? NEVER : readTime(next),
-    revoked: list === undefined ? new Set() : revokedSerials(list.value), delta: exts !== undefined && hasExtension(exts, DELTA_CRL_INDICATOR),
+    revoked: list === undefined ? new Set() : revokedSerials(list.value),
+    delta: exts !== undefined && hasExtension(exts, DELTA_CRL_INDICATOR),
   };
 }
 
@@ -195,6 +200,15 @@ function hasExtension(explicit: Tlv, oid: string): boolean {
 function derBlocks(source: CrlSource): Buffer[] {
   if (typeof source !== 'string') return [Buffer.from(source.buffer, source.byteOffset, source.byteLength)];
   return parsePem(source).filter((b) => b.kind === 'crl').map((b) => b.der);
+}
+
+/** Empty when our DER reader cannot take the certificate apart: then no CRL can name it. */
+function subjectDer(cert: X509Certificate): Buffer {
+  try {
+    return readCertificate(cert.raw).subject;
+  } catch {
+    return Buffer.alloc(0);
+  }
 }
 
 function dnText(name: Buffer): string | undefined {
@@ -251,8 +265,8 @@ export function buildRevocationIndex(crls: readonly CrlSource[], clientCas: read
   const skipped: SkippedCrl[] = [];
   const byCa = new Map<X509Certificate, CaCrls>();
   const caNames = clientCas.map((ca) => {
-    const subject = readCertificate(ca.raw).subject;
-    return { ca, subject, text: dnText(subject) };
+    const subject = subjectDer(ca);
+    return { ca, subject, text: subject.length > 0 ? dnText(subject) : undefined };
   });
   let index = 0;
   for (const der of crls.flatMap(derBlocks)) {
@@ -269,8 +283,8 @@ export function buildRevocationIndex(crls: readonly CrlSource[], clientCas: read
     const label = issuerText !== undefined ? { issuer: issuerText } : {};
     if (crl.delta) { skipped.push({ index: at, ...label, why: 'delta' }); continue; }
     // Names compare as bytes or as their RFC 4514 text (PrintableString vs UTF8String of one value).
-    const match = caNames.find((c) => (c.subject.equals(crl.issuer) || (c.text !== undefined && c.text === issuerText))
-      && signedBy(crl, c.ca));
+    const match = caNames.find((c) =>
+      (c.subject.equals(crl.issuer) || (c.text !== undefined && c.text === issuerText)) && signedBy(crl, c.ca));
     if (match === undefined) { skipped.push({ index: at, ...label, why: 'unknown_issuer' }); continue; }
     let entry = byCa.get(match.ca);
     if (entry === undefined) {
@@ -283,7 +297,10 @@ export function buildRevocationIndex(crls: readonly CrlSource[], clientCas: read
   for (const e of withCrl) e.crls.sort((a, b) => b.thisUpdate - a.thisUpdate);
   const info: RevocationEntry[] = withCrl.map((e) => {
     const newest = e.crls[0] as Crl;
-    return { issuer: e.issuer, thisUpdate: new Date(newest.thisUpdate), nextUpdate: new Date(newest.nextUpdate), revoked: newest.revoked.size };
+    return {
+      issuer: e.issuer, thisUpdate: new Date(newest.thisUpdate), nextUpdate: new Date(newest.nextUpdate),
+      revoked: newest.revoked.size,
+    };
   });
   const result: RevocationIndex = { entries: () => info, skipped };
   states.set(result, { cas: clientCas, withCrl });
@@ -313,7 +330,10 @@ export function checkRevocation(cert: X509Certificate, index: RevocationIndex, n
 }
 
 function statusAgainst(cert: X509Certificate, withCrl: readonly CaCrls[], now: number, stale: CrlStalePolicy): RevocationStatus {
-  const entry = withCrl.find((e) => issuedBy(cert, e.ca));
+  return statusIn(cert, withCrl.find((e) => issuedBy(cert, e.ca)), now, stale);
+}
+
+function statusIn(cert: X509Certificate, entry: CaCrls | undefined, now: number, stale: CrlStalePolicy): RevocationStatus {
   if (entry === undefined) return 'ok';
   const crl = entry.crls.find((c) => c.thisUpdate <= now && now <= c.nextUpdate) ?? (entry.crls[0] as Crl);
   if (crl.revoked.has(serialOf(cert))) return 'revoked';
@@ -336,16 +356,21 @@ export function checkChainRevocation(
 ): RevocationStatus {
   const { cas, withCrl } = stateOf(index);
   if (withCrl.length === 0) return 'ok';
-  let result = statusAgainst(leaf, withCrl, now, stale);
-  if (mode === 'leaf' || result === 'revoked') return result;
+  if (mode === 'leaf') return statusAgainst(leaf, withCrl, now, stale);
+  let result: RevocationStatus = 'ok';
   let cert = leaf;
+  // One signature verification per step: the issuer found is looked up among the CAs with a CRL by
+  // identity; only an issuer the client sent (a copy of a client CA) needs the verifying scan.
   // The depth cap also ends a walk around a cross-signed loop (the walk keeps no visited set).
   for (let depth = 1; depth < MAX_PATH; depth++) {
     const issuer = cas.find((c) => c.ca && issuedBy(cert, c)) ?? chain.find((c) => c.ca && issuedBy(cert, c));
-    if (issuer === undefined || issuer.checkIssued(issuer)) break;
-    const s = statusAgainst(issuer, withCrl, now, stale);
+    // No issuer at all: every CA with a CRL is in `cas`, so none of them issued `cert` either.
+    if (issuer === undefined) break;
+    const entry = withCrl.find((e) => e.ca === issuer) ?? withCrl.find((e) => e.ca !== issuer && issuedBy(cert, e.ca));
+    const s = statusIn(cert, entry, now, stale);
     if (s === 'revoked') return s;
     if (s === 'crl_expired') result = s;
+    if (issuer.checkIssued(issuer)) break; // the root: a trust anchor is not on the path (RFC 5280 6.1)
     cert = issuer;
   }
   return result;
@@ -360,10 +385,12 @@ interface Search {
   readonly now: number;
   readonly path: X509Certificate[];
   verifies: number;
-  /** A path reached client_ca but a certificate on it is past its notAfter / before its notBefore. */
+  /** A path reached client_ca, but a certificate on it is past its notAfter (before its notBefore). */
   expired: boolean;
   notYetValid: boolean;
+  /** Some certificate's issuer is in neither set. */
   missingIssuer: boolean;
+  /** The path grew past MAX_PATH or the search past MAX_VERIFIES. */
   gaveUp: boolean;
 }
 

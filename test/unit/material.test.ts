@@ -43,7 +43,7 @@ function file(name: string, content: string | Buffer, mode = 0o600): string {
 
 function config(over: Partial<TlsConfig> & { client_ca: string }): TlsConfig {
   // chain mode: these tests assert OpenSSL's CRL_CHECK_ALL constraints (a CA without a CRL is an error).
-  return { client_auth: 'require', min_version: 'TLSv1.2', crl_mode: 'chain', crl_stale: 'refuse', watch: false, recheck_interval_ms: 30_000, ...over };
+  return { client_auth: 'require', min_version: 'TLSv1.2', crl_mode: 'chain', crl_stale: 'refuse', watch: false, recheck_interval_ms: 30_000, allow_insecure_key_permissions: false, ...over };
 }
 
 const server = (): TestCert => pki.serverBundle;
