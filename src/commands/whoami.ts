@@ -1,6 +1,7 @@
 /** `certgate whoami --listen HOST:PORT`: the built-in echo upstream (JSON of what reached it). */
 import { parseArgs } from 'node:util';
 import { parseHostPort } from '../config/load.js';
+import { HOST_PORT } from '../config/schema.js';
 import { CertgateError } from '../errors.js';
 import { listenWhoami } from '../whoami.js';
 import type { CommandIo } from './io.js';
@@ -26,7 +27,7 @@ export async function runWhoami(argv: string[], io: CommandIo): Promise<number> 
     return 0;
   }
   const listen = values.listen ?? '127.0.0.1:8081';
-  if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(listen)) {
+  if (!HOST_PORT.test(listen)) {
     throw new CertgateError('CG_USAGE', `--listen ${listen}: expected HOST:PORT`);
   }
   const at = parseHostPort(listen);

@@ -5,9 +5,12 @@
  */
 import { z } from 'zod';
 
+/** HOST:PORT with IPv6 in brackets; shared with the CLI's --listen flags. */
+export const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/;
+
 const hostPort = z
   .string()
-  .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/, { message: 'must be HOST:PORT, e.g. 127.0.0.1:8443 or [::1]:8443' })
+  .regex(HOST_PORT, { message: 'must be HOST:PORT, e.g. 127.0.0.1:8443 or [::1]:8443' })
   .describe('HOST:PORT; IPv6 in brackets, e.g. [::1]:8443');
 
 const filePath = z.string().min(1).describe('a file path; relative paths resolve against the config file\'s folder');
