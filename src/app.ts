@@ -10,6 +10,9 @@ import { CertgateError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './admin/metrics.js';
 import { createAdminServer } from './admin/server.js';
+import { loadAdminToken } from './admin/auth.js';
+import { createObservability } from './admin/observability.js';
+import { createEnrollment } from './enroll/handler.js';
 import { loadTls } from './tls/material.js';
 import { createForwarder } from './proxy/forward.js';
 import { createHandlers } from './proxy/handler.js';
@@ -37,11 +40,14 @@ export interface StartOptions {
 }
 
 export async function startCertgate(config: Config, opts: StartOptions = {}): Promise<Certgate> {
-  const log = opts.log ?? createLogger({ level: config.log.level });
+  const log = opts.log ?? createLogger({ level: config.log.level, format: config.log.format });
   const material = await loadTls(config.tls, { listenHost: config.listen.host });
   for (const p of material.problems) log[p.severity === 'info' ? 'info' : 'warn']({ msg: p.message, code: p.code, file: p.file, hint: p.hint });
 
   const metrics = createMetrics();
+  const adminToken = config.admin.token_file === undefined ? undefined : await loadAdminToken(config.admin.token_file);
+  // Before anything that needs closing: a bad CA/tokens/state file refuses start-up with file:line.
+  const enrollment = config.enrollment === undefined ? undefined : await createEnrollment(config, { counter: metrics.enrollments, log });
   let stopping = false;
   let listening = false;
   const started: Server[] = [];
@@ -67,18 +73,27 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   const trust = createTrustCheck(config.tls, () => ({ material: reloader?.current ?? material, generation: reloader?.generation ?? 0 }));
   const verdictContext: VerdictContext = {
     mode: config.tls.client_auth,
-    needChain: config.headers.rfc9440 || (config.headers.xfcc && config.headers.forward_cert),
     trust,
   };
-  const handlers = createHandlers(config, verdictContext, forwarder, metrics, log, () => stopping);
+  let tlsUrl: string | undefined;
+  // Per-request metrics, access log, X-Request-Id, /clients, reload history, the status page's data.
+  const obs = createObservability({
+    config, metrics, log, verdicts: verdictContext, material: () => reloader?.current ?? material,
+    ready: () => listening && !stopping, url: () => tlsUrl, ...(adminToken !== undefined && { token: adminToken }),
+  });
+  const handlers = createHandlers(config, verdictContext, forwarder, metrics, log, () => stopping, obs.observer);
   const tlsServer = createTlsServer(config, material, verdictContext, handlers, metrics, log);
+  obs.attach(tlsServer);
   const openSockets = new Set<import('node:net').Socket>();
   tlsServer.on('connection', (socket: import('node:net').Socket) => {
     openSockets.add(socket);
     socket.once('close', () => openSockets.delete(socket));
   });
-  reloader = createReloader({ tls: config.tls, listenHost: config.listen.host, server: tlsServer, initial: material, metrics, log });
-  const admin = createAdminServer({ registry: metrics.registry, ready: () => listening && !stopping });
+  reloader = createReloader({ tls: config.tls, listenHost: config.listen.host, server: tlsServer, initial: material, metrics, log, onReload: obs.onReload });
+  const admin = createAdminServer({
+    registry: metrics.registry, ready: () => listening && !stopping, ...(enrollment !== undefined && { enroll: enrollment.handle }),
+    ...obs.admin,
+  });
 
   let adminAddress: AddressInfo;
   let tlsAddress: AddressInfo;
@@ -91,10 +106,12 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     await closeStarted();
     await reloader.close();
     forwarder.close();
+    obs.close();
     throw err;
   }
   listening = true;
   const url = `https://${hostForUrl(tlsAddress.address)}:${tlsAddress.port}`;
+  tlsUrl = url;
   const adminUrl = `http://${hostForUrl(adminAddress.address)}:${adminAddress.port}`;
   log.info({ msg: 'certgate listening', url, admin: adminUrl, routes: config.routes.map((r) => `${r.name} -> ${r.upstream.href}`), client_auth: config.tls.client_auth });
 
@@ -117,6 +134,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
       await drained;
       clearTimeout(timer);
       forwarder.close();
+      obs.close();
       admin.closeAllConnections();
       await new Promise<void>((resolve) => admin.close(() => resolve()));
       log.info({ msg: 'certgate stopped' });

@@ -7,7 +7,7 @@
  *   4 smuggling guard → 411 length_required
  *   5 strip client-controlled + hop-by-hop headers, set identity + X-Forwarded-* on req.headers
  *   6 forward (http-proxy-3) → 502/504 on upstream failure
- *   7 on close: metrics + one access-log line
+ *   7 observer (admin/observe.ts): X-Request-Id at once; on close metrics + one access-log line + /clients
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -16,7 +16,7 @@ import type { Config, RouteConfig } from '../config/types.js';
 import type { ClientIdentity } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../admin/metrics.js';
-import { methodLabel } from '../admin/metrics.js';
+import type { RequestObserver } from '../admin/observe.js';
 import { identityHeaders, stripClientControlled } from '../identity/headers.js';
 import { connectionVerdict, type VerdictContext } from './verdict.js';
 import { normalizeRequestPath } from './path.js';
@@ -24,6 +24,8 @@ import { createRouter } from './routes.js';
 import { compileAllow, type PolicyDecision } from './policy.js';
 import { sendError, sendErrorOnSocket, type ErrorBody } from './respond.js';
 import type { Forwarder } from './forward.js';
+import { createWhoamiEndpoint, WHOAMI_ROUTE } from '../probe/whoami-endpoint.js';
+import { refusalHint } from '../probe/refusal-hints.js';
 
 export interface RequestHandlers {
   onRequest(req: IncomingMessage, res: ServerResponse): void;
@@ -41,22 +43,28 @@ type Admitted = {
   readonly route: RouteConfig;
   readonly identity: ClientIdentity | undefined;
   readonly matched?: string;
-  /** Serve this request, then close the connection (trust must be re-established by a new handshake). */
-  readonly closeAfter: boolean;
 };
-
-/** Route label for requests that matched no route (bounded: never a client-chosen string). */
-const NO_ROUTE = '(none)';
 
 export function createHandlers(
   config: Config, verdictContext: VerdictContext, forwarder: Forwarder, metrics: Metrics, log: Logger,
   /** True once shutdown began: responses then close their connection (idle keep-alive must not linger). */
   draining: () => boolean = () => false,
+  /** Step 7: per-request metrics, the access line, X-Request-Id, /clients (admin/observe.ts). */
+  observer: RequestObserver,
 ): RequestHandlers {
   const match = createRouter(config.routes);
   const policies = new Map(config.routes.map((r) => [r.name, compileAllow(r.allow)] as const));
   /** Connections refused after their handshake, already logged. */
   const loggedLate = new WeakSet<TLSSocket>();
+  // whoami_path (certgate probe): the headers of step 5 for this connection, computed on a copy.
+  const whoami = config.whoami_path === undefined ? undefined : createWhoamiEndpoint({
+    path: config.whoami_path, match, policies, verbose: config.errors.verbose,
+    upstreamHeaders: (req, identity) => {
+      const view = { headers: { ...req.headers }, socket: req.socket };
+      prepareHeaders(view, identity, false);
+      return view.headers;
+    },
+  });
 
   /** Steps 0–4: everything that decides whether this request may reach an upstream. */
   function admit(req: IncomingMessage): Admitted | Refusal {
@@ -70,15 +78,20 @@ export function createHandlers(
           remote_address: socket.remoteAddress, client_subject: verdict.identity?.subject, client_fingerprint: verdict.identity?.fingerprint,
         });
       }
+      if (verdict.error === 'reauthentication_required') {
+        return {
+          status: 421, close: true,
+          body: { error: verdict.error, message: 'the trusted CAs changed since this connection was opened: retry on a new connection' },
+        };
+      }
       return {
         status: 400, close: true,
         body: verdict.error === 'client_certificate_required'
-          ? { error: verdict.error, message: 'this server requires a client certificate; none was presented' }
-          : { error: verdict.error, reason: verdict.reason, message: `client certificate refused: ${verdict.detail}` },
+          ? { error: verdict.error, message: 'this server requires a client certificate; none was presented', hint: refusalHint(verdict.reason) }
+          : { error: verdict.error, reason: verdict.reason, message: `client certificate refused: ${verdict.detail}`, hint: refusalHint(verdict.reason) },
       };
     }
     const identity = verdict.kind === 'verified' ? verdict.identity : undefined;
-    const closeAfter = verdict.kind === 'verified' && verdict.closeAfter === true;
     const target = normalizeRequestPath(req.url ?? '');
     if (!target.ok) return { status: 400, close: true, body: { error: 'bad_request', reason: target.reason } };
     const route = match(req.headers.host, target.path);
@@ -109,11 +122,11 @@ export function createHandlers(
     if (route.max_body_bytes !== undefined && declared !== undefined && Number(declared) > route.max_body_bytes) {
       return { status: 413, close: true, route: route.name, body: { error: 'body_too_large', limit: route.max_body_bytes } };
     }
-    return { route, identity, closeAfter, ...(decision.matched !== undefined && { matched: decision.matched }) };
+    return { route, identity, ...(decision.matched !== undefined && { matched: decision.matched }) };
   }
 
   /** Step 5: the headers the upstream sees. Mutates req.headers (http-proxy copies them). */
-  function prepareHeaders(req: IncomingMessage, identity: ClientIdentity | undefined, upgrade: boolean): void {
+  function prepareHeaders(req: Pick<IncomingMessage, 'headers' | 'socket'>, identity: ClientIdentity | undefined, upgrade: boolean): void {
     const h = req.headers;
     stripHopByHop(h, upgrade);
     stripClientControlled(h);
@@ -125,44 +138,33 @@ export function createHandlers(
     if (h['transfer-encoding'] !== undefined) h.connection = 'close';
   }
 
-  function accessLog(req: IncomingMessage, res: ServerResponse, route: string, identity: ClientIdentity | undefined, started: bigint, bodyIn: { bytes: number }, bytesOut0: number): void {
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    const code = res.headersSent ? res.statusCode : 0;
-    metrics.httpRequests.inc({ route, method: methodLabel(req.method), code: String(code) });
-    metrics.httpDuration.observe({ route }, seconds);
-    metrics.httpInFlight.dec();
-    if (!log.isLevelEnabled('info')) return;
-    const socket = req.socket;
-    log.info({
-      msg: 'request', method: req.method, path: req.url, status: code, duration_ms: Math.round(seconds * 1e6) / 1e3,
-      route, client_subject: identity?.subject, client_fingerprint: identity?.fingerprint,
-      bytes_in: bodyIn.bytes, bytes_out: socket.bytesWritten - bytesOut0,
-      remote_address: socket.remoteAddress, completed: res.writableFinished,
-    });
-  }
-
   return {
     onRequest(req, res) {
-      const started = process.hrtime.bigint();
-      const bodyIn = { bytes: 0 };
-      const bytesOut0 = req.socket.bytesWritten;
-      metrics.httpInFlight.inc();
+      // Step 7 starts here: in-flight, X-Request-Id; metrics + the access line follow on the response's 'close'.
+      const record = observer.begin(req, res);
+      // whoami_path: certgate answers it itself, after the connection verdict (a refused client falls
+      // through to admit's 400) and before any route; never forwarded.
+      const v = whoami?.matches(req.url) === true ? connectionVerdict(req.socket as TLSSocket, verdictContext) : undefined;
+      if (whoami !== undefined && v !== undefined && v.kind !== 'refused') {
+        observer.answered(res, WHOAMI_ROUTE);
+        whoami.respond(req, res, v, draining());
+        return;
+      }
       const a = admit(req);
-      const route = 'status' in a ? (a.route ?? NO_ROUTE) : a.route.name;
-      const identity = 'status' in a ? undefined : a.identity;
-      res.once('close', () => accessLog(req, res, route, identity, started, bodyIn, bytesOut0));
       if ('status' in a) {
+        observer.refused(res, a.status, a.body, a.route);
         sendError(res, a.status, a.body, { close: a.close === true || draining() });
         return;
       }
-      const clientWantsClose = a.closeAfter || draining() || /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
+      const clientWantsClose = draining() || /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
       prepareHeaders(req, a.identity, false);
+      observer.forwarding(req, res, a.route.name);
       // Counted beside http-proxy's pipe (both listeners see every chunk; pipe keeps the backpressure).
       const limit = a.route.max_body_bytes;
       req.on('data', (chunk: Buffer) => {
-        bodyIn.bytes += chunk.length;
+        record.bytesIn += chunk.length;
         // A chunked body has no declared length: enforce the limit as it streams.
-        if (limit !== undefined && bodyIn.bytes > limit) {
+        if (limit !== undefined && record.bytesIn > limit) {
           req.unpipe();
           sendError(res, 413, { error: 'body_too_large', limit }, { close: true });
           req.socket.destroySoon();

@@ -15,14 +15,23 @@ import { refusalReason, type RefusalReason } from '../tls/handshake.js';
 
 export type RecheckOutcome = 'ok' | 'revoked' | 'crl_expired' | 'unknown_ca' | 'expired' | 'inconclusive';
 
+/**
+ * What a later re-check needs to know about the handshake: the intermediates the client itself sent
+ * (not those OpenSSL took from client_ca), and whether Node exposed them at all.
+ */
+export interface HandshakeBasis {
+  readonly sent: readonly Buffer[];
+  readonly chainKnown: boolean;
+}
+
 /** The current trust, as the verdicts need it (implemented by tls/trust.ts over the reloader). */
 export interface TrustCheck {
   /** Changes whenever a verdict made before may no longer hold. Cheap: read per request. */
   generation(now: number): number;
   /** At the handshake, after OpenSSL verified the chain: certgate's own revocation check. */
-  atHandshake(identity: ClientIdentity, now: number): 'ok' | 'revoked' | 'crl_expired';
+  atHandshake(identity: ClientIdentity, now: number): { readonly status: 'ok' | 'revoked' | 'crl_expired'; readonly basis: HandshakeBasis };
   /** For a connection verified under an older generation: trust path and revocation, no handshake. */
-  recheck(identity: ClientIdentity, now: number): RecheckOutcome;
+  recheck(identity: ClientIdentity, basis: HandshakeBasis, now: number): RecheckOutcome;
 }
 
 export type ConnectionVerdict =
@@ -30,13 +39,16 @@ export type ConnectionVerdict =
       readonly kind: 'verified';
       readonly identity: ClientIdentity;
       readonly generation: number;
-      /** Trust could not be re-established without a handshake: serve, then close (forces a new handshake). */
-      readonly closeAfter?: boolean;
+      readonly basis: HandshakeBasis;
     }
   | { readonly kind: 'anonymous' }
   | {
       readonly kind: 'refused';
-      readonly error: 'client_certificate_required' | 'client_certificate_invalid';
+      /**
+       * reauthentication_required: trust changed and this connection's certificate cannot be re-verified
+       * without a handshake (answered 421: retry on a new connection, where OpenSSL decides).
+       */
+      readonly error: 'client_certificate_required' | 'client_certificate_invalid' | 'reauthentication_required';
       readonly reason: RefusalReason;
       /** OpenSSL's verify code (e.g. CERT_HAS_EXPIRED) or certgate's own, for logs. */
       readonly detail: string;
@@ -47,7 +59,6 @@ export type ConnectionVerdict =
 
 export interface VerdictContext {
   readonly mode: 'require' | 'optional';
-  readonly needChain: boolean;
   readonly trust: TrustCheck;
 }
 
@@ -72,17 +83,17 @@ export function connectionVerdict(socket: TLSSocket, ctx: VerdictContext, now = 
   }
   const generation = ctx.trust.generation(now);
   if (v.generation === generation) return v;
-  v = recheck(v.identity, ctx.trust.recheck(v.identity, now), generation);
+  v = recheck(v.identity, v.basis, ctx.trust.recheck(v.identity, v.basis, now), generation);
   verdicts.set(socket, v);
   return v;
 }
 
-function recheck(identity: ClientIdentity, outcome: RecheckOutcome, generation: number): ConnectionVerdict {
+function recheck(identity: ClientIdentity, basis: HandshakeBasis, outcome: RecheckOutcome, generation: number): ConnectionVerdict {
   switch (outcome) {
     case 'ok':
-      return { kind: 'verified', identity, generation };
+      return { kind: 'verified', identity, generation, basis };
     case 'inconclusive':
-      return { kind: 'verified', identity, generation, closeAfter: true };
+      return { kind: 'refused', error: 'reauthentication_required', reason: 'other', detail: 'TRUST_CHANGED', identity, late: true };
     case 'expired':
       return { kind: 'refused', error: 'client_certificate_invalid', reason: 'expired', detail: 'CERT_HAS_EXPIRED', identity, late: true };
     case 'revoked':
@@ -98,7 +109,8 @@ function decide(socket: TLSSocket, ctx: VerdictContext, now: number): Connection
   let identity: ClientIdentity | undefined;
   try {
     // Must be the first read of the peer certificate: Node hands the sent chain to the first caller only.
-    identity = identityOf(socket, ctx.needChain);
+    // The chain is always kept: re-checks after a trust change need it, not only the RFC 9440 headers.
+    identity = identityOf(socket, true);
   } catch {
     // A certificate OpenSSL accepted but our DER reader cannot print must not crash or pass unnamed.
     return { kind: 'refused', error: 'client_certificate_invalid', reason: 'bad_certificate', detail: 'UNPARSABLE_CERTIFICATE' };
@@ -119,8 +131,8 @@ function decide(socket: TLSSocket, ctx: VerdictContext, now: number): Connection
     return { kind: 'refused', error: 'client_certificate_invalid', reason: 'expired', detail: 'CERT_HAS_EXPIRED', identity };
   }
   const generation = ctx.trust.generation(now);
-  const revocation = ctx.trust.atHandshake(identity, now);
-  if (revocation === 'revoked') return { kind: 'refused', error: 'client_certificate_invalid', reason: 'revoked', detail: 'CERT_REVOKED', identity };
-  if (revocation === 'crl_expired') return { kind: 'refused', error: 'client_certificate_invalid', reason: 'crl_expired', detail: 'CRL_HAS_EXPIRED', identity };
-  return { kind: 'verified', identity, generation };
+  const { status, basis } = ctx.trust.atHandshake(identity, now);
+  if (status === 'revoked') return { kind: 'refused', error: 'client_certificate_invalid', reason: 'revoked', detail: 'CERT_REVOKED', identity };
+  if (status === 'crl_expired') return { kind: 'refused', error: 'client_certificate_invalid', reason: 'crl_expired', detail: 'CRL_HAS_EXPIRED', identity };
+  return { kind: 'verified', identity, generation, basis };
 }

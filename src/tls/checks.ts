@@ -213,6 +213,15 @@ function chainEndProblems(leaf: CertRef, last: CertRef, pool: CertRef[], knownIs
       file, hint)];
   }
   if (known !== undefined) return [];
+  const root = pool.find((c) => isSelfSigned(c.cert));
+  if (last === leaf && root !== undefined) {
+    // The bundle names the root but skips what links the leaf to it: the issuer is surely an intermediate,
+    // and clients trusting that root fail. An error (like a stray certificate), reported once: `pool` loses the root.
+    pool.splice(pool.indexOf(root), 1);
+    return [problem('error', 'CG_CHAIN_INCOMPLETE',
+      `the file lacks the intermediate between the leaf ${certText(last)} and the root ${certText(root)}: the leaf's issuer ${missingIssuer(last.cert)} is not in it, so clients that trust only the root cannot verify the server ("unable to get local issuer certificate")`,
+      file, `add the certificate of ${issuerName} after the leaf`)];
+  }
   if (last === leaf) {
     return [problem('warning', 'CG_CHAIN_INCOMPLETE',
       `the file holds only the leaf ${certText(last)}; its issuer ${missingIssuer(last.cert)} is not in it. Clients that trust ${issuerName} itself verify the server; if it is an intermediate, clients that only trust the root cannot`,
@@ -247,10 +256,12 @@ export function checkServerChain(input: ServerChainInput): ServerChainResult {
 
   for (const stray of pool) {
     const dup = [leaf, ...chain].find((c) => sameCert(c.cert, stray.cert));
-    problems.push(problem('warning', 'CG_CHAIN_BROKEN', dup !== undefined
+    // A certificate that links to nothing means the bundle was assembled from the wrong chain (or a
+    // rotation wrote another CA's leaf): an error, so a reload keeps the material that works.
+    problems.push(problem(dup !== undefined ? 'warning' : 'error', 'CG_CHAIN_BROKEN', dup !== undefined
       ? `${certText(stray)} is a duplicate of${where(dup)}; certgate sends it once`
-      : `${certText(stray)} is not part of the chain of the leaf ${certText(leaf)}; certgate does not send it`,
-    certFile, 'remove that certificate from the file'));
+      : `${certText(stray)} is not part of the chain of the leaf ${certText(leaf)}: the bundle mixes chains`,
+    certFile, dup !== undefined ? 'remove the duplicate from the file' : 'put the leaf\'s own intermediates in the bundle and remove the others'));
   }
   // Reordered: the chain's certificates did not appear leaf-first in issuing order.
   const ordered = [leaf, ...chain];

@@ -30,11 +30,12 @@ export function watchFiles(files: readonly string[], onChange: (label: string) =
   const names = new Set(files.map((f) => path.basename(f)));
   const dirs = [...new Set(files.map((f) => path.dirname(path.resolve(f))))];
   let timer: NodeJS.Timeout | undefined;
+  // Only our files' names label a reload; temp files, `..data` and `..<timestamp>` folders do not.
   let labels = new Set<string>();
   const watcher: FSWatcher = watch(dirs, { ignoreInitial: true, depth: 0, followSymlinks: true, atomic: true });
   watcher.on('all', (_event, changed) => {
     const name = path.basename(changed);
-    labels.add(names.has(name) ? name : 'all');
+    if (names.has(name)) labels.add(name);
     clearTimeout(timer);
     timer = setTimeout(() => {
       const fired = labels;

@@ -114,10 +114,10 @@ test('an intermediate of the same name but another key is a broken link (error)'
   assert.deepEqual(r.chain, []);
 });
 
-test('stray and duplicate certificates are warned about and not served', () => {
+test('a certificate from another chain is an error (the bundle mixes chains); a duplicate is a warning', () => {
   const certs = [at(pki.leaf, 1), at(pki.inter, 2), at(pki.otherRoot, 3), at(pki.inter, 4)];
   const r = checkServerChain({ key: keyRef(pki.leaf, 5), certs, knownIssuers: [at(pki.root, 1, CA_FILE)] });
-  assert.deepEqual(codes(r.problems), ['warning:CG_CHAIN_BROKEN', 'warning:CG_CHAIN_BROKEN']);
+  assert.deepEqual(codes(r.problems), ['error:CG_CHAIN_BROKEN', 'warning:CG_CHAIN_BROKEN']);
   assert.deepEqual(r.chain, [certs[1]]);
   assert.ok(r.problems.some((p) => /CN=Other Root \(block 3\) is not part of the chain/.test(p.message)));
   assert.ok(r.problems.some((p) => /block 4\) is a duplicate of \(block 2\)/.test(p.message)));
