@@ -12,6 +12,7 @@ const HELP = `Usage: certgate [command] [options]
 Commands:
   serve --config FILE     run the mTLS proxy (default command)
   check --config FILE     validate the config and every PEM it names
+  probe URL --cert FILE   connect as curl/requests would and explain a TLS failure in plain words
   certs init|issue|sign|revoke
                           a small dev PKI: CA, server bundle, client certificates, CRL
   whoami --listen H:P     the echo upstream that shows which headers arrive
@@ -23,7 +24,7 @@ Options:
 The config file may also be named by CERTGATE_CONFIG. See README.md.`;
 
 /** Start-up failures an orchestrator cannot fix by restarting: exit 2 (the config or material is wrong). */
-const STARTUP_INVALID = /^CG_(CONFIG|FILE|PEM|KEY|CHAIN|CERT|CA|CRL)_/;
+const STARTUP_INVALID = /^CG_(CONFIG|FILE|PEM|KEY|CHAIN|CERT|CA|CRL|ENROLL)_/;
 
 export async function main(argv: string[], io: CommandIo): Promise<number> {
   const [first, ...rest] = argv;
@@ -44,6 +45,8 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
         return await (await import('./commands/serve.js')).runServe(args, io);
       case 'check':
         return await (await import('./commands/check.js')).runCheck(args, io);
+      case 'probe':
+        return await (await import('./commands/probe.js')).runProbeCommand(args, io);
       case 'certs':
         return await (await import('./commands/certs.js')).runCerts(args, io);
       case 'whoami':

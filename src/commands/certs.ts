@@ -1,22 +1,26 @@
 /**
- * `certgate certs init|issue|sign|revoke`: flags → pki/dev-pki.ts. Each subcommand parses strictly
+ * `certgate certs init|issue|sign|revoke|token`: flags → pki/dev-pki.ts (token → enroll/tokens.ts). Each subcommand parses strictly
  * (unknown flags and stray arguments are usage errors) and prints a CertgateError as one line.
  * Exit status: 0 ok, 1 failure, 2 usage error.
  */
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { CertgateError, formatProblem } from '../errors.js';
 import { initDevPki, issueClient, revoke, signCsr, writeFileAtomic } from '../pki/dev-pki.js';
+import { allowProblems } from '../proxy/policy.js';
+import { appendToken, createToken, TOKENS_FILE } from '../enroll/tokens.js';
 import type { CommandIo } from './io.js';
 
 const HELP: Record<string, string> = {
-  certs: `Usage: certgate certs <init|issue|sign|revoke> [options]
+  certs: `Usage: certgate certs <init|issue|sign|revoke|token> [options]
 
 A small development PKI in one folder (a dev CA, never for production):
   init     create ca.crt/ca.key, server.pem (localhost), client.{crt,key,pem,p12} and crl.pem
   issue    issue another client certificate from the dev CA
   sign     sign a CSR (openssl req -new) as a client certificate
   revoke   add a certificate to crl.pem (re-issued)
+  token    create a one-time enrollment token (POST /enroll)
 
 Run certgate certs <subcommand> --help for its options.
 Example: certgate certs init --dir certs/dev`,
@@ -68,6 +72,24 @@ Options:
   --cert FILE  the PEM certificate to revoke (issued by this dev CA)
   -h, --help   show this help
 Example: certgate certs revoke --dir certs/dev --cert certs/dev/svc-a.crt`,
+  token: `Usage: certgate certs token --dir DIR --cn NAME [--ou OU] [--san-uri URI]... [--san-dns NAME]... [--days N] [--cert-days N] [--tokens-file FILE]
+
+Creates a one-time enrollment token for POST /enroll (see README "Enrollment"): prints the token on
+stdout (shown this once; only its SHA-256 is stored) and appends the entry to DIR/enroll-tokens.yaml
+(created 0600 when missing). The token enrolls one certificate whose subject is CN=NAME (and OU, if
+given) and whose SANs are among the --san-uri/--san-dns patterns (route "allow" globs).
+
+Options:
+  --dir DIR            the folder of the tokens file (enrollment.tokens_file: DIR/enroll-tokens.yaml)
+  --cn NAME            the subject CN the certificate must have
+  --ou OU              the subject OU it may have
+  --san-uri URI        a URI SAN it may have (repeatable; * = one path segment, ** = any number)
+  --san-dns NAME       a DNS SAN it may have (repeatable; *.example.com = one label)
+  --days N             how long the token stays usable, 1 to 365 days (default 7)
+  --cert-days N        validity of the certificate, 1 to 825 days (default and cap: enrollment.max_days)
+  --tokens-file FILE   write to FILE instead of DIR/enroll-tokens.yaml
+  -h, --help           show this help
+Example: certgate certs token --dir certs/dev --cn svc-b --san-uri spiffe://example.org/svc-b`,
 };
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -80,6 +102,10 @@ const OPTIONS: Record<string, Options> = {
   },
   sign: { ...COMMON, csr: { type: 'string' }, days: { type: 'string' }, out: { type: 'string' } },
   revoke: { ...COMMON, cert: { type: 'string' } },
+  token: {
+    ...COMMON, cn: { type: 'string' }, ou: { type: 'string' }, 'san-uri': { type: 'string', multiple: true },
+    'san-dns': { type: 'string', multiple: true }, days: { type: 'string' }, 'cert-days': { type: 'string' }, 'tokens-file': { type: 'string' },
+  },
 };
 
 type Values = Record<string, string | boolean | Array<string | boolean> | undefined>;
@@ -91,7 +117,7 @@ export async function runCerts(argv: string[], out: CommandIo): Promise<number> 
     return sub === undefined ? 2 : 0;
   }
   const options = OPTIONS[sub];
-  if (options === undefined) return usage(out, 'certs', `unknown subcommand "${sub}"; expected init, issue, sign or revoke`);
+  if (options === undefined) return usage(out, 'certs', `unknown subcommand "${sub}"; expected init, issue, sign, revoke or token`);
   let values: Values;
   try {
     values = parseArgs({ args: rest, options, strict: true, allowPositionals: false }).values;
@@ -178,6 +204,8 @@ async function run(sub: string, values: Values, out: CommandIo): Promise<number>
       }
       return 0;
     }
+    case 'token':
+      return runToken(dir, values, out);
     default: {
       const certFile = required(values, 'cert', sub);
       const r = await revoke(dir, await readInput(certFile, '--cert'));
@@ -186,4 +214,28 @@ async function run(sub: string, values: Values, out: CommandIo): Promise<number>
       return 0;
     }
   }
+}
+
+/** `certs token`: the bearer goes to stdout alone (for `TOKEN=$(certgate certs token …)`), the rest to stderr. */
+async function runToken(dir: string, values: Values, out: CommandIo): Promise<number> {
+  const wholeDays = (flag: string, max: number): number | undefined => {
+    const v = values[flag];
+    if (typeof v !== 'string') return undefined;
+    if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > max) throw new CertgateError('CG_USAGE', `--${flag} must be a whole number from 1 to ${max}, got "${v}"`);
+    return Number(v);
+  };
+  const ou = values.ou as string | undefined;
+  const sanUri = strings(values['san-uri']);
+  const sanDns = strings(values['san-dns']);
+  const certDays = wholeDays('cert-days', 825);
+  const file = typeof values['tokens-file'] === 'string' ? values['tokens-file'] : path.join(dir, TOKENS_FILE);
+  const { bearer, entry } = createToken({
+    cn: required(values, 'cn', 'token'), sanUri, sanDns, days: wholeDays('days', 365) ?? 7,
+    ...(ou !== undefined && { ou }), ...(certDays !== undefined && { certDays }),
+  });
+  for (const warning of allowProblems({ san_uri: sanUri, san_dns: sanDns })) out.stderr(`certgate: warning: ${warning}`);
+  await appendToken(file, entry);
+  out.stderr(`token ${entry.id} for CN=${entry.cn} appended to ${file}; usable once until ${entry.expires}. It is shown only now:`);
+  out.stdout(bearer);
+  return 0;
 }
