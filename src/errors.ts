@@ -42,8 +42,18 @@ export const CODES = {
   CG_CERT_VALIDITY: 'for information: how long the certificate stays valid; renew it before then',
   CG_CRL_NOT_YET_VALID: 'a CRL\'s thisUpdate is in the future: every client would be refused; check the clock or the CRL',
   CG_TLS_REJECTED: 'Node/OpenSSL refused this key, certificate or CRL (e.g. key too small, weak signature): reissue it with RSA >= 2048 bits or an EC key and SHA-256',
+  CG_ADMIN_TOKEN: 'admin.token_file holds no usable token: write one of at least 16 characters without spaces, e.g. openssl rand -hex 32 > admin-token',
   CG_ENROLL_TOKENS: 'the enrollment tokens file is not valid: fix the entry at file:line, or recreate it with certgate certs token',
   CG_ENROLL_STATE: 'the enrollment state file cannot be read or its folder is not writable: fix its permissions; never delete it (spent tokens would work again)',
+  CG_PROBE_CONNECT: 'certgate probe could not reach the server: check the host, the port, and that the server listens there',
+  CG_PROBE_SERVER_UNTRUSTED: 'the server certificate does not chain to a CA you trust: pass the CA that issued the server certificate with --ca (requests verify=FILE), never verify=False',
+  CG_PROBE_CHAIN_INCOMPLETE: 'the server did not send the intermediate CA its certificate needs: the server must add it after its leaf (until then, append it to your --ca file)',
+  CG_PROBE_HOSTNAME: 'the server certificate does not name the host in the URL: connect with a name it lists, or reissue it with that name in its subjectAltName',
+  CG_PROBE_CLIENT_CA: 'your client certificate does not chain to a CA the server accepts: use one from a listed CA, or append the missing intermediate to your cert file',
+  CG_PROBE_NO_CLIENT_CERT: 'the server requires a client certificate and none was given: pass --cert (and --key)',
+  CG_PROBE_REFUSED: 'the server refused your client certificate or request: follow the reason and hint shown',
+  CG_PROBE_NO_CERT_REQUEST: 'the server did not ask for a client certificate, so yours is not sent: client authentication is off there',
+  CG_PROBE_NO_OPENSSL: 'openssl could not be run: install it to see the chain as the server sends it and the CA names it accepts',
 } as const;
 
 export type ErrorCode = keyof typeof CODES;

@@ -17,12 +17,22 @@ export interface Metrics {
   readonly connectionsRejected: Counter<'reason'>;
   readonly authzDenied: Counter<'route'>;
   readonly upstreamErrors: Counter<'route' | 'kind'>;
+  readonly upstreamDuration: Histogram<'route'>;
+  /** Time left on the client certificate of each new verified connection (no per-client label). */
+  readonly clientCertExpiry: Histogram;
   readonly reloads: Counter<'file' | 'result'>;
   readonly lastReloadSuccess: Gauge;
   readonly certificateExpiry: Gauge<'kind' | 'subject'>;
   readonly crlNextUpdate: Gauge<'issuer'>;
   readonly enrollments: Counter<'result'>;
 }
+
+/** Request and upstream latency buckets: 1 ms (a local upstream) .. 30 s (the default route timeout). */
+export const LATENCY_BUCKETS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+const DAY = 86_400;
+/** Time left on client certificates: "breaks within a day / week / two weeks / month / quarter / year". */
+export const CLIENT_EXPIRY_BUCKETS: readonly number[] = [DAY, 7 * DAY, 14 * DAY, 30 * DAY, 90 * DAY, 365 * DAY];
 
 /** Bounded label values for `method`: anything else is counted as OTHER (a client controls the method). */
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'CONNECT', 'TRACE']);
@@ -51,14 +61,14 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     httpDuration: new Histogram({
       name: 'certgate_http_request_duration_seconds', help: 'Time from request to response end, by route',
       labelNames: ['route'] as const, registers,
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      buckets: [...LATENCY_BUCKETS],
     }),
-    httpInFlight: new Gauge({ name: 'certgate_http_requests_in_flight', help: 'Requests being served now', registers }),
+    httpInFlight: new Gauge({ name: 'certgate_http_requests_in_flight', help: 'Requests being served now', registers, aggregator: 'sum' }),
     handshakes: new Counter({
       name: 'certgate_tls_handshakes_total', help: 'Completed TLS handshakes, by protocol version and resumption',
       labelNames: ['version', 'resumed'] as const, registers,
     }),
-    connectionsOpen: new Gauge({ name: 'certgate_tls_connections_open', help: 'Open TLS connections', registers }),
+    connectionsOpen: new Gauge({ name: 'certgate_tls_connections_open', help: 'Open TLS connections', registers, aggregator: 'sum' }),
     connectionsRejected: new Counter({
       name: 'certgate_connections_rejected_total', help: 'Connections closed right after accept because of a limit, by reason',
       labelNames: ['reason'] as const, registers,
@@ -70,20 +80,31 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'certgate_upstream_errors_total', help: 'Upstream failures, by route and kind',
       labelNames: ['route', 'kind'] as const, registers,
     }),
+    upstreamDuration: new Histogram({
+      name: 'certgate_upstream_duration_seconds', help: 'Time from forwarding a request until the upstream\'s response headers arrived, by route',
+      labelNames: ['route'] as const, registers, buckets: [...LATENCY_BUCKETS],
+    }),
+    clientCertExpiry: new Histogram({
+      name: 'certgate_client_certificate_expiry_seconds',
+      help: 'Seconds left on the client certificate of each new verified connection (le="604800": clients that break within a week)',
+      registers, buckets: [...CLIENT_EXPIRY_BUCKETS],
+    }),
     reloads: new Counter({
       name: 'certgate_reloads_total', help: 'TLS material reloads, by changed file and result (success | failure)',
       labelNames: ['file', 'result'] as const, registers,
     }),
     lastReloadSuccess: new Gauge({
       name: 'certgate_last_reload_success_timestamp_seconds', help: 'When TLS material was last loaded successfully', registers,
+      // node:cluster: the AggregatorRegistry sums gauges by default; the stalest worker is the honest answer.
+      aggregator: 'min',
     }),
     certificateExpiry: new Gauge({
       name: 'certgate_certificate_expiry_timestamp_seconds', help: 'notAfter of the loaded certificates (kind = server | chain | client_ca)',
-      labelNames: ['kind', 'subject'] as const, registers,
+      labelNames: ['kind', 'subject'] as const, registers, aggregator: 'min',
     }),
     crlNextUpdate: new Gauge({
       name: 'certgate_crl_next_update_timestamp_seconds', help: 'nextUpdate of each loaded CRL, by issuer',
-      labelNames: ['issuer'] as const, registers,
+      labelNames: ['issuer'] as const, registers, aggregator: 'min',
     }),
     // result: the fixed set in enroll/handler.ts (ENROLL_RESULTS), pre-created there when enrollment is on.
     enrollments: new Counter({

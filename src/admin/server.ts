@@ -1,9 +1,20 @@
 /**
- * The admin listener (loopback by default): /healthz (the process answers), /readyz (listening with TLS
- * material loaded, not shutting down), /metrics (Prometheus text format).
+ * The admin listener (loopback by default):
+ *   /healthz      the process answers                                     (always open)
+ *   /readyz       listening with TLS material loaded, not shutting down   (always open)
+ *   /metrics      Prometheus text format                                  (always open)
+ *   /             the status page (self-contained HTML; admin/status-page.ts)
+ *   /status.json  what the status page shows
+ *   /clients      the client certificates seen recently, soonest-expiring first
+ *   /enroll       client certificate enrollment, when configured (its own tokens; enroll/handler.ts)
+ * With admin.token_file set, everything but the first three and /enroll needs `Authorization: Bearer`.
  */
 import http from 'node:http';
 import type { Registry } from 'prom-client';
+import { authorized, type AdminToken } from './auth.js';
+import type { ClientsView } from './clients.js';
+import type { StatusSource } from './status.js';
+import { STATUS_PAGE, STATUS_PAGE_HEADERS } from './status-page.js';
 
 export interface AdminOptions {
   readonly registry: Registry;
@@ -11,23 +22,46 @@ export interface AdminOptions {
   readonly ready: () => boolean;
   /** `/enroll` (any method) when enrollment is configured; see enroll/handler.ts. */
   readonly enroll?: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>;
+  /** admin.token_file, loaded; absent = no token required. */
+  readonly token?: AdminToken;
+  /** The status page's data; absent = no status page. */
+  readonly status?: StatusSource;
+  /** Recently seen clients; absent = no /clients. */
+  readonly clients?: ClientsView;
 }
+
+const ENDPOINTS = 'admin endpoints: / (status page) /status.json /clients /healthz /readyz /metrics';
 
 export function createAdminServer(opts: AdminOptions): http.Server {
   return http.createServer((req, res) => {
     void route(req, res, opts).catch((err: unknown) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
       json(res, 500, { error: 'internal', message: err instanceof Error ? err.message : String(err) });
     });
   });
 }
 
 async function route(req: http.IncomingMessage, res: http.ServerResponse, opts: AdminOptions): Promise<void> {
-  if (opts.enroll !== undefined && (req.url ?? '/').split('?')[0] === '/enroll') return opts.enroll(req, res);
+  const path = (req.url ?? '/').split('?')[0] ?? '/';
+  // Enrollment authenticates with its own one-time tokens, not the admin token.
+  if (opts.enroll !== undefined && path === '/enroll') return opts.enroll(req, res);
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     json(res, 405, { error: 'method_not_allowed' }, { allow: 'GET, HEAD' });
     return;
   }
-  const path = (req.url ?? '/').split('?')[0];
+  if (!authorized(opts.token, path, req)) {
+    const challenge = { 'www-authenticate': 'Bearer realm="certgate admin"' };
+    if (path === '/' && opts.status !== undefined) {
+      // The page itself carries no data: it asks for the token and sends it with its own requests.
+      page(res, 401, challenge);
+      return;
+    }
+    json(res, 401, { error: 'unauthorized', message: 'this admin endpoint needs Authorization: Bearer <token> (admin.token_file)' }, challenge);
+    return;
+  }
   switch (path) {
     case '/healthz':
       json(res, 200, { status: 'ok' });
@@ -43,9 +77,28 @@ async function route(req: http.IncomingMessage, res: http.ServerResponse, opts: 
       res.end(body);
       return;
     }
-    default:
-      json(res, 404, { error: 'not_found', message: 'admin endpoints: /healthz /readyz /metrics' });
+    case '/':
+    case '/index.html':
+      if (opts.status === undefined) break;
+      page(res, 200);
+      return;
+    case '/status.json':
+      if (opts.status === undefined) break;
+      json(res, 200, await opts.status.snapshot());
+      return;
+    case '/clients': {
+      if (opts.clients === undefined) break;
+      const clients = await opts.clients.list();
+      json(res, 200, { count: clients.length, clients });
+      return;
+    }
   }
+  json(res, 404, { error: 'not_found', message: ENDPOINTS });
+}
+
+function page(res: http.ServerResponse, status: number, extra: Record<string, string> = {}): void {
+  res.writeHead(status, { ...STATUS_PAGE_HEADERS, 'content-length': Buffer.byteLength(STATUS_PAGE), ...extra });
+  res.end(STATUS_PAGE);
 }
 
 function json(res: http.ServerResponse, status: number, body: object, extra: Record<string, string> = {}): void {

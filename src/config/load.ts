@@ -217,8 +217,11 @@ function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter,
   const enrollment = raw.enrollment === undefined ? undefined
     : normaliseEnrollment(raw.enrollment, dir, (key) => lc.linePos(positionOf(doc, ['enrollment', key], false) ?? 0).line);
   return {
-    file, listen, tls, headers: raw.headers, routes, admin: { listen: admin }, log: raw.log, errors: raw.errors, limits: raw.limits, shutdown: raw.shutdown,
+    file, listen, tls, headers: raw.headers, routes,
+    admin: { listen: admin, clients_max: raw.admin.clients_max, ...(raw.admin.token_file !== undefined && { token_file: resolve(raw.admin.token_file)! }) },
+    log: raw.log, errors: raw.errors, limits: raw.limits, shutdown: raw.shutdown,
     ...(enrollment !== undefined && { enrollment }),
+    ...(raw.whoami_path !== undefined && { whoami_path: raw.whoami_path }),
   };
 }
 

@@ -120,12 +120,19 @@ export const CONFIG_SCHEMA = z.strictObject({
   routes: z.array(ROUTE_SCHEMA).min(1, { message: 'needs at least one route' }).describe('first match wins'),
   admin: z
     .strictObject({
-      listen: hostPort.default('127.0.0.1:9090').describe('/healthz /readyz /metrics'),
+      listen: hostPort.default('127.0.0.1:9090').describe('/healthz /readyz /metrics, / (status page), /status.json, /clients'),
+      clients_max: z.number().int().positive().max(1_000_000).default(1000)
+        .describe('how many distinct client certificates /clients remembers (least recently connected dropped first)'),
+      token_file: filePath.optional()
+        .describe('file holding a bearer token (>= 16 chars); then every admin path but /healthz /readyz /metrics needs Authorization: Bearer <token>'),
     })
     .prefault({}),
   log: z
     .strictObject({
       level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      format: z.enum(['auto', 'json', 'pretty']).default('auto')
+        .describe('json: one JSON object a line; pretty: pino-pretty (dev dependency); auto: pretty on a TTY, else json'),
+      access: z.boolean().default(true).describe('one access-log line per request'),
     })
     .prefault({}),
   errors: z
@@ -135,6 +142,11 @@ export const CONFIG_SCHEMA = z.strictObject({
     .prefault({}),
   limits: LIMITS_SCHEMA,
   enrollment: ENROLLMENT_SCHEMA.optional(),
+  whoami_path: z
+    .string()
+    .regex(/^\/[^?#\s]+$/, { message: 'must be a path other than "/", without query or spaces, e.g. /.certgate/whoami' })
+    .optional()
+    .describe('certgate answers GET on this exact path itself (never forwarded), for verified clients: the identity headers the upstream would see and the route that would match (certgate probe reads it); absent = off'),
   shutdown: z
     .strictObject({
       drain_timeout_ms: durationMs(25_000).describe('on SIGTERM/SIGINT, how long in-flight requests may take to finish'),

@@ -79,11 +79,22 @@ export interface Config {
   readonly tls: TlsConfig;
   readonly headers: HeadersConfig;
   readonly routes: readonly RouteConfig[];
-  readonly admin: { readonly listen: HostPort };
-  readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+  readonly admin: {
+    readonly listen: HostPort;
+    readonly clients_max: number;
+    /** Absolute path; absent = the admin listener needs no token. */
+    readonly token_file?: string;
+  };
+  readonly log: {
+    readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+    readonly format: 'auto' | 'json' | 'pretty';
+    readonly access: boolean;
+  };
   readonly errors: { readonly verbose: boolean };
   readonly limits: LimitsConfig;
   readonly shutdown: { readonly drain_timeout_ms: number };
   /** Absent = enrollment off. */
   readonly enrollment?: EnrollmentConfig;
+  /** Exact request path certgate answers itself with the connection's identity (certgate probe); absent = off. */
+  readonly whoami_path?: string;
 }

@@ -6,7 +6,7 @@
 import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config/types.js';
-import type { Logger } from '../log.js';
+import { createLogLimiter, type Logger } from '../log.js';
 import type { Metrics } from '../admin/metrics.js';
 import type { TlsMaterial } from '../tls/material.js';
 import { tlsClientErrorReason } from '../tls/handshake.js';
@@ -37,6 +37,10 @@ export function createTlsServer(
   if (limits.max_requests_per_connection > 0) server.maxRequestsPerSocket = limits.max_requests_per_connection;
   server.on('request', handlers.onRequest);
   server.on('upgrade', handlers.onUpgrade);
+  // A flood of failing handshakes must not fill the disk: per reason, 10 lines a minute, then a summary
+  // line counting the rest (metrics still count every one). Pending summaries are written on close.
+  const refusalLog = createLogLimiter(log, { msg: 'TLS handshake failures suppressed', field: 'reason' });
+  server.once('close', () => refusalLog.close());
 
   server.on('secureConnection', (socket: TLSSocket) => {
     // The identity is computed once per connection: a renegotiation must not swap the certificate under it.
@@ -47,7 +51,7 @@ export function createTlsServer(
     const verdict = connectionVerdict(socket, verdictContext);
     if (verdict.kind === 'refused') {
       metrics.handshakeFailures.inc({ reason: verdict.reason });
-      log.warn({
+      refusalLog.write('warn', verdict.reason, {
         msg: 'client certificate refused', reason: verdict.reason, detail: verdict.detail,
         remote_address: socket.remoteAddress, client_subject: verdict.identity?.subject,
         client_issuer: verdict.identity?.issuer, client_fingerprint: verdict.identity?.fingerprint,
@@ -61,7 +65,7 @@ export function createTlsServer(
     metrics.handshakeFailures.inc({ reason });
     // Port scanners and health checkers abort handshakes all day: debug, not warn.
     const level = reason === 'aborted' || reason === 'protocol' ? 'debug' : 'warn';
-    log[level]({ msg: 'TLS handshake failed', reason, code: err.code, remote_address: socket.remoteAddress });
+    refusalLog.write(level, reason, { msg: 'TLS handshake failed', reason, code: err.code, remote_address: socket.remoteAddress });
   });
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {

@@ -205,14 +205,6 @@ function chainEndProblems(leaf: CertRef, last: CertRef, pool: CertRef[], knownIs
       `${certText(last)} names ${issuerName} as its issuer, but ${certText(impostor)} with that name did not sign it (a different key: an old or re-created CA?)`,
       file, 'replace that certificate with the one that actually issued the certificate above it')];
   }
-  const known = knownIssuers.find((c) => issuedBy(last.cert, c.cert));
-  const hint = `add the certificate of ${issuerName} after it, unless clients already have it`;
-  if (known !== undefined && !isSelfSigned(known.cert)) {
-    return [problem('warning', 'CG_CHAIN_INCOMPLETE',
-      `the chain ends at ${certText(last)}, whose issuer ${missingIssuer(last.cert)} is an intermediate: it is in ${basename(known.file)} (client_ca) but not in the server chain, so clients that only trust the root cannot verify the server`,
-      file, hint)];
-  }
-  if (known !== undefined) return [];
   const root = pool.find((c) => isSelfSigned(c.cert));
   if (last === leaf && root !== undefined) {
     // The bundle names the root but skips what links the leaf to it: the issuer is surely an intermediate,
@@ -222,6 +214,14 @@ function chainEndProblems(leaf: CertRef, last: CertRef, pool: CertRef[], knownIs
       `the file lacks the intermediate between the leaf ${certText(last)} and the root ${certText(root)}: the leaf's issuer ${missingIssuer(last.cert)} is not in it, so clients that trust only the root cannot verify the server ("unable to get local issuer certificate")`,
       file, `add the certificate of ${issuerName} after the leaf`)];
   }
+  const known = knownIssuers.find((c) => issuedBy(last.cert, c.cert));
+  const hint = `add the certificate of ${issuerName} after it, unless clients already have it`;
+  if (known !== undefined && !isSelfSigned(known.cert)) {
+    return [problem('warning', 'CG_CHAIN_INCOMPLETE',
+      `the chain ends at ${certText(last)}, whose issuer ${missingIssuer(last.cert)} is an intermediate: it is in ${basename(known.file)} (client_ca) but not in the server chain, so clients that only trust the root cannot verify the server`,
+      file, hint)];
+  }
+  if (known !== undefined) return [];
   if (last === leaf) {
     return [problem('warning', 'CG_CHAIN_INCOMPLETE',
       `the file holds only the leaf ${certText(last)}; its issuer ${missingIssuer(last.cert)} is not in it. Clients that trust ${issuerName} itself verify the server; if it is an intermediate, clients that only trust the root cannot`,

@@ -13,6 +13,7 @@ import type tls from 'node:tls';
 import type { TlsConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../admin/metrics.js';
+import type { ReloadEvent } from '../admin/status.js';
 import type { Problem } from '../errors.js';
 import { inspectTls, type TlsMaterial } from './material.js';
 import { secureContextOptions } from './context.js';
@@ -43,6 +44,8 @@ export interface ReloaderOptions {
   readonly log: Logger;
   /** Delay of the single retry after a failed reload (default 500 ms). */
   readonly retryMs?: number;
+  /** Told of every reload that swapped material or failed (the status page's history); not of unchanged re-reads. */
+  readonly onReload?: (event: ReloadEvent) => void;
 }
 
 export function createReloader(opts: ReloaderOptions): Reloader {
@@ -74,6 +77,7 @@ export function createReloader(opts: ReloaderOptions): Reloader {
       msg: 'TLS material reloaded', reason, file, serial: material.leaf.serialNumber, not_after: material.leaf.validTo,
       previous_serial: previous.leaf.serialNumber, trust_changed: trustChanged,
     });
+    opts.onReload?.({ time: Date.now(), trigger: reason, file, result: 'success', serial: material.leaf.serialNumber.toUpperCase() });
     for (const p of material.problems) log[p.severity === 'info' ? 'info' : 'warn']({ msg: p.message, code: p.code, file: p.file, hint: p.hint });
     return { result: 'success' };
   }
@@ -85,6 +89,10 @@ export function createReloader(opts: ReloaderOptions): Reloader {
     log.warn({
       msg: 'TLS reload failed', reason, file, code: first?.code, problem_file: first?.file, message: first?.message, hint: first?.hint,
       errors: errors.length, kept_serial: current.leaf.serialNumber,
+    });
+    opts.onReload?.({
+      time: Date.now(), trigger: reason, file, result: 'failure',
+      ...(first !== undefined && { code: first.code, message: first.file !== undefined ? `${first.file}: ${first.message}` : first.message }),
     });
     // One retry: the writer is usually mid-way; its next event would also trigger a reload.
     if (reason !== 'retry' && !closed) {

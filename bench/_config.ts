@@ -1,0 +1,65 @@
+/** What the bench runs: ports, phases, and the certgate variants it can start. */
+
+/** Loopback ports, from BENCH_PORT_BASE (default 28000): upstream +80, nginx +443, certgate +444…, admin +900…. */
+export const PORT_BASE = Number(process.env.BENCH_PORT_BASE ?? 28000);
+export const UPSTREAM_PORT = PORT_BASE + 80;
+export const NGINX_PORT = PORT_BASE + 443;
+export const certgatePort = (i: number): number => PORT_BASE + 444 + i;
+export const certgateAdminPort = (i: number): number => PORT_BASE + 900 + i;
+
+export type PhaseId = 'keepalive' | 'newconn' | 'resume-new' | 'resume-reuse' | 'post64k' | 'get1m';
+
+export interface Phase {
+  readonly id: PhaseId;
+  readonly title: string;
+  /** What one unit of work is: a request, or a connection (s_time). */
+  readonly unit: 'req' | 'conn';
+  readonly tool: 'ab' | 's_time';
+  readonly keepAlive?: boolean;
+  readonly path?: string;
+  readonly post?: boolean;
+  readonly reuse?: boolean;
+  /** Uses the long round duration (the headline phases) or the short one. */
+  readonly long: boolean;
+}
+
+export const PHASES: readonly Phase[] = [
+  { id: 'keepalive', title: 'keep-alive GET / (ab -k)', unit: 'req', tool: 'ab', keepAlive: true, path: '/', long: true },
+  { id: 'newconn', title: 'new connection per request, full handshake (ab without -k)', unit: 'req', tool: 'ab', keepAlive: false, path: '/', long: true },
+  { id: 'resume-new', title: 'openssl s_time -new: full handshake + GET / per connection', unit: 'conn', tool: 's_time', reuse: false, long: false },
+  { id: 'resume-reuse', title: 'openssl s_time -reuse: session resumption + GET / per connection', unit: 'conn', tool: 's_time', reuse: true, long: false },
+  { id: 'post64k', title: 'keep-alive POST /post, 64 KiB body (ab -k -p)', unit: 'req', tool: 'ab', keepAlive: true, path: '/post', post: true, long: false },
+  { id: 'get1m', title: 'keep-alive GET /1m, 1 MiB response (ab -k)', unit: 'req', tool: 'ab', keepAlive: true, path: '/1m', long: false },
+];
+
+export interface CertgateVariant {
+  readonly label: string;
+  readonly mode: 'single' | 'cluster-rr' | 'cluster-none';
+  readonly workers: number;
+  /** The build to run (a dist/ directory). */
+  readonly dist: string;
+}
+
+/**
+ * `[label=]mode[:workers][@distdir]`, e.g. `single`, `cluster-none:2`, `tuned=single@/tmp/dist2`.
+ * mode: single (node dist/cli.js serve) | cluster-rr | cluster-none (bench/cluster.ts prototype).
+ */
+export function parseVariant(spec: string, defaultDist: string): CertgateVariant {
+  const eq = spec.indexOf('=');
+  const label0 = eq === -1 ? undefined : spec.slice(0, eq);
+  let rest = eq === -1 ? spec : spec.slice(eq + 1);
+  let dist = defaultDist;
+  const at = rest.indexOf('@');
+  if (at !== -1) {
+    dist = rest.slice(at + 1);
+    rest = rest.slice(0, at);
+  }
+  const [mode, n] = rest.split(':');
+  if (mode !== 'single' && mode !== 'cluster-rr' && mode !== 'cluster-none') {
+    throw new Error(`--certgate ${spec}: mode must be single, cluster-rr or cluster-none`);
+  }
+  const workers = mode === 'single' ? 1 : Number(n ?? 2);
+  if (!Number.isInteger(workers) || workers < 1) throw new Error(`--certgate ${spec}: workers must be a positive integer`);
+  const label = label0 ?? (mode === 'single' ? 'certgate' : `certgate ${mode} ×${workers}`);
+  return { label, mode, workers, dist };
+}

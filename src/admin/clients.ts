@@ -1,0 +1,189 @@
+/**
+ * Who is calling: the distinct client certificates seen recently, for the admin `GET /clients` and the
+ * status page. A bounded LRU keyed by certificate fingerprint (`admin.clients_max`, default 1000), so a
+ * client minting a certificate per connection costs a fixed amount of memory.
+ *
+ * Cost model: the store is touched once per TLS connection (connection()); a request only bumps fields of
+ * the entry its connection already holds (request()), no lookup, no allocation. A long keep-alive
+ * connection whose entry was evicted meanwhile puts it back on its next request.
+ *
+ * Multi-core seam: the admin listener reads clients only through `ClientsView.list()`. Under node:cluster
+ * the primary's view asks each worker for its `snapshot()` and combines them with mergeClientRecords().
+ */
+import type { ClientIdentity } from '../identity/types.js';
+
+/** One row of `GET /clients` (JSON field names are part of the admin API). */
+export interface ClientRecord {
+  readonly subject: string;
+  readonly fingerprint: string;
+  readonly san_uri: readonly string[];
+  readonly issuer: string;
+  readonly serial: string;
+  /** ISO 8601. */
+  readonly not_after: string;
+  readonly first_seen: string;
+  readonly last_seen: string;
+  /** Connections (handshakes) and requests made with this certificate since first_seen. */
+  readonly connections: number;
+  readonly requests: number;
+  /** The route of the last request, or null before the first one. */
+  readonly last_route: string | null;
+  /** Why certgate last refused this certificate (expired, revoked, unknown_ca, forbidden, ...), or null. */
+  readonly last_refusal: string | null;
+  readonly last_refusal_at: string | null;
+}
+
+/** What the admin listener reads (async: in multi-core mode the answer comes from every worker). */
+export interface ClientsView {
+  list(): Promise<readonly ClientRecord[]>;
+}
+
+/** The mutable entry a connection holds on to. */
+export interface ClientEntry {
+  readonly subject: string;
+  readonly fingerprint: string;
+  readonly sanUri: readonly string[];
+  readonly issuer: string;
+  readonly serial: string;
+  readonly notAfter: number;
+  firstSeen: number;
+  lastSeen: number;
+  connections: number;
+  requests: number;
+  lastRoute: string | null;
+  lastRefusal: string | null;
+  lastRefusalAt: number;
+  /** Dropped from the store by the LRU (the connection may still be using it). */
+  evicted: boolean;
+}
+
+export class ClientStore implements ClientsView {
+  readonly #max: number;
+  /** Map iteration order is insertion order: the first key is the least recently connected. */
+  readonly #entries = new Map<string, ClientEntry>();
+
+  constructor(max: number) {
+    this.#max = Math.max(1, Math.floor(max));
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** A new TLS connection presented this certificate (verified or not). Once per connection. */
+  connection(identity: ClientIdentity, now: number): ClientEntry {
+    let entry = this.#entries.get(identity.fingerprint);
+    if (entry === undefined) {
+      entry = {
+        subject: identity.subject, fingerprint: identity.fingerprint, sanUri: identity.san.uri, issuer: identity.issuer,
+        serial: identity.serial, notAfter: identity.notAfter.getTime(),
+        firstSeen: now, lastSeen: now, connections: 0, requests: 0, lastRoute: null, lastRefusal: null, lastRefusalAt: 0, evicted: false,
+      };
+    } else {
+      this.#entries.delete(identity.fingerprint);
+    }
+    this.#insert(entry);
+    entry.connections += 1;
+    entry.lastSeen = now;
+    return entry;
+  }
+
+  /**
+   * One request on a connection holding `entry`. Returns the entry to keep using: the same one, or, when
+   * it was evicted and the certificate has reconnected since, the live one.
+   */
+  request(entry: ClientEntry, route: string, now: number): ClientEntry {
+    const e = entry.evicted ? this.#revive(entry) : entry;
+    e.requests += 1;
+    e.lastSeen = now;
+    e.lastRoute = route;
+    return e;
+  }
+
+  /** certgate refused this certificate (at the handshake, or a request by policy). */
+  refusal(entry: ClientEntry, reason: string, now: number): ClientEntry {
+    const e = entry.evicted ? this.#revive(entry) : entry;
+    e.lastRefusal = reason;
+    e.lastRefusalAt = now;
+    e.lastSeen = now;
+    return e;
+  }
+
+  /** Every entry as JSON rows, soonest-expiring first. */
+  snapshot(): ClientRecord[] {
+    return sortByExpiry([...this.#entries.values()].map(toRecord));
+  }
+
+  list(): Promise<readonly ClientRecord[]> {
+    return Promise.resolve(this.snapshot());
+  }
+
+  #insert(entry: ClientEntry): void {
+    entry.evicted = false;
+    this.#entries.set(entry.fingerprint, entry);
+    while (this.#entries.size > this.#max) {
+      const oldest = this.#entries.keys().next();
+      if (oldest.done === true) break;
+      const dropped = this.#entries.get(oldest.value);
+      if (dropped !== undefined) dropped.evicted = true;
+      this.#entries.delete(oldest.value);
+    }
+  }
+
+  #revive(entry: ClientEntry): ClientEntry {
+    const live = this.#entries.get(entry.fingerprint);
+    if (live !== undefined) return live;
+    this.#insert(entry);
+    return entry;
+  }
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function toRecord(e: ClientEntry): ClientRecord {
+  return {
+    subject: e.subject, fingerprint: e.fingerprint, san_uri: e.sanUri, issuer: e.issuer, serial: e.serial,
+    not_after: iso(e.notAfter), first_seen: iso(e.firstSeen), last_seen: iso(e.lastSeen),
+    connections: e.connections, requests: e.requests, last_route: e.lastRoute,
+    last_refusal: e.lastRefusal, last_refusal_at: e.lastRefusal === null ? null : iso(e.lastRefusalAt),
+  };
+}
+
+/** Soonest not_after first; ties by subject, then fingerprint, so the order is stable. */
+export function sortByExpiry(rows: ClientRecord[]): ClientRecord[] {
+  return rows.sort((a, b) => (a.not_after < b.not_after ? -1 : a.not_after > b.not_after ? 1
+    : a.subject < b.subject ? -1 : a.subject > b.subject ? 1 : a.fingerprint < b.fingerprint ? -1 : a.fingerprint > b.fingerprint ? 1 : 0));
+}
+
+/**
+ * Combines the lists of several workers (multi-core mode) into one: rows of the same fingerprint add up
+ * their connections and requests, keep the earliest first_seen and the latest last_seen (with that
+ * worker's last route) and the latest refusal. Keeps the `max` most recently seen, sorted by not_after.
+ */
+export function mergeClientRecords(lists: readonly (readonly ClientRecord[])[], max: number): ClientRecord[] {
+  const byFingerprint = new Map<string, ClientRecord>();
+  for (const list of lists) {
+    for (const r of list) {
+      const prev = byFingerprint.get(r.fingerprint);
+      if (prev === undefined) {
+        byFingerprint.set(r.fingerprint, r);
+        continue;
+      }
+      const latest = r.last_seen > prev.last_seen ? r : prev;
+      const refusal = (r.last_refusal_at ?? '') > (prev.last_refusal_at ?? '') ? r : prev;
+      byFingerprint.set(r.fingerprint, {
+        ...latest,
+        first_seen: r.first_seen < prev.first_seen ? r.first_seen : prev.first_seen,
+        connections: prev.connections + r.connections,
+        requests: prev.requests + r.requests,
+        last_route: latest.last_route ?? (latest === r ? prev.last_route : r.last_route),
+        last_refusal: refusal.last_refusal,
+        last_refusal_at: refusal.last_refusal_at,
+      });
+    }
+  }
+  const recent = [...byFingerprint.values()].sort((a, b) => (a.last_seen > b.last_seen ? -1 : a.last_seen < b.last_seen ? 1 : 0));
+  return sortByExpiry(recent.slice(0, Math.max(0, max)));
+}

@@ -1,0 +1,61 @@
+/**
+ * Wires the observability parts together for app.ts (the composition root), so it needs only a handful
+ * of lines: the request observer (metrics, access log, X-Request-Id, /clients), the reload history and
+ * the status page's data source, plus what the admin listener serves.
+ */
+import type { Server as TlsServer } from 'node:tls';
+import type { Config } from '../config/types.js';
+import type { Logger } from '../log.js';
+import type { TlsMaterial } from '../tls/material.js';
+import type { VerdictContext } from '../proxy/verdict.js';
+import type { AdminToken } from './auth.js';
+import { ClientStore } from './clients.js';
+import type { Metrics } from './metrics.js';
+import { createRequestObserver, type RequestObserver } from './observe.js';
+import { createStatus, localCounters, ReloadHistory, type ReloadEvent, type StatusSource } from './status.js';
+
+export interface ObservabilityOptions {
+  readonly config: Config;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly verdicts: VerdictContext;
+  /** The material serving now (the reloader's current, or the initial one before it exists). */
+  readonly material: () => TlsMaterial;
+  readonly ready: () => boolean;
+  readonly url: () => string | undefined;
+  readonly token?: AdminToken;
+}
+
+export interface Observability {
+  readonly observer: RequestObserver;
+  readonly clients: ClientStore;
+  readonly status: StatusSource;
+  /** For the reloader: every reload that changed something or failed. */
+  onReload(event: ReloadEvent): void;
+  /** Records each new TLS connection of the proxy listener. */
+  attach(server: TlsServer): void;
+  /** The admin listener's options this provides. */
+  readonly admin: { readonly token?: AdminToken; readonly status: StatusSource; readonly clients: ClientStore };
+  close(): void;
+}
+
+export function createObservability(opts: ObservabilityOptions): Observability {
+  const { config, metrics, log } = opts;
+  const clients = new ClientStore(config.admin.clients_max);
+  const history = new ReloadHistory(20);
+  history.record({ time: Date.now(), trigger: 'startup', file: 'all', result: 'success', serial: opts.material().leaf.serialNumber.toUpperCase() });
+  const observer = createRequestObserver({
+    metrics, log, clients, access: config.log.access, routes: config.routes.map((r) => r.name), verdicts: opts.verdicts,
+  });
+  const status = createStatus({
+    config, history, readCounters: localCounters(metrics), material: opts.material, ready: opts.ready, url: opts.url,
+    auth: opts.token !== undefined,
+  });
+  return {
+    observer, clients, status,
+    onReload: (event) => history.record(event),
+    attach: (server) => observer.attach(server),
+    admin: { ...(opts.token !== undefined && { token: opts.token }), status, clients },
+    close: () => status.close(),
+  };
+}

@@ -1,0 +1,257 @@
+/**
+ * What the proxy records about its traffic, in one place: the per-request metrics, the access-log line,
+ * X-Request-Id, the client-certificate expiry histogram and the /clients store.
+ *
+ * Per connection (once, at 'secureConnection'): TLS version, resumption, the presented identity, its
+ * /clients entry, its time left. Per request: one small Exchange object hung on the response under a
+ * symbol, and listeners that are module-level functions (no closure per request); labels objects are
+ * cached per route/method/code. Nothing here reads the peer certificate again.
+ *
+ * The handler calls, in order: begin() → refused() | forwarding(); the 'close' of the response ends it.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import type { Server as TlsServer, TLSSocket } from 'node:tls';
+import type { ClientIdentity } from '../identity/types.js';
+import type { Logger } from '../log.js';
+import { connectionVerdict, type VerdictContext } from '../proxy/verdict.js';
+import type { ClientEntry, ClientStore } from './clients.js';
+import { methodLabel, type Metrics } from './metrics.js';
+
+/** Route label for requests that matched no route (bounded: never a client-chosen string). */
+export const NO_ROUTE = '(none)';
+
+/** The request id header, in and out. */
+export const REQUEST_ID_HEADER = 'x-request-id';
+
+/**
+ * A client-sent X-Request-Id is kept only when it is a sane token: 1..128 printable ASCII characters
+ * without spaces (no control bytes, nothing to break a log line or a header). Otherwise a fresh UUID
+ * replaces it. Several X-Request-Id headers arrive joined by ", " and so are replaced too.
+ */
+const SANE_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+
+export function requestIdFor(sent: string | string[] | undefined): string {
+  return typeof sent === 'string' && SANE_REQUEST_ID.test(sent) ? sent : randomUUID();
+}
+
+export interface ObserverOptions {
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly clients: ClientStore;
+  /** log.access: one info line per request. */
+  readonly access: boolean;
+  /** Route names, to pre-create their series (a rate() over a route that saw no error yet is 0, not absent). */
+  readonly routes: readonly string[];
+  readonly verdicts: VerdictContext;
+}
+
+/** The handler's view of one request's record. */
+export interface RequestRecord {
+  /** X-Request-Id of this request (the client's when sane, else generated). */
+  readonly id: string;
+  /** Request body bytes read; the handler's body listener adds to it. */
+  bytesIn: number;
+}
+
+export interface RequestObserver {
+  /** Records each new TLS connection of `server` (listens to its 'secureConnection', after the verdict). */
+  attach(server: TlsServer): void;
+  /** A request arrived: in-flight +1, X-Request-Id chosen (on req.headers and the response). Ends on the response's 'close'. */
+  begin(req: IncomingMessage, res: ServerResponse): RequestRecord;
+  /** certgate refuses this request itself (`status` with `body`) instead of forwarding it. */
+  refused(res: ServerResponse, status: number, body: { readonly error: string; readonly reason?: unknown }, route: string | undefined): void;
+  /** certgate answers this request itself on `route` (e.g. whoami_path). */
+  answered(res: ServerResponse, route: string): void;
+  /** The request goes to `route`'s upstream now; call after the headers for the upstream are final. */
+  forwarding(req: IncomingMessage, res: ServerResponse, route: string): void;
+}
+
+/** What is known about a TLS connection, computed once. */
+interface ConnectionInfo {
+  readonly version: string;
+  readonly resumed: boolean;
+  readonly identity: ClientIdentity | undefined;
+  /** SAN URIs joined by ",", for the access line. */
+  readonly sanUri: string | undefined;
+  client: ClientEntry | undefined;
+}
+
+/** One request's bookkeeping; lives on the response under EXCHANGE until 'close'. */
+class Exchange implements RequestRecord {
+  route = NO_ROUTE;
+  bytesIn = 0;
+  upstreamStarted = 0;
+  upstreamMs = -1;
+  error: string | undefined = undefined;
+  constructor(
+    readonly observer: Observer,
+    readonly req: IncomingMessage,
+    readonly id: string,
+    readonly started: number,
+    readonly bytesOut0: number,
+    readonly conn: ConnectionInfo | undefined,
+  ) {}
+}
+
+const EXCHANGE = Symbol('certgate.exchange');
+type Observed = ServerResponse & { [EXCHANGE]?: Exchange };
+
+function onResponseClose(this: Observed): void {
+  const x = this[EXCHANGE];
+  if (x !== undefined) x.observer.end(x, this);
+}
+
+/** http-proxy pipes the upstream response into ours once its status and headers are copied. */
+function onResponsePipe(this: Observed): void {
+  const x = this[EXCHANGE];
+  if (x === undefined) return;
+  x.upstreamMs = performance.now() - x.upstreamStarted;
+  // The client gets certgate's id even when the upstream answered with its own.
+  if (!this.headersSent) this.setHeader(REQUEST_ID_HEADER, x.id);
+}
+
+interface RouteSeries {
+  readonly labels: { readonly route: string };
+  /** method → code → labels object, reused for every request with that combination. */
+  readonly byMethod: Map<string, Map<number, { route: string; method: string; code: string }>>;
+}
+
+class Observer implements RequestObserver {
+  readonly #metrics: Metrics;
+  readonly #log: Logger;
+  readonly #clients: ClientStore;
+  readonly #access: boolean;
+  readonly #verdicts: VerdictContext;
+  readonly #connections = new WeakMap<TLSSocket, ConnectionInfo>();
+  readonly #series = new Map<string, RouteSeries>();
+
+  constructor(opts: ObserverOptions) {
+    this.#metrics = opts.metrics;
+    this.#log = opts.log;
+    this.#clients = opts.clients;
+    this.#access = opts.access;
+    this.#verdicts = opts.verdicts;
+    for (const route of opts.routes) {
+      opts.metrics.authzDenied.inc({ route }, 0);
+      for (const kind of ['refused', 'reset', 'timeout', 'dns', 'tls', 'other']) opts.metrics.upstreamErrors.inc({ route, kind }, 0);
+    }
+    opts.metrics.connectionsRejected.inc({ reason: 'max_connections' }, 0);
+  }
+
+  attach(server: TlsServer): void {
+    // Registered after proxy/server.ts's listener, so the connection's verdict is already decided.
+    server.on('secureConnection', (socket: TLSSocket) => this.#connection(socket));
+  }
+
+  #connection(socket: TLSSocket): void {
+    const now = Date.now();
+    const verdict = connectionVerdict(socket, this.#verdicts, now);
+    const identity = verdict.kind === 'anonymous' ? undefined : verdict.identity;
+    let client: ClientEntry | undefined;
+    if (identity !== undefined) {
+      client = this.#clients.connection(identity, now);
+      if (verdict.kind === 'refused') {
+        client = this.#clients.refusal(client, verdict.reason, now);
+      } else {
+        this.#metrics.clientCertExpiry.observe((identity.notAfter.getTime() - now) / 1000);
+      }
+    }
+    this.#connections.set(socket, {
+      version: socket.getProtocol() ?? 'unknown', resumed: socket.isSessionReused(), identity, client,
+      sanUri: identity !== undefined && identity.san.uri.length > 0 ? identity.san.uri.join(',') : undefined,
+    });
+  }
+
+  begin(req: IncomingMessage, res: ServerResponse): RequestRecord {
+    const id = requestIdFor(req.headers[REQUEST_ID_HEADER]);
+    req.headers[REQUEST_ID_HEADER] = id;
+    res.setHeader(REQUEST_ID_HEADER, id);
+    const socket = req.socket as TLSSocket;
+    const x = new Exchange(this, req, id, performance.now(), socket.bytesWritten, this.#connections.get(socket));
+    (res as Observed)[EXCHANGE] = x;
+    this.#metrics.httpInFlight.inc();
+    res.once('close', onResponseClose);
+    return x;
+  }
+
+  answered(res: ServerResponse, route: string): void {
+    const x = (res as Observed)[EXCHANGE];
+    if (x !== undefined) x.route = route;
+  }
+
+  refused(res: ServerResponse, status: number, body: { readonly error: string; readonly reason?: unknown }, route: string | undefined): void {
+    const x = (res as Observed)[EXCHANGE];
+    if (x === undefined) return;
+    x.route = route ?? NO_ROUTE;
+    x.error = body.error;
+    const client = x.conn?.client;
+    if (client === undefined || x.conn === undefined) return;
+    // Only refusals of the identity itself: not a 404 or a malformed request.
+    const reason = status === 403 ? 'forbidden'
+      : body.error.startsWith('client_certificate') ? (typeof body.reason === 'string' ? body.reason : body.error) : undefined;
+    if (reason !== undefined) x.conn.client = this.#clients.refusal(client, reason, Date.now());
+  }
+
+  forwarding(req: IncomingMessage, res: ServerResponse, route: string): void {
+    const x = (res as Observed)[EXCHANGE];
+    if (x === undefined) return;
+    x.route = route;
+    // Set again: the client's Connection header may have named it as hop-by-hop.
+    req.headers[REQUEST_ID_HEADER] = x.id;
+    x.upstreamStarted = performance.now();
+    res.once('pipe', onResponsePipe);
+  }
+
+  /** The response closed (sent, or the client went away). */
+  end(x: Exchange, res: ServerResponse): void {
+    (res as Observed)[EXCHANGE] = undefined;
+    const ms = performance.now() - x.started;
+    const code = res.headersSent ? res.statusCode : 0;
+    const series = this.#seriesOf(x.route);
+    this.#metrics.httpRequests.inc(this.#labels(series, methodLabel(x.req.method), code));
+    this.#metrics.httpDuration.observe(series.labels, ms / 1000);
+    if (x.upstreamMs >= 0) this.#metrics.upstreamDuration.observe(series.labels, x.upstreamMs / 1000);
+    this.#metrics.httpInFlight.dec();
+    const conn = x.conn;
+    if (conn?.client !== undefined) conn.client = this.#clients.request(conn.client, x.route, Date.now());
+    if (!this.#access || !this.#log.isLevelEnabled('info')) return;
+    const socket = x.req.socket;
+    this.#log.info({
+      msg: 'request', request_id: x.id, method: x.req.method, path: x.req.url, status: code,
+      duration_ms: Math.round(ms * 1000) / 1000, upstream_ms: x.upstreamMs >= 0 ? Math.round(x.upstreamMs * 1000) / 1000 : undefined,
+      route: x.route, error: x.error, bytes_in: x.bytesIn, bytes_out: socket.bytesWritten - x.bytesOut0,
+      remote_address: socket.remoteAddress, tls_version: conn?.version, tls_resumed: conn?.resumed,
+      client_subject: conn?.identity?.subject, client_fingerprint: conn?.identity?.fingerprint, client_san_uri: conn?.sanUri,
+      completed: res.writableFinished,
+    });
+  }
+
+  #seriesOf(route: string): RouteSeries {
+    let s = this.#series.get(route);
+    if (s === undefined) {
+      s = { labels: Object.freeze({ route }), byMethod: new Map() };
+      this.#series.set(route, s);
+    }
+    return s;
+  }
+
+  #labels(s: RouteSeries, method: string, code: number): { route: string; method: string; code: string } {
+    let byCode = s.byMethod.get(method);
+    if (byCode === undefined) {
+      byCode = new Map();
+      s.byMethod.set(method, byCode);
+    }
+    let labels = byCode.get(code);
+    if (labels === undefined) {
+      labels = { route: s.labels.route, method, code: String(code) };
+      byCode.set(code, labels);
+    }
+    return labels;
+  }
+}
+
+export function createRequestObserver(opts: ObserverOptions): RequestObserver {
+  return new Observer(opts);
+}

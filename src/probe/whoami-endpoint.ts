@@ -1,0 +1,115 @@
+/**
+ * The server side of `certgate probe`: with `whoami_path` set, certgate answers GET on that exact path
+ * itself, before any route (never forwarded), with what the upstream would see for this client on this
+ * connection — the identity and X-Forwarded-* headers — and which route a request would take.
+ *
+ * Only for connections the verdict admits: a refused client gets the usual 400 from the handler (the
+ * probe shows that reason), a client without a certificate (client_auth: optional) a 400 saying so.
+ * `?path=/api/x` asks about another path than `/` (the probe passes the URL's path). Nothing here
+ * names identities that *would* be allowed: only this client's own decision, and with
+ * `errors.verbose` the rule kinds that refused it, as the 403 bodies do.
+ */
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { ClientIdentity } from '../identity/types.js';
+import { isClientControlledHeader } from '../identity/headers.js';
+import type { ConnectionVerdict } from '../proxy/verdict.js';
+import type { Router } from '../proxy/routes.js';
+import type { Policy } from '../proxy/policy.js';
+import { normalizeRequestPath } from '../proxy/path.js';
+
+/** Route label of whoami answers in metrics and access logs (bounded, never a client string). */
+export const WHOAMI_ROUTE = '(whoami)';
+
+/** Marks the JSON as certgate's, so a probe can tell it from an upstream's page at that path. */
+export const WHOAMI_MARK = 'certgate-whoami/1';
+
+export interface WhoamiAnswer {
+  readonly certgate: typeof WHOAMI_MARK;
+  readonly client: 'verified';
+  /** The headers certgate sets on a forwarded request for this connection (lower-case names). */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly route: {
+    readonly path: string;
+    /** null when no route matches `path` (the request would get 404 no_route). */
+    readonly name: string | null;
+    readonly allowed?: boolean;
+    /** Only with errors.verbose, as in 403 bodies: the allow rule kinds that refused. */
+    readonly rule?: string;
+  };
+}
+
+export interface WhoamiOptions {
+  readonly path: string;
+  readonly match: Router;
+  readonly policies: ReadonlyMap<string, Policy>;
+  readonly verbose: boolean;
+  /** The request headers after certgate's own preparation for `identity` (the handler's step 5, on a copy). */
+  readonly upstreamHeaders: (req: IncomingMessage, identity: ClientIdentity | undefined) => IncomingHttpHeaders;
+}
+
+export interface WhoamiEndpoint {
+  /** The request targets whoami_path exactly (any query). */
+  matches(url: string | undefined): boolean;
+  /** Answers a request on a connection whose verdict is not "refused". */
+  respond(req: IncomingMessage, res: ServerResponse, verdict: Exclude<ConnectionVerdict, { kind: 'refused' }>, close: boolean): void;
+}
+
+export function createWhoamiEndpoint(opts: WhoamiOptions): WhoamiEndpoint {
+  return {
+    matches(url) {
+      if (url === undefined) return false;
+      const q = url.indexOf('?');
+      return (q < 0 ? url : url.slice(0, q)) === opts.path;
+    },
+    respond(req, res, verdict, close) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        send(res, 405, { error: 'method_not_allowed', message: `${opts.path} answers GET only` }, close, { allow: 'GET, HEAD' });
+        return;
+      }
+      if (verdict.kind !== 'verified') {
+        send(res, 400, {
+          error: 'client_certificate_required',
+          message: `${opts.path} answers clients that sent a verified certificate; none was presented on this connection`,
+        }, close);
+        return;
+      }
+      const { status, body } = answer(req, verdict.identity, opts);
+      send(res, status, body, close);
+    },
+  };
+}
+
+function answer(req: IncomingMessage, identity: ClientIdentity, opts: WhoamiOptions): { status: number; body: unknown } {
+  const asked = new URL(req.url ?? '/', 'https://certgate.invalid').searchParams.get('path') ?? '/';
+  const target = normalizeRequestPath(asked);
+  if (!target.ok) {
+    return { status: 400, body: { error: 'bad_request', reason: target.reason, message: `?path=${asked} is not a path certgate would route` } };
+  }
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(opts.upstreamHeaders(req, identity))) {
+    if (value !== undefined && isClientControlledHeader(name)) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  const route = opts.match(req.headers.host, target.path);
+  const decision = route === undefined ? undefined : opts.policies.get(route.name)?.(identity);
+  const body: WhoamiAnswer = {
+    certgate: WHOAMI_MARK,
+    client: 'verified',
+    headers,
+    route: {
+      path: asked,
+      name: route?.name ?? null,
+      ...(decision !== undefined && { allowed: decision.allowed }),
+      ...(decision !== undefined && !decision.allowed && opts.verbose && decision.rule !== undefined && { rule: decision.rule }),
+    },
+  };
+  return { status: 200, body };
+}
+
+function send(res: ServerResponse, status: number, body: unknown, close: boolean, extra: Record<string, string> = {}): void {
+  const json = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json', 'content-length': Buffer.byteLength(json), 'cache-control': 'no-store',
+    ...extra, ...(close && { connection: 'close' }),
+  });
+  res.end(json);
+}
