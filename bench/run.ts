@@ -11,7 +11,7 @@
  * and prints where its main thread spends the time per request.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
@@ -393,7 +393,10 @@ async function profileMode(pki: Pki, seconds: number): Promise<void> {
   const served = after;
   console.log(`\n${phase.title}: ${fmtInt(s.perSecond)} ${phase.unit}/s, ${fmtInt(s.cpuUsPerReq)} µs CPU/${phase.unit} (whole process), ${fmtInt(after - before)} requests in the timed run, ${fmtInt(served)} in the profile\n`);
   console.log(analyzeProfile(join(profDir, file), served).text);
-  console.log(`\nprofile: ${join(profDir, file)} (open in Chrome DevTools → Performance, or speedscope)`);
+  // The temp directory goes away at the end: keep the profile beside it.
+  const kept = join(os.tmpdir(), `certgate-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
+  copyFileSync(join(profDir, file), kept);
+  console.log(`\nprofile: ${kept} (open in Chrome DevTools → Performance, or speedscope)`);
 }
 
 async function requestCount(t: Target): Promise<number> {
@@ -472,9 +475,11 @@ async function main(): Promise<void> {
     const rows = targets.map((t) => summarize(t.label, samples.filter((s) => s.phase === p.id && s.target === t.label)));
     byPhase.set(p.id, rows);
     console.log(phaseTable(p.title, p.unit, rows, reference, p.tool === 'ab'));
-    const tls = samples.find((s) => s.phase === p.id && s.tls !== undefined)?.tls;
     const notes: string[] = [];
-    if (tls !== undefined) notes.push(`ab negotiated ${tls}`);
+    // What ab negotiated with each proxy (protocol, suite): nginx follows the client's suite order, certgate its own.
+    const suites = targets.map((t) => [t.label, samples.find((s) => s.phase === p.id && s.target === t.label && s.tls !== undefined)?.tls] as const)
+      .filter((x): x is readonly [string, string] => x[1] !== undefined);
+    if (suites.length > 0) notes.push(`ab negotiated ${suites.map(([l, v]) => `${l} ${v}`).join(', ')}`);
     if (p.keepAlive === true) {
       // ab speaks HTTP/1.0 with "Connection: Keep-Alive": a proxy that answers "Connection: close" makes every
       // request a new TLS handshake, and the phase measures handshakes, not keep-alive requests.

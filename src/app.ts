@@ -109,6 +109,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     obs.close();
     throw err;
   }
+  await reloader.ready;
   listening = true;
   const url = `https://${hostForUrl(tlsAddress.address)}:${tlsAddress.port}`;
   tlsUrl = url;

@@ -16,8 +16,12 @@ import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import type { ClientIdentity } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import { connectionVerdict, type VerdictContext } from '../proxy/verdict.js';
+import type { UpstreamErrorKind } from '../proxy/upstream-error.js';
 import type { ClientEntry, ClientStore } from './clients.js';
 import { methodLabel, type Metrics } from './metrics.js';
+
+/** proxy/upstream-error.ts's kinds, pre-created per route so a ratio over them is 0, not absent. */
+const UPSTREAM_ERROR_KINDS = ['refused', 'reset', 'timeout', 'dns', 'tls', 'other'] as const satisfies readonly UpstreamErrorKind[];
 
 /** Route label for requests that matched no route (bounded: never a client-chosen string). */
 export const NO_ROUTE = '(none)';
@@ -109,7 +113,7 @@ function onResponsePipe(this: Observed): void {
   if (x === undefined) return;
   x.upstreamMs = performance.now() - x.upstreamStarted;
   // The client gets certgate's id even when the upstream answered with its own.
-  if (!this.headersSent) this.setHeader(REQUEST_ID_HEADER, x.id);
+  if (!this.headersSent && this.getHeader(REQUEST_ID_HEADER) !== x.id) this.setHeader(REQUEST_ID_HEADER, x.id);
 }
 
 interface RouteSeries {
@@ -135,7 +139,7 @@ class Observer implements RequestObserver {
     this.#verdicts = opts.verdicts;
     for (const route of opts.routes) {
       opts.metrics.authzDenied.inc({ route }, 0);
-      for (const kind of ['refused', 'reset', 'timeout', 'dns', 'tls', 'other']) opts.metrics.upstreamErrors.inc({ route, kind }, 0);
+      for (const kind of UPSTREAM_ERROR_KINDS) opts.metrics.upstreamErrors.inc({ route, kind }, 0);
     }
     opts.metrics.connectionsRejected.inc({ reason: 'max_connections' }, 0);
   }
@@ -172,7 +176,8 @@ class Observer implements RequestObserver {
     const x = new Exchange(this, req, id, performance.now(), socket.bytesWritten, this.#connections.get(socket));
     (res as Observed)[EXCHANGE] = x;
     this.#metrics.httpInFlight.inc();
-    res.once('close', onResponseClose);
+    // 'on', not 'once': each fires once per response anyway, and once() allocates a wrapper per call.
+    res.on('close', onResponseClose);
     return x;
   }
 
@@ -201,7 +206,7 @@ class Observer implements RequestObserver {
     // Set again: the client's Connection header may have named it as hop-by-hop.
     req.headers[REQUEST_ID_HEADER] = x.id;
     x.upstreamStarted = performance.now();
-    res.once('pipe', onResponsePipe);
+    res.on('pipe', onResponsePipe);
   }
 
   /** The response closed (sent, or the client went away). */

@@ -36,6 +36,10 @@ export interface ClientMaterial {
   readonly tls?: { readonly cert: string; readonly key: string; readonly passphrase?: string };
   /** The key was found but is encrypted (whether or not a passphrase unlocked it). */
   readonly encryptedKey: boolean;
+  /** The key file (--key, or --cert when the key is inside it), once the key loaded. */
+  readonly keyFile?: string;
+  /** The leaf is the first certificate of the cert file (what `openssl s_client -cert` takes). */
+  readonly leafFirst: boolean;
   readonly anchors: readonly Anchor[];
   /** The CA PEMs for Node's `ca` option; absent = Node's built-in roots (as requests uses certifi). */
   readonly ca?: readonly string[];
@@ -169,9 +173,9 @@ async function openKey(found: KeyFound, files: ProbeFiles, problems: Problem[]):
 export async function loadProbeMaterial(files: ProbeFiles): Promise<ClientMaterial> {
   const problems: Problem[] = [];
   const anchors = await loadAnchors(files.ca, problems);
-  if (files.cert === undefined) return { problems, sent: [], encryptedKey: false, ...anchors };
+  if (files.cert === undefined) return { problems, sent: [], encryptedKey: false, leafFirst: false, ...anchors };
   const bytes = await read(files.cert, '--cert', problems);
-  if (bytes === undefined) return { problems, sent: [], encryptedKey: false, ...anchors };
+  if (bytes === undefined) return { problems, sent: [], encryptedKey: false, leafFirst: false, ...anchors };
   const certBlocks = blocksOf(bytes, files.cert, 'your CERTIFICATE', problems);
   const certs = certsOf(certBlocks);
   if (certBlocks.length > 0 && certs.length === 0) {
@@ -181,19 +185,20 @@ export async function loadProbeMaterial(files: ProbeFiles): Promise<ClientMateri
   const found = await findKey(files, certBlocks, problems);
   const { key, passphrase, encrypted } = await openKey(found, files, problems);
   const first = certs[0];
-  if (key === undefined || first === undefined) return { problems, sent: certs, encryptedKey: encrypted, ...anchors };
+  if (key === undefined || first === undefined) return { problems, sent: certs, encryptedKey: encrypted, leafFirst: false, ...anchors };
 
   const leaf = certs.find((c) => c.checkPrivateKey(key));
   if (leaf === undefined) {
     problems.push(problem('error', 'CG_KEY_MISMATCH',
       `the private key in ${basename(found.path ?? '')} does not belong to ${certs.length === 1 ? 'the certificate' : `any of the ${certs.length} certificates in ${basename(files.cert)}; the first is`} ${namesOf(first).subject}`,
       found.path, 'pair the certificate with the key it was issued for (compare: openssl x509 -noout -pubkey -in CERT and openssl pkey -pubout -in KEY)'));
-    return { problems, sent: certs, encryptedKey: encrypted, ...anchors };
+    return { problems, sent: certs, encryptedKey: encrypted, leafFirst: false, ...anchors };
   }
   // What a TLS client sends: the leaf first, then the rest of the file.
   const sent = [leaf, ...certs.filter((c) => c !== leaf)];
   return {
-    problems, sent, encryptedKey: encrypted, ...anchors,
+    problems, sent, encryptedKey: encrypted, leafFirst: leaf === first, ...anchors,
+    ...(found.path !== undefined && { keyFile: found.path }),
     tls: { cert: sent.map((c) => c.toString()).join(''), key: found.block?.pem ?? '', ...(passphrase !== undefined && { passphrase }) },
   };
 }

@@ -2,8 +2,9 @@
  * What the server sends, seen with `openssl s_client`: the certificate chain exactly as sent, whether
  * it asked for a client certificate (the CertificateRequest message) and which CA names it accepts.
  * Node exposes none of the CertificateRequest data, and shows the chain only after verifying it;
- * s_client prints all of it whatever the verification says. It is given no client certificate and
- * its verdict is not used: the verified connection (connect.ts) decides, this only explains.
+ * s_client prints all of it whatever the verification says. Its verdict is not used: the verified
+ * connection (connect.ts) decides, this only explains. It presents the user's certificate when that
+ * is usable, so certgate does not log and count a "no certificate" refusal for every probe.
  */
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -61,11 +62,21 @@ export function parseSClient(stdout: string): Omit<Observation, 'available' | 'r
   };
 }
 
+/** The user's files, so the observation is a normal client to the server (no spurious refusal logged). */
+export interface ObserveClient {
+  readonly cert: string;
+  readonly key: string;
+  readonly passFile?: string;
+}
+
 /** Runs s_client against host:port (SNI = host unless it is an IP); resolves within `timeoutMs`. */
-export function observe(host: string, port: number, timeoutMs: number): Promise<Observation> {
+export function observe(host: string, port: number, timeoutMs: number, client?: ObserveClient): Promise<Observation> {
   const connect = isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
   const args = ['s_client', '-connect', connect, ...(isIP(host) === 0 ? ['-servername', host] : ['-noservername']),
-    '-showcerts', '-msg', '-nameopt', 'RFC2253'];
+    '-showcerts', '-msg', '-nameopt', 'RFC2253',
+    ...(client !== undefined
+      ? ['-cert', client.cert, '-key', client.key, '-cert_chain', client.cert, ...(client.passFile !== undefined ? ['-pass', `file:${client.passFile}`] : [])]
+      : [])];
   return new Promise((resolve) => {
     let stdout = '';
     let settled = false;

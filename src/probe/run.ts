@@ -38,8 +38,11 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeReport> {
   const presented = material.tls !== undefined;
   const tls: ClientTls = { ...material.tls, ...(material.ca !== undefined && { ca: material.ca }) };
   // requests refuses to start without a readable CA bundle; so does the probe's verified GET.
+  const observeAs = material.tls !== undefined && material.leafFirst && files.cert !== undefined && material.keyFile !== undefined
+    ? { cert: files.cert, key: material.keyFile, ...(files.passFile !== undefined && { passFile: files.passFile }) }
+    : undefined;
   const [seen, main] = await Promise.all([
-    observe(host, port, opts.timeoutMs),
+    observe(host, port, opts.timeoutMs, observeAs),
     material.caUsable ? attempt(url, path, tls, opts.timeoutMs) : Promise.resolve(undefined),
   ]);
   if (!seen.available) {

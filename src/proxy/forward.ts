@@ -45,7 +45,7 @@ const RESPONSE_HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te
  * reach the client; the client's connection is ours and follows the client's own Connection header.
  * Runs in 'proxyRes', before http-proxy copies the headers (its setConnection pass fills `connection`).
  */
-function stripResponseHopByHop(proxyRes: http.IncomingMessage, req: http.IncomingMessage): void {
+function stripResponseHopByHop(proxyRes: http.IncomingMessage, req: http.IncomingMessage, res: http.ServerResponse): void {
   const h = proxyRes.headers;
   if (typeof h.connection === 'string') {
     for (const name of h.connection.split(',')) {
@@ -54,7 +54,13 @@ function stripResponseHopByHop(proxyRes: http.IncomingMessage, req: http.Incomin
     }
   }
   for (const n of RESPONSE_HOP_BY_HOP) delete h[n];
-  h.connection = closeAfter.has(req) || req.httpVersion === '1.0' ? 'close' : 'keep-alive';
+  // Node already decided whether the client connection stays open (HTTP/1.0 keep-alive included):
+  // follow it, unless the client asked to close or we are draining.
+  const connection = closeAfter.has(req) || !res.shouldKeepAlive ? 'close' : 'keep-alive';
+  h.connection = connection;
+  // http-proxy's setConnection pass answers HTTP/1.0 from the request's Connection header, which we
+  // stripped before forwarding (the upstream request is already sent): give it our decision.
+  if (req.httpVersion === '1.0') req.headers.connection = connection;
 }
 
 export async function createForwarder(routes: readonly RouteConfig[], onError: UpstreamErrorHandler): Promise<Forwarder> {

@@ -1,6 +1,7 @@
 /**
  * One request, top to bottom:
  *   0 connection verdict (once per TLS connection) → 400 client_certificate_{required,invalid}, close
+ *     whoami_path (when set, admitted client): answered here by certgate (probe/whoami-endpoint.ts), never forwarded
  *   1 path normalised for matching → 400 bad_request
  *   2 route = first match (host, path) → 404 no_route
  *   3 route policy (allow) → 400 client_certificate_required (optional mode) | 403 forbidden
@@ -173,6 +174,11 @@ export function createHandlers(
       forwarder.web(req, res, a.route, clientWantsClose);
     },
     onUpgrade(req, socket, head) {
+      // whoami_path is certgate's own, plain GET only: an upgrade there is never forwarded either.
+      if (whoami?.matches(req.url) === true) {
+        sendErrorOnSocket(socket as never, 400, { error: 'bad_request', reason: 'whoami_path', message: 'whoami_path answers plain GET only' });
+        return;
+      }
       const a = admit(req);
       if ('status' in a) {
         sendErrorOnSocket(socket as never, a.status, a.body);

@@ -9,27 +9,22 @@
  * established keep-alive connections (and resumed sessions, which skip verification) on their next request.
  */
 import type { TLSSocket } from 'node:tls';
+import type { X509Certificate } from 'node:crypto';
 import type { ClientIdentity } from '../identity/types.js';
 import { identityOf } from '../identity/identity.js';
 import { refusalReason, type RefusalReason } from '../tls/handshake.js';
 
 export type RecheckOutcome = 'ok' | 'revoked' | 'crl_expired' | 'unknown_ca' | 'expired' | 'inconclusive';
 
-/**
- * What a later re-check needs to know about the handshake: the intermediates the client itself sent
- * (not those OpenSSL took from client_ca), and whether Node exposed them at all.
- */
-export interface HandshakeBasis {
-  readonly sent: readonly Buffer[];
-  readonly chainKnown: boolean;
-}
+/** What a later re-check needs to know about the handshake; opaque here (tls/trust.ts defines it). */
+export type HandshakeBasis = unknown;
 
 /** The current trust, as the verdicts need it (implemented by tls/trust.ts over the reloader). */
 export interface TrustCheck {
   /** Changes whenever a verdict made before may no longer hold. Cheap: read per request. */
   generation(now: number): number;
-  /** At the handshake, after OpenSSL verified the chain: certgate's own revocation check. */
-  atHandshake(identity: ClientIdentity, now: number): { readonly status: 'ok' | 'revoked' | 'crl_expired'; readonly basis: HandshakeBasis };
+  /** At the handshake, after OpenSSL verified the chain: certgate's own revocation check. `peer` is the leaf. */
+  atHandshake(identity: ClientIdentity, peer: X509Certificate, now: number): { readonly status: 'ok' | 'revoked' | 'crl_expired'; readonly basis: HandshakeBasis };
   /** For a connection verified under an older generation: trust path and revocation, no handshake. */
   recheck(identity: ClientIdentity, basis: HandshakeBasis, now: number): RecheckOutcome;
 }
@@ -131,7 +126,10 @@ function decide(socket: TLSSocket, ctx: VerdictContext, now: number): Connection
     return { kind: 'refused', error: 'client_certificate_invalid', reason: 'expired', detail: 'CERT_HAS_EXPIRED', identity };
   }
   const generation = ctx.trust.generation(now);
-  const { status, basis } = ctx.trust.atHandshake(identity, now);
+  // The socket's own X509 object (no re-parse of the DER; the chain was already taken by identityOf).
+  const peer = socket.getPeerX509Certificate();
+  if (peer === undefined) return { kind: 'refused', error: 'client_certificate_invalid', reason: 'bad_certificate', detail: 'NO_PEER_X509' };
+  const { status, basis } = ctx.trust.atHandshake(identity, peer, now);
   if (status === 'revoked') return { kind: 'refused', error: 'client_certificate_invalid', reason: 'revoked', detail: 'CERT_REVOKED', identity };
   if (status === 'crl_expired') return { kind: 'refused', error: 'client_certificate_invalid', reason: 'crl_expired', detail: 'CRL_HAS_EXPIRED', identity };
   return { kind: 'verified', identity, generation, basis };

@@ -31,6 +31,8 @@ export interface Reloader {
   readonly current: TlsMaterial;
   /** Moves when client_ca or crl content changed. */
   readonly generation: number;
+  /** Resolves once file watching is armed (at once when tls.watch is false). */
+  readonly ready: Promise<void>;
   reload(reason: string, file?: string): Promise<ReloadResult>;
   close(): Promise<void>;
 }
@@ -62,6 +64,12 @@ export function createReloader(opts: ReloaderOptions): Reloader {
     const { material, problems } = await inspectTls(tlsConfig, { listenHost: opts.listenHost });
     if (material === undefined) return fail(reason, file, problems);
     if (material.digest === current.digest) return { result: 'unchanged' };
+    const downgrade = material.problems.find((p) => p.code === 'CG_CHAIN_INCOMPLETE' && p.severity !== 'info');
+    if (downgrade !== undefined && !current.problems.some((p) => p.code === 'CG_CHAIN_INCOMPLETE' && p.severity !== 'info')) {
+      // The classic rotation mistake (cert.pem instead of fullchain.pem, or another CA's leaf alone):
+      // the serving chain is complete and the new one is not. Clients that trust only the root would fail.
+      return fail(reason, file, [{ ...downgrade, severity: 'error', message: `${downgrade.message}; the serving chain is complete, so this rotation is refused` }]);
+    }
     try {
       server.setSecureContext(secureContextOptions(material, tlsConfig));
     } catch (err) {
@@ -145,6 +153,7 @@ export function createReloader(opts: ReloaderOptions): Reloader {
     get generation() {
       return generation;
     },
+    ready: watch?.ready ?? Promise.resolve(),
     reload,
     async close() {
       closed = true;

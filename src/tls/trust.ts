@@ -16,9 +16,17 @@ export interface TrustState {
   readonly generation: number;
 }
 
+/** Per connection, a re-check later needs the trust the handshake was verified under. */
+interface Basis {
+  readonly material: TlsMaterial;
+}
+
+/** Revocation verdicts per material, by leaf fingerprint: a signature check per connection is the dominant cost. */
+const MEMO_MAX = 4096;
+
 export function createTrustCheck(tls: TlsConfig, state: () => TrustState): TrustCheck {
   const indexes = new WeakMap<TlsMaterial, RevocationIndex>();
-  const caDers = new WeakMap<TlsMaterial, Set<string>>();
+  const memos = new WeakMap<TlsMaterial, Map<string, { generation: number; status: RevocationStatus }>>();
   const indexOf = (m: TlsMaterial): RevocationIndex => {
     let index = indexes.get(m);
     if (index === undefined) {
@@ -27,45 +35,55 @@ export function createTrustCheck(tls: TlsConfig, state: () => TrustState): Trust
     }
     return index;
   };
-  const caDersOf = (m: TlsMaterial): Set<string> => {
-    let set = caDers.get(m);
-    if (set === undefined) {
-      set = new Set(m.clientCas.map((c) => c.raw.toString('base64')));
-      caDers.set(m, set);
+  const memoOf = (m: TlsMaterial): Map<string, { generation: number; status: RevocationStatus }> => {
+    let memo = memos.get(m);
+    if (memo === undefined) {
+      memo = new Map();
+      memos.set(m, memo);
     }
-    return set;
+    return memo;
   };
   const x509 = (der: Buffer): X509Certificate => new X509Certificate(der);
-  const revocation = (m: TlsMaterial, leaf: X509Certificate, chain: X509Certificate[], now: number): RevocationStatus =>
-    m.crls.length === 0 ? 'ok' : checkChainRevocation(leaf, chain, indexOf(m), now, tls.crl_stale, tls.crl_mode);
+  const generationAt = (material: TlsMaterial, generation: number, now: number): number => {
+    // A CRL passing its nextUpdate changes what holds for live connections too (crl_stale: refuse).
+    let stale = 0;
+    if (tls.crl_stale === 'refuse') for (const c of material.crls) if (c.nextUpdate.getTime() < now) stale += 1;
+    return generation * 1024 + stale;
+  };
+  const revocation = (m: TlsMaterial, leaf: X509Certificate, chain: () => X509Certificate[], now: number): RevocationStatus =>
+    m.crls.length === 0 ? 'ok' : checkChainRevocation(leaf, tls.crl_mode === 'chain' ? chain() : [], indexOf(m), now, tls.crl_stale, tls.crl_mode);
 
   return {
     generation(now) {
       const { material, generation } = state();
-      // A CRL passing its nextUpdate changes what holds for live connections too (crl_stale: refuse).
-      let stale = 0;
-      if (tls.crl_stale === 'refuse') for (const c of material.crls) if (c.nextUpdate.getTime() < now) stale += 1;
-      return generation * 1024 + stale;
+      return generationAt(material, generation, now);
     },
-    atHandshake(identity, now) {
-      const { material } = state();
-      const leaf = x509(identity.der);
-      const chain = identity.chain.map(x509);
-      // Node completes the peer chain from our trust store: what the client really sent is what is
-      // not in client_ca. An empty chain whose leaf issuer is not in client_ca means Node did not
-      // expose the sent chain (Node 24): a later re-check cannot rebuild the path without a handshake.
-      const cas = caDersOf(material);
-      const sent = identity.chain.filter((der) => !cas.has(der.toString('base64')));
-      const chainKnown = chain.length > 0 || material.clientCas.some((ca) => leaf.checkIssued(ca));
-      return { status: revocation(material, leaf, chain, now), basis: { sent, chainKnown } };
+    atHandshake(identity, peer, now) {
+      const { material, generation } = state();
+      const basis: Basis = { material };
+      if (material.crls.length === 0) return { status: 'ok', basis };
+      const memo = memoOf(material);
+      const gen = generationAt(material, generation, now);
+      const hit = memo.get(identity.fingerprint);
+      if (hit !== undefined && hit.generation === gen) return { status: hit.status, basis };
+      const status = revocation(material, peer, () => identity.chain.map(x509), now);
+      if (memo.size >= MEMO_MAX) memo.delete(memo.keys().next().value!);
+      memo.set(identity.fingerprint, { generation: gen, status });
+      return { status, basis };
     },
-    recheck(identity, basis, now): RecheckOutcome {
+    recheck(identity, basisValue, now): RecheckOutcome {
       const { material } = state();
+      const then = (basisValue as Basis).material;
       const leaf = x509(identity.der);
-      const sent = basis.sent.map(x509);
+      // Node completes the peer chain from our trust store: what the client really sent is what was
+      // not in client_ca at the handshake. An empty chain whose leaf issuer was not in client_ca means
+      // Node did not expose the sent chain (Node 24): the path cannot be rebuilt without a handshake.
+      const thenCas = new Set(then.clientCas.map((c) => c.raw.toString('base64')));
+      const sent = identity.chain.filter((der) => !thenCas.has(der.toString('base64'))).map(x509);
+      const chainKnown = identity.chain.length > 0 || then.clientCas.some((ca) => leaf.checkIssued(ca));
       let path = reverifyTrust(leaf, sent, material.clientCas, now);
-      if (path === 'inconclusive' && basis.chainKnown) path = 'unknown_ca';
-      if (path === 'unknown_ca' && identity.chain.length > basis.sent.length) {
+      if (path === 'inconclusive' && chainKnown) path = 'unknown_ca';
+      if (path === 'unknown_ca' && identity.chain.length > sent.length) {
         // The path may run through an intermediate that was in client_ca at the handshake and is gone now.
         // Whether the client sent it too cannot be told afterwards (Node completes the chain from the
         // store): a new handshake decides, so this connection is not served further either way.
@@ -73,7 +91,7 @@ export function createTrustCheck(tls: TlsConfig, state: () => TrustState): Trust
       }
       if (path !== 'ok') return path;
       // The revocation walk takes intermediates from client_ca first, then from what the client sent.
-      return revocation(material, leaf, sent, now);
+      return revocation(material, leaf, () => sent, now);
     },
   };
 }

@@ -15,6 +15,8 @@ import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 
 export interface FileWatch {
+  /** Resolves once the watches are armed: a change after this is seen. */
+  readonly ready: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -44,7 +46,9 @@ export function watchFiles(files: readonly string[], onChange: (label: string) =
     }, debounceMs);
   });
   watcher.on('error', (err) => opts.onError?.(err));
+  const ready = new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
   return {
+    ready,
     async close() {
       clearTimeout(timer);
       await watcher.close();

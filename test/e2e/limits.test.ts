@@ -18,6 +18,8 @@ import { mtlsRequest, type ClientCreds } from '../helpers/client.js';
 import { assertStillServing, parseAnswer, rawTcp, rawTls, waitForNoConnections, type RawSession } from '../helpers/hostile.js';
 import { waitFor } from '../helpers/wait.js';
 
+/** No test may hang the suite (other files run after this one). */
+const TEST_OPTS = { timeout: 20_000 };
 const SLACK_MS = 1000;
 /** Node keeps an idle keep-alive socket this long past server.keepAliveTimeout (observed on 20.20: +1000 ms). */
 const NODE_KEEPALIVE_BUFFER_MS = 1000;
@@ -74,7 +76,7 @@ describe('limits.max_connections', () => {
   });
   after(() => gate?.close());
 
-  test('beyond the limit a new connection is closed after accept and counted; held ones keep working', async () => {
+  test('beyond the limit a new connection is closed after accept and counted; held ones keep working', TEST_OPTS, async () => {
     const rejected = (): Promise<number> => gate.metricsText().then((t) => metricValue(t, 'certgate_connections_rejected_total', { reason: 'max_connections' }) ?? 0);
     const before = await rejected();
     const held = await Promise.all(Array.from({ length: MAX }, () => rawTls(gate.port, good)));
@@ -118,7 +120,7 @@ describe('per-connection and per-request limits', () => {
   });
   after(() => gate?.close());
 
-  test('max_requests_per_connection: the last allowed response says Connection: close; a keep-alive client never sees 503', async () => {
+  test('max_requests_per_connection: the last allowed response says Connection: close; a keep-alive client never sees 503', TEST_OPTS, async () => {
     const handshakes = async (): Promise<number> => metricValue(await gate.metricsText(), 'certgate_tls_handshakes_total', { version: 'TLSv1.3', resumed: 'false' }) ?? 0;
     const h0 = await handshakes();
     const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
@@ -138,7 +140,7 @@ describe('per-connection and per-request limits', () => {
     await waitForNoConnections(gate);
   });
 
-  test('max_requests_per_connection: after the last allowed response the server closes the connection', async () => {
+  test('max_requests_per_connection: after the last allowed response the server closes the connection', TEST_OPTS, async () => {
     const s = await rawTls(gate.port, good);
     s.socket.write('GET /r1 HTTP/1.1\r\nHost: localhost\r\n\r\n');
     await waitFor(() => /"url":"\/r1"/.test(s.received().toString()), 'first response');
@@ -150,7 +152,7 @@ describe('per-connection and per-request limits', () => {
     await assertStillServing(gate, good);
   });
 
-  test('max_body_bytes with Content-Length over the limit → 413 JSON before anything is forwarded', async () => {
+  test('max_body_bytes with Content-Length over the limit → 413 JSON before anything is forwarded', TEST_OPTS, async () => {
     const before = api.requests.length;
     const r = await mtlsRequest(gate.url, good, { method: 'POST', path: '/upload', body: 'x'.repeat(BODY_LIMIT + 1) });
     assert.equal(r.status, 413);
@@ -160,7 +162,7 @@ describe('per-connection and per-request limits', () => {
     await assertStillServing(gate, good);
   });
 
-  test('max_body_bytes with a chunked body that grows past the limit → 413; the upstream completes nothing', async () => {
+  test('max_body_bytes with a chunked body that grows past the limit → 413; the upstream completes nothing', TEST_OPTS, async () => {
     const before = api.requests.length;
     const s = await rawTls(gate.port, good);
     const chunk = 'y'.repeat(60);
@@ -175,7 +177,7 @@ describe('per-connection and per-request limits', () => {
     assert.equal(api.requests.length, before + 1, 'only the still-serving probe');
   });
 
-  test('bodies at the limit pass (Content-Length and chunked), and routes without a limit take large bodies', async () => {
+  test('bodies at the limit pass (Content-Length and chunked), and routes without a limit take large bodies', TEST_OPTS, async () => {
     const before = api.requests.length;
     const exact = await mtlsRequest(gate.url, good, { method: 'POST', path: '/upload', body: 'z'.repeat(BODY_LIMIT) });
     assert.equal(exact.status, 200, exact.body);
@@ -188,7 +190,7 @@ describe('per-connection and per-request limits', () => {
     await waitForNoConnections(gate);
   });
 
-  test('request_timeout_ms: a body that stops arriving is cut; the upstream completes nothing', async () => {
+  test('request_timeout_ms: a body that stops arriving is cut; the upstream completes nothing', TEST_OPTS, async () => {
     const before = api.requests.length;
     const s = await rawTls(gate.port, good);
     s.socket.write('POST /slow-body HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\nonly-this');
@@ -197,7 +199,7 @@ describe('per-connection and per-request limits', () => {
     await assertStillServing(gate, good);
   });
 
-  test('keepalive_timeout_ms: an idle keep-alive connection is closed by the server', async () => {
+  test('keepalive_timeout_ms: an idle keep-alive connection is closed by the server', TEST_OPTS, async () => {
     const s = await rawTls(gate.port, good);
     s.socket.write('GET /ka HTTP/1.1\r\nHost: localhost\r\n\r\n');
     await waitFor(() => /"url":"\/ka"/.test(s.received().toString()), 'the response');

@@ -23,8 +23,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { startRecordingUpstream, startTestCertgate, type RecordingUpstream, type RunningCertgate } from '../helpers/certgate.js';
-import { mtlsRequest } from '../helpers/client.js';
+import { metricValue, startRecordingUpstream, startTestCertgate, type RecordingUpstream, type RunningCertgate } from '../helpers/certgate.js';
+import { mtlsRequest, rawTlsExchange } from '../helpers/client.js';
 import { authorityKeyId } from '../../dist/tls/checks.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -53,6 +53,19 @@ function probe(args: readonly string[]): Promise<Run> {
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.once('error', reject);
     child.once('close', (code) => resolve({ code, stdout, stderr, lines: stdout.split('\n') }));
+  });
+}
+
+/** A tool in the PKI dir, asynchronously: certgate runs in this process and must keep answering. */
+function runTool(cmd: string, args: readonly string[]): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: pki.dir, stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.once('error', reject);
+    child.once('close', () => resolve({ stdout, stderr }));
   });
 }
 
@@ -188,6 +201,16 @@ describe('whoami_path: certgate answers it itself', () => {
     assert.equal(r.json().error, 'client_certificate_required');
   });
 
+  it('a WebSocket upgrade to whoami_path is refused, not forwarded', { timeout: TIMEOUT }, async () => {
+    const before = whoamiRequests();
+    const { port } = new URL(gate.url);
+    const reply = await rawTlsExchange('127.0.0.1', Number(port), good(),
+      `GET ${WHOAMI} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+    assert.match(reply, /^HTTP\/1\.1 400 /, reply);
+    assert.match(reply, /"reason":"whoami_path"/);
+    assert.equal(whoamiRequests(), before);
+  });
+
   it('is off when whoami_path is not set: the path is routed like any other', { timeout: TIMEOUT }, async () => {
     const before = whoamiRequests();
     const r = await mtlsRequest(gateOff.url, good(), { path: WHOAMI });
@@ -199,8 +222,13 @@ describe('whoami_path: certgate answers it itself', () => {
 
 describe('certgate probe against certgate', () => {
   it('a good client: exit 0, the identity headers the upstream sees, the route, and the working curl/requests calls', { timeout: TIMEOUT }, async () => {
+    const refusals = gate.logs.find('client certificate refused').length;
+    const noCert = metricValue(await gate.metricsText(), 'certgate_tls_handshake_failures_total', { reason: 'no_certificate' }) ?? 0;
     const r = await probe([`${gate.url}/api/x`, '--cert', 'good.pem', '--ca', 'root.crt']);
     assert.equal(r.code, 0, r.stdout + r.stderr);
+    // The openssl observation presents the certificate too: a good probe leaves no refusal behind.
+    assert.equal(gate.logs.find('client certificate refused').length, refusals, 'no refusal logged');
+    assert.equal(metricValue(await gate.metricsText(), 'certgate_tls_handshake_failures_total', { reason: 'no_certificate' }) ?? 0, noCert);
     assert.ok(r.lines.includes('Result: OK: the server verified your certificate and answered 200'), r.stdout);
     assert.ok(r.lines.includes('  x-client-cert-subject: CN=svc-a,OU=payments'), r.stdout);
     assert.ok(r.lines.includes('  route for /api/x: api (allowed)'), r.stdout);
@@ -262,7 +290,7 @@ describe('certgate probe against certgate', () => {
     assert.equal(r.code, 0, r.stdout + r.stderr);
     const curl = r.lines.find((l) => l.startsWith('  curl '))?.trim();
     assert.ok(curl !== undefined, r.stdout);
-    const run = spawnSync('sh', ['-c', `${curl} -sS -o /dev/null -w '%{http_code}'`], { cwd: pki.dir, encoding: 'utf8' });
+    const run = await runTool('sh', ['-c', `${curl} -sS -o /dev/null -w '%{http_code}'`]);
     assert.equal(run.stdout, '200', `${curl}\n${run.stderr}`);
   });
 
@@ -270,7 +298,7 @@ describe('certgate probe against certgate', () => {
     const r = await probe([`${gate.url}/api/x`, '--cert', 'good.pem', '--ca', 'root.crt']);
     const call = r.lines.find((l) => l.startsWith('  requests.get('))?.trim();
     assert.ok(call !== undefined, r.stdout);
-    const run = spawnSync('python3', ['-c', `import requests\nr = ${call}\nprint(r.status_code, r.json()["url"])`], { cwd: pki.dir, encoding: 'utf8' });
+    const run = await runTool('python3', ['-c', `import requests\nr = ${call}\nprint(r.status_code, r.json()["url"])`]);
     assert.equal(run.stdout.trim(), '200 /api/x', `${call}\n${run.stderr}`);
   });
 

@@ -191,3 +191,25 @@ test('TLS handshakes are counted by version', async () => {
   await mtlsRequest(gate.url, as(pki.clients.good), { path: '/public/v' });
   assert.ok((metricValue(await gate.metricsText(), 'certgate_tls_handshakes_total', { version: 'TLSv1.3', resumed: 'false' }) ?? 0) >= 1);
 });
+
+test('HTTP/1.0 keep-alive is honoured (ab speaks it), and HTTP/1.0 without it closes', async () => {
+  const tls = await import('node:tls');
+  const exchange = (head: string) => new Promise<{ text: string; closedByServer: boolean }>((resolve, reject) => {
+    const socket = tls.connect({ host: '127.0.0.1', port: gate.port, servername: 'localhost', ca: pki.root.cert, cert: pki.clients.good.pem, key: pki.clients.good.key }, () => socket.write(head));
+    let text = '';
+    socket.on('data', (c: Buffer) => {
+      text += c.toString('latin1');
+      // A complete response with a body: for keep-alive the server must leave the socket open.
+      if (/\r\n\r\n\{"ok":true[^}]*\}$/.test(text)) setImmediate(() => { const open = !socket.destroyed && socket.readable; socket.destroy(); resolve({ text, closedByServer: !open }); });
+    });
+    socket.on('end', () => resolve({ text, closedByServer: true }));
+    socket.on('error', reject);
+  });
+  const kept = await exchange('GET /public/h10 HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n');
+  assert.match(kept.text, /^HTTP\/1\.[01] 200 /, "Node answers with an HTTP/1.1 status line");
+  assert.match(kept.text, /\r\nconnection: keep-alive\r\n/i, kept.text);
+  const closed = await exchange('GET /public/h10 HTTP/1.0\r\nHost: localhost\r\n\r\n');
+  assert.match(closed.text, /^HTTP\/1\.[01] 200 /);
+  assert.match(closed.text, /\r\nconnection: close\r\n/i, closed.text);
+  assert.equal(closed.closedByServer, true);
+});
