@@ -8,6 +8,7 @@
  * connection closed), with a sample every minute.
  *
  *   npm run soak -- --minutes 10 [--concurrency 16] [--rotate-every 15] [--keep]
+ *   (diagnosis: --only <text> runs only the traffic kinds whose name contains it; --no-rotate)
  *
  * Needs a built dist/ (npm run soak builds it). Linux: RSS and fds are read from /proc/<pid>.
  */
@@ -31,6 +32,9 @@ const { values: opts } = parseArgs({
     concurrency: { type: 'string', default: '16' },
     'rotate-every': { type: 'string', default: '15' },
     keep: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    'no-rotate': { type: 'boolean', default: false },
+    'sample-every': { type: 'string', default: '60' },
   },
 });
 const MINUTES = Number(opts.minutes);
@@ -133,6 +137,8 @@ async function metrics() {
     reloadsOk: sum('certgate_reloads_total', (l) => l.includes('result="success"')),
     reloadsFailed: sum('certgate_reloads_total', (l) => l.includes('result="failure"')),
     open: sum('certgate_tls_connections_open'),
+    heapMb: Math.round(sum('nodejs_heap_size_used_bytes') / 1048576),
+    externalMb: Math.round(sum('nodejs_external_memory_bytes') / 1048576),
     handshakeFailures: sum('certgate_tls_handshake_failures_total'),
     upstreamErrors: sum('certgate_upstream_errors_total'),
   };
@@ -204,7 +210,8 @@ const KINDS = {
   'abandoned handshake (slowloris, client gives up after 300 ms)': [2, async () => { await raw({ bytes: Buffer.from('160301', 'hex'), abandonMs: 300 }); return true; }],
   'abandoned headers (slowloris, client gives up after 300 ms)': [2, async () => { await raw({ useTls: true, bytes: 'GET /ok HTTP/1.1\r\nHost: x\r\n', abandonMs: 300 }); return true; }],
 };
-const table = Object.entries(KINDS).flatMap(([kind, [weight]]) => Array(weight).fill(kind));
+const table = Object.entries(KINDS).filter(([kind]) => opts.only === undefined || kind.includes(opts.only)).flatMap(([kind, [weight]]) => Array(weight).fill(kind));
+if (table.length === 0) throw new Error(`--only ${opts.only}: no traffic kind matches`);
 const counts = Object.fromEntries(Object.keys(KINDS).map((k) => [k, { ok: 0, failed: 0 }]));
 let rng = 0x5eed; // mulberry32: a fixed traffic sequence per run
 const next = () => {
@@ -249,16 +256,16 @@ await Promise.all(Array.from({ length: CONCURRENCY }, () => worker(Date.now() + 
 for (const c of Object.values(counts)) c.ok = c.failed = 0;
 const m0 = await metrics();
 const start = processStats();
-log(`start (after 5 s warm-up): RSS ${start.rssMb} MB, fds ${start.fds}`);
+log(`start (after 5 s warm-up): RSS ${start.rssMb} MB (JS heap ${m0.heapMb} MB, external ${m0.externalMb} MB), fds ${start.fds}`);
 const deadline = Date.now() + MINUTES * 60_000;
-const rotator = setInterval(() => void rotate().catch((e) => log('rotation failed:', e.message)), ROTATE_MS);
+const rotator = setInterval(() => void (opts['no-rotate'] ? undefined : rotate().catch((e) => log('rotation failed:', e.message))), ROTATE_MS);
 const sampler = setInterval(async () => {
   const s = processStats();
   const m = await metrics();
   const served = Object.values(counts).reduce((a, c) => a + c.ok, 0);
   const failed = Object.values(counts).reduce((a, c) => a + c.failed, 0);
-  log(`RSS ${s.rssMb} MB, fds ${s.fds}, open TLS ${m.open}, outcomes ok ${served} failed ${failed}, reloads ${m.reloadsOk - m0.reloadsOk}`);
-}, 60_000);
+  log(`RSS ${s.rssMb} MB (JS heap ${m.heapMb} MB, external ${m.externalMb} MB), fds ${s.fds}, open TLS ${m.open}, outcomes ok ${served} failed ${failed}, reloads ${m.reloadsOk - m0.reloadsOk}`);
+}, Number(opts['sample-every']) * 1000);
 await Promise.all(Array.from({ length: CONCURRENCY }, () => worker(deadline)));
 clearInterval(rotator);
 clearInterval(sampler);
@@ -297,7 +304,7 @@ console.log(`outcomes            ${served + failed} (as expected ${served}, fail
 console.log(`HTTP requests       ${m1.requests - m0.requests} answered by certgate (certgate_http_requests_total)`);
 console.log(`rotations           ${rotations} (reloads ok ${m1.reloadsOk - m0.reloadsOk}, failed ${m1.reloadsFailed - m0.reloadsFailed})`);
 console.log(`handshake failures  ${m1.handshakeFailures - m0.handshakeFailures}, upstream errors ${m1.upstreamErrors - m0.upstreamErrors}`);
-console.log(`RSS                 ${start.rssMb} MB → ${end.rssMb} MB (${(end.rssMb - start.rssMb).toFixed(1)} MB)`);
+console.log(`RSS                 ${start.rssMb} MB → ${end.rssMb} MB (${(end.rssMb - start.rssMb).toFixed(1)} MB); JS heap ${m0.heapMb} → ${m1.heapMb} MB, external ${m0.externalMb} → ${m1.externalMb} MB`);
 console.log(`open fds            ${start.fds} → ${end.fds}`);
 console.log(`exit after SIGTERM  ${JSON.stringify(exit)}`);
 console.log('per kind (ok / failed):');

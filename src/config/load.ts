@@ -38,7 +38,16 @@ export function parseConfig(source: string, file: string): Config {
     });
     throw fromProblems(problems);
   }
-  const raw: unknown = doc.toJS() ?? {};
+  let raw: unknown;
+  try {
+    // maxAliasCount: a config has no reason for alias bombs ("billion laughs").
+    raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (err) {
+    throw fromProblems([{
+      severity: 'error', code: 'CG_CONFIG_YAML', message: `YAML aliases: ${(err as Error).message}`, file,
+      hint: 'define each &anchor before its *alias and do not nest aliases deeply',
+    }]);
+  }
   const result = CONFIG_SCHEMA.safeParse(raw);
   if (!result.success) {
     throw fromProblems(result.error.issues.flatMap((issue) => issueToProblems(issue, doc, lineCounter, file)));

@@ -25,12 +25,19 @@ export function percentEncodeXfcc(value: string): string {
   return encodeUnsafe(value, XFCC_UNSAFE);
 }
 
+/** HTTP parsers strip leading and trailing whitespace from field values (RFC 9110 5.5). */
+const EDGE_SPACE = /^[ \t]|[ \t]$/;
+
 function encodeUnsafe(value: string, unsafe: RegExp): string {
-  if (!unsafe.test(value)) return value;
+  if (!unsafe.test(value) && !EDGE_SPACE.test(value)) return value;
+  const bytes = Buffer.from(value, 'utf8');
   let out = '';
-  for (const byte of Buffer.from(value, 'utf8')) {
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i]!;
     const ch = String.fromCharCode(byte);
-    out += unsafe.test(ch) ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}` : ch;
+    // A space at either end would be stripped by the upstream's parser and change the value: encode it.
+    const edge = (i === 0 || i === bytes.length - 1) && (byte === 0x20 || byte === 0x09);
+    out += edge || unsafe.test(ch) ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}` : ch;
   }
   return out;
 }
