@@ -56,6 +56,8 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   };
 
   const forwarder = await createForwarder(config.routes, (err, failure, route, req, res) => {
+    // Answered already (our own 504 timer, then http-proxy's error for the same request): count once.
+    if ('writeHead' in res && (res as ServerResponse).writableEnded) return;
     metrics.upstreamErrors.inc({ route, kind: failure.kind });
     log.warn({ msg: 'upstream failed', route, kind: failure.kind, code: err.code, path: req.url });
     if ('writeHead' in res) {
@@ -66,7 +68,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     } else {
       res.destroy();
     }
-  });
+  }, () => stopping);
   // The reloader owns the serving material; verdicts read it through `trust` (the reloader needs the
   // server to publish, so it is created right after it).
   let reloader: Reloader | undefined;

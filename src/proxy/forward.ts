@@ -38,32 +38,58 @@ const routeOf = new WeakMap<http.IncomingMessage, string>();
 const closeAfter = new WeakSet<http.IncomingMessage>();
 
 /** RFC 9110 §7.6.1 response fields that describe the upstream hop, not ours. */
-const RESPONSE_HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authenticate'];
+const RESPONSE_HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'transfer-encoding',
+]);
 
 /**
- * The upstream's hop-by-hop fields (its keep-alive timeout, any field its Connection header names) must not
- * reach the client; the client's connection is ours and follows the client's own Connection header.
- * Runs in 'proxyRes', before http-proxy copies the headers (its setConnection pass fills `connection`).
+ * Writes the upstream's response ourselves (http-proxy's selfHandleResponse), so that:
+ * - the upstream's hop-by-hop fields (its keep-alive timeout, any field its Connection header names) never
+ *   reach the client;
+ * - Node alone decides whether the client connection stays open (HTTP/1.0 keep-alive, max requests per
+ *   connection, shutdown) — setting `Connection: keep-alive` by hand would override that decision;
+ * - an upstream that dies mid-body cuts the client's stream, so a truncated body is never mistaken for a
+ *   complete one (http-proxy's plain pipe would leave the client waiting).
  */
-function stripResponseHopByHop(proxyRes: http.IncomingMessage, req: http.IncomingMessage, res: http.ServerResponse): void {
-  const h = proxyRes.headers;
-  if (typeof h.connection === 'string') {
-    for (const name of h.connection.split(',')) {
-      const n = name.trim().toLowerCase();
-      if (n !== '' && n !== 'content-length' && n !== 'transfer-encoding' && n !== 'content-type') delete h[n];
-    }
+function relayResponse(
+  proxyRes: http.IncomingMessage, req: http.IncomingMessage, res: http.ServerResponse, draining: () => boolean,
+  onCut: (kind: 'reset' | 'timeout') => void,
+): void {
+  const named = new Set<string>();
+  const connection = proxyRes.headers.connection;
+  if (typeof connection === 'string') {
+    for (const name of connection.split(',')) named.add(name.trim().toLowerCase());
   }
-  for (const n of RESPONSE_HOP_BY_HOP) delete h[n];
-  // Node already decided whether the client connection stays open (HTTP/1.0 keep-alive included):
-  // follow it, unless the client asked to close or we are draining.
-  const connection = closeAfter.has(req) || !res.shouldKeepAlive ? 'close' : 'keep-alive';
-  h.connection = connection;
-  // http-proxy's setConnection pass answers HTTP/1.0 from the request's Connection header, which we
-  // stripped before forwarding (the upstream request is already sent): give it our decision.
-  if (req.httpVersion === '1.0') req.headers.connection = connection;
+  named.delete('content-length');
+  named.delete('content-type');
+  const raw = proxyRes.rawHeaders;
+  const headers: [string, string][] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if (!RESPONSE_HOP_BY_HOP.has(lower) && !named.has(lower)) headers.push([name, raw[i + 1]!]);
+  }
+  if (closeAfter.has(req) || draining()) res.shouldKeepAlive = false;
+  res.statusCode = proxyRes.statusCode ?? 502;
+  if (proxyRes.statusMessage) res.statusMessage = proxyRes.statusMessage;
+  for (const [name, value] of headers) res.appendHeader(name, value);
+  let cut = false;
+  const cutStream = (): void => {
+    if (cut || proxyRes.complete) return;
+    cut = true;
+    // The upstream stalled past the route's timeout (http-proxy's proxyTimeout destroyed it) or went away.
+    onCut(timedOut.has(req) ? 'timeout' : 'reset');
+    res.destroy();
+  };
+  proxyRes.on('aborted', cutStream);
+  proxyRes.on('error', cutStream);
+  proxyRes.on('close', cutStream);
+  proxyRes.pipe(res);
 }
 
-export async function createForwarder(routes: readonly RouteConfig[], onError: UpstreamErrorHandler): Promise<Forwarder> {
+export async function createForwarder(
+  routes: readonly RouteConfig[], onError: UpstreamErrorHandler, draining: () => boolean = () => false,
+): Promise<Forwarder> {
   const targets = new Map<string, RouteTarget>();
   const agents: http.Agent[] = [];
   for (const route of routes) {
@@ -71,29 +97,40 @@ export async function createForwarder(routes: readonly RouteConfig[], onError: U
     agents.push(agent);
     targets.set(route.name, { target: route.upstream, agent, timeoutMs: route.timeout_ms });
   }
-  const proxy = createProxyServer({ xfwd: false, ws: true, prependPath: true });
-  proxy.on('proxyRes', stripResponseHopByHop);
+  const proxy = createProxyServer({ xfwd: false, ws: true, prependPath: true, selfHandleResponse: true });
+  proxy.on('proxyRes', (proxyRes, req, res) => relayResponse(proxyRes, req, res as http.ServerResponse, draining, (kind) => {
+    if (res.destroyed && !proxyRes.complete && (req.socket.destroyed)) return; // the client left first: not an upstream fault
+    const err: NodeJS.ErrnoException = Object.assign(new Error(`upstream response cut (${kind})`), { code: kind === 'timeout' ? 'ETIMEDOUT' : 'ECONNRESET' });
+    onError(err, { status: kind === 'timeout' ? 504 : 502, kind }, routeOf.get(req) ?? 'unknown', req, res as http.ServerResponse);
+  }));
   proxy.on('error', (err, req, res) => {
     const failure = classifyUpstreamError(err as NodeJS.ErrnoException, timedOut.has(req));
     onError(err as NodeJS.ErrnoException, failure, routeOf.get(req) ?? 'unknown', req, res as http.ServerResponse | Duplex);
   });
-  // Each route's timer: http-proxy's proxyTimeout destroys the upstream request without saying why.
-  const optionsFor = (req: http.IncomingMessage, route: RouteConfig) => {
-    const t = targets.get(route.name)!;
-    routeOf.set(req, route.name);
-    const timer = setTimeout(() => timedOut.add(req), t.timeoutMs - 1);
-    timer.unref();
-    return { opts: { target: t.target, agent: t.agent, proxyTimeout: t.timeoutMs }, timer };
-  };
+  // An upstream answering 101 to a request that asked for no upgrade: Node's client would wait forever
+  // (it sets req.res, then finds no 'upgrade' listener). Fail it now, as a 502.
+  proxy.on('proxyReq', (proxyReq, req, res) => {
+    proxyReq.on('upgrade', (_upstreamRes, socket) => {
+      socket.destroy();
+      const err = Object.assign(new Error('the upstream answered 101 to a request without Upgrade'), { code: 'ERR_UNSOLICITED_UPGRADE' });
+      onError(err, { status: 502, kind: 'other' }, routeOf.get(req) ?? 'unknown', req, res as http.ServerResponse);
+    });
+  });
   return {
     web(req, res, route, clientWantsClose) {
       if (clientWantsClose) closeAfter.add(req);
-      const { opts, timer } = optionsFor(req, route);
-      // Once the upstream answered, a later stall is a cut stream, not "no response in time".
-      const stop = (): void => clearTimeout(timer);
-      res.once('pipe', stop);
-      res.once('close', stop);
-      proxy.web(req, res, opts);
+      const t = targets.get(route.name)!;
+      routeOf.set(req, route.name);
+      // timeout_ms without response headers: answer 504 ourselves. http-proxy's proxyTimeout (socket
+      // inactivity, same value) reports a plain ECONNRESET, and does not fire when the upstream socket is
+      // already gone without an error (an unsolicited 101 on an Expect: request, say).
+      const timer = setTimeout(() => {
+        timedOut.add(req);
+        if (!res.headersSent) onError(Object.assign(new Error('upstream response timeout'), { code: 'ETIMEDOUT' }), { status: 504, kind: 'timeout' }, route.name, req, res);
+      }, t.timeoutMs);
+      timer.unref();
+      res.once('close', () => clearTimeout(timer));
+      proxy.web(req, res, { target: t.target, agent: t.agent, proxyTimeout: t.timeoutMs + 1 });
     },
     ws(req, socket, head, route) {
       const t = targets.get(route.name)!;

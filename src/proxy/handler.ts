@@ -55,6 +55,18 @@ export function createHandlers(
 ): RequestHandlers {
   const match = createRouter(config.routes);
   const policies = new Map(config.routes.map((r) => [r.name, compileAllow(r.allow)] as const));
+  /**
+   * limits.max_requests_per_connection: the last allowed response says Connection: close (Node's own
+   * maxRequestsPerSocket would answer the request after it with a 503 instead; it stays as the backstop).
+   */
+  const maxRequests = config.limits.max_requests_per_connection;
+  const requestCounts = new WeakMap<object, number>();
+  function lastRequestClosesConnection(req: IncomingMessage, res: ServerResponse): void {
+    if (maxRequests === 0) return;
+    const n = (requestCounts.get(req.socket) ?? 0) + 1;
+    requestCounts.set(req.socket, n);
+    if (n >= maxRequests) res.shouldKeepAlive = false;
+  }
   /** Connections refused after their handshake, already logged. */
   const loggedLate = new WeakSet<TLSSocket>();
   // whoami_path (certgate probe): the headers of step 5 for this connection, computed on a copy.
@@ -143,6 +155,7 @@ export function createHandlers(
     onRequest(req, res) {
       // Step 7 starts here: in-flight, X-Request-Id; metrics + the access line follow on the response's 'close'.
       const record = observer.begin(req, res);
+      lastRequestClosesConnection(req, res);
       // whoami_path: certgate answers it itself, after the connection verdict (a refused client falls
       // through to admit's 400) and before any route; never forwarded.
       const v = whoami?.matches(req.url) === true ? connectionVerdict(req.socket as TLSSocket, verdictContext) : undefined;

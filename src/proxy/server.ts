@@ -30,6 +30,9 @@ export function createTlsServer(
     headersTimeout: limits.header_timeout_ms,
     requestTimeout: limits.request_timeout_ms,
     keepAliveTimeout: limits.keepalive_timeout_ms,
+    // Node checks header/request timeouts on this interval (default 30 s): without it a slowloris client
+    // outlives header_timeout_ms by up to 30 s.
+    connectionsCheckingInterval: Math.max(50, Math.min(limits.header_timeout_ms, limits.request_timeout_ms, 1000) / 4),
   });
   // Beyond max_connections Node closes new connections right after accept and emits 'drop'.
   server.maxConnections = limits.max_connections;
@@ -60,7 +63,8 @@ export function createTlsServer(
   });
 
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
-    if (err.code === 'ERR_SSL_HTTP_REQUEST') answerPlainHttp(socket);
+    // Plain HTTP, or a plain proxy CONNECT, sent to the TLS port.
+    if (err.code === 'ERR_SSL_HTTP_REQUEST' || err.code === 'ERR_SSL_HTTPS_PROXY_REQUEST') answerPlainHttp(socket);
     const reason = tlsClientErrorReason(err, socket);
     metrics.handshakeFailures.inc({ reason });
     // Port scanners and health checkers abort handshakes all day: debug, not warn.

@@ -75,20 +75,13 @@ export function createTrustCheck(tls: TlsConfig, state: () => TrustState): Trust
       const { material } = state();
       const then = (basisValue as Basis).material;
       const leaf = x509(identity.der);
-      // Node completes the peer chain from our trust store: what the client really sent is what was
-      // not in client_ca at the handshake. An empty chain whose leaf issuer was not in client_ca means
-      // Node did not expose the sent chain (Node 24): the path cannot be rebuilt without a handshake.
-      const thenCas = new Set(then.clientCas.map((c) => c.raw.toString('base64')));
-      const sent = identity.chain.filter((der) => !thenCas.has(der.toString('base64'))).map(x509);
-      const chainKnown = identity.chain.length > 0 || then.clientCas.some((ca) => leaf.checkIssued(ca));
+      // identity.chain is exactly what the client sent (Node 20/22 link only the sent certificates).
+      // An empty chain whose leaf issuer was not in client_ca at the handshake means Node did not expose
+      // the sent chain (Node 24): the path cannot be rebuilt without a handshake ("inconclusive" → 421).
+      const sent = identity.chain.map(x509);
+      const chainKnown = sent.length > 0 || then.clientCas.some((ca) => leaf.checkIssued(ca));
       let path = reverifyTrust(leaf, sent, material.clientCas, now);
       if (path === 'inconclusive' && chainKnown) path = 'unknown_ca';
-      if (path === 'unknown_ca' && identity.chain.length > sent.length) {
-        // The path may run through an intermediate that was in client_ca at the handshake and is gone now.
-        // Whether the client sent it too cannot be told afterwards (Node completes the chain from the
-        // store): a new handshake decides, so this connection is not served further either way.
-        if (reverifyTrust(leaf, identity.chain.map(x509), material.clientCas, now) === 'ok') return 'inconclusive';
-      }
       if (path !== 'ok') return path;
       // The revocation walk takes intermediates from client_ca first, then from what the client sent.
       return revocation(material, leaf, () => sent, now);

@@ -108,29 +108,7 @@ before(async () => {
   const clientCa = path.join(dir, 'client-ca.pem'); // a copy: pki's folder, where leaves are issued, is not watched
   fs.writeFileSync(clientCa, pki.clientCa.pem);
   gate = await startTestCertgate({ tls: { bundle, client_ca: clientCa }, routes: [{ name: 'all', upstream: whoami.url }] });
-  await untilWatching(bundle, pki.serverBundle.pem);
 });
-
-/**
- * startCertgate() resolves before its file watch is armed (a product bug, tested in reload.test.ts):
- * rewrite the bundle with the same blocks plus trailing newlines until a successful reload is counted,
- * so the first rotation cannot fall into that gap. Waits on the counter, never on a timer.
- */
-async function untilWatching(file: string, content: string): Promise<void> {
-  const successes = async (): Promise<number> => (await gate.metricsText()).split('\n')
-    .filter((l) => l.startsWith('certgate_reloads_total{') && l.includes('result="success"'))
-    .reduce((sum, l) => sum + Number(l.split(/\s+/).at(-1)), 0);
-  const base = await successes();
-  for (let i = 1; ; i++) {
-    fs.writeFileSync(file, content + '\n'.repeat(i));
-    try {
-      await waitFor(async () => (await successes()) > base, 'the watch on the Secret folder to be armed', 300);
-      return;
-    } catch (err) {
-      if (i >= 20) throw err;
-    }
-  }
-}
 
 after(async () => {
   await gate?.close();
