@@ -48,7 +48,7 @@ before(async () => {
     routes: [{ name: 'api', path_prefix: '/', upstream: api.url, timeout_ms: 2000 }],
     limits: {
       handshake_timeout_ms: HANDSHAKE_MS, header_timeout_ms: HEADER_MS, request_timeout_ms: REQUEST_MS,
-      max_header_bytes: MAX_HEADER_BYTES, keepalive_timeout_ms: 1000,
+      max_header_bytes: MAX_HEADER_BYTES, keepalive_timeout_ms: 2000,
     },
   });
   good = { ca: pki.root.cert, cert: pki.clients.good.pem, key: pki.clients.good.key };
