@@ -22,9 +22,9 @@ import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
 import { startTestCertgate, type RunningCertgate } from '../helpers/certgate.js';
 import { mtlsRequest, rawTlsExchange, type ClientCreds } from '../helpers/client.js';
 import { listenWhoami } from '../../dist/whoami.js';
+import { WS_GUID, WsTestClient, clientFrame } from '../helpers/websocket.js';
 
 const T = { timeout: 30_000 };
-const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
 let pki: TestPki;
 /** startWhoami() is listenWhoami('127.0.0.1', 0); called directly to count what reaches its server. */
@@ -59,117 +59,6 @@ interface Echo {
   body_len: number;
 }
 
-interface Frame {
-  readonly fin: boolean;
-  readonly opcode: number;
-  readonly masked: boolean;
-  readonly payload: Buffer;
-}
-
-/** A masked client frame with FIN set (RFC 6455 §5.3: clients must mask). */
-function clientFrame(opcode: number, payload: Buffer): Buffer {
-  const key = randomBytes(4);
-  const len = payload.length;
-  let head: Buffer;
-  if (len < 126) head = Buffer.from([0x80 | opcode, 0x80 | len]);
-  else {
-    head = Buffer.from([0x80 | opcode, 0x80 | 126, 0, 0]);
-    head.writeUInt16BE(len, 2);
-  }
-  return Buffer.concat([head, key, Buffer.from(payload.map((b, i) => b ^ (key[i & 3] as number)))]);
-}
-
-/** A verified TLS client socket that reads an HTTP response head, then WebSocket frames. */
-class TlsWsClient {
-  private buf = Buffer.alloc(0);
-  private waiters: (() => void)[] = [];
-  closed = false;
-  readonly closedPromise: Promise<void>;
-
-  private constructor(readonly socket: tls.TLSSocket) {
-    socket.on('data', (d: Buffer) => {
-      this.buf = Buffer.concat([this.buf, d]);
-      this.wake();
-    });
-    this.closedPromise = new Promise((resolve) => socket.on('close', () => {
-      this.closed = true;
-      this.wake();
-      resolve();
-    }));
-    socket.on('error', () => {});
-  }
-
-  static connect(port: number, c: ClientCreds): Promise<TlsWsClient> {
-    return new Promise((resolve, reject) => {
-      const s = tls.connect({
-        host: '127.0.0.1', port, servername: 'localhost', ca: c.ca,
-        ...(c.cert !== undefined && { cert: c.cert }), ...(c.key !== undefined && { key: c.key }),
-      }, () => resolve(new TlsWsClient(s)));
-      s.once('error', reject);
-    });
-  }
-
-  private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
-  }
-
-  private async until<T>(take: () => T | undefined): Promise<T> {
-    for (;;) {
-      const v = take();
-      if (v !== undefined) return v;
-      if (this.closed) throw new Error(`socket closed; unread: ${JSON.stringify(this.buf.toString('latin1'))}`);
-      await new Promise<void>((r) => this.waiters.push(r));
-    }
-  }
-
-  head(): Promise<{ status: number; headers: Map<string, string[]> }> {
-    return this.until(() => {
-      const end = this.buf.indexOf('\r\n\r\n');
-      if (end === -1) return undefined;
-      const lines = this.buf.subarray(0, end).toString('latin1').split('\r\n');
-      this.buf = this.buf.subarray(end + 4);
-      const headers = new Map<string, string[]>();
-      for (const l of lines.slice(1)) {
-        const c = l.indexOf(':');
-        const k = l.slice(0, c).trim().toLowerCase();
-        headers.set(k, [...(headers.get(k) ?? []), l.slice(c + 1).trim()]);
-      }
-      return { status: Number((lines[0] ?? '').split(' ')[1]), headers };
-    });
-  }
-
-  frame(): Promise<Frame> {
-    return this.until(() => {
-      const b = this.buf;
-      if (b.length < 2) return undefined;
-      let len = (b[1] as number) & 0x7f;
-      let off = 2;
-      if (len === 126) {
-        if (b.length < 4) return undefined;
-        len = b.readUInt16BE(2);
-        off = 4;
-      } else if (len === 127) {
-        if (b.length < 10) return undefined;
-        len = Number(b.readBigUInt64BE(2));
-        off = 10;
-      }
-      const masked = ((b[1] as number) & 0x80) !== 0;
-      if (masked) off += 4;
-      if (b.length < off + len) return undefined;
-      this.buf = b.subarray(off + len);
-      return { fin: ((b[0] as number) & 0x80) !== 0, opcode: (b[0] as number) & 0x0f, masked, payload: Buffer.from(b.subarray(off, off + len)) };
-    });
-  }
-
-  /** Whatever arrives until the server closes. */
-  async rest(): Promise<string> {
-    await this.closedPromise;
-    return this.buf.toString('latin1');
-  }
-}
-
 function upgradeRequest(key: string, extra: readonly string[] = [], connection = 'Upgrade'): string {
   return [
     'GET /chat?room=1 HTTP/1.1', `Host: localhost:${gate.port}`, 'Upgrade: websocket', `Connection: ${connection}`,
@@ -187,7 +76,7 @@ async function sentinel(): Promise<void> {
 
 test('websocket: a verified client forging X-Client-Cert-Subject on the Upgrade gets a tunnel carrying only certgate\'s identity; frames echo', T, async () => {
   const good = pki.clients.good;
-  const c = await TlsWsClient.connect(gate.port, creds(good));
+  const c = await WsTestClient.connectTls(gate.port, creds(good));
   try {
     const key = randomBytes(16).toString('base64');
     c.socket.write(upgradeRequest(key, [
@@ -278,12 +167,12 @@ test('websocket: an Upgrade with an expired certificate → 400 client_certifica
 test('h2c upgrade smuggling: Upgrade: h2c from a verified client is not tunnelled to the upstream', T, async () => {
   const upgradesBefore = upgradesSeen;
   const requestsBefore = requestsSeen;
-  const c = await TlsWsClient.connect(gate.port, creds(pki.clients.good));
+  const c = await WsTestClient.connectTls(gate.port, creds(pki.clients.good));
   c.socket.write([
     'GET /h2c HTTP/1.1', `Host: localhost:${gate.port}`, 'Upgrade: h2c', 'Connection: Upgrade, HTTP2-Settings',
     'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA', '', '',
   ].join('\r\n'));
-  const rest = await c.rest();
+  const rest = await c.restAtClose();
   assert.doesNotMatch(rest, /^HTTP\/1\.1 101/, 'no protocol switch');
   await sentinel();
   assert.equal(upgradesSeen, upgradesBefore, 'the upstream saw no upgrade');

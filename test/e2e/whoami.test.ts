@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { listenWhoami } from '../../dist/whoami.js';
+import { WsTestClient, clientFrame } from '../helpers/websocket.js';
 
 type Whoami = Awaited<ReturnType<typeof listenWhoami>>;
 
@@ -41,132 +42,7 @@ function request(url: string, opts: { method?: string; path?: string; headers?: 
   });
 }
 
-/** A client frame; masked unless told otherwise (RFC 6455: clients must mask). */
-function clientFrame(opcode: number, payload: Buffer, opts: { mask?: boolean; fin?: boolean } = {}): Buffer {
-  const mask = opts.mask ?? true;
-  const len = payload.length;
-  const parts: Buffer[] = [];
-  const b0 = ((opts.fin ?? true) ? 0x80 : 0) | opcode;
-  const m = mask ? 0x80 : 0;
-  if (len < 126) parts.push(Buffer.from([b0, m | len]));
-  else if (len < 0x10000) {
-    const h = Buffer.from([b0, m | 126, 0, 0]);
-    h.writeUInt16BE(len, 2);
-    parts.push(h);
-  } else {
-    const h = Buffer.alloc(10);
-    h[0] = b0;
-    h[1] = m | 127;
-    h.writeBigUInt64BE(BigInt(len), 2);
-    parts.push(h);
-  }
-  if (mask) {
-    const key = randomBytes(4);
-    parts.push(key, Buffer.from(payload.map((b, i) => b ^ (key[i & 3] as number))));
-  } else parts.push(payload);
-  return Buffer.concat(parts);
-}
 
-interface Frame {
-  fin: boolean;
-  opcode: number;
-  masked: boolean;
-  payload: Buffer;
-}
-
-/** A raw TCP client that reads an HTTP response head, then WebSocket frames. */
-class RawClient {
-  private buf = Buffer.alloc(0);
-  private waiters: (() => void)[] = [];
-  closed = false;
-  readonly closedPromise: Promise<void>;
-
-  constructor(readonly socket: net.Socket) {
-    socket.on('data', (d: Buffer) => {
-      this.buf = Buffer.concat([this.buf, d]);
-      this.wake();
-    });
-    this.closedPromise = new Promise((resolve) =>
-      socket.on('close', () => {
-        this.closed = true;
-        this.wake();
-        resolve();
-      }),
-    );
-    socket.on('error', () => {});
-  }
-
-  static connect(url: string): Promise<RawClient> {
-    const { hostname, port } = new URL(url);
-    return new Promise((resolve, reject) => {
-      const s = net.connect(Number(port), hostname, () => resolve(new RawClient(s)));
-      s.once('error', reject);
-    });
-  }
-
-  /** Bytes received and not yet consumed by head() or frame(). */
-  rest(): Buffer {
-    return this.buf;
-  }
-
-  private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
-  }
-
-  private async until<T>(take: () => T | undefined): Promise<T> {
-    for (;;) {
-      const v = take();
-      if (v !== undefined) return v;
-      if (this.closed) throw new Error(`socket closed; unread: ${JSON.stringify(this.buf.toString('latin1'))}`);
-      await new Promise<void>((r) => this.waiters.push(r));
-    }
-  }
-
-  head(): Promise<{ status: number; headers: Map<string, string> }> {
-    return this.until(() => {
-      const end = this.buf.indexOf('\r\n\r\n');
-      if (end === -1) return undefined;
-      const lines = this.buf.subarray(0, end).toString('latin1').split('\r\n');
-      this.buf = this.buf.subarray(end + 4);
-      const headers = new Map<string, string>();
-      for (const l of lines.slice(1)) {
-        const c = l.indexOf(':');
-        headers.set(l.slice(0, c).trim().toLowerCase(), l.slice(c + 1).trim());
-      }
-      return { status: Number((lines[0] ?? '').split(' ')[1]), headers };
-    });
-  }
-
-  frame(): Promise<Frame> {
-    return this.until(() => {
-      const b = this.buf;
-      if (b.length < 2) return undefined;
-      let len = (b[1] as number) & 0x7f;
-      let off = 2;
-      if (len === 126) {
-        if (b.length < 4) return undefined;
-        len = b.readUInt16BE(2);
-        off = 4;
-      } else if (len === 127) {
-        if (b.length < 10) return undefined;
-        len = Number(b.readBigUInt64BE(2));
-        off = 10;
-      }
-      const masked = ((b[1] as number) & 0x80) !== 0;
-      if (masked) off += 4;
-      if (b.length < off + len) return undefined;
-      this.buf = b.subarray(off + len);
-      return {
-        fin: ((b[0] as number) & 0x80) !== 0,
-        opcode: (b[0] as number) & 0x0f,
-        masked,
-        payload: Buffer.from(b.subarray(off, off + len)),
-      };
-    });
-  }
-}
 
 function handshake(key: string, extra = ''): string {
   return (
@@ -182,8 +58,8 @@ function handshake(key: string, extra = ''): string {
 }
 
 /** Connects, upgrades, reads the 101 and the JSON frame. */
-async function openWebSocket(url: string, firstFrames: Buffer[] = []): Promise<{ c: RawClient; hello: Echo }> {
-  const c = await RawClient.connect(url);
+async function openWebSocket(url: string, firstFrames: Buffer[] = []): Promise<{ c: WsTestClient; hello: Echo }> {
+  const c = await WsTestClient.connect(url);
   const key = randomBytes(16).toString('base64');
   c.socket.write(Buffer.concat([Buffer.from(handshake(key)), ...firstFrames]));
   const head = await c.head();
@@ -239,7 +115,7 @@ describe('whoami', () => {
   });
 
   it('lists duplicated headers separately in raw_headers', { timeout: 5000 }, async () => {
-    const c = await RawClient.connect(w.url);
+    const c = await WsTestClient.connect(w.url);
     c.socket.write(
       'GET /dup HTTP/1.1\r\nHost: x\r\nX-Client-Subject: CN=evil,O=x\r\nX-Client-Subject: CN=real\r\nConnection: close\r\n\r\n',
     );
@@ -255,7 +131,7 @@ describe('whoami', () => {
   });
 
   it('completes a WebSocket handshake, sends the JSON, echoes text frames', { timeout: 5000 }, async () => {
-    const c = await RawClient.connect(w.url);
+    const c = await WsTestClient.connect(w.url);
     const key = randomBytes(16).toString('base64');
     // The first frame rides in the same packet as the handshake (Node hands it over as `head`).
     c.socket.write(
@@ -266,9 +142,9 @@ describe('whoami', () => {
     );
     const head = await c.head();
     assert.equal(head.status, 101);
-    assert.equal(head.headers.get('upgrade')?.toLowerCase(), 'websocket');
+    assert.equal(head.headers.get('upgrade')?.[0]?.toLowerCase(), 'websocket');
     assert.equal(
-      head.headers.get('sec-websocket-accept'),
+      head.headers.get('sec-websocket-accept')?.[0],
       createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64'),
     );
 
@@ -356,7 +232,7 @@ describe('whoami', () => {
       'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n',
       `GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 8\r\n\r\n`,
     ]) {
-      const c = await RawClient.connect(w.url);
+      const c = await WsTestClient.connect(w.url);
       c.socket.write(req);
       assert.equal((await c.head()).status, 400, req);
       await c.closedPromise;
