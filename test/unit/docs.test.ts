@@ -32,3 +32,14 @@ test('config/certgate.schema.json is generated from the validator schema (npm ru
 test('the default config names its schema for editors', () => {
   assert.match(readFileSync('config/certgate.yaml', 'utf8'), /^# yaml-language-server: \$schema=\.\/certgate\.schema\.json$/m);
 });
+
+test('the README configuration example is a valid config (every key in it exists)', async () => {
+  const { parseConfig } = await import('../../dist/config/load.js');
+  const readme = readFileSync('README.md', 'utf8');
+  const section = readme.slice(readme.indexOf('## Configuration'));
+  const yaml = /```yaml\n([\s\S]*?)```/.exec(section)?.[1];
+  assert.ok(yaml, 'README has a yaml block under Configuration');
+  const config = parseConfig(yaml, '/etc/certgate/certgate.yaml');
+  assert.equal(config.routes[0]?.name, 'api');
+  assert.equal(config.limits.max_connections, 10000);
+});
