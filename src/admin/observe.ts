@@ -125,6 +125,8 @@ interface RouteSeries {
 class Observer implements RequestObserver {
   readonly #metrics: Metrics;
   readonly #log: Logger;
+  /** Access lines carry only the fixed fields below (no headers, no key material): redaction is skipped for them. */
+  readonly #accessLog: Logger;
   readonly #clients: ClientStore;
   readonly #access: boolean;
   readonly #verdicts: VerdictContext;
@@ -134,6 +136,7 @@ class Observer implements RequestObserver {
   constructor(opts: ObserverOptions) {
     this.#metrics = opts.metrics;
     this.#log = opts.log;
+    this.#accessLog = opts.log.child({}, { redact: [] });
     this.#clients = opts.clients;
     this.#access = opts.access;
     this.#verdicts = opts.verdicts;
@@ -221,9 +224,9 @@ class Observer implements RequestObserver {
     this.#metrics.httpInFlight.dec();
     const conn = x.conn;
     if (conn?.client !== undefined) conn.client = this.#clients.request(conn.client, x.route, Date.now());
-    if (!this.#access || !this.#log.isLevelEnabled('info')) return;
+    if (!this.#access || !this.#accessLog.isLevelEnabled('info')) return;
     const socket = x.req.socket;
-    this.#log.info({
+    this.#accessLog.info({
       msg: 'request', request_id: x.id, method: x.req.method, path: x.req.url, status: code,
       duration_ms: Math.round(ms * 1000) / 1000, upstream_ms: x.upstreamMs >= 0 ? Math.round(x.upstreamMs * 1000) / 1000 : undefined,
       route: x.route, error: x.error, bytes_in: x.bytesIn, bytes_out: socket.bytesWritten - x.bytesOut0,
