@@ -137,6 +137,7 @@ async function metrics() {
     reloadsOk: sum('certgate_reloads_total', (l) => l.includes('result="success"')),
     reloadsFailed: sum('certgate_reloads_total', (l) => l.includes('result="failure"')),
     open: sum('certgate_tls_connections_open'),
+    handshakes: sum('certgate_tls_handshakes_total'),
     heapMb: Math.round(sum('nodejs_heap_size_used_bytes') / 1048576),
     externalMb: Math.round(sum('nodejs_external_memory_bytes') / 1048576),
     handshakeFailures: sum('certgate_tls_handshake_failures_total'),
@@ -191,28 +192,32 @@ function raw({ bytes, useTls = false, abandonMs }) {
 }
 const status = (text) => Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
 
-/** kind → [weight, run() → true when the outcome was the expected one]. */
+/** true when `got` is the expected outcome, else a short description of what happened instead. */
+const expect = (got, want) => (got.status === want ? true : JSON.stringify(got).slice(0, 160));
+const expectRaw = (text, want) => (status(text) === want ? true : JSON.stringify(text.slice(0, 80)));
+
+/** kind → [weight, run() → true when the outcome was the expected one, else what happened]. */
 const KINDS = {
-  'good keep-alive GET': [40, async () => (await request({})).status === 200],
-  'good keep-alive 64 KiB GET': [5, async () => { const r = await request({ pathName: '/ok/big' }); return r.status === 200 && r.bytes === BIG.length; }],
-  'good POST (new connection)': [10, async () => (await request({ method: 'POST', pathName: '/limited/p', body: 'x'.repeat(500), agent: false })).status === 200],
-  'body over max_body_bytes → 413': [4, async () => (await request({ method: 'POST', pathName: '/limited/p', body: 'x'.repeat(5000), agent: false })).status === 413],
-  'dead upstream → 502': [4, async () => (await request({ pathName: '/dead/x' })).status === 502],
-  'silent upstream → 504': [3, async () => (await request({ pathName: '/hang/x' })).status === 504],
-  'no route → 404': [3, async () => (await request({ pathName: '/nowhere' })).status === 404],
-  'no client certificate → 400': [5, async () => (await request({ creds: { ca }, agent: false })).status === 400],
-  'revoked client → 400': [3, async () => (await request({ creds: revoked, agent: false })).status === 400],
-  'garbage bytes → closed': [4, async () => (await raw({ bytes: Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 7919) & 0xff)) })) === ''],
-  'plain HTTP → 400': [3, async () => status(await raw({ bytes: 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' })) === 400],
-  'oversized headers → 431': [3, async () => status(await raw({ useTls: true, bytes: `GET /ok HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(10_000)}\r\n\r\n` })) === 431],
-  'CL+TE smuggling → 400': [3, async () => status(await raw({ useTls: true, bytes: 'POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n' })) === 400],
-  'absolute-URI → 400': [2, async () => status(await raw({ useTls: true, bytes: `GET http://127.0.0.1:${deadPort}/ HTTP/1.1\r\nHost: x\r\n\r\n` })) === 400],
+  'good keep-alive GET': [40, async () => expect(await request({}), 200)],
+  'good keep-alive 64 KiB GET': [5, async () => { const r = await request({ pathName: '/ok/big' }); return r.bytes === BIG.length ? expect(r, 200) : JSON.stringify(r); }],
+  'good POST (new connection)': [10, async () => expect(await request({ method: 'POST', pathName: '/limited/p', body: 'x'.repeat(500), agent: false }), 200)],
+  'body over max_body_bytes → 413': [4, async () => expect(await request({ method: 'POST', pathName: '/limited/p', body: 'x'.repeat(5000), agent: false }), 413)],
+  'dead upstream → 502': [4, async () => expect(await request({ pathName: '/dead/x' }), 502)],
+  'silent upstream → 504': [3, async () => expect(await request({ pathName: '/hang/x' }), 504)],
+  'no route → 404': [3, async () => expect(await request({ pathName: '/nowhere' }), 404)],
+  'no client certificate → 400': [5, async () => expect(await request({ creds: { ca }, agent: false }), 400)],
+  'revoked client → 400': [3, async () => expect(await request({ creds: revoked, agent: false }), 400)],
+  'garbage bytes → closed': [4, async () => { const t = await raw({ bytes: Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 7919) & 0xff)) }); return t === '' ? true : JSON.stringify(t.slice(0, 80)); }],
+  'plain HTTP → 400': [3, async () => expectRaw(await raw({ bytes: 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' }), 400)],
+  'oversized headers → 431': [3, async () => expectRaw(await raw({ useTls: true, bytes: `GET /ok HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(10_000)}\r\n\r\n` }), 431)],
+  'CL+TE smuggling → 400': [3, async () => expectRaw(await raw({ useTls: true, bytes: 'POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n' }), 400)],
+  'absolute-URI → 400': [2, async () => expectRaw(await raw({ useTls: true, bytes: `GET http://127.0.0.1:${deadPort}/ HTTP/1.1\r\nHost: x\r\n\r\n` }), 400)],
   'abandoned handshake (slowloris, client gives up after 300 ms)': [2, async () => { await raw({ bytes: Buffer.from('160301', 'hex'), abandonMs: 300 }); return true; }],
   'abandoned headers (slowloris, client gives up after 300 ms)': [2, async () => { await raw({ useTls: true, bytes: 'GET /ok HTTP/1.1\r\nHost: x\r\n', abandonMs: 300 }); return true; }],
 };
 const table = Object.entries(KINDS).filter(([kind]) => opts.only === undefined || kind.includes(opts.only)).flatMap(([kind, [weight]]) => Array(weight).fill(kind));
 if (table.length === 0) throw new Error(`--only ${opts.only}: no traffic kind matches`);
-const counts = Object.fromEntries(Object.keys(KINDS).map((k) => [k, { ok: 0, failed: 0 }]));
+const counts = Object.fromEntries(Object.keys(KINDS).map((k) => [k, { ok: 0, failed: 0, samples: [] }]));
 let rng = 0x5eed; // mulberry32: a fixed traffic sequence per run
 const next = () => {
   rng = (rng + 0x6d2b79f5) >>> 0;
@@ -224,13 +229,18 @@ const next = () => {
 async function worker(deadline) {
   while (Date.now() < deadline) {
     const kind = table[next() % table.length];
-    let ok = false;
+    let outcome;
     try {
-      ok = await KINDS[kind][1]();
-    } catch {
-      ok = false;
+      outcome = await KINDS[kind][1]();
+    } catch (err) {
+      outcome = `threw ${err.message}`;
     }
-    counts[kind][ok ? 'ok' : 'failed']++;
+    const c = counts[kind];
+    if (outcome === true) c.ok++;
+    else {
+      c.failed++;
+      if (c.samples.length < 3) c.samples.push(outcome);
+    }
   }
 }
 
@@ -253,15 +263,21 @@ async function rotate() {
 
 // ---- run --------------------------------------------------------------------------------------
 await Promise.all(Array.from({ length: CONCURRENCY }, () => worker(Date.now() + 5000))); // warm-up
-for (const c of Object.values(counts)) c.ok = c.failed = 0;
+for (const c of Object.values(counts)) {
+  c.ok = c.failed = 0;
+  c.samples.length = 0;
+}
 const m0 = await metrics();
 const start = processStats();
 log(`start (after 5 s warm-up): RSS ${start.rssMb} MB (JS heap ${m0.heapMb} MB, external ${m0.externalMb} MB), fds ${start.fds}`);
 const deadline = Date.now() + MINUTES * 60_000;
 const rotator = setInterval(() => void (opts['no-rotate'] ? undefined : rotate().catch((e) => log('rotation failed:', e.message))), ROTATE_MS);
+/** The first sample: RSS drift is measured from here (the first minute includes the process's own warm-up). */
+let firstSample;
 const sampler = setInterval(async () => {
   const s = processStats();
   const m = await metrics();
+  firstSample ??= { rssMb: s.rssMb, handshakes: m.handshakes };
   const served = Object.values(counts).reduce((a, c) => a + c.ok, 0);
   const failed = Object.values(counts).reduce((a, c) => a + c.failed, 0);
   log(`RSS ${s.rssMb} MB (JS heap ${m.heapMb} MB, external ${m.externalMb} MB), fds ${s.fds}, open TLS ${m.open}, outcomes ok ${served} failed ${failed}, reloads ${m.reloadsOk - m0.reloadsOk}`);
@@ -305,10 +321,18 @@ console.log(`HTTP requests       ${m1.requests - m0.requests} answered by certga
 console.log(`rotations           ${rotations} (reloads ok ${m1.reloadsOk - m0.reloadsOk}, failed ${m1.reloadsFailed - m0.reloadsFailed})`);
 console.log(`handshake failures  ${m1.handshakeFailures - m0.handshakeFailures}, upstream errors ${m1.upstreamErrors - m0.upstreamErrors}`);
 console.log(`RSS                 ${start.rssMb} MB → ${end.rssMb} MB (${(end.rssMb - start.rssMb).toFixed(1)} MB); JS heap ${m0.heapMb} → ${m1.heapMb} MB, external ${m0.externalMb} → ${m1.externalMb} MB`);
+if (firstSample !== undefined) {
+  const conns = m1.handshakes - firstSample.handshakes;
+  const kb = ((end.rssMb - firstSample.rssMb) * 1024) / Math.max(1, conns);
+  console.log(`RSS drift           ${firstSample.rssMb} MB at the first sample → ${end.rssMb} MB over ${conns} more TLS handshakes (${kb.toFixed(2)} KB per handshake; flat is < 0.5)`);
+}
 console.log(`open fds            ${start.fds} → ${end.fds}`);
 console.log(`exit after SIGTERM  ${JSON.stringify(exit)}`);
 console.log('per kind (ok / failed):');
-for (const [kind, c] of Object.entries(counts)) console.log(`  ${String(c.ok).padStart(8)} / ${String(c.failed).padEnd(6)} ${kind}`);
+for (const [kind, c] of Object.entries(counts)) {
+  console.log(`  ${String(c.ok).padStart(8)} / ${String(c.failed).padEnd(6)} ${kind}`);
+  for (const sample of c.samples) console.log(`                    e.g. ${sample}`);
+}
 if (opts.keep) console.log(`kept ${dir}`);
 else rmSync(dir, { recursive: true, force: true });
 process.exitCode = failed === 0 && exit.code === 0 ? 0 : 1;
