@@ -230,7 +230,7 @@ class Observer implements RequestObserver {
       msg: 'request', request_id: x.id, method: x.req.method, path: x.req.url, status: code,
       duration_ms: Math.round(ms * 1000) / 1000, upstream_ms: x.upstreamMs >= 0 ? Math.round(x.upstreamMs * 1000) / 1000 : undefined,
       route: x.route, error: x.error, bytes_in: x.bytesIn, bytes_out: socket.bytesWritten - x.bytesOut0,
-      remote_address: socket.remoteAddress, tls_version: conn?.version, tls_resumed: conn?.resumed,
+      remote_address: socket.remoteAddress, remote_addr: socket.remoteAddress, tls_version: conn?.version, tls_resumed: conn?.resumed,
       client_subject: conn?.identity?.subject, client_fingerprint: conn?.identity?.fingerprint, client_san_uri: conn?.sanUri,
       completed: res.writableFinished,
     });
