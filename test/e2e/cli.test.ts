@@ -13,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { listenWhoami } from '../../dist/whoami.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { collectJsonLines } from '../helpers/logs.js';
 import { mtlsRequest } from '../helpers/client.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -97,22 +98,8 @@ async function startServe(args: readonly string[], env: NodeJS.ProcessEnv = chil
   const exited = track(child);
   let exit: Exit | undefined;
   void exited.then((e) => (exit = e), () => undefined);
-  const logLines: Record<string, unknown>[] = [];
-  let partial = '';
+  const logLines = collectJsonLines(child.stdout);
   let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    partial += d;
-    const parts = partial.split('\n');
-    partial = parts.pop() ?? '';
-    for (const line of parts) {
-      if (line.trim() === '') continue;
-      try {
-        logLines.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        logLines.push({ unparsed: line });
-      }
-    }
-  });
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const listening = await waitFor(() => {
     if (exit !== undefined) throw new Error(`serve exited (${JSON.stringify(exit)}) before listening; stderr:\n${stderr}`);

@@ -31,6 +31,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
+import { collectJsonLines } from '../helpers/logs.js';
 import { startTestCertgate, startRecordingUpstream, metricValue, type RunningCertgate, type RecordingUpstream } from '../helpers/certgate.js';
 import { waitFor } from '../helpers/wait.js';
 import { createCrl, crlToPem, importSigningKey, parseCert } from '../../dist/pki/x509.js';
@@ -809,22 +810,8 @@ async function startServe(t: TestContext, config: string): Promise<Serving> {
   });
   let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   child.once('close', (code, signal) => (exit = { code, signal }));
-  const logLines: Record<string, unknown>[] = [];
-  let partial = '';
+  const logLines = collectJsonLines(child.stdout!);
   let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    partial += d;
-    const parts = partial.split('\n');
-    partial = parts.pop() ?? '';
-    for (const line of parts) {
-      if (line.trim() === '') continue;
-      try {
-        logLines.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        logLines.push({ unparsed: line });
-      }
-    }
-  });
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const listening = await waitFor(() => {
     if (exit !== undefined) throw new Error(`serve exited (${JSON.stringify(exit)}) before listening; stderr:\n${stderr}`);

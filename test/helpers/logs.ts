@@ -19,3 +19,24 @@ export function logSink(): LogSink {
     },
   };
 }
+
+/** Parses a child process's stdout as JSON log lines as they arrive (a non-JSON line is kept as `unparsed`). */
+export function collectJsonLines(stream: NodeJS.ReadableStream): Record<string, unknown>[] {
+  const lines: Record<string, unknown>[] = [];
+  let partial = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (d: string) => {
+    partial += d;
+    const parts = partial.split('\n');
+    partial = parts.pop() ?? '';
+    for (const line of parts) {
+      if (line.trim() === '') continue;
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        lines.push({ unparsed: line });
+      }
+    }
+  });
+  return lines;
+}
