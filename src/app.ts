@@ -75,6 +75,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   const trust = createTrustCheck(config.tls, () => ({ material: reloader?.current ?? material, generation: reloader?.generation ?? 0 }));
   const verdictContext: VerdictContext = {
     mode: config.tls.client_auth,
+    needChain: config.headers.rfc9440 || (config.headers.xfcc && config.headers.forward_cert),
     trust,
   };
   let tlsUrl: string | undefined;

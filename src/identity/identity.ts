@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { X509Certificate } from 'node:crypto';
-import type { TLSSocket } from 'node:tls';
+import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:tls';
 import { readCertificate, readGeneralNames } from './der.js';
 import { dnAttributes, printDn } from './dn.js';
 import type { ClientIdentity } from './types.js';
@@ -15,12 +15,22 @@ const NO_SAN: ClientIdentity['san'] = Object.freeze({
   uri: Object.freeze([]), dns: Object.freeze([]), email: Object.freeze([]), ip: Object.freeze([]),
 });
 
+/** The fields of a certificate identityFromCertificate reads; an X509Certificate has them. */
+export interface CertificateFacts {
+  readonly raw: Buffer;
+  /** Hex, as OpenSSL prints it. */
+  readonly serialNumber: string;
+  /** "Nov 24 19:17:32 2026 GMT" (OpenSSL's ASN1_TIME_print). */
+  readonly validFrom: string;
+  readonly validTo: string;
+}
+
 /**
  * Builds the identity of a certificate. `chain` is the intermediates' DER (leaf excluded).
  * Throws DerError for DER that OpenSSL itself refuses, and for a URI/DNS/email SAN that is
  * neither ASCII nor UTF-8 (which OpenSSL lets through): refuse such a client, fail closed.
  */
-export function identityFromCertificate(cert: X509Certificate, chain: readonly Buffer[] = []): ClientIdentity {
+export function identityFromCertificate(cert: CertificateFacts, chain: readonly Buffer[] = []): ClientIdentity {
   const der = cert.raw;
   const parts = readCertificate(der);
   const attributes = dnAttributes(parts.subject);
@@ -55,8 +65,6 @@ function certificateDate(text: string, field: string): Date {
 
 interface Cached {
   readonly identity: ClientIdentity | undefined;
-  /** Intermediates the client sent, captured on first use whether or not asked for (see below). */
-  readonly sent: readonly Buffer[];
   readonly withChain: boolean;
 }
 
@@ -67,37 +75,76 @@ const cache = new WeakMap<TLSSocket, Cached>();
  * The identity of the peer on `socket`, or undefined when it sent no certificate. Computed on
  * first use and then fixed for the connection: should the peer renegotiate to another
  * certificate, the first (verified) one stays the identity. `needChain` fills `chain` with the
- * intermediates the client sent (for RFC 9440 / XFCC Chain); asking for it later upgrades the
- * cached identity.
+ * intermediates that link the leaf to its trust anchor (for RFC 9440 / XFCC Chain and
+ * crl_mode: chain); asking for it later upgrades the cached identity.
  *
- * Call this before anything else reads the peer certificate: Node hands the client's chain to
- * the first X509Certificate built from the socket and empties it for every later call
- * (getPeerX509Certificate and getPeerCertificate(true) alike; nodejs/node#65579). On Node
- * versions that read it themselves during the handshake (24.21), `chain` stays empty.
+ * Read through getPeerCertificate, never getPeerX509Certificate: the latter leaks native memory
+ * on every call (≈ 2.4 KB, Node 20.20, 22.23 and 24.21 alike; measured in SECURITY.md), which a
+ * proxy calling it per connection turns into hundreds of MB a day. getPeerCertificate(true) links
+ * the certificates the client sent and completes the path from client_ca, so `chain` is the chain
+ * OpenSSL validated, not byte for byte what the client sent: see sentChainOf for that.
  */
 export function identityOf(socket: TLSSocket, needChain: boolean): ClientIdentity | undefined {
   const hit = cache.get(socket);
   if (hit === undefined) {
-    const cert = socket.getPeerX509Certificate();
-    const sent = cert === undefined ? [] : sentIntermediates(cert);
-    const identity = cert === undefined ? undefined : identityFromCertificate(cert, needChain ? sent : []);
-    cache.set(socket, { identity, sent, withChain: needChain });
+    const peer = socket.getPeerCertificate(needChain);
+    // Node answers {} (or null once the socket is gone) when the client sent no certificate.
+    const identity = peer?.raw === undefined ? undefined : identityFromCertificate(certificateFacts(peer), needChain ? linkedIntermediates(peer as DetailedPeerCertificate) : []);
+    cache.set(socket, { identity, withChain: needChain });
     return identity;
   }
   if (hit.identity === undefined || hit.withChain || !needChain) return hit.identity;
-  const identity: ClientIdentity = Object.freeze({ ...hit.identity, chain: Object.freeze([...hit.sent]) });
-  cache.set(socket, { identity, sent: hit.sent, withChain: true });
+  const chain = linkedIntermediates(socket.getPeerCertificate(true));
+  const identity: ClientIdentity = Object.freeze({ ...hit.identity, chain: Object.freeze(chain) });
+  cache.set(socket, { identity, withChain: true });
   return identity;
+}
+
+/** What identityFromCertificate reads, from Node's PeerCertificate (same OpenSSL formats as X509Certificate's). */
+function certificateFacts(peer: PeerCertificate): CertificateFacts {
+  return { raw: peer.raw, serialNumber: peer.serialNumber, validFrom: peer.valid_from, validTo: peer.valid_to };
 }
 
 /** A client chain is never this long (OpenSSL's default verify depth is 100, real ones are 2-4). */
 const MAX_CHAIN = 16;
 
 /**
- * The certificates the client sent after its leaf, in TLS order, as Node links them through
- * `issuerCertificate`. A self-signed root among them is left out: the upstream has its trust
- * anchors, and RFC 9440 Client-Cert-Chain / XFCC Chain are about what links leaf to anchor.
+ * The certificates after the leaf as Node links them through `issuerCertificate` (a self-issued
+ * certificate links to itself, which ends the walk). A self-signed root is left out: the upstream has
+ * its trust anchors, and RFC 9440 Client-Cert-Chain / XFCC Chain are about what links leaf to anchor.
  */
+function linkedIntermediates(leaf: DetailedPeerCertificate): Buffer[] {
+  const out: Buffer[] = [];
+  const seen = new Set<DetailedPeerCertificate>([leaf]);
+  let cert = leaf.issuerCertificate as DetailedPeerCertificate | undefined;
+  while (cert?.raw !== undefined && !seen.has(cert) && seen.size <= MAX_CHAIN) {
+    seen.add(cert);
+    if (cert.issuerCertificate !== cert) out.push(cert.raw);
+    cert = cert.issuerCertificate;
+  }
+  return out;
+}
+
+const sentChains = new WeakMap<TLSSocket, readonly Buffer[]>();
+
+/**
+ * The certificates the client itself sent after its leaf, in TLS order, for re-verifying a live
+ * connection after a trust change (would its handshake still succeed?). Only getPeerX509Certificate
+ * tells sent from store-completed certificates, and it leaks (see identityOf), so this is read on
+ * that rare path only, once per connection. Node 24.21 consumes the sent chain during the handshake:
+ * there this is empty and the re-check says so ("inconclusive" unless client_ca alone decides).
+ */
+export function sentChainOf(socket: TLSSocket): readonly Buffer[] {
+  let sent = sentChains.get(socket);
+  if (sent === undefined) {
+    const leaf = socket.getPeerX509Certificate();
+    sent = Object.freeze(leaf === undefined ? [] : sentIntermediates(leaf));
+    sentChains.set(socket, sent);
+  }
+  return sent;
+}
+
+/** getPeerX509Certificate's `issuerCertificate` links are the sent certificates in order; roots left out. */
 function sentIntermediates(leaf: X509Certificate): Buffer[] {
   const out: Buffer[] = [];
   const seen = new Set<X509Certificate>([leaf]);

@@ -9,9 +9,8 @@
  * established keep-alive connections (and resumed sessions, which skip verification) on their next request.
  */
 import type { TLSSocket } from 'node:tls';
-import type { X509Certificate } from 'node:crypto';
 import type { ClientIdentity } from '../identity/types.js';
-import { identityOf } from '../identity/identity.js';
+import { identityOf, sentChainOf } from '../identity/identity.js';
 import { refusalReason, type RefusalReason } from '../tls/handshake.js';
 
 export type RecheckOutcome = 'ok' | 'revoked' | 'crl_expired' | 'unknown_ca' | 'expired' | 'inconclusive';
@@ -23,10 +22,16 @@ export type HandshakeBasis = unknown;
 export interface TrustCheck {
   /** Changes whenever a verdict made before may no longer hold. Cheap: read per request. */
   generation(now: number): number;
-  /** At the handshake, after OpenSSL verified the chain: certgate's own revocation check. `peer` is the leaf. */
-  atHandshake(identity: ClientIdentity, peer: X509Certificate, now: number): { readonly status: 'ok' | 'revoked' | 'crl_expired'; readonly basis: HandshakeBasis };
-  /** For a connection verified under an older generation: trust path and revocation, no handshake. */
-  recheck(identity: ClientIdentity, basis: HandshakeBasis, now: number): RecheckOutcome;
+  /**
+   * At the handshake, after OpenSSL verified the chain: certgate's own revocation check. `chain` gives
+   * the intermediates OpenSSL validated with (read only when a CRL check needs them).
+   */
+  atHandshake(identity: ClientIdentity, chain: () => readonly Buffer[], now: number): { readonly status: 'ok' | 'revoked' | 'crl_expired'; readonly basis: HandshakeBasis };
+  /**
+   * For a connection verified under an older generation: trust path and revocation, no handshake.
+   * `sent` gives the intermediates the client itself sent (sentChainOf).
+   */
+  recheck(identity: ClientIdentity, sent: () => readonly Buffer[], basis: HandshakeBasis, now: number): RecheckOutcome;
 }
 
 export type ConnectionVerdict =
@@ -54,6 +59,8 @@ export type ConnectionVerdict =
 
 export interface VerdictContext {
   readonly mode: 'require' | 'optional';
+  /** The identity headers carry the chain (RFC 9440 / XFCC): read it with the identity, once. */
+  readonly needChain: boolean;
   readonly trust: TrustCheck;
 }
 
@@ -78,7 +85,7 @@ export function connectionVerdict(socket: TLSSocket, ctx: VerdictContext, now = 
   }
   const generation = ctx.trust.generation(now);
   if (v.generation === generation) return v;
-  v = recheck(v.identity, v.basis, ctx.trust.recheck(v.identity, v.basis, now), generation);
+  v = recheck(v.identity, v.basis, ctx.trust.recheck(v.identity, () => sentChainOf(socket), v.basis, now), generation);
   verdicts.set(socket, v);
   return v;
 }
@@ -103,9 +110,7 @@ function recheck(identity: ClientIdentity, basis: HandshakeBasis, outcome: Reche
 function decide(socket: TLSSocket, ctx: VerdictContext, now: number): ConnectionVerdict {
   let identity: ClientIdentity | undefined;
   try {
-    // Must be the first read of the peer certificate: Node hands the sent chain to the first caller only.
-    // The chain is always kept: re-checks after a trust change need it, not only the RFC 9440 headers.
-    identity = identityOf(socket, true);
+    identity = identityOf(socket, ctx.needChain);
   } catch {
     // A certificate OpenSSL accepted but our DER reader cannot print must not crash or pass unnamed.
     return { kind: 'refused', error: 'client_certificate_invalid', reason: 'bad_certificate', detail: 'UNPARSABLE_CERTIFICATE' };
@@ -126,10 +131,7 @@ function decide(socket: TLSSocket, ctx: VerdictContext, now: number): Connection
     return { kind: 'refused', error: 'client_certificate_invalid', reason: 'expired', detail: 'CERT_HAS_EXPIRED', identity };
   }
   const generation = ctx.trust.generation(now);
-  // The socket's own X509 object (no re-parse of the DER; the chain was already taken by identityOf).
-  const peer = socket.getPeerX509Certificate();
-  if (peer === undefined) return { kind: 'refused', error: 'client_certificate_invalid', reason: 'bad_certificate', detail: 'NO_PEER_X509' };
-  const { status, basis } = ctx.trust.atHandshake(identity, peer, now);
+  const { status, basis } = ctx.trust.atHandshake(identity, () => identityOf(socket, true)?.chain ?? [], now);
   if (status === 'revoked') return { kind: 'refused', error: 'client_certificate_invalid', reason: 'revoked', detail: 'CERT_REVOKED', identity };
   if (status === 'crl_expired') return { kind: 'refused', error: 'client_certificate_invalid', reason: 'crl_expired', detail: 'CRL_HAS_EXPIRED', identity };
   return { kind: 'verified', identity, generation, basis };

@@ -50,15 +50,15 @@ export function createTrustCheck(tls: TlsConfig, state: () => TrustState): Trust
     if (tls.crl_stale === 'refuse') for (const c of material.crls) if (c.nextUpdate.getTime() < now) stale += 1;
     return generation * 1024 + stale;
   };
-  const revocation = (m: TlsMaterial, leaf: X509Certificate, chain: () => X509Certificate[], now: number): RevocationStatus =>
-    m.crls.length === 0 ? 'ok' : checkChainRevocation(leaf, tls.crl_mode === 'chain' ? chain() : [], indexOf(m), now, tls.crl_stale, tls.crl_mode);
+  const revocation = (m: TlsMaterial, leaf: X509Certificate, chain: () => readonly Buffer[], now: number): RevocationStatus =>
+    m.crls.length === 0 ? 'ok' : checkChainRevocation(leaf, tls.crl_mode === 'chain' ? chain().map(x509) : [], indexOf(m), now, tls.crl_stale, tls.crl_mode);
 
   return {
     generation(now) {
       const { material, generation } = state();
       return generationAt(material, generation, now);
     },
-    atHandshake(identity, peer, now) {
+    atHandshake(identity, chain, now) {
       const { material, generation } = state();
       const basis: Basis = { material };
       if (material.crls.length === 0) return { status: 'ok', basis };
@@ -66,25 +66,26 @@ export function createTrustCheck(tls: TlsConfig, state: () => TrustState): Trust
       const gen = generationAt(material, generation, now);
       const hit = memo.get(identity.fingerprint);
       if (hit !== undefined && hit.generation === gen) return { status: hit.status, basis };
-      const status = revocation(material, peer, () => identity.chain.map(x509), now);
+      const status = revocation(material, x509(identity.der), chain, now);
       if (memo.size >= MEMO_MAX) memo.delete(memo.keys().next().value!);
       memo.set(identity.fingerprint, { generation: gen, status });
       return { status, basis };
     },
-    recheck(identity, basisValue, now): RecheckOutcome {
+    recheck(identity, sentChain, basisValue, now): RecheckOutcome {
       const { material } = state();
       const then = (basisValue as Basis).material;
       const leaf = x509(identity.der);
-      // identity.chain is exactly what the client sent (Node 20/22 link only the sent certificates).
-      // An empty chain whose leaf issuer was not in client_ca at the handshake means Node did not expose
-      // the sent chain (Node 24): the path cannot be rebuilt without a handshake ("inconclusive" → 421).
-      const sent = identity.chain.map(x509);
+      // Exactly what the client sent (Node 20/22). An empty chain whose leaf issuer was not in client_ca at
+      // the handshake means Node did not expose it (Node 24): the path cannot be rebuilt without a
+      // handshake ("inconclusive" → 421).
+      const sentDer = sentChain();
+      const sent = sentDer.map(x509);
       const chainKnown = sent.length > 0 || then.clientCas.some((ca) => leaf.checkIssued(ca));
       let path = reverifyTrust(leaf, sent, material.clientCas, now);
       if (path === 'inconclusive' && chainKnown) path = 'unknown_ca';
       if (path !== 'ok') return path;
       // The revocation walk takes intermediates from client_ca first, then from what the client sent.
-      return revocation(material, leaf, () => sent, now);
+      return revocation(material, leaf, () => sentDer, now);
     },
   };
 }

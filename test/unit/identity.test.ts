@@ -11,7 +11,7 @@ import { SocketAddress } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import { identityFromCertificate, identityOf } from '../../dist/identity/identity.js';
+import { identityFromCertificate, identityOf, sentChainOf } from '../../dist/identity/identity.js';
 import type { ClientIdentity } from '../../dist/identity/types.js';
 import { ava, CertLab, craftCertificate, name, rdn, sanExtension, subj } from '../helpers/openssl.js';
 
@@ -151,6 +151,7 @@ describe('identityOf over a real TLS connection', () => {
   let rootPem: string;
   let client: { key: string; cert: string; inter: string };
   let interDer: Buffer;
+  let serverContext: tls.SecureContextOptions;
   type Probe = (socket: tls.TLSSocket) => unknown;
   let probe: Probe = () => undefined;
   const results: unknown[] = [];
@@ -170,8 +171,9 @@ describe('identityOf over a real TLS connection', () => {
     const interPem = fs.readFileSync(inter, 'utf8');
     interDer = new X509Certificate(interPem).raw;
     client = { key: fs.readFileSync(leafKey, 'utf8'), cert: fs.readFileSync(leaf, 'utf8'), inter: interPem };
+    serverContext = { key: fs.readFileSync(lab.keyFile), cert: fs.readFileSync(serverCert), ca: [rootPem] };
     server = tls.createServer({
-      key: fs.readFileSync(lab.keyFile), cert: fs.readFileSync(serverCert), ca: [rootPem],
+      ...serverContext,
       requestCert: true, rejectUnauthorized: false,
     }, (socket) => {
       results.push({ authorized: socket.authorized, value: probe(socket) });
@@ -239,6 +241,46 @@ describe('identityOf over a real TLS connection', () => {
   test('a client that sends only its leaf has no chain', async () => {
     const { value } = await connect(client.cert, (socket) => identityOf(socket, true));
     assert.deepEqual((value as ClientIdentity).chain, []);
+  });
+
+  /** Runs `body` with client_ca = root + intermediate (a leaf-only client then verifies). */
+  async function withIntermediateTrusted(body: () => Promise<void>): Promise<void> {
+    server.setSecureContext({ ...serverContext, ca: [rootPem, client.inter] });
+    try {
+      await body();
+    } finally {
+      server.setSecureContext(serverContext);
+    }
+  }
+
+  /** getPeerX509Certificate leaks native memory on every call (Node 20-24): identityOf must never call it. */
+  function forbidPeerX509(socket: tls.TLSSocket): void {
+    Object.defineProperty(socket, 'getPeerX509Certificate', { value: () => { throw new Error('identityOf called getPeerX509Certificate'); } });
+  }
+
+  test('never through getPeerX509Certificate; the chain is the one OpenSSL validated, completed from client_ca', async () => {
+    await withIntermediateTrusted(async () => {
+      for (const sent of [client.cert, client.cert + client.inter]) {
+        const { authorized, value } = await connect(sent, (socket) => {
+          forbidPeerX509(socket);
+          return [identityOf(socket, false), identityOf(socket, true)];
+        });
+        assert.equal(authorized, true);
+        const [plain, chained] = value as [ClientIdentity, ClientIdentity];
+        assert.equal(plain.subject, 'CN=svc-a,O=Example');
+        assert.deepEqual(plain.chain, []);
+        assert.deepEqual(chained.chain, [interDer], 'the intermediate, whether the client sent it or client_ca held it');
+      }
+    });
+  });
+
+  test('sentChainOf: exactly what the client sent, also after identityOf read the validated chain', async () => {
+    await withIntermediateTrusted(async () => {
+      const leafOnly = await connect(client.cert, (socket) => [identityOf(socket, true)?.chain, sentChainOf(socket), sentChainOf(socket)]);
+      assert.deepEqual(leafOnly.value, [[interDer], [], []]);
+      const withChain = await connect(client.cert + client.inter, (socket) => [identityOf(socket, true)?.chain, sentChainOf(socket), sentChainOf(socket)]);
+      assert.deepEqual(withChain.value, [[interDer], expectedChain, expectedChain]);
+    });
   });
 
   test('undefined when the client sent no certificate, also when asked again', async () => {
