@@ -22,6 +22,8 @@ import { createTrustCheck } from './tls/trust.js';
 import type { VerdictContext } from './proxy/verdict.js';
 import { sendError } from './proxy/respond.js';
 import type { ServerResponse } from 'node:http';
+import type { ClientsView } from './admin/clients.js';
+import { ticketKeys, untilNextRotation } from './tls/context.js';
 
 export interface Certgate {
   /** https://host:port of the TLS listener (the actual port when the config said 0). */
@@ -29,25 +31,37 @@ export interface Certgate {
   readonly adminUrl: string;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** The client certificates this process saw recently (the cluster primary merges every worker's). */
+  readonly clients: ClientsView;
+  /** Listening, TLS material loaded, not draining. */
+  ready(): boolean;
   /** Re-reads and validates all TLS material; swaps it in only when valid (SIGHUP does this). */
-  reload(reason: string): Promise<ReloadResult>;
+  reload(reason: string, file?: string): Promise<ReloadResult>;
   /** Stops accepting, lets in-flight requests finish (up to drainMs), then closes everything. */
   close(drainMs?: number): Promise<void>;
 }
 
 export interface StartOptions {
   readonly log?: Logger;
+  /**
+   * `worker`: one of the cluster's proxy processes (workers: N; cluster/worker.ts). It has no admin
+   * listener (the primary serves /metrics, /clients, the status page and /enroll for all) and does not
+   * watch files itself: the primary's reloader validates each change first and then tells it to reload.
+   */
+  readonly role?: 'single' | 'worker';
 }
 
 export async function startCertgate(config: Config, opts: StartOptions = {}): Promise<Certgate> {
   const log = opts.log ?? createLogger({ level: config.log.level, format: config.log.format });
+  const worker = opts.role === 'worker';
   const material = await loadTls(config.tls, { listenHost: config.listen.host });
-  for (const p of material.problems) log[p.severity === 'info' ? 'info' : 'warn']({ msg: p.message, code: p.code, file: p.file, hint: p.hint });
+  // A worker's primary has logged them already, once.
+  if (!worker) for (const p of material.problems) log[p.severity === 'info' ? 'info' : 'warn']({ msg: p.message, code: p.code, file: p.file, hint: p.hint });
 
   const metrics = createMetrics();
   const adminToken = config.admin.token_file === undefined ? undefined : await loadAdminToken(config.admin.token_file);
   // Before anything that needs closing: a bad CA/tokens/state file refuses start-up with file:line.
-  const enrollment = config.enrollment === undefined ? undefined : await createEnrollment(config, { counter: metrics.enrollments, log });
+  const enrollment = config.enrollment === undefined || worker ? undefined : await createEnrollment(config, { counter: metrics.enrollments, log });
   let stopping = false;
   let listening = false;
   const started: Server[] = [];
@@ -92,20 +106,39 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     openSockets.add(socket);
     socket.once('close', () => openSockets.delete(socket));
   });
-  reloader = createReloader({ tls: config.tls, listenHost: config.listen.host, server: tlsServer, initial: material, metrics, log, onReload: obs.onReload });
-  const admin = createAdminServer({
+  reloader = createReloader({
+    tls: config.tls, listenHost: config.listen.host, server: tlsServer, initial: material, metrics, log, onReload: obs.onReload,
+    ownTriggers: !worker,
+  });
+  // Session-ticket keys rotate on wall-clock epochs (the same moment in every worker; tls/context.ts).
+  let rotation: NodeJS.Timeout | undefined;
+  const rotateTickets = (): void => {
+    rotation = setTimeout(() => {
+      tlsServer.setTicketKeys(ticketKeys(reloader!.current));
+      rotateTickets();
+    }, untilNextRotation() + 50);
+    rotation.unref();
+  };
+  rotateTickets();
+  const admin = worker ? undefined : createAdminServer({
     registry: metrics.registry, ready: () => listening && !stopping, ...(enrollment !== undefined && { enroll: enrollment.handle }),
     ...obs.admin,
   });
 
-  let adminAddress: AddressInfo;
+  let adminAddress: AddressInfo | undefined;
   let tlsAddress: AddressInfo;
   try {
-    adminAddress = await listen(admin, config.admin.listen, 'admin.listen');
-    started.push(admin);
+    if (admin !== undefined) {
+      adminAddress = await listen(admin, config.admin.listen, 'admin.listen');
+      started.push(admin);
+    }
     tlsAddress = await listen(tlsServer, config.listen, 'listen');
+    // node:cluster hands every worker the first worker's ticket keys when it listens (Server._setServerData),
+    // which for a worker started later (a replacement) would be keys of an older epoch and trust: ours again.
+    tlsServer.setTicketKeys(ticketKeys(reloader.current));
     started.push(tlsServer);
   } catch (err) {
+    clearTimeout(rotation);
     await closeStarted();
     await reloader.close();
     forwarder.close();
@@ -116,15 +149,21 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   listening = true;
   const url = `https://${hostForUrl(tlsAddress.address)}:${tlsAddress.port}`;
   tlsUrl = url;
-  const adminUrl = `http://${hostForUrl(adminAddress.address)}:${adminAddress.port}`;
-  log.info({ msg: 'certgate listening', url, admin: adminUrl, routes: config.routes.map((r) => `${r.name} -> ${r.upstream.href}`), client_auth: config.tls.client_auth });
+  const adminUrl = adminAddress === undefined ? '' : `http://${hostForUrl(adminAddress.address)}:${adminAddress.port}`;
+  if (worker) {
+    log.info({ msg: 'worker listening', url });
+  } else {
+    log.info({ msg: 'certgate listening', url, admin: adminUrl, routes: config.routes.map((r) => `${r.name} -> ${r.upstream.href}`), client_auth: config.tls.client_auth });
+  }
 
   return {
-    url, adminUrl, metrics, log,
-    reload: (reason) => reloader.reload(reason),
+    url, adminUrl, metrics, log, clients: obs.clients,
+    ready: () => listening && !stopping,
+    reload: (reason, file) => reloader.reload(reason, file),
     async close(drainMs = config.shutdown.drain_timeout_ms) {
       if (stopping) return;
       stopping = true;
+      clearTimeout(rotation);
       await reloader.close();
       const drained = new Promise<void>((resolve) => tlsServer.close(() => resolve()));
       tlsServer.closeIdleConnections();
@@ -139,9 +178,11 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
       clearTimeout(timer);
       forwarder.close();
       obs.close();
-      admin.closeAllConnections();
-      await new Promise<void>((resolve) => admin.close(() => resolve()));
-      log.info({ msg: 'certgate stopped' });
+      if (admin !== undefined) {
+        admin.closeAllConnections();
+        await new Promise<void>((resolve) => admin.close(() => resolve()));
+      }
+      log.info({ msg: worker ? 'worker stopped' : 'certgate stopped' });
     },
   };
 }

@@ -42,7 +42,9 @@ export function createLogger(opts: LogOptions): Logger {
   if (pretty && prettyAvailable()) {
     return pino({ ...base, transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } });
   }
-  const log = pino(base, pino.destination({ dest: 1, sync: false }));
+  // maxWrite 4096 (PIPE_BUF): every write(2) is whole lines of at most 4 KiB, which the kernel keeps
+  // atomic on a pipe, so the lines of several workers sharing stdout never interleave mid-line.
+  const log = pino(base, pino.destination({ dest: 1, sync: false, maxWrite: 4096 }));
   if (format === 'pretty') {
     log.warn({ msg: 'log.format is pretty but pino-pretty is not installed (it is a dev dependency): writing JSON lines' });
   }

@@ -92,6 +92,9 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     reloads: new Counter({
       name: 'certgate_reloads_total', help: 'TLS material reloads, by changed file and result (success | failure)',
       labelNames: ['file', 'result'] as const, registers,
+      // node:cluster: the primary validates every reload and each worker repeats it; a sum would count one
+      // rotation once per process. The primary's count (the highest) is the one a single process would show.
+      aggregator: 'max',
     }),
     lastReloadSuccess: new Gauge({
       name: 'certgate_last_reload_success_timestamp_seconds', help: 'When TLS material was last loaded successfully', registers,
@@ -110,6 +113,23 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     enrollments: new Counter({
       name: 'certgate_enrollments_total', help: 'POST /enroll attempts, by result (issued or why refused)',
       labelNames: ['result'] as const, registers,
+    }),
+  };
+}
+
+/** The cluster primary's own metrics (workers: N), next to the aggregated ones of its workers. */
+export interface ClusterMetrics {
+  readonly workers: Gauge;
+  readonly workerRestarts: Counter<'reason'>;
+}
+
+export function createClusterMetrics(registry: Registry): ClusterMetrics {
+  const registers = [registry];
+  return {
+    workers: new Gauge({ name: 'certgate_workers', help: 'Worker processes serving the TLS listener now (workers: N)', registers, aggregator: 'first' }),
+    workerRestarts: new Counter({
+      name: 'certgate_worker_restarts_total', help: 'Workers replaced after they died, by reason (exit | signal)',
+      labelNames: ['reason'] as const, registers,
     }),
   };
 }

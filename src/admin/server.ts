@@ -17,7 +17,8 @@ import type { StatusSource } from './status.js';
 import { STATUS_PAGE, STATUS_PAGE_HEADERS } from './status-page.js';
 
 export interface AdminOptions {
-  readonly registry: Registry;
+  /** This process's Registry, or under workers: N the primary's aggregate of every worker's. */
+  readonly registry: Pick<Registry, 'metrics' | 'contentType'>;
   /** True when the proxy should receive traffic. */
   readonly ready: () => boolean;
   /** `/enroll` (any method) when enrollment is configured; see enroll/handler.ts. */

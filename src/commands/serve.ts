@@ -5,7 +5,10 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.js';
+import cluster from 'node:cluster';
 import { startCertgate } from '../app.js';
+import { runPrimary, workerCount } from '../cluster/primary.js';
+import { runWorker } from '../cluster/worker.js';
 import type { CommandIo } from './io.js';
 
 export const SERVE_HELP = `Usage: certgate serve --config FILE
@@ -18,6 +21,7 @@ Options:
 
 Signals: SIGHUP reloads the TLS material (validated; a bad file keeps the old one serving).
          SIGTERM/SIGINT stop gracefully (in-flight requests finish); a second one exits at once.
+         With workers: N > 1, send them to the primary (the process started); it tells every worker.
 Exit status: 0 stopped by a signal, 1 runtime failure, 2 invalid config or TLS material at start-up.
 Example: certgate serve --config config/certgate.yaml`;
 
@@ -32,6 +36,10 @@ export async function runServe(argv: string[], io: CommandIo): Promise<number> {
   }
   const file = values.config ?? process.env.CERTGATE_CONFIG ?? 'config/certgate.yaml';
   const config = await loadConfig(file);
+  // workers: N > 1 runs a node:cluster primary that forks N proxy processes (cluster/primary.ts).
+  if (cluster.isWorker) return runWorker(config);
+  const workers = workerCount(config.workers);
+  if (workers > 1) return runPrimary(config, workers);
   const app = await startCertgate(config);
   return new Promise<number>((resolve) => {
     let signalled = false;

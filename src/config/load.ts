@@ -228,7 +228,7 @@ function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter,
   return {
     file, listen, tls, headers: raw.headers, routes,
     admin: { listen: admin, clients_max: raw.admin.clients_max, ...(raw.admin.token_file !== undefined && { token_file: resolve(raw.admin.token_file)! }) },
-    log: raw.log, errors: raw.errors, limits: raw.limits, shutdown: raw.shutdown,
+    log: raw.log, errors: raw.errors, limits: raw.limits, shutdown: raw.shutdown, workers: raw.workers,
     ...(enrollment !== undefined && { enrollment }),
     ...(raw.whoami_path !== undefined && { whoami_path: raw.whoami_path }),
   };

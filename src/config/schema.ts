@@ -149,6 +149,10 @@ export const CONFIG_SCHEMA = z.strictObject({
     .regex(/^\/[^?#\s]+$/, { message: 'must be a path other than "/", without query or spaces, e.g. /.certgate/whoami' })
     .optional()
     .describe('certgate answers GET on this exact path itself (never forwarded), for verified clients: the identity headers the upstream would see and the route that would match (certgate probe reads it); absent = off'),
+  workers: z
+    .union([z.literal('auto'), z.number().int().min(1).max(256)], { message: 'must be auto or a whole number of processes from 1 to 256' })
+    .default('auto')
+    .describe('proxy processes (node:cluster); auto = the cores available to this process; 1 = a single process, no cluster. Limits (max_connections, ...) apply per worker'),
   shutdown: z
     .strictObject({
       drain_timeout_ms: durationMs(25_000).describe('on SIGTERM/SIGINT, how long in-flight requests may take to finish'),

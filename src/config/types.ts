@@ -93,6 +93,8 @@ export interface Config {
   readonly errors: { readonly verbose: boolean };
   readonly limits: LimitsConfig;
   readonly shutdown: { readonly drain_timeout_ms: number };
+  /** Proxy processes: 'auto' = os.availableParallelism(); 1 = no cluster (cluster/primary.ts). */
+  readonly workers: 'auto' | number;
   /** Absent = enrollment off. */
   readonly enrollment?: EnrollmentConfig;
   /** Exact request path certgate answers itself with the connection's identity (certgate probe); absent = off. */

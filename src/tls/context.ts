@@ -15,8 +15,36 @@ export const CIPHERS = [
   'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
 
-/** Per-process secret the session-ticket keys derive from. */
-const ticketSecret = randomBytes(32);
+/**
+ * The secret session-ticket keys derive from: random per process, or under `workers: N` the primary's,
+ * handed to every worker (cluster/worker.ts), so a ticket issued by one worker resumes on another.
+ */
+let ticketSecret = randomBytes(32);
+
+export function useTicketSecret(secret: Uint8Array): void {
+  if (secret.length < 32) throw new Error('session ticket secret: at least 32 bytes');
+  ticketSecret = Buffer.from(secret);
+}
+
+/**
+ * Ticket keys rotate on this period (wall-clock epochs, so every worker rotates at the same moment):
+ * a stolen key opens at most one period's sessions. Tickets from the previous period fall back to a
+ * full handshake.
+ */
+export const TICKET_ROTATION_MS = 3_600_000;
+
+/** 48 bytes for tls.Server ticketKeys: HKDF(secret; trust material digest, rotation epoch). */
+export function ticketKeys(material: TlsMaterial, now = Date.now()): Buffer {
+  const trust = createHash('sha256').update(material.ca.join('\n')).update('\0').update((material.crl ?? []).join('\n')).digest();
+  const epoch = Buffer.alloc(8);
+  epoch.writeBigUInt64BE(BigInt(Math.floor(now / TICKET_ROTATION_MS)));
+  return Buffer.from(hkdfSync('sha256', ticketSecret, Buffer.concat([trust, epoch]), 'certgate session tickets', 48));
+}
+
+/** Milliseconds until the next ticket-key rotation. */
+export function untilNextRotation(now = Date.now()): number {
+  return TICKET_ROTATION_MS - (now % TICKET_ROTATION_MS);
+}
 
 /**
  * The complete secure-context option set for the material. setSecureContext() resets every option
@@ -25,7 +53,6 @@ const ticketSecret = randomBytes(32);
  * because a resumed session skips certificate verification (a revoked client would get back in).
  */
 export function secureContextOptions(material: TlsMaterial, tls: TlsConfig): SecureContextOptions {
-  const trust = createHash('sha256').update(material.ca.join('\n')).update('\0').update((material.crl ?? []).join('\n')).digest();
   return {
     key: material.key,
     cert: material.cert,
@@ -38,7 +65,7 @@ export function secureContextOptions(material: TlsMaterial, tls: TlsConfig): Sec
     maxVersion: 'TLSv1.3',
     ciphers: CIPHERS,
     honorCipherOrder: true,
-    ticketKeys: Buffer.from(hkdfSync('sha256', ticketSecret, trust, 'certgate session tickets', 48)),
+    ticketKeys: ticketKeys(material),
   };
 }
 

@@ -40,7 +40,13 @@ export interface Reloader {
 export interface ReloaderOptions {
   readonly tls: TlsConfig;
   readonly listenHost: string;
-  readonly server: tls.Server;
+  /** Where validated material is published; the cluster primary passes a validate-only stand-in. */
+  readonly server: Pick<tls.Server, 'setSecureContext'>;
+  /**
+   * Watch the files and re-read them periodically (default true). A cluster worker passes false: the
+   * primary's reloader watches, validates, and tells the workers to reload (cluster/primary.ts).
+   */
+  readonly ownTriggers?: boolean;
   readonly initial: TlsMaterial;
   readonly metrics: Metrics;
   readonly log: Logger;
@@ -140,11 +146,12 @@ export function createReloader(opts: ReloaderOptions): Reloader {
 
   const files = [tlsConfig.bundle, tlsConfig.cert, tlsConfig.key, tlsConfig.passphrase_file, tlsConfig.client_ca, tlsConfig.crl]
     .filter((f): f is string => f !== undefined);
-  const watch: FileWatch | undefined = tlsConfig.watch
+  const ownTriggers = opts.ownTriggers !== false;
+  const watch: FileWatch | undefined = tlsConfig.watch && ownTriggers
     ? watchFiles(files, (label) => void reload('watch', label), { onError: (err) => log.warn({ msg: 'file watch error', err: String(err) }) })
     : undefined;
-  const poll = setInterval(() => void reload('poll'), tlsConfig.recheck_interval_ms);
-  poll.unref();
+  const poll = ownTriggers ? setInterval(() => void reload('poll'), tlsConfig.recheck_interval_ms) : undefined;
+  poll?.unref();
 
   return {
     get current() {

@@ -1,0 +1,242 @@
+/**
+ * The cluster primary (workers: N, N > 1): forks the proxy processes and coordinates them. It serves no
+ * TLS traffic itself. What it owns, and why:
+ *
+ * - Session tickets: one random secret, handed to every worker; each derives the same ticket keys from
+ *   it, the trust material and the rotation epoch (tls/context.ts), so a ticket issued by one worker
+ *   resumes on another, every worker rotates at the same moment, and a CA/CRL change renews them.
+ * - Reloads: one watcher, here. The primary's reloader re-reads and validates every change exactly as
+ *   a single process would (it publishes to a stand-in that only builds the secure context), then tells
+ *   each worker to reload; each worker re-reads the same files and validates again before its swap.
+ *   Handing the parsed material over is not possible (key objects and X509Certificates do not cross
+ *   IPC), and re-validating in each worker means no process ever serves material it did not check.
+ *   Should a file change again in between, the worker's own validation decides, and the primary's
+ *   watcher sees that change too and tells every worker once more.
+ * - The admin listener: /metrics aggregates every worker's registry with its own (prom-client's
+ *   AggregatorRegistry: counters summed, expiry gauges by their `aggregator`), /clients merges the
+ *   workers' lists, the status page sums their counters, /enroll runs here.
+ * - Lifecycle: a worker that dies is logged and replaced (with a growing delay while it keeps dying);
+ *   SIGTERM/SIGINT drain every worker (each finishes its in-flight requests within the budget), then the
+ *   primary exits 0; a second signal kills them and exits 1. SIGHUP reloads.
+ *
+ * Limits (limits.*) apply per worker. A replaced worker reads the config file again.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
+import tls from 'node:tls';
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import type { Config } from '../config/types.js';
+import { CertgateError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { createClusterMetrics, createMetrics } from '../admin/metrics.js';
+import { createAdminServer } from '../admin/server.js';
+import { loadAdminToken } from '../admin/auth.js';
+import { mergeClientRecords, type ClientRecord } from '../admin/clients.js';
+import { createStatus, ReloadHistory, type CounterSnapshot } from '../admin/status.js';
+import { createEnrollment } from '../enroll/handler.js';
+import { loadTls } from '../tls/material.js';
+import { createReloader } from '../tls/reloader.js';
+import { askWorkers, isToPrimary, type ToWorker } from './messages.js';
+import { sumCounters } from './merge.js';
+
+/** `workers: auto` = the cores this process may use. */
+export function workerCount(setting: Config['workers']): number {
+  return setting === 'auto' ? availableParallelism() : setting;
+}
+
+/** How long /metrics, /clients and the status page wait for a worker's answer. */
+const ASK_TIMEOUT_MS = 2000;
+/** A worker that dies sooner than this after its start counts as crash-looping: its restart waits longer. */
+const HEALTHY_AFTER_MS = 10_000;
+const RESTART_DELAY_MAX_MS = 10_000;
+
+export async function runPrimary(config: Config, count: number): Promise<number> {
+  const log = createLogger({ level: config.log.level, format: config.log.format });
+  // Everything a worker would refuse, refused here once, before any fork (exit 2 with file:line).
+  const material = await loadTls(config.tls, { listenHost: config.listen.host });
+  for (const p of material.problems) log[p.severity === 'info' ? 'info' : 'warn']({ msg: p.message, code: p.code, file: p.file, hint: p.hint });
+  const metrics = createMetrics();
+  const clusterMetrics = createClusterMetrics(metrics.registry);
+  const adminToken = config.admin.token_file === undefined ? undefined : await loadAdminToken(config.admin.token_file);
+  const enrollment = config.enrollment === undefined ? undefined : await createEnrollment(config, { counter: metrics.enrollments, log });
+
+  const ticketSecret = randomBytes(32).toString('hex');
+  const workers = new Map<Worker, { ready: boolean; startedAt: number }>();
+  let url: string | undefined;
+  let stopping = false;
+  let crashes = 0;
+  const live = (): Worker[] => [...workers.keys()].filter((w) => w.isConnected());
+  const broadcast = (m: ToWorker): void => {
+    for (const w of live()) {
+      try {
+        w.send(m);
+      } catch {
+        // It is exiting; its replacement starts from the files.
+      }
+    }
+  };
+
+  const history = new ReloadHistory(20);
+  history.record({ time: Date.now(), trigger: 'startup', file: 'all', result: 'success', serial: material.leaf.serialNumber.toUpperCase() });
+  const reloader = createReloader({
+    tls: config.tls, listenHost: config.listen.host, initial: material, metrics, log,
+    // Validate-only: building the secure context is the check the workers' setSecureContext will make.
+    server: { setSecureContext: (options) => void tls.createSecureContext(options) },
+    onReload: (event) => {
+      history.record(event);
+      if (event.result === 'success') broadcast({ cg: 'reload', reason: event.trigger, file: event.file });
+    },
+  });
+
+  const readCounters = async (): Promise<CounterSnapshot> => sumCounters(await askWorkers(live(), 'counters', ASK_TIMEOUT_MS) as CounterSnapshot[]);
+  const ready = (): boolean => !stopping && [...workers.values()].some((w) => w.ready);
+  const status = createStatus({
+    config, history, readCounters, material: () => reloader.current, ready, url: () => url, auth: adminToken !== undefined,
+  });
+  const aggregated = {
+    contentType: metrics.registry.contentType,
+    async metrics(): Promise<string> {
+      const own = await metrics.registry.getMetricsAsJSON();
+      const theirs = await askWorkers(live(), 'metrics', ASK_TIMEOUT_MS) as MetricObjectWithValues<MetricValue<string>>[][];
+      return AggregatorRegistry.aggregate([own, ...theirs]).metrics();
+    },
+  };
+  const admin = createAdminServer({
+    registry: aggregated, ready, status,
+    clients: { list: async () => mergeClientRecords(await askWorkers(live(), 'clients', ASK_TIMEOUT_MS) as ClientRecord[][], config.admin.clients_max) },
+    ...(adminToken !== undefined && { token: adminToken }),
+    ...(enrollment !== undefined && { enroll: enrollment.handle }),
+  });
+
+  // SCHED_NONE: every worker accepts on the shared socket itself. SCHED_RR (the primary accepts and passes
+  // each connection over IPC) measured slower for new connections on this kind of machine (bench/README.md).
+  cluster.schedulingPolicy = process.env.CERTGATE_CLUSTER_SCHED === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE;
+
+  let onStartupExit: ((code: number) => void) | undefined;
+  let onAllReady: (() => void) | undefined;
+  let onAllExited: (() => void) | undefined;
+
+  const fork = (): void => {
+    const worker = cluster.fork({ CERTGATE_WORKER: '1' });
+    workers.set(worker, { ready: false, startedAt: Date.now() });
+    clusterMetrics.workers.set(live().length);
+    worker.on('message', (m: unknown) => {
+      if (!isToPrimary(m)) return;
+      if (m.cg === 'hello') {
+        worker.send({ cg: 'init', ticketSecret } satisfies ToWorker);
+      } else if (m.cg === 'ready') {
+        const state = workers.get(worker);
+        if (state !== undefined) state.ready = true;
+        url ??= m.url;
+        if ([...workers.values()].every((w) => w.ready)) onAllReady?.();
+      }
+    });
+    worker.on('exit', (code, signal) => {
+      const state = workers.get(worker);
+      workers.delete(worker);
+      clusterMetrics.workers.set(live().length);
+      if (workers.size === 0) onAllExited?.();
+      if (stopping) return;
+      if (onStartupExit !== undefined) {
+        onStartupExit(code ?? 1);
+        return;
+      }
+      const lived = Date.now() - (state?.startedAt ?? 0);
+      crashes = lived < HEALTHY_AFTER_MS ? crashes + 1 : 0;
+      const delay = Math.min(RESTART_DELAY_MAX_MS, crashes === 0 ? 0 : 100 * 2 ** (crashes - 1));
+      clusterMetrics.workerRestarts.inc({ reason: signal !== null ? 'signal' : 'exit' });
+      log.error({ msg: 'worker died; starting a replacement', pid: worker.process.pid, code, signal, lived_ms: lived, restart_in_ms: delay });
+      setTimeout(() => {
+        if (!stopping) fork();
+      }, delay).unref();
+    });
+  };
+
+  // Start-up: every worker listening, or the first failure's exit status (its error line is on stderr).
+  const started = await new Promise<number>((resolve) => {
+    onStartupExit = (code) => resolve(code === 0 ? 1 : code);
+    onAllReady = () => resolve(0);
+    for (let i = 0; i < count; i++) fork();
+  });
+  onStartupExit = undefined;
+  onAllReady = undefined;
+  const killAll = (signal: NodeJS.Signals): void => {
+    for (const w of workers.keys()) w.process.kill(signal);
+  };
+  if (started !== 0) {
+    stopping = true;
+    killAll('SIGKILL');
+    await reloader.close();
+    return started;
+  }
+
+  let adminAddress: AddressInfo;
+  try {
+    adminAddress = await listenAdmin(admin, config);
+  } catch (err) {
+    stopping = true;
+    killAll('SIGKILL');
+    await reloader.close();
+    throw err;
+  }
+  await reloader.ready;
+  const adminUrl = `http://${hostForUrl(adminAddress.address)}:${adminAddress.port}`;
+  log.info({
+    msg: 'certgate listening', url, admin: adminUrl, workers: count, worker_pids: [...workers.keys()].map((w) => w.process.pid),
+    routes: config.routes.map((r) => `${r.name} -> ${r.upstream.href}`), client_auth: config.tls.client_auth,
+  });
+
+  return new Promise<number>((resolve) => {
+    let signalled = false;
+    const finish = (code: number): void => {
+      status.close();
+      admin.closeAllConnections();
+      admin.close();
+      log.info({ msg: 'certgate stopped', code });
+      log.flush(() => resolve(code));
+    };
+    const stop = (signal: NodeJS.Signals): void => {
+      if (signalled) {
+        log.warn({ msg: 'second signal: exiting now', signal });
+        killAll('SIGKILL');
+        finish(1);
+        return;
+      }
+      signalled = true;
+      stopping = true;
+      log.info({ msg: 'stopping', signal, workers: workers.size });
+      const allExited = new Promise<void>((done) => {
+        if (workers.size === 0) done();
+        else onAllExited = done;
+      });
+      broadcast({ cg: 'drain', ms: config.shutdown.drain_timeout_ms });
+      // A worker past its own drain budget (stuck, or deaf to IPC) is killed a little later.
+      const backstop = setTimeout(() => killAll('SIGKILL'), config.shutdown.drain_timeout_ms + 5000);
+      backstop.unref();
+      void reloader.close().then(() => allExited).then(() => {
+        clearTimeout(backstop);
+        finish(0);
+      });
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('SIGHUP', () => void reloader.reload('signal'));
+  });
+}
+
+function listenAdmin(server: http.Server, config: Config): Promise<AddressInfo> {
+  const at = config.admin.listen;
+  return new Promise((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      reject(new CertgateError('CG_LISTEN', `admin.listen ${at.host}:${at.port}: ${err.code ?? err.message}`, { cause: err }));
+    });
+    server.listen(at.port, at.host, () => resolve(server.address() as AddressInfo));
+  });
+}
+
+function hostForUrl(address: string): string {
+  return address.includes(':') ? `[${address}]` : address;
+}

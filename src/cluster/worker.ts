@@ -1,0 +1,79 @@
+/**
+ * One proxy process of the cluster (workers: N): gets the shared ticket secret from the primary,
+ * serves the TLS listener (shared with the other workers; the kernel hands each new connection to one
+ * of them), and does what the primary asks: reload from the files it validated, answer for /metrics,
+ * the status page and /clients, drain.
+ *
+ * Signals: the primary coordinates shutdown. A terminal's Ctrl-C also reaches every worker directly
+ * (the process group): the first SIGINT/SIGTERM starts the same drain as the primary's message, later
+ * ones are the primary's to act on. SIGHUP is ignored here (the primary reloads and tells us).
+ */
+import type { Config } from '../config/types.js';
+import { startCertgate, type Certgate } from '../app.js';
+import { localCounters } from '../admin/status.js';
+import { useTicketSecret } from '../tls/context.js';
+import { isToWorker, type Question, type ToPrimary } from './messages.js';
+
+export async function runWorker(config: Config): Promise<number> {
+  const send = (m: ToPrimary): void => {
+    if (process.connected) process.send!(m);
+  };
+  const secret = await new Promise<string>((resolve) => {
+    const onInit = (m: unknown): void => {
+      if (!isToWorker(m) || m.cg !== 'init') return;
+      process.off('message', onInit);
+      resolve(m.ticketSecret);
+    };
+    process.on('message', onInit);
+    send({ cg: 'hello' });
+  });
+  useTicketSecret(Buffer.from(secret, 'hex'));
+  const app = await startCertgate(config, { role: 'worker' });
+
+  return new Promise<number>((resolve) => {
+    let draining = false;
+    const drain = (ms: number): void => {
+      if (draining) return;
+      draining = true;
+      const flushed = (code: number) => (): void => app.log.flush(() => resolve(code));
+      app.close(ms).then(flushed(0), flushed(1));
+    };
+    process.on('message', (m: unknown) => {
+      if (!isToWorker(m)) return;
+      switch (m.cg) {
+        case 'reload':
+          void app.reload(m.reason, m.file);
+          return;
+        case 'drain':
+          drain(m.ms);
+          return;
+        case 'ask':
+          answer(app, m.what).then(
+            (value) => send({ cg: 'answer', id: m.id, value }),
+            (err: unknown) => app.log.warn({ msg: 'worker could not answer the primary', what: m.what, err: String(err) }),
+          );
+          return;
+        case 'init':
+          return;
+      }
+    });
+    const own = (): void => drain(config.shutdown.drain_timeout_ms);
+    process.on('SIGTERM', own);
+    process.on('SIGINT', own);
+    process.on('SIGHUP', () => undefined);
+    // The primary is gone (killed, crashed): nobody would stop us any more.
+    process.on('disconnect', own);
+    send({ cg: 'ready', url: app.url });
+  });
+}
+
+function answer(app: Certgate, what: Question): Promise<unknown> {
+  switch (what) {
+    case 'metrics':
+      return app.metrics.registry.getMetricsAsJSON();
+    case 'counters':
+      return localCounters(app.metrics)();
+    case 'clients':
+      return app.clients.list();
+  }
+}

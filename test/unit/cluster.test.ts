@@ -1,0 +1,53 @@
+/** The pure parts of workers: N — counter merging, ticket-key derivation and rotation, the worker count. */
+import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
+import { test } from 'node:test';
+import { sumCounters } from '../../dist/cluster/merge.js';
+import { workerCount } from '../../dist/cluster/primary.js';
+import { TICKET_ROTATION_MS, ticketKeys, untilNextRotation, useTicketSecret } from '../../dist/tls/context.js';
+import type { CounterSnapshot } from '../../dist/admin/status.js';
+import type { TlsMaterial } from '../../dist/tls/material.js';
+
+const EMPTY: CounterSnapshot = {
+  requests: [], handshakes: [], handshakeFailures: [], authzDenied: [], upstreamErrors: [], connectionsRejected: [], connectionsOpen: [], inFlight: [],
+};
+
+test('sumCounters adds samples per label set, whatever the label order, and keeps the others', () => {
+  const a: CounterSnapshot = {
+    ...EMPTY,
+    requests: [{ labels: { route: 'api', method: 'GET', code: 200 }, value: 3 }, { labels: { route: 'api', method: 'POST', code: 201 }, value: 1 }],
+    connectionsOpen: [{ labels: {}, value: 2 }],
+  };
+  const b: CounterSnapshot = {
+    ...EMPTY,
+    requests: [{ labels: { code: 200, method: 'GET', route: 'api' }, value: 4 }],
+    connectionsOpen: [{ labels: {}, value: 5 }],
+    inFlight: [{ labels: {}, value: 1 }],
+  };
+  const sum = sumCounters([a, b]);
+  assert.deepEqual(sum.requests.map((s) => [s.labels.method, s.value]), [['GET', 7], ['POST', 1]]);
+  assert.deepEqual(sum.connectionsOpen.map((s) => s.value), [7]);
+  assert.deepEqual(sum.inFlight.map((s) => s.value), [1]);
+  assert.deepEqual(sumCounters([]).requests, []);
+});
+
+test('ticket keys: same secret, trust and epoch → the same 48 bytes in every process; any change → others', () => {
+  const material = (ca: string[], crl?: string[]): TlsMaterial => ({ ca, ...(crl && { crl }) }) as unknown as TlsMaterial;
+  useTicketSecret(Buffer.alloc(32, 1));
+  const t = 10 * TICKET_ROTATION_MS + 5;
+  const k = ticketKeys(material(['ca']), t);
+  assert.equal(k.length, 48);
+  assert.deepEqual(ticketKeys(material(['ca']), t + 1000), k, 'same epoch');
+  assert.notDeepEqual(ticketKeys(material(['ca']), t + TICKET_ROTATION_MS), k, 'next epoch rotates');
+  assert.notDeepEqual(ticketKeys(material(['ca', 'ca2']), t), k, 'a client_ca change renews');
+  assert.notDeepEqual(ticketKeys(material(['ca'], ['crl']), t), k, 'a CRL change renews');
+  useTicketSecret(Buffer.alloc(32, 2));
+  assert.notDeepEqual(ticketKeys(material(['ca']), t), k, 'another secret');
+  assert.throws(() => useTicketSecret(Buffer.alloc(16)), /at least 32 bytes/);
+  assert.equal(untilNextRotation(t), TICKET_ROTATION_MS - 5);
+});
+
+test('workers: auto is the cores available; a number is taken as is', () => {
+  assert.equal(workerCount('auto'), availableParallelism());
+  assert.equal(workerCount(3), 3);
+});
