@@ -42,7 +42,8 @@ export interface CertgateVariant {
 
 /**
  * `[label=]mode[:workers][@distdir]`, e.g. `single`, `cluster-none:2`, `tuned=single@/tmp/dist2`.
- * mode: single (node dist/cli.js serve) | cluster-rr | cluster-none (bench/cluster.ts prototype).
+ * mode: single (workers: 1) | cluster-none (workers: N, certgate's default SCHED_NONE) | cluster-rr (workers: N
+ * with CERTGATE_CLUSTER_SCHED=rr: the primary accepts and hands connections over).
  */
 export function parseVariant(spec: string, defaultDist: string): CertgateVariant {
   const eq = spec.indexOf('=');
@@ -60,6 +61,6 @@ export function parseVariant(spec: string, defaultDist: string): CertgateVariant
   }
   const workers = mode === 'single' ? 1 : Number(n ?? 2);
   if (!Number.isInteger(workers) || workers < 1) throw new Error(`--certgate ${spec}: workers must be a positive integer`);
-  const label = label0 ?? (mode === 'single' ? 'certgate' : `certgate ${mode} ×${workers}`);
+  const label = label0 ?? (mode === 'single' ? 'certgate ×1' : `certgate ×${workers}${mode === 'cluster-rr' ? ' (RR)' : ''}`);
   return { label, mode, workers, dist };
 }

@@ -38,7 +38,7 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '3' },
     concurrency: { type: 'string', short: 'c', default: '32' },
     phases: { type: 'string', default: PHASES.map((p) => p.id).join(',') },
-    certgate: { type: 'string', default: 'single' },
+    certgate: { type: 'string', default: `single,cluster-none:${os.availableParallelism()}` },
     dist: { type: 'string', default: join(ROOT, 'dist') },
     'nginx-workers': { type: 'string', default: 'auto' },
     'no-nginx': { type: 'boolean', default: false },
@@ -59,7 +59,8 @@ if (args.help) {
   --rounds N           rounds per proxy and phase, interleaved A B A B (default 3)
   -c, --concurrency N  ab -c (default 32)
   --phases LIST        ${PHASES.map((p) => p.id).join(',')}
-  --certgate LIST      variants, comma-separated: [label=]single|cluster-rr:N|cluster-none:N[@distdir] (default single)
+  --certgate LIST      variants, comma-separated: [label=]single|cluster-none:N|cluster-rr:N[@distdir]
+                       (default single,cluster-none:<cores>: workers: 1, and workers: <cores>)
   --dist DIR           certgate build to run (default dist/)
   --nginx-workers N    worker_processes (default auto = cores)
   --no-nginx           certgate variants only (ratios then against the first)
@@ -118,10 +119,10 @@ function ensureTools(): void {
 const children: ChildProcess[] = [];
 let tmp = '';
 
-function start(cmd: string, argv: readonly string[], logName: string): ChildProcess {
+function start(cmd: string, argv: readonly string[], logName: string, env: NodeJS.ProcessEnv = process.env): ChildProcess {
   const out = openSync(join(tmp, `${logName}.out.log`), 'a');
   const err = openSync(join(tmp, `${logName}.err.log`), 'a');
-  const child = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', out, err] });
+  const child = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', out, err], env });
   child.on('error', (e) => console.error(`${cmd}: ${e.message}`));
   children.push(child);
   return child;
@@ -218,7 +219,7 @@ function writeNginxConfigs(pki: Pki): { upstream: string; proxy: string } {
   return { upstream, proxy };
 }
 
-function writeCertgateConfig(pki: Pki, i: number): string {
+function writeCertgateConfig(pki: Pki, i: number, workers: number): string {
   const file = join(tmp, `certgate-${i}.yaml`);
   writeFileSync(file, `# written by bench/run.ts: the same PKI, upstream, policy and logging as bench/nginx.conf
 listen: 127.0.0.1:${certgatePort(i)}
@@ -243,6 +244,7 @@ admin:
   listen: 127.0.0.1:${certgateAdminPort(i)}
 log:
   level: ${ACCESS_LOG ? 'info' : 'warn'}
+workers: ${workers}
 `);
   return file;
 }
@@ -262,12 +264,12 @@ async function startNginx(conf: string, name: string, port: number): Promise<Chi
 }
 
 async function startCertgate(v: CertgateVariant, i: number, pki: Pki, extraNodeArgs: readonly string[] = []): Promise<Target> {
-  const cfg = writeCertgateConfig(pki, i);
+  const cfg = writeCertgateConfig(pki, i, v.workers);
   const name = `certgate-${i}`;
-  const argv = v.mode === 'single'
-    ? [...extraNodeArgs, join(v.dist, 'cli.js'), 'serve', '--config', cfg]
-    : [...extraNodeArgs, join(HERE, 'cluster.js'), v.dist, cfg, String(v.workers), v.mode === 'cluster-rr' ? 'rr' : 'none'];
-  const child = start(process.execPath, argv, name);
+  const argv = [...extraNodeArgs, join(v.dist, 'cli.js'), 'serve', '--config', cfg];
+  // workers: N > 1 is certgate's own node:cluster mode; SCHED_RR only when asked for, to compare.
+  const env = { ...process.env, CERTGATE_CLUSTER_SCHED: v.mode === 'cluster-rr' ? 'rr' : 'none' };
+  const child = start(process.execPath, argv, name, env);
   const admin = certgateAdminPort(i);
   await waitFor(v.label, async () => (await httpGet(`http://127.0.0.1:${admin}/readyz`)).status === 200, child, name);
   if (v.mode !== 'single') {

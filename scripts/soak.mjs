@@ -7,7 +7,8 @@
  * descriptors at the start (after warm-up) and at the end (after the traffic stopped and every
  * connection closed), with a sample every minute.
  *
- *   npm run soak -- --minutes 10 [--concurrency 16] [--rotate-every 15] [--keep]
+ *   npm run soak -- --minutes 10 [--concurrency 16] [--rotate-every 15] [--workers 1|N|auto] [--keep]
+ *   (--workers > 1: RSS and fds are summed over the primary and its workers)
  *   (diagnosis: --only <text> runs only the traffic kinds whose name contains it; --no-rotate)
  *
  * Needs a built dist/ (npm run soak builds it). Linux: RSS and fds are read from /proc/<pid>.
@@ -35,11 +36,13 @@ const { values: opts } = parseArgs({
     only: { type: 'string' },
     'no-rotate': { type: 'boolean', default: false },
     'sample-every': { type: 'string', default: '60' },
+    workers: { type: 'string', default: '1' },
   },
 });
 const MINUTES = Number(opts.minutes);
 const CONCURRENCY = Number(opts.concurrency);
 const ROTATE_MS = Number(opts['rotate-every']) * 1000;
+const WORKERS = opts.workers === 'auto' ? 'auto' : Number(opts.workers);
 if (!(MINUTES > 0) || !(CONCURRENCY > 0) || !(ROTATE_MS > 0)) {
   console.error('usage: npm run soak -- --minutes N [--concurrency C] [--rotate-every SECONDS] [--keep]');
   process.exit(2);
@@ -91,6 +94,7 @@ writeFileSync(configFile, JSON.stringify({
     { name: 'hang', path_prefix: '/hang', upstream: upstreamUrl, timeout_ms: 200 },
   ],
   limits: { handshake_timeout_ms: 2000, header_timeout_ms: 2000, request_timeout_ms: 5000, max_header_bytes: 8192 },
+  workers: WORKERS,
 }));
 const child = spawn(process.execPath, [path.join(REPO, 'dist/cli.js'), 'serve', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
 let stderr = '';
@@ -114,13 +118,36 @@ const listening = await new Promise((resolve, reject) => {
 const gateUrl = new URL(listening.url);
 const port = Number(gateUrl.port);
 const admin = listening.admin;
-log(`certgate pid ${child.pid} on ${listening.url}, admin ${admin}; ${MINUTES} min, concurrency ${CONCURRENCY}, rotation every ${ROTATE_MS / 1000} s`);
+log(`certgate pid ${child.pid} (workers: ${WORKERS}) on ${listening.url}, admin ${admin}; ${MINUTES} min, concurrency ${CONCURRENCY}, rotation every ${ROTATE_MS / 1000} s`);
 
 // ---- measurements -----------------------------------------------------------------------------
+/** certgate's process and, under --workers N, its workers (the primary's children). */
+function processTree() {
+  const pids = [child.pid];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === child.pid) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+/** RSS and open fds summed over the process tree. */
 function processStats() {
-  const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
-  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
-  return { rssMb: Math.round(rssKb / 102.4) / 10, fds: readdirSync(`/proc/${child.pid}/fd`).length };
+  let rssKb = 0;
+  let fds = 0;
+  for (const pid of processTree()) {
+    try {
+      rssKb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
+      fds += readdirSync(`/proc/${pid}/fd`).length;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return { rssMb: Math.round(rssKb / 102.4) / 10, fds };
 }
 async function metrics() {
   const text = await new Promise((resolve, reject) => {
@@ -328,6 +355,7 @@ if (firstSample !== undefined) {
 }
 console.log(`open fds            ${start.fds} → ${end.fds}`);
 console.log(`exit after SIGTERM  ${JSON.stringify(exit)}`);
+if (exit.code !== 0 && stderr !== '') console.log(`certgate stderr:\n${stderr}`);
 console.log('per kind (ok / failed):');
 for (const [kind, c] of Object.entries(counts)) {
   console.log(`  ${String(c.ok).padStart(8)} / ${String(c.failed).padEnd(6)} ${kind}`);

@@ -123,6 +123,9 @@ export async function runPrimary(config: Config, count: number): Promise<number>
     const worker = cluster.fork({ CERTGATE_WORKER: '1' });
     workers.set(worker, { ready: false, startedAt: Date.now() });
     clusterMetrics.workers.set(live().length);
+    // A send to a worker that is exiting fails asynchronously, as an 'error' event: without a listener that
+    // would take the primary down (a /metrics scrape during a drain, say). Its 'exit' follows and is handled.
+    worker.on('error', (err: Error) => log.debug({ msg: 'worker IPC error', pid: worker.process.pid, err: err.message }));
     worker.on('message', (m: unknown) => {
       if (!isToPrimary(m)) return;
       if (m.cg === 'hello') {

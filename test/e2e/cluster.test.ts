@@ -216,10 +216,22 @@ test('SIGTERM drains every worker: in-flight requests on both finish, /readyz go
   }, 'six requests in flight');
   s.child.kill('SIGTERM');
   await waitFor(async () => (await fetch(`${s.admin}/readyz`).then((r) => r.status, () => 0)) === 503 || undefined, '/readyz 503 while draining');
+  // Scrapes during the drain ask workers that are exiting: the primary must not fall over (exit 0 below).
+  let scraping = true;
+  const scrapes = (async () => {
+    let n = 0;
+    while (scraping) {
+      await Promise.all(['/metrics', '/clients', '/status.json'].map((p) => fetch(`${s.admin}${p}`).then((r) => r.text(), () => '')));
+      n += 1;
+    }
+    return n;
+  })();
   const results = await Promise.all(flights);
   for (const r of results) assert.equal(r.status, 200, 'every in-flight request finished');
   const exit = await s.exited;
-  assert.equal(exit.code, 0);
+  scraping = false;
+  assert.ok(await scrapes > 0);
+  assert.equal(exit.code, 0, s.stderr());
   const stopped = s.logs.filter((l) => l.msg === 'worker stopped').map((l) => l.pid);
   assert.deepEqual(stopped.sort(), [...pids].sort(), 'every worker drained and stopped');
 });
