@@ -12,7 +12,6 @@ import { createMetrics, type Metrics } from './admin/metrics.js';
 import { createAdminServer } from './admin/server.js';
 import { loadAdminToken } from './admin/auth.js';
 import { createObservability } from './admin/observability.js';
-import { createEnrollment } from './enroll/handler.js';
 import { loadTls } from './tls/material.js';
 import { createForwarder } from './proxy/forward.js';
 import { createHandlers } from './proxy/handler.js';
@@ -61,7 +60,9 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   const metrics = createMetrics();
   const adminToken = config.admin.token_file === undefined ? undefined : await loadAdminToken(config.admin.token_file);
   // Before anything that needs closing: a bad CA/tokens/state file refuses start-up with file:line.
-  const enrollment = config.enrollment === undefined || worker ? undefined : await createEnrollment(config, { counter: metrics.enrollments, log });
+  // Imported only when configured: the CSR/PKI libraries cost ~10 MB of RSS per process.
+  const enrollment = config.enrollment === undefined || worker ? undefined
+    : await (await import('./enroll/handler.js')).createEnrollment(config, { counter: metrics.enrollments, log });
   let stopping = false;
   let listening = false;
   const started: Server[] = [];

@@ -36,7 +36,6 @@ import { createAdminServer } from '../admin/server.js';
 import { loadAdminToken } from '../admin/auth.js';
 import { mergeClientRecords, type ClientRecord } from '../admin/clients.js';
 import { createStatus, ReloadHistory, type CounterSnapshot } from '../admin/status.js';
-import { createEnrollment } from '../enroll/handler.js';
 import { loadTls } from '../tls/material.js';
 import { createReloader } from '../tls/reloader.js';
 import { askWorkers, isToPrimary, type ToWorker } from './messages.js';
@@ -61,7 +60,8 @@ export async function runPrimary(config: Config, count: number): Promise<number>
   const metrics = createMetrics();
   const clusterMetrics = createClusterMetrics(metrics.registry);
   const adminToken = config.admin.token_file === undefined ? undefined : await loadAdminToken(config.admin.token_file);
-  const enrollment = config.enrollment === undefined ? undefined : await createEnrollment(config, { counter: metrics.enrollments, log });
+  const enrollment = config.enrollment === undefined ? undefined
+    : await (await import('../enroll/handler.js')).createEnrollment(config, { counter: metrics.enrollments, log });
 
   const ticketSecret = randomBytes(32).toString('hex');
   const workers = new Map<Worker, { ready: boolean; startedAt: number }>();
