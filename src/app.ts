@@ -71,7 +71,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   };
 
   const forwarder = await createForwarder(config.routes, (err, failure, route, req, res) => {
-    // Answered already (our own 504 timer, then http-proxy's error for the same request): count once.
+    // Answered already (our own 504 timer, then the upstream's error for the same request): count once.
     if ('writeHead' in res && (res as ServerResponse).writableEnded) return;
     metrics.upstreamErrors.inc({ route, kind: failure.kind });
     log.warn({ msg: 'upstream failed', route, kind: failure.kind, code: err.code, path: req.url });

@@ -107,7 +107,7 @@ function onResponseClose(this: Observed): void {
   if (x !== undefined) x.observer.end(x, this);
 }
 
-/** http-proxy pipes the upstream response into ours once its status and headers are copied. */
+/** The hop (proxy/hop.ts) pipes the upstream response into ours once its status and headers are copied. */
 function onResponsePipe(this: Observed): void {
   const x = this[EXCHANGE];
   if (x === undefined) return;

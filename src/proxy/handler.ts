@@ -7,7 +7,7 @@
  *   3 route policy (allow) → 400 client_certificate_required (optional mode) | 403 forbidden
  *   4 smuggling guard → 411 length_required
  *   5 strip client-controlled + hop-by-hop headers, set identity + X-Forwarded-* on req.headers
- *   6 forward (http-proxy-3) → 502/504 on upstream failure
+ *   6 forward (proxy/forward.ts: hop.ts for HTTP, http-proxy-3 for WebSocket) → 502/504 on upstream failure
  *   7 observer (admin/observe.ts): X-Request-Id at once; on close metrics + one access-log line + /clients
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -127,8 +127,8 @@ export function createHandlers(
     }
     const te = req.headers['transfer-encoding'];
     if (te !== undefined && req.headers['content-length'] === undefined && (req.method === 'DELETE' || req.method === 'OPTIONS')) {
-      // http-proxy rewrites a chunked DELETE/OPTIONS to Content-Length: 0 and streams the body anyway:
-      // the body becomes a second request on the upstream connection (CVE-2026-29057).
+      // http-proxy (and hop.ts, which sends what it sent) gives a DELETE/OPTIONS without Content-Length a
+      // Content-Length: 0; a chunked body streamed after it would be a second request upstream (CVE-2026-29057).
       return { status: 411, close: true, route: route.name, body: { error: 'length_required', message: 'send a Content-Length with a body on DELETE/OPTIONS' } };
     }
     const declared = req.headers['content-length'];
@@ -138,7 +138,7 @@ export function createHandlers(
     return { route, identity, ...(decision.matched !== undefined && { matched: decision.matched }) };
   }
 
-  /** Step 5: the headers the upstream sees. Mutates req.headers (http-proxy copies them). */
+  /** Step 5: the headers the upstream sees. Mutates req.headers (the hop sends them as they are). */
   function prepareHeaders(req: Pick<IncomingMessage, 'headers' | 'socket'>, identity: ClientIdentity | undefined, upgrade: boolean): void {
     const h = req.headers;
     stripHopByHop(h, upgrade);
@@ -173,7 +173,7 @@ export function createHandlers(
       const clientWantsClose = draining() || /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
       prepareHeaders(req, a.identity, false);
       observer.forwarding(req, res, a.route.name);
-      // Counted beside http-proxy's pipe (both listeners see every chunk; pipe keeps the backpressure).
+      // Counted beside the hop's pipe (both listeners see every chunk; pipe keeps the backpressure).
       const limit = a.route.max_body_bytes;
       req.on('data', (chunk: Buffer) => {
         record.bytesIn += chunk.length;

@@ -12,7 +12,7 @@ export interface UpstreamFailure {
 const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH|ERR_OSSL_)/;
 
 /**
- * @param timedOut true when certgate's own upstream timer fired (http-proxy reports its proxyTimeout as a
+ * @param timedOut true when certgate's own upstream timer fired (a destroyed upstream request reports a
  *   plain ECONNRESET "socket hang up", so the code alone cannot tell a timeout from a reset).
  */
 export function classifyUpstreamError(err: NodeJS.ErrnoException, timedOut: boolean): UpstreamFailure {
