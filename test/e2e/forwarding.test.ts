@@ -7,8 +7,8 @@
  *   copies, other case) hoping the upstream reads the forged copy — CGI/WSGI/PHP fold `-`, `_` and `.`
  *   into one HTTP_X_CLIENT_CERT_SUBJECT variable, and frameworks disagree on which duplicate wins. The
  *   same goes for X-Forwarded-*, Forwarded, X-Real-IP, XFCC and the RFC 9440 headers. certgate deletes
- *   every such name in every spelling before it sets its own, in every header mode and also when
- *   http-proxy skips its proxyReq hook (requests with `Expect:`), because the headers are final on
+ *   every such name in every spelling before it sets its own, in every header mode and also for
+ *   requests with `Expect:` (which http-proxy's proxyReq hook skips), because the headers are final on
  *   req.headers before forwarding. We assert on the upstream's rawHeaders, where duplicates stay visible.
  * - Hop-by-hop abuse: a client names an end-to-end header in `Connection` or sends Keep-Alive/TE/
  *   Proxy-Connection to steer certgate's upstream hop; the upstream likewise sends its own hop fields.
@@ -270,7 +270,7 @@ const FORGED_LINES: readonly string[] = [
   'x_forwarded_for: 6.6.6.8',
   'X-Forwarded-Host: evil',
   'X-Forwarded-Proto: http',
-  'X-Forwarded-Port: 6666',
+  'X-Forwarded-Port: 66q6',
   'Forwarded: for=6.6.6.6;proto=http',
   'X-Real-IP: 6.6.6.7',
   'X-Forwarded-Client-Cert: Hash=' + FORGED_FP + ';Subject="CN=admin"',
@@ -278,7 +278,8 @@ const FORGED_LINES: readonly string[] = [
   'Client-Cert-Chain: :Zm9yZ2VkLWNoYWlu:',
   'X-Client-Cert: -----BEGIN%20CERTIFICATE-----%0Aforged',
 ];
-const FORGED_VALUES = ['admin', FORGED_FP, 'evil', '6.6.6.', '6666', 'Zm9yZ2Vk', 'forged'];
+// Each contains a character a certgate-made value (hex fingerprints, UUID request ids) cannot: '6666' once matched a random request id.
+const FORGED_VALUES = ['admin', FORGED_FP, 'evil', '6.6.6.', '66q6', 'Zm9yZ2Vk', 'forged'];
 
 let spoofCount = 0;
 
