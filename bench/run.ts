@@ -219,7 +219,7 @@ function writeNginxConfigs(pki: Pki): { upstream: string; proxy: string } {
   return { upstream, proxy };
 }
 
-function writeCertgateConfig(pki: Pki, i: number, workers: number): string {
+function writeCertgateConfig(pki: Pki, i: number, v: CertgateVariant): string {
   const file = join(tmp, `certgate-${i}.yaml`);
   writeFileSync(file, `# written by bench/run.ts: the same PKI, upstream, policy and logging as bench/nginx.conf
 listen: 127.0.0.1:${certgatePort(i)}
@@ -244,7 +244,7 @@ admin:
   listen: 127.0.0.1:${certgateAdminPort(i)}
 log:
   level: ${ACCESS_LOG ? 'info' : 'warn'}
-workers: ${workers}
+${existsSync(join(v.dist, 'cluster')) ? `workers: ${v.workers}` : '# a build from before workers: N (one process)'}
 `);
   return file;
 }
@@ -264,7 +264,7 @@ async function startNginx(conf: string, name: string, port: number): Promise<Chi
 }
 
 async function startCertgate(v: CertgateVariant, i: number, pki: Pki, extraNodeArgs: readonly string[] = []): Promise<Target> {
-  const cfg = writeCertgateConfig(pki, i, v.workers);
+  const cfg = writeCertgateConfig(pki, i, v);
   const name = `certgate-${i}`;
   const argv = [...extraNodeArgs, join(v.dist, 'cli.js'), 'serve', '--config', cfg];
   // workers: N > 1 is certgate's own node:cluster mode; SCHED_RR only when asked for, to compare.

@@ -11,39 +11,24 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import type { ClientCreds } from '../helpers/client.js';
 import { rawTls } from '../helpers/hostile.js';
 import { waitFor } from '../helpers/wait.js';
+import { killServeChildren, spawnServe, type ServingProcess } from '../helpers/serve.js';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = path.join(REPO, 'dist', 'cli.js');
 const SLOW_MS = 1500;
 const SLOW_BODY_BYTES = 256 * 1024;
 const TEST_OPTS = { timeout: 30_000 };
 
-interface Exit {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly at: number;
-}
-
-interface Serving {
-  readonly child: ChildProcess;
-  readonly url: URL;
-  readonly admin: string;
-  readonly exited: Promise<Exit>;
-  readonly logs: Record<string, unknown>[];
-}
+type Serving = ServingProcess;
 
 let pki: TestPki;
 let dir: string;
@@ -52,7 +37,6 @@ let upstream: http.Server;
 let upstreamUrl: string;
 /** Paths the upstream has received (to know a request is in flight before signalling). */
 const arrived: string[] = [];
-const children = new Set<ChildProcess>();
 
 before(async () => {
   pki = await createTestPki();
@@ -73,48 +57,20 @@ before(async () => {
 });
 
 after(async () => {
-  for (const c of children) c.kill('SIGKILL');
+  killServeChildren();
   upstream?.closeAllConnections();
   await new Promise<void>((resolve) => (upstream ? upstream.close(() => resolve()) : resolve()));
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   pki?.cleanup();
 });
 
-async function serve(extra: Record<string, unknown> = {}): Promise<Serving> {
-  const file = path.join(dir, `certgate-${children.size}-${Date.now()}.yaml`);
-  writeFileSync(file, JSON.stringify({
+function serve(extra: Record<string, unknown> = {}): Promise<Serving> {
+  return spawnServe(dir, {
     listen: '127.0.0.1:0', admin: { listen: '127.0.0.1:0' }, log: { level: 'info' },
     tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path },
     routes: [{ name: 'api', path_prefix: '/', upstream: upstreamUrl, timeout_ms: 30_000 }],
     ...extra,
-  }));
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('CERTGATE_')) env[k] = v;
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', file], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  const exited = new Promise<Exit>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
-      children.delete(child);
-      resolve({ code, signal, at: Date.now() });
-    });
   });
-  let exit: Exit | undefined;
-  void exited.then((e) => (exit = e), () => undefined);
-  const logs: Record<string, unknown>[] = [];
-  let partial = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    const parts = (partial + d).split('\n');
-    partial = parts.pop() ?? '';
-    for (const line of parts) if (line.trim() !== '') logs.push(JSON.parse(line) as Record<string, unknown>);
-  });
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const listening = await waitFor(() => {
-    if (exit !== undefined) throw new Error(`serve exited (${JSON.stringify(exit)}) before listening; stderr:\n${stderr}`);
-    return logs.find((l) => l.msg === 'certgate listening');
-  }, 'the "certgate listening" log line', 15_000);
-  return { child, url: new URL(String(listening.url)), admin: String(listening.admin), exited, logs };
 }
 
 async function readyz(s: Serving): Promise<number | string> {
