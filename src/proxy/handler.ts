@@ -107,6 +107,9 @@ export function createHandlers(
     const identity = verdict.kind === 'verified' ? verdict.identity : undefined;
     const target = normalizeRequestPath(req.url ?? '');
     if (!target.ok) return { status: 400, close: true, body: { error: 'bad_request', reason: target.reason } };
+    // RFC 9112 §3.2: more than one Host line is a 400. Node keeps the first and drops the rest, so routing
+    // and the upstream would agree, but a front proxy that kept the last one would not.
+    if (hostLines(req.rawHeaders) > 1) return { status: 400, close: true, body: { error: 'bad_request', reason: 'duplicate_host', message: 'a request may carry one Host header' } };
     const route = match(req.headers.host, target.path);
     if (route === undefined) return { status: 404, body: { error: 'no_route', message: 'no route matches this host and path' } };
     const decision: PolicyDecision = policies.get(route.name)!(identity);
@@ -221,4 +224,13 @@ function stripHopByHop(h: IncomingMessage['headers'], upgrade: boolean): void {
     h.connection = 'upgrade';
     h.upgrade = upgradeValue;
   }
+}
+
+function hostLines(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') n += 1;
+  }
+  return n;
 }

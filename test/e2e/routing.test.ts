@@ -127,6 +127,19 @@ test('host routes: case-insensitive, port ignored; other hosts fall through', as
   assert.equal(miss.status, 404);
 });
 
+test('two Host lines (any case) → 400 duplicate_host, closed; no upstream sees it (RFC 9112 §3.2)', async () => {
+  const before = api.requests.length + fallback.requests.length;
+  for (const second of ['Host: api.example.com', 'hOsT: localhost']) {
+    const raw = await rawTlsExchange('127.0.0.1', gate.port, as(pki.clients.good), `GET /public/x HTTP/1.1\r\nHost: localhost\r\n${second}\r\n\r\n`);
+    assert.match(raw, /^HTTP\/1\.1 400 /, raw);
+    assert.match(raw, /"reason":"duplicate_host"/);
+    assert.match(raw, /connection: close/i);
+  }
+  assert.equal(api.requests.length + fallback.requests.length, before);
+  const one = await rawTlsExchange('127.0.0.1', gate.port, as(pki.clients.good), 'GET /public/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+  assert.match(one, /^HTTP\/1\.1 200 /, 'one Host line is fine');
+});
+
 test('fingerprint allow lists match only that certificate', async () => {
   const r = await mtlsRequest(gate.url, as(pki.clients.good), { path: '/fp' });
   assert.equal(r.status, 403);
