@@ -110,6 +110,8 @@ export function createHandlers(
     // RFC 9112 §3.2: more than one Host line is a 400. Node keeps the first and drops the rest, so routing
     // and the upstream would agree, but a front proxy that kept the last one would not.
     if (hostLines(req.rawHeaders) > 1) return { status: 400, close: true, body: { error: 'bad_request', reason: 'duplicate_host', message: 'a request may carry one Host header' } };
+    // Same section: HTTP/1.1 requires Host. Node would answer a bare 400 itself (server.ts turns that off).
+    if (req.headers.host === undefined && req.httpVersion !== '1.0') return { status: 400, close: true, body: { error: 'bad_request', reason: 'missing_host', message: 'HTTP/1.1 requests need a Host header' } };
     const route = match(req.headers.host, target.path);
     if (route === undefined) return { status: 404, body: { error: 'no_route', message: 'no route matches this host and path' } };
     const decision: PolicyDecision = policies.get(route.name)!(identity);

@@ -25,6 +25,8 @@ export function createTlsServer(
     rejectUnauthorized: false,
     // http/1.0 too: a client offering only it would otherwise get a bare no_application_protocol alert.
     ALPNProtocols: ['http/1.1', 'http/1.0'],
+    // A missing Host gets certgate's JSON 400 (handler.ts), not Node's bare one.
+    requireHostHeader: false,
     handshakeTimeout: limits.handshake_timeout_ms,
     maxHeaderSize: limits.max_header_bytes,
     headersTimeout: limits.header_timeout_ms,

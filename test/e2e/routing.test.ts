@@ -140,6 +140,17 @@ test('two Host lines (any case) → 400 duplicate_host, closed; no upstream sees
   assert.match(one, /^HTTP\/1\.1 200 /, 'one Host line is fine');
 });
 
+test('HTTP/1.1 without Host → 400 JSON missing_host; HTTP/1.0 without Host is served', async () => {
+  const before = fallback.requests.length;
+  const raw = await rawTlsExchange('127.0.0.1', gate.port, as(pki.clients.good), 'GET /public/x HTTP/1.1\r\n\r\n');
+  assert.match(raw, /^HTTP\/1\.1 400 /, raw);
+  assert.match(raw, /"reason":"missing_host"/);
+  assert.equal(fallback.requests.length, before);
+  const old = await rawTlsExchange('127.0.0.1', gate.port, as(pki.clients.good), 'GET /public/x HTTP/1.0\r\n\r\n');
+  assert.match(old, /^HTTP\/1\.1 200 /, old);
+  assert.equal(fallback.requests.length, before + 1);
+});
+
 test('fingerprint allow lists match only that certificate', async () => {
   const r = await mtlsRequest(gate.url, as(pki.clients.good), { path: '/fp' });
   assert.equal(r.status, 403);
