@@ -11,6 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import type { ClientIdentity } from '../identity/types.js';
@@ -59,7 +60,21 @@ export interface RequestRecord {
   bytesIn: number;
 }
 
+/** The handler's view of one Upgrade (WebSocket) request: what it learns, until the socket closes. */
+export interface UpgradeRecord {
+  readonly id: string;
+  route: string;
+  /** 101 when the upstream switched protocols; certgate's refusal, the upstream's answer, or 502/504 otherwise. */
+  status: number;
+  error: string | undefined;
+}
+
 export interface RequestObserver {
+  /**
+   * An Upgrade request arrived: X-Request-Id chosen (on req.headers, so the upstream sees it). Its metrics
+   * and one access line follow when the client socket closes — for a tunnel, when the WebSocket ends.
+   */
+  upgrade(req: IncomingMessage, socket: Duplex): UpgradeRecord;
   /** Records each new TLS connection of `server` (listens to its 'secureConnection', after the verdict). */
   attach(server: TlsServer): void;
   /** A request arrived: in-flight +1, X-Request-Id chosen (on req.headers and the response). Ends on the response's 'close'. */
@@ -169,6 +184,33 @@ class Observer implements RequestObserver {
       version: socket.getProtocol() ?? 'unknown', resumed: socket.isSessionReused(), identity, client,
       sanUri: identity !== undefined && identity.san.uri.length > 0 ? identity.san.uri.join(',') : undefined,
     });
+  }
+
+  upgrade(req: IncomingMessage, socket: Duplex): UpgradeRecord {
+    const id = requestIdFor(req.headers[REQUEST_ID_HEADER]);
+    req.headers[REQUEST_ID_HEADER] = id;
+    const tls = req.socket as TLSSocket;
+    const record: UpgradeRecord = { id, route: NO_ROUTE, status: 0, error: undefined };
+    const started = performance.now();
+    const bytesOut0 = tls.bytesWritten;
+    const bytesIn0 = tls.bytesRead;
+    socket.once('close', () => {
+      const ms = performance.now() - started;
+      const series = this.#seriesOf(record.route);
+      this.#metrics.httpRequests.inc(this.#labels(series, methodLabel(req.method), record.status));
+      this.#metrics.httpDuration.observe(series.labels, ms / 1000);
+      const conn = this.#connections.get(tls);
+      if (conn?.client !== undefined && record.status === 101) conn.client = this.#clients.request(conn.client, record.route, Date.now());
+      if (!this.#access || !this.#accessLog.isLevelEnabled('info')) return;
+      this.#accessLog.info({
+        msg: 'request', request_id: id, method: req.method, path: req.url, status: record.status, upgrade: String(req.headers.upgrade ?? ''),
+        duration_ms: Math.round(ms * 1000) / 1000, route: record.route, error: record.error,
+        bytes_in: tls.bytesRead - bytesIn0, bytes_out: tls.bytesWritten - bytesOut0,
+        remote_address: tls.remoteAddress, remote_addr: tls.remoteAddress, tls_version: conn?.version, tls_resumed: conn?.resumed,
+        client_subject: conn?.identity?.subject, client_fingerprint: conn?.identity?.fingerprint, client_san_uri: conn?.sanUri,
+      });
+    });
+    return record;
   }
 
   begin(req: IncomingMessage, res: ServerResponse): RequestRecord {

@@ -23,7 +23,8 @@ export type UpstreamErrorHandler = (
 export interface Forwarder {
   /** @param clientWantsClose the client's own Connection: close (its Connection header is stripped before). */
   web(req: http.IncomingMessage, res: http.ServerResponse, route: RouteConfig, clientWantsClose: boolean): void;
-  ws(req: http.IncomingMessage, socket: Duplex, head: Buffer, route: RouteConfig): void;
+  /** @param onStatus told the upstream's answer (101, or its refusal) or the 502/504 certgate answers instead. */
+  ws(req: http.IncomingMessage, socket: Duplex, head: Buffer, route: RouteConfig, onStatus?: (status: number) => void): void;
   close(): void;
 }
 
@@ -35,6 +36,8 @@ interface RouteTarget {
 
 /** The route each upgraded request took, for the error handler's labels. */
 const routeOf = new WeakMap<http.IncomingMessage, string>();
+/** Who wants to know how each upgrade ended (the access line). */
+const statusListeners = new WeakMap<http.IncomingMessage, (status: number) => void>();
 
 export async function createForwarder(
   routes: readonly RouteConfig[], onError: UpstreamErrorHandler, draining: () => boolean = () => false,
@@ -49,17 +52,25 @@ export async function createForwarder(
   const hop = createHop(onError, draining);
   // WebSocket/Upgrade only: http-proxy-3 opens the upstream upgrade and splices the two sockets.
   const proxy = createProxyServer({ xfwd: false, ws: true, prependPath: true, selfHandleResponse: true });
+  proxy.on('proxyReqWs', (proxyReq, req) => {
+    const tell = statusListeners.get(req);
+    if (tell === undefined) return;
+    proxyReq.once('upgrade', () => tell(101));
+    proxyReq.once('response', (upstreamRes: http.IncomingMessage) => tell(upstreamRes.statusCode ?? 0));
+  });
   proxy.on('error', (err, req, res) => {
     const failure = classifyUpstreamError(err as NodeJS.ErrnoException, false);
+    statusListeners.get(req)?.(failure.status);
     onError(err as NodeJS.ErrnoException, failure, routeOf.get(req) ?? 'unknown', req, res as http.ServerResponse | Duplex);
   });
   return {
     web(req, res, route, clientWantsClose) {
       hop(req, res, targets.get(route.name)!.hop, clientWantsClose);
     },
-    ws(req, socket, head, route) {
+    ws(req, socket, head, route, onStatus) {
       const t = targets.get(route.name)!;
       routeOf.set(req, route.name);
+      if (onStatus !== undefined) statusListeners.set(req, onStatus);
       proxy.ws(req, socket, head, { target: t.target, agent: t.agent });
     },
     close() {

@@ -192,18 +192,29 @@ export function createHandlers(
       forwarder.web(req, res, a.route, clientWantsClose);
     },
     onUpgrade(req, socket, head) {
+      const record = observer.upgrade(req, socket);
       // whoami_path is certgate's own, plain GET only: an upgrade there is never forwarded either.
       if (whoami?.matches(req.url) === true) {
+        record.status = 400;
+        record.error = 'bad_request';
         sendErrorOnSocket(socket as never, 400, { error: 'bad_request', reason: 'whoami_path', message: 'whoami_path answers plain GET only' });
         return;
       }
       const a = admit(req);
       if ('status' in a) {
+        record.route = a.route ?? record.route;
+        record.status = a.status;
+        record.error = a.body.error;
         sendErrorOnSocket(socket as never, a.status, a.body);
         return;
       }
+      record.route = a.route.name;
       prepareHeaders(req, a.identity, true);
-      forwarder.ws(req, socket, head, a.route);
+      // Set again: the client's Connection header may have named it as hop-by-hop.
+      req.headers['x-request-id'] = record.id;
+      forwarder.ws(req, socket, head, a.route, (status) => {
+        record.status = status;
+      });
     },
   };
 }

@@ -19,7 +19,8 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import tls from 'node:tls';
 import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
-import { startTestCertgate, type RunningCertgate } from '../helpers/certgate.js';
+import { metricValue, startTestCertgate, type RunningCertgate } from '../helpers/certgate.js';
+import { waitFor } from '../helpers/wait.js';
 import { mtlsRequest, rawTlsExchange, type ClientCreds } from '../helpers/client.js';
 import { listenWhoami } from '../../dist/whoami.js';
 import { WS_GUID, WsTestClient, clientFrame } from '../helpers/websocket.js';
@@ -132,6 +133,16 @@ test('websocket: a verified client forging X-Client-Cert-Subject on the Upgrade 
     assert.equal(close.opcode, 0x8);
     assert.equal(close.payload.readUInt16BE(0), 1000);
     await c.closedPromise;
+
+    // The tunnel is one request: its access line (status 101, bytes both ways) and metrics when it ends;
+    // the upstream saw the same X-Request-Id.
+    const line = await waitFor(() => gate.logs.find('request').find((l) => l.path === '/chat?room=1' && l.status === 101), 'the tunnel\'s access line');
+    assert.equal(line.route, 'ws');
+    assert.equal(line.upgrade, 'websocket');
+    assert.equal(line.client_subject, 'CN=svc-a,OU=payments');
+    assert.ok((line.bytes_in as number) > 300 && (line.bytes_out as number) > 300, JSON.stringify(line));
+    assert.deepEqual(raw('x-request-id'), [line.request_id]);
+    assert.equal(metricValue(await gate.metricsText(), 'certgate_http_requests_total', { route: 'ws', method: 'GET', code: '101' }), 1);
   } finally {
     c.socket.destroy();
   }
@@ -162,6 +173,8 @@ test('websocket: an Upgrade with an expired certificate → 400 client_certifica
   assert.equal(body.reason, 'expired');
   await sentinel();
   assert.equal(upgradesSeen, upgradesBefore, 'the upstream saw no upgrade');
+  // A refused upgrade is a request too: one access line with certgate's answer.
+  await waitFor(() => gate.logs.find('request').find((l) => l.status === 400 && l.upgrade === 'websocket' && l.error === 'client_certificate_invalid'), 'the refused upgrade\'s access line');
 });
 
 test('h2c upgrade smuggling: Upgrade: h2c from a verified client is not tunnelled to the upstream', T, async () => {
