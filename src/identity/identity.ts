@@ -125,16 +125,25 @@ function linkedIntermediates(leaf: DetailedPeerCertificate): Buffer[] {
   return out;
 }
 
+/**
+ * Whether this Node lets a handler read the certificates the client sent. 20.20 and 22.23 do (through
+ * getPeerX509Certificate's issuer links); 24.21 reads the peer certificate itself during the handshake,
+ * which empties that chain before any handler runs (nodejs/node#65579), and getPeerCertificate(true) no
+ * longer shows it either. test/unit/identity.test.ts checks this flag against the running Node.
+ */
+export const SENT_CHAIN_EXPOSED = Number(process.versions.node.split('.')[0]) < 24;
+
 const sentChains = new WeakMap<TLSSocket, readonly Buffer[]>();
 
 /**
  * The certificates the client itself sent after its leaf, in TLS order, for re-verifying a live
  * connection after a trust change (would its handshake still succeed?). Only getPeerX509Certificate
  * tells sent from store-completed certificates, and it leaks (see identityOf), so this is read on
- * that rare path only, once per connection. Node 24.21 consumes the sent chain during the handshake:
- * there this is empty and the re-check says so ("inconclusive" unless client_ca alone decides).
+ * that rare path only, once per connection. undefined where Node does not tell (SENT_CHAIN_EXPOSED):
+ * the re-check then decides from client_ca alone, or says it cannot ("inconclusive" → 421).
  */
-export function sentChainOf(socket: TLSSocket): readonly Buffer[] {
+export function sentChainOf(socket: TLSSocket): readonly Buffer[] | undefined {
+  if (!SENT_CHAIN_EXPOSED) return undefined;
   let sent = sentChains.get(socket);
   if (sent === undefined) {
     const leaf = socket.getPeerX509Certificate();

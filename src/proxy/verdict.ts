@@ -29,9 +29,15 @@ export interface TrustCheck {
   atHandshake(identity: ClientIdentity, chain: () => readonly Buffer[], now: number): { readonly status: 'ok' | 'revoked' | 'crl_expired'; readonly basis: HandshakeBasis };
   /**
    * For a connection verified under an older generation: trust path and revocation, no handshake.
-   * `sent` gives the intermediates the client itself sent (sentChainOf).
+   * `chains` gives the intermediates the client itself sent (sentChainOf; undefined where Node does not
+   * tell) and those OpenSSL validated the handshake with (sent ones and client_ca's, identityOf's chain).
    */
-  recheck(identity: ClientIdentity, sent: () => readonly Buffer[], basis: HandshakeBasis, now: number): RecheckOutcome;
+  recheck(identity: ClientIdentity, chains: PeerChains, basis: HandshakeBasis, now: number): RecheckOutcome;
+}
+
+export interface PeerChains {
+  sent(): readonly Buffer[] | undefined;
+  validated(): readonly Buffer[];
 }
 
 export type ConnectionVerdict =
@@ -85,7 +91,8 @@ export function connectionVerdict(socket: TLSSocket, ctx: VerdictContext, now = 
   }
   const generation = ctx.trust.generation(now);
   if (v.generation === generation) return v;
-  v = recheck(v.identity, v.basis, ctx.trust.recheck(v.identity, () => sentChainOf(socket), v.basis, now), generation);
+  const chains: PeerChains = { sent: () => sentChainOf(socket), validated: () => identityOf(socket, true)?.chain ?? [] };
+  v = recheck(v.identity, v.basis, ctx.trust.recheck(v.identity, chains, v.basis, now), generation);
   verdicts.set(socket, v);
   return v;
 }

@@ -71,21 +71,23 @@ export function createTrustCheck(tls: TlsConfig, state: () => TrustState): Trust
       memo.set(identity.fingerprint, { generation: gen, status });
       return { status, basis };
     },
-    recheck(identity, sentChain, basisValue, now): RecheckOutcome {
+    recheck(identity, chains, basisValue, now): RecheckOutcome {
       const { material } = state();
-      const then = (basisValue as Basis).material;
       const leaf = x509(identity.der);
-      // Exactly what the client sent (Node 20/22). An empty chain whose leaf issuer was not in client_ca at
-      // the handshake means Node did not expose it (Node 24): the path cannot be rebuilt without a
-      // handshake ("inconclusive" → 421).
-      const sentDer = sentChain();
-      const sent = sentDer.map(x509);
-      const chainKnown = sent.length > 0 || then.clientCas.some((ca) => leaf.checkIssued(ca));
-      let path = reverifyTrust(leaf, sent, material.clientCas, now);
-      if (path === 'inconclusive' && chainKnown) path = 'unknown_ca';
+      // Exactly what the client sent (Node 20/22): no path with it → unknown_ca. Where Node does not tell
+      // (24): a path from client_ca alone decides; else, if even the intermediates OpenSSL validated with
+      // (sent or from client_ca) reach no anchor now → unknown_ca; if they do, whether the client sent
+      // them only a handshake can tell ("inconclusive" → 421, reconnect).
+      const sentDer = chains.sent();
+      let path = reverifyTrust(leaf, (sentDer ?? []).map(x509), material.clientCas, now);
+      if (path === 'inconclusive' && sentDer !== undefined) path = 'unknown_ca';
+      if (path === 'inconclusive' && sentDer === undefined) {
+        const assumingSent = reverifyTrust(leaf, chains.validated().map(x509), material.clientCas, now);
+        path = assumingSent === 'inconclusive' ? 'unknown_ca' : assumingSent === 'ok' ? 'inconclusive' : assumingSent;
+      }
       if (path !== 'ok') return path;
       // The revocation walk takes intermediates from client_ca first, then from what the client sent.
-      return revocation(material, leaf, () => sentDer, now);
+      return revocation(material, leaf, () => sentDer ?? chains.validated(), now);
     },
   };
 }

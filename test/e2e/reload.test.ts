@@ -35,6 +35,7 @@ import { collectJsonLines } from '../helpers/logs.js';
 import { startTestCertgate, startRecordingUpstream, metricValue, type RunningCertgate, type RecordingUpstream } from '../helpers/certgate.js';
 import { waitFor } from '../helpers/wait.js';
 import { createCrl, crlToPem, importSigningKey, parseCert } from '../../dist/pki/x509.js';
+import { SENT_CHAIN_EXPOSED } from '../../dist/identity/identity.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = path.join(REPO, 'dist', 'cli.js');
@@ -636,12 +637,23 @@ describe('client_ca changes: new handshakes and established keep-alive connectio
 
     const a2 = await send(ws.gate.url, pki.clients.good, { agent: leafOnly, leafOnly: true, path: '/root/leaf-2' });
     assert.ok(a2.reusedSocket && a2.localPort === a1.localPort, 'the leaf-only request went over its established connection');
-    await assertRefusedWith(a2, 'unknown_ca', 'the established connection of a leaf-only client whose intermediate left client_ca', true);
     const b2 = await send(ws.gate.url, pki.clients.good, { agent: withChain, path: '/root/chain-2' });
     assert.ok(b2.reusedSocket && b2.localPort === b1.localPort, 'the chain-sending request went over its established connection');
-    assert.equal(b2.status, 200, `PRODUCT BUG: the established connection of a client that sent its intermediate, and is still trusted ` +
-      `under the root-only client_ca (a new connection of it is accepted, above), must keep working; got ${b2.status} ` +
-      `connection: ${String(b2.headers.connection)} ${b2.body}`);
+    if (!SENT_CHAIN_EXPOSED) {
+      // This Node hides what the client sent: neither connection can be re-verified without a handshake.
+      // Both are told to reconnect (421); on the new connection OpenSSL decides (above: leaf-only refused).
+      t.diagnostic(`Node ${process.version} hides the sent chain: established connections get 421`);
+      for (const r of [a2, b2]) {
+        assert.equal(r.status, 421, r.body);
+        assert.equal(r.json().error, 'reauthentication_required');
+        assert.equal(r.headers.connection, 'close');
+      }
+    } else {
+      await assertRefusedWith(a2, 'unknown_ca', 'the established connection of a leaf-only client whose intermediate left client_ca', true);
+      assert.equal(b2.status, 200, `PRODUCT BUG: the established connection of a client that sent its intermediate, and is still trusted ` +
+        `under the root-only client_ca (a new connection of it is accepted, above), must keep working; got ${b2.status} ` +
+        `connection: ${String(b2.headers.connection)} ${b2.body}`);
+    }
 
     fs.writeFileSync(ws.clientCa, pki.clientCa.pem);
     await waitFor(async () => (await send(ws.gate.url, pki.clients.good, { leafOnly: true, path: '/root/restored' })).status === 200,
