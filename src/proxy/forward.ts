@@ -1,8 +1,12 @@
 /**
- * The hop to the upstream, one keep-alive agent per route, and the one place that picks the engine:
- * - web(): hop.ts, a hand-written node:http(s) client hop (issue #4): measured, about a third less certgate
- *   CPU per request than http-proxy-3's web() (GET 211 → 134 µs, 4 KiB POST 215 → 151 µs; hop.ts);
- * - ws(): http-proxy-3, which keeps the Upgrade handshake, socket splicing and its edge cases.
+ * The hop to the upstream, and the one place that picks the engine (issue #4):
+ * - web(): hop.ts on an undici Pool per route (created here): measured, 0.5–0.6 of the node:http hop's
+ *   CPU per request (the bare hops in /tmp/hopbench: GET 123 → 61 µs, 4 KiB POST 153 → 80 µs; certgate
+ *   as a whole: GET 154 → 92 µs, POST 179 → 103 µs; hop.ts has the details);
+ * - ws(): http-proxy-3 over a keep-alive http(s).Agent per route, which keeps the Upgrade handshake,
+ *   socket splicing and their edge cases.
+ * Both verify an https upstream the same way: upstream_ca (else Node's CAs), against the URL's host name
+ * (SNI too; none for an IP), never against the client's Host header.
  * Headers are already final on req.headers when web() or ws() is called (handler.ts).
  */
 import http from 'node:http';
@@ -10,11 +14,35 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { createProxyServer } from 'http-proxy-3';
+import type { Dispatcher, Pool as UndiciPool, buildConnector as UndiciBuildConnector } from 'undici';
 import type { RouteConfig } from '../config/types.js';
 import { CertgateError } from '../errors.js';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-error.js';
-import { createHop, hopTarget, type HopTarget } from './hop.js';
+import { createHop, hopTarget, upstreamHostname, type HopTarget } from './hop.js';
+
+// undici's own modules, not its index, which also loads fetch, WebSocket, EventSource, caches and mocks:
+// certgate starts ~50 ms sooner and ~5 MB smaller (Node 20). undici is pinned exactly; test/unit/hop.test.ts
+// checks these are what the index exports.
+const require = createRequire(import.meta.url);
+const Pool = require('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
+const buildConnector = require('undici/lib/core/connect.js') as typeof UndiciBuildConnector;
+const { kQueue, kPendingIdx } = require('undici/lib/core/symbols.js') as { kQueue: symbol; kPendingIdx: symbol };
+
+/**
+ * undici 7 (and 8, nodejs/undici#5845) puts a request aborted mid-response back in the queue when
+ * its connection closes, opens a new connection for it, and only then drops it: every upstream request
+ * hop.ts gives up (client gone, 504) would leave a fresh idle upstream connection behind. Drop aborted
+ * requests at the head of the queue on 'disconnect', which undici emits just before it looks for work.
+ */
+function onPoolDisconnect(_origin: URL, targets: readonly unknown[]): void {
+  const client = targets[1] as Record<symbol, unknown> | undefined;
+  const queue = client?.[kQueue] as ({ aborted: boolean } | null)[] | undefined;
+  if (client === undefined || queue === undefined) return;
+  const pending = client[kPendingIdx] as number;
+  while (queue[pending]?.aborted === true) queue.splice(pending, 1);
+}
 
 export type UpstreamErrorHandler = (
   err: NodeJS.ErrnoException, failure: UpstreamFailure, route: string, req: http.IncomingMessage, res: http.ServerResponse | Duplex,
@@ -30,7 +58,9 @@ export interface Forwarder {
 
 interface RouteTarget {
   readonly target: URL;
+  /** WebSocket upgrades (http-proxy-3). */
   readonly agent: http.Agent;
+  /** Everything else (hop.ts, on the route's undici Pool). */
   readonly hop: HopTarget;
 }
 
@@ -44,10 +74,14 @@ export async function createForwarder(
 ): Promise<Forwarder> {
   const targets = new Map<string, RouteTarget>();
   const agents: http.Agent[] = [];
+  const pools: Dispatcher[] = [];
   for (const route of routes) {
-    const agent = await agentFor(route);
+    const ca = await upstreamCa(route);
+    const agent = agentFor(route, ca);
+    const pool = poolFor(route, ca);
     agents.push(agent);
-    targets.set(route.name, { target: route.upstream, agent, hop: hopTarget(route, agent) });
+    pools.push(pool);
+    targets.set(route.name, { target: route.upstream, agent, hop: hopTarget(route, pool) });
   }
   const hop = createHop(onError, draining);
   // WebSocket/Upgrade only: http-proxy-3 opens the upstream upgrade and splices the two sockets.
@@ -76,22 +110,58 @@ export async function createForwarder(
     close() {
       proxy.close();
       for (const a of agents) a.destroy();
+      // Like agent.destroy(): connections closed now, requests still running fail (onError counts them).
+      for (const p of pools) p.destroy(null, ignore);
     },
   };
 }
 
-async function agentFor(route: RouteConfig): Promise<http.Agent> {
+function ignore(): void {}
+
+async function upstreamCa(route: RouteConfig): Promise<Buffer | undefined> {
+  if (route.upstream.protocol !== 'https:' || route.upstream_ca === undefined) return undefined;
+  try {
+    return await readFile(route.upstream_ca);
+  } catch (err) {
+    throw new CertgateError('CG_FILE_READ', `route ${route.name}: cannot read upstream_ca ${route.upstream_ca}`, { file: route.upstream_ca, cause: err });
+  }
+}
+
+/**
+ * The route's undici Pool for hop.ts: up to 256 connections (the agent's maxSockets), no pipelining,
+ * idle connections kept 30 s unless the upstream's Keep-Alive says less (undici keeps timeout=N minus
+ * 2 s). undici's headers timer is a backstop (hop.ts answers 504 at timeout_ms itself); its body timer
+ * cuts a response stalled for timeout_ms; connecting may take timeout_ms too (undici's default is 10 s).
+ */
+function poolFor(route: RouteConfig, ca: Buffer | undefined): Dispatcher {
+  const timeout = route.timeout_ms;
+  const options = {
+    connections: 256, pipelining: 1, keepAliveTimeout: 30_000,
+    headersTimeout: timeout, bodyTimeout: timeout, connectTimeout: timeout,
+  };
+  const origin = route.upstream.origin;
+  let pool: UndiciPool;
+  if (route.upstream.protocol !== 'https:') {
+    pool = new Pool(origin, options);
+  } else {
+    const hostname = upstreamHostname(route.upstream);
+    const sni = isIP(hostname) === 0 ? hostname : undefined;
+    const connector = buildConnector({ ...(ca !== undefined && { ca }), rejectUnauthorized: true, timeout });
+    pool = new Pool(origin, {
+      ...options,
+      // The servername undici hands the connector comes from the request (hop.ts sends the URL's host
+      // name); an IP gets none (RFC 6066), so Node verifies the certificate against the IP.
+      connect: (opts, callback) => connector({ ...opts, servername: sni }, callback),
+    });
+  }
+  pool.on('disconnect', onPoolDisconnect);
+  return pool;
+}
+
+function agentFor(route: RouteConfig, ca: Buffer | undefined): http.Agent {
   const common = { keepAlive: true, keepAliveMsecs: 1000, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' as const };
   if (route.upstream.protocol !== 'https:') return new http.Agent(common);
-  let ca: Buffer | undefined;
-  if (route.upstream_ca !== undefined) {
-    try {
-      ca = await readFile(route.upstream_ca);
-    } catch (err) {
-      throw new CertgateError('CG_FILE_READ', `route ${route.name}: cannot read upstream_ca ${route.upstream_ca}`, { file: route.upstream_ca, cause: err });
-    }
-  }
-  const hostname = route.upstream.hostname.replace(/^\[(.*)\]$/, '$1');
+  const hostname = upstreamHostname(route.upstream);
   // Verify the upstream against its URL's host name, not the client's Host header (which Node's https
   // agent would otherwise use for SNI and the identity check). Agent options override request options.
   return new https.Agent({ ...common, ...(ca !== undefined && { ca }), servername: isIP(hostname) ? '' : hostname, rejectUnauthorized: true });

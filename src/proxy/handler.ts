@@ -132,8 +132,9 @@ export function createHandlers(
     }
     const te = req.headers['transfer-encoding'];
     if (te !== undefined && req.headers['content-length'] === undefined && (req.method === 'DELETE' || req.method === 'OPTIONS')) {
-      // http-proxy (and hop.ts, which sends what it sent) gives a DELETE/OPTIONS without Content-Length a
-      // Content-Length: 0; a chunked body streamed after it would be a second request upstream (CVE-2026-29057).
+      // http-proxy gives a DELETE/OPTIONS without Content-Length a Content-Length: 0; a chunked body streamed
+      // after it is a second request upstream (CVE-2026-29057). hop.ts (undici) frames it correctly, but
+      // WebSocket/edge paths still run http-proxy, and a client has no reason to send this: refused.
       return { status: 411, close: true, route: route.name, body: { error: 'length_required', message: 'send a Content-Length with a body on DELETE/OPTIONS' } };
     }
     const declared = req.headers['content-length'];

@@ -1,108 +1,166 @@
 /**
- * The HTTP hop to the upstream (issue #4): one node:http(s) request per client request over the route's
- * keep-alive agent, and our own response relay. WebSocket/Upgrade requests stay on http-proxy-3
- * (forward.ts picks). Why not http-proxy-3 here too: per request it re-parses the URL (twice), copies the
- * headers, runs its pass pipeline and emits events nobody listens to; this hop does only what certgate
- * needs. Measured on 8 interleaved rounds of 4000 keep-alive mTLS requests to a local upstream, certgate's
- * CPU per request (median new/old): GET 0.62 (211 → 134 µs), POST 4 KiB 0.69 (215 → 151 µs).
+ * The HTTP hop to the upstream (issue #4): one undici `Pool` per route (forward.ts) driven by
+ * `dispatch()` with one handler object per request (Exchange, below), and our own response relay.
+ * WebSocket/Upgrade requests stay on http-proxy-3 (forward.ts picks).
  *
- * What reaches the upstream is what http-proxy-3 1.23 sent with certgate's options (prependPath,
- * changeOrigin false, xfwd false, our agent):
+ * Why undici: measured, it costs about half of node:http's client CPU per request. certgate's CPU per
+ * keep-alive mTLS request to a local upstream (medians of interleaved rounds):
+ * - /tmp/hopbench (6 rounds × 4 s, ab -k -c 32, nginx upstream, certgate's hop vs the same relay on
+ *   undici dispatch): GET 123 → 61 µs (0.52), POST 4 KiB 153 → 80 µs (0.54); tuning the http.Agent
+ *   (socket caps, fifo, noDelay) changed nothing measurable.
+ * - certgate itself, its build with the node:http hop vs this one (8 interleaved rounds × 4 s, ab -k -c 32,
+ *   nginx upstream, 2 cores): GET 154 → 92 µs (0.60), POST 4 KiB 179 → 103 µs (0.58), req/s × 1.5; with
+ *   access lines on, 0.56 and 0.57. The price: about 20 MB more RSS per process once requests flow
+ *   (undici's code and its wasm llhttp parser).
+ * (The node:http hop before it had replaced http-proxy-3's web(): GET 211 → 134 µs, POST 215 → 151 µs.)
+ *
+ * What reaches the upstream:
  * - path: the upstream URL's path and query joined with req.url by http-proxy-3's rules (outgoingPath());
- * - headers: req.headers as handler.ts left them (identity set, spoofs and hop-by-hop fields removed,
- *   `trailer` included), so the client's Host is kept; Node adds `Connection: keep-alive` (agent) unless
- *   handler.ts set `Connection: close` (chunked body); a DELETE/OPTIONS without Content-Length gets
- *   `Content-Length: 0` (http-proxy's deleteLength; a chunked one never gets here: handler.ts answers 411);
- * - the body is piped; a request that can carry none (no Transfer-Encoding, no or zero Content-Length)
- *   is ended at once instead, which puts the same bytes on the wire.
+ * - headers: req.headers as handler.ts left them (identity set, spoofs and hop-by-hop fields removed),
+ *   so the client's Host is kept. undici writes `host` and `connection` first, then the rest in order,
+ *   then the framing; `Connection: keep-alive`, or `close` for a chunked request body (handler.ts asks
+ *   for it: never reuse an upstream connection after a chunked body);
+ * - framing is undici's: a body the client declared with Content-Length goes with that length, a chunked
+ *   one goes chunked; a bodiless POST/PUT/PATCH says `Content-Length: 0`, a bodiless GET/HEAD/DELETE/
+ *   OPTIONS says nothing (RFC 9110 §8.6; http-proxy's `Content-Length: 0` on DELETE/OPTIONS guarded
+ *   against node:http's framing, which undici does not share). After a request with a body whose method
+ *   defines none (GET, DELETE, ...) undici does not reuse the connection. A Transfer-Encoding other than
+ *   plain `chunked` cannot be forwarded as sent: `gzip, chunked` → 501, a last coding other than chunked
+ *   → 400 (refuseTransferEncoding).
  *
- * Failures: every upstream error, the route timeout (504 while no response headers arrived), socket
- * inactivity past the timeout (cuts a stalled body), an unsolicited 101, and a response cut mid-body
- * reach onError at most once per request. A client that goes away destroys its upstream request.
+ * Failures: every upstream error, the route timeout (504 while no response headers arrived; our own
+ * timer, since undici's headers timer restarts on every 1xx), a response body stalled past the timeout
+ * (undici's bodyTimeout), an unsolicited 101, and a response cut mid-body reach onError at most once per
+ * request. A client that goes away, or a request certgate already answered (its 504, handler.ts's 413),
+ * aborts the upstream request and is not counted. A client that reads nothing of a streaming response
+ * for timeout_ms is cut (not counted: the upstream did nothing wrong).
  *
- * Per request: one Exchange object, one timer, no closures (listeners are module functions that find
- * their Exchange through a symbol), no regex compiled, no Set unless the upstream's Connection header
- * names an end-to-end field.
+ * Per request: one Exchange (the undici handler), its dispatch options, one timer (the route timeout,
+ * then the client-stall watchdog), no closures (listeners are module functions that find their Exchange
+ * through a symbol), no regex, no Set unless the upstream's Connection header names an end-to-end field.
  */
-import http from 'node:http';
-import https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Dispatcher } from 'undici';
 import type { RouteConfig } from '../config/types.js';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-error.js';
+import { sendError } from './respond.js';
 import type { UpstreamErrorHandler } from './forward.js';
 
 /** One route's upstream, prepared once. */
 export interface HopTarget {
   readonly route: string;
-  readonly agent: http.Agent;
+  /** The route's undici Pool (forward.ts). */
+  readonly dispatcher: Dispatcher;
   readonly timeoutMs: number;
-  readonly request: typeof http.request;
-  readonly hostname: string;
-  readonly port: number;
+  /**
+   * Sent with every request. Left out, undici derives each request's TLS servername from its Host header
+   * (the client's) and reconnects whenever it changes; forward.ts's connector sets the real SNI (the URL's
+   * host name, none for an IP) whatever this says.
+   */
+  readonly servername: string;
   /** The upstream URL's path as http-proxy-3 reads it (at least "/"), and its query without "?" ("" when none). */
   readonly basePath: string;
   readonly baseQuery: string;
 }
 
-export function hopTarget(route: RouteConfig, agent: http.Agent): HopTarget {
+export function hopTarget(route: RouteConfig, dispatcher: Dispatcher): HopTarget {
   const url = route.upstream;
-  const secure = url.protocol === 'https:';
   const base = requestPath(`${url.pathname}${url.search}`);
   const q = base.indexOf('?');
   return {
-    route: route.name, agent, timeoutMs: route.timeout_ms,
-    request: secure ? https.request : http.request,
-    // WHATWG keeps IPv6 brackets in hostname; getaddrinfo wants them off (Node adds them back to Host).
-    hostname: url.hostname.startsWith('[') && url.hostname.endsWith(']') ? url.hostname.slice(1, -1) : url.hostname,
-    port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
+    route: route.name, dispatcher, timeoutMs: route.timeout_ms, servername: upstreamHostname(url),
     basePath: q === -1 ? base : base.slice(0, q),
     baseQuery: q === -1 ? '' : base.slice(q + 1),
   };
 }
 
-export type Hop = (req: http.IncomingMessage, res: http.ServerResponse, target: HopTarget, clientWantsClose: boolean) => void;
+/** The URL's host name as sockets and TLS want it: WHATWG keeps IPv6 brackets in `hostname`. */
+export function upstreamHostname(url: URL): string {
+  const h = url.hostname;
+  return h.startsWith('[') && h.endsWith(']') ? h.slice(1, -1) : h;
+}
+
+export type Hop = (req: IncomingMessage, res: ServerResponse, target: HopTarget, clientWantsClose: boolean) => void;
+
+/** undici's dispatch options; `servername` is read by its Request but missing from its types. */
+interface HopDispatchOptions extends Dispatcher.DispatchOptions {
+  readonly servername: string;
+}
 
 export function createHop(onError: UpstreamErrorHandler, draining: () => boolean): Hop {
   const ctx: HopContext = { onError, draining };
   return (req, res, target, clientWantsClose) => {
+    const h = req.headers;
+    const te = h['transfer-encoding'];
+    if (te !== undefined && !(te.length === 7 && te.toLowerCase() === 'chunked')) {
+      refuseTransferEncoding(res, te);
+      return;
+    }
     const x = new Exchange(ctx, req, res, target, clientWantsClose);
-    // timeout_ms without response headers: answer 504 ourselves (socket inactivity, below, only fires on
-    // an idle socket and would report a plain "socket hang up").
-    x.timer = setTimeout(onRouteTimeout, target.timeoutMs, x);
-    x.timer.unref();
     (res as Carrier)[HOP] = x;
     res.on('close', onClientResponseClose);
-    const h = req.headers;
-    if ((req.method === 'DELETE' || req.method === 'OPTIONS') && !h['content-length']) {
-      h['content-length'] = '0';
-      delete h['transfer-encoding'];
-    }
-    let upstreamReq: http.ClientRequest;
+    x.timer = setTimeout(onTimer, target.timeoutMs, x);
+    x.timer.unref();
+    let path: string;
     try {
-      upstreamReq = target.request({
-        hostname: target.hostname, port: target.port, method: req.method, path: outgoingPath(target, req.url ?? '/'),
-        headers: h, agent: target.agent,
-        // Socket inactivity: a stalled upstream (before or during its body) is destroyed (onInactive).
-        timeout: target.timeoutMs + 1,
-      });
+      path = outgoingPath(target, req.url ?? '/');
     } catch (err) {
-      // Node refused to build the request (a header or path it will not send): nothing left the process.
+      // A target the WHATWG parser refuses (http-proxy-3 failed on it too): nothing left the process.
       x.fail(err as NodeJS.ErrnoException, classifyUpstreamError(err as NodeJS.ErrnoException, false));
       return;
     }
-    x.upstreamReq = upstreamReq;
-    (upstreamReq as Carrier)[HOP] = x;
-    (req as Carrier)[HOP] = x;
-    upstreamReq.on('error', onHopError);
-    req.on('error', onHopError);
-    upstreamReq.on('timeout', onInactive);
-    upstreamReq.on('upgrade', onUnsolicitedUpgrade);
-    upstreamReq.on('response', onUpstreamResponse);
-    // After deleteLength above: a chunked DELETE/OPTIONS (handler.ts answers those 411) would go out as
-    // Content-Length: 0 without its body, never with it (CVE-2026-29057's second request).
     const cl = h['content-length'];
-    if (h['transfer-encoding'] === undefined && (cl === undefined || cl === '0')) upstreamReq.end();
-    else req.pipe(upstreamReq);
+    const withBody = te !== undefined || (cl !== undefined && cl !== '0');
+    let reset: boolean | undefined;
+    if (te !== undefined) {
+      // Hop-by-hop, and undici rejects it: it frames the body itself. handler.ts's `Connection: close`
+      // (undici reads it as reset) closes the upstream connection after this request; so does this.
+      h['transfer-encoding'] = undefined;
+      reset = true;
+    } else if (!withBody && req.method === 'HEAD') {
+      // undici closes the connection after every HEAD by default (for servers that send a body anyway);
+      // node:http did not, and its parser, like undici's, knows a HEAD response has none.
+      reset = false;
+    }
+    let body: HopDispatchOptions['body'] = null;
+    if (withBody) {
+      x.streamsBody = true;
+      // handler.ts's byte counter put req in flowing mode: hold the body until undici reads it (it resumes
+      // req then), or chunks would reach the counter only.
+      req.pause();
+      if (te === undefined) {
+        // The stream itself, undici's fast path. undici destroys a body stream it is done with, and first
+        // sets an IncomingMessage's socket to null (so that this does not close the client connection);
+        // certgate reads req.socket later (observe.ts's access line, handler.ts's 413). Marked destroyed,
+        // undici leaves req alone: Node destroys it after 'end', a body left unread is drained on close.
+        (req as unknown as Record<symbol, boolean>)[STREAM_DESTROYED] = true;
+        body = req;
+      } else {
+        // Chunked: as an iterator undici cannot measure, so the body goes chunked whatever has arrived (a
+        // stream that had ended would go with its Content-Length: framing decided by packet timing).
+        // Never destroys req; undici never destroys an iterator.
+        body = req.iterator({ destroyOnReturn: false }) as unknown as HopDispatchOptions['body']; // undici's types omit iterables
+      }
+    }
+    const opts: HopDispatchOptions = { path, method: req.method ?? 'GET', headers: h, body, reset, servername: target.servername };
+    target.dispatcher.dispatch(opts, x);
   };
+}
+
+/**
+ * undici frames request bodies itself and refuses a Transfer-Encoding header. RFC 9112 §6.3: a request
+ * whose last coding is not chunked has no knowable length (400, close); §6.1: other codings before it
+ * (`gzip, chunked`) are ones certgate cannot forward (501): sent as plain chunked, the upstream would
+ * read a body that is not the one the client meant.
+ */
+function refuseTransferEncoding(res: ServerResponse, te: string): void {
+  const last = te.slice(te.lastIndexOf(',') + 1).trim().toLowerCase();
+  if (last !== 'chunked') {
+    sendError(res, 400, { error: 'bad_request', reason: 'transfer_encoding', message: 'the last transfer coding of a request must be chunked' }, { close: true });
+  } else {
+    sendError(res, 501, { error: 'not_implemented', reason: 'transfer_coding', message: 'certgate forwards Transfer-Encoding: chunked request bodies only' }, { close: true });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -110,10 +168,11 @@ export function createHop(onError: UpstreamErrorHandler, draining: () => boolean
 
 /**
  * Characters, sequences and shapes that make http-proxy-3's `new URL()` pass change req.url: percent-
- * encoding (controls, space, non-ASCII, " # ' < > ` { }), `\` read as `/`, dot-segments (`/.`, `%2e`),
- * an empty query (`/x?` → `/x`). Conservative: a match only means "take the exact slow path".
+ * encoding (controls, space, non-ASCII, " # ' < > ` { }, and `^` in a path since Node 24's URL parser),
+ * `\` read as `/`, dot-segments (`/.`, `%2e`), an empty query (`/x?` → `/x`). Conservative: a match only
+ * means "take the exact slow path" (the running Node's own parser, as http-proxy-3 would use).
  */
-const URL_PARSER_CHANGES = /[^\x21-\x7e]|["#'<>\\`{}]|\/\.|%2e|\?$/i;
+const URL_PARSER_CHANGES = /[^\x21-\x7e]|["#'<>\\`{}^]|\/\.|%2e|\?$/i;
 
 /**
  * The upstream request-target: http-proxy-3's `urlJoin(getPath(upstream path+query), getPath(req.url))`
@@ -156,23 +215,54 @@ interface HopContext {
 
 const HOP = Symbol('certgate.hop');
 type Carrier = { [HOP]?: Exchange };
+/** Node's and undici's shared "this stream is destroyed" mark (undici's util.isDestroyed reads it). */
+const STREAM_DESTROYED = Symbol.for('nodejs.stream.destroyed');
 
-class Exchange {
-  upstreamReq: http.ClientRequest | undefined = undefined;
+/** certgate gave the upstream request up (client gone, answered already, client stalled): never counted. */
+const GIVEN_UP: Error = Object.assign(new Error('certgate gave up the upstream request'), { code: 'CERTGATE_GIVEN_UP' });
+
+/** RFC 9110 §7.6.1 response fields that describe the upstream hop, not ours. */
+const RESPONSE_HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'transfer-encoding',
+]);
+/** Bit n set: some RESPONSE_HOP_BY_HOP name has n characters (2, 7, 10, 16, 17, 18); others skip toLowerCase. */
+const HOP_BY_HOP_LENGTHS = (1 << 2) | (1 << 7) | (1 << 10) | (1 << 16) | (1 << 17) | (1 << 18);
+
+/**
+ * One request's exchange, and its undici handler (the "legacy" callbacks undici 7's core calls directly;
+ * the controller API would wrap every request in two more objects and parse the headers into an object).
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  /** undici's abort for this request, once it is on a connection. */
+  abortUpstream: ((err?: Error) => void) | null = null;
+  /** undici's parser resume, after onData returned false. */
+  resumeUpstream: (() => void) | null = null;
   timer: NodeJS.Timeout | undefined = undefined;
-  /** The route timeout fired: errors and cuts from now on count as timeouts. */
-  timedOut = false;
+  /** Response headers relayed: a failure from now on cuts the client's stream. */
+  relaying = false;
+  /** The upstream request ended: completed, failed, or given up. */
+  done = false;
+  /** certgate gave the upstream request up; its errors are ours, not counted. */
+  givenUp = false;
   reported = false;
-  cut = false;
+  /** res.write() returned false: undici's parser is paused until 'drain'. */
+  waiting = false;
+  listeningDrain = false;
+  /** req is the request body undici streams (paused until it does). */
+  streamsBody = false;
+  /** The client connection (IncomingMessage.socket, kept: Node may detach it from res). */
+  readonly socket: Socket;
 
   constructor(
     readonly ctx: HopContext,
-    readonly req: http.IncomingMessage,
-    readonly res: http.ServerResponse,
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
     readonly target: HopTarget,
     /** The client asked to close the connection after the response (its Connection header is stripped). */
     readonly closeAfter: boolean,
-  ) {}
+  ) {
+    this.socket = req.socket;
+  }
 
   /** onError, once per request. */
   fail(err: NodeJS.ErrnoException, failure: UpstreamFailure): void {
@@ -180,115 +270,179 @@ class Exchange {
     this.reported = true;
     this.ctx.onError(err, failure, this.target.route, this.req, this.res);
   }
-}
 
-/** upstreamReq or req 'error' (http-proxy's createErrorHandler). */
-function onHopError(this: Carrier, err: NodeJS.ErrnoException): void {
-  const x = this[HOP]!;
-  if (x.req.socket.destroyed && err.code === 'ECONNRESET') {
-    // The client is gone (or the upstream request was destroyed because it went): not an upstream fault.
-    x.upstreamReq!.destroy();
-    return;
+  /** Stop the upstream request (nothing is counted for it from now on). */
+  giveUp(): void {
+    if (this.done || this.givenUp) return;
+    this.givenUp = true;
+    // Not on a connection yet (queued in the pool): onConnect refuses it when its turn comes.
+    this.abortUpstream?.(GIVEN_UP);
   }
-  x.fail(err, classifyUpstreamError(err, x.timedOut));
+
+  onConnect(abort: (err?: Error) => void): void {
+    // Thrown here (before anything is written) undici fails the request and keeps the connection; its
+    // abort() would destroy the connection too.
+    if (this.givenUp) throw GIVEN_UP;
+    this.abortUpstream = abort;
+  }
+
+  onHeaders(statusCode: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
+    // 1xx (102, 103): ours to skip, as node:http did. undici itself fails a 100 (never asked for) and a 101.
+    if (statusCode < 200) return true;
+    const res = this.res;
+    if (this.givenUp || res.headersSent || res.destroyed) {
+      // Answered already (our 504, handler.ts's 413) or the client left: this response has nowhere to go.
+      this.giveUp();
+      return false;
+    }
+    this.relaying = true;
+    this.resumeUpstream = resume;
+    // Node alone decides whether the client connection stays open (HTTP/1.0 keep-alive, max requests per
+    // connection): never set keep-alive by hand, only close.
+    if (this.closeAfter || this.ctx.draining()) res.shouldKeepAlive = false;
+    res.statusCode = statusCode;
+    if (statusText !== '') res.statusMessage = statusText;
+    let named: Set<string> | undefined;
+    for (let i = 0; i < raw.length; i += 2) {
+      if (isConnection(raw[i]!)) named = connectionNamed(raw[i + 1]!.toString('latin1'), named);
+    }
+    try {
+      // Appended in the upstream's order, case and duplicates (Set-Cookie); its hop-by-hop fields and the
+      // ones its Connection header names stay on its hop. Bytes as node:http read them (latin1).
+      for (let i = 0; i < raw.length; i += 2) {
+        const name = raw[i]!.toString('latin1');
+        const n = name.length;
+        if ((n < 32 && ((HOP_BY_HOP_LENGTHS >>> n) & 1) === 1) || named !== undefined) {
+          const lower = name.toLowerCase();
+          if (RESPONSE_HOP_BY_HOP.has(lower) || named?.has(lower) === true) continue;
+        }
+        res.appendHeader(name, raw[i + 1]!.toString('latin1'));
+      }
+    } catch (err) {
+      // A field Node will not send (its parser and undici's accept the same bytes, so not expected):
+      // answer 502 without any of the upstream's fields (X-Request-Id back to observe.ts's own).
+      for (const name of res.getHeaderNames()) if (name !== 'x-request-id') res.removeHeader(name);
+      const id = res.getHeader('x-request-id');
+      if (Array.isArray(id)) res.setHeader('x-request-id', id[0]!);
+      res.statusMessage = '';
+      this.relaying = false;
+      this.fail(err as NodeJS.ErrnoException, { status: 502, kind: 'other' });
+      this.giveUp();
+      return false;
+    }
+    // observe.ts times the upstream and sets the client's X-Request-Id again (the upstream may have sent
+    // its own) on 'pipe', the event the relay's pipe() emitted before undici.
+    res.emit('pipe', this.req);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.res.write(chunk)) return true;
+    this.waiting = true;
+    if (!this.listeningDrain) {
+      this.listeningDrain = true;
+      this.res.on('drain', onClientDrain);
+    }
+    // The client must take the response within timeout_ms (undici's bodyTimeout sleeps while paused).
+    this.timer?.refresh();
+    return false;
+  }
+
+  onComplete(): void {
+    this.done = true;
+    clearTimeout(this.timer);
+    this.res.end();
+  }
+
+  onError(error: Error): void {
+    this.done = true;
+    if (this.givenUp) return;
+    const err = error as NodeJS.ErrnoException;
+    const res = this.res;
+    if (this.socket.destroyed) {
+      // The client went away (its request body errored, or the connection closed): not an upstream fault.
+      res.destroy();
+      return;
+    }
+    if (this.relaying) {
+      // The upstream's response ended before its last byte: cut the client's stream (a truncated body must
+      // never look complete) and count it once.
+      this.fail(err, err.code === 'UND_ERR_BODY_TIMEOUT' ? { status: 504, kind: 'timeout' } : { status: 502, kind: 'reset' });
+      res.destroy();
+      return;
+    }
+    if (err.code === 'UND_ERR_SOCKET' && err.message === 'bad upgrade') {
+      // A 101 to a request that asked for no upgrade.
+      this.fail(Object.assign(new Error('the upstream answered 101 to a request without Upgrade'), { code: 'ERR_UNSOLICITED_UPGRADE' }),
+        { status: 502, kind: 'other' });
+      return;
+    }
+    this.fail(err, classifyUpstreamError(err, false));
+  }
 }
 
-function onRouteTimeout(x: Exchange): void {
-  x.timedOut = true;
-  if (!x.res.headersSent) x.fail(Object.assign(new Error('upstream response timeout'), { code: 'ETIMEDOUT' }), { status: 504, kind: 'timeout' });
+/** The first timeout_ms: no response headers → 504. Later (re-armed by onData): the client stopped reading. */
+function onTimer(x: Exchange): void {
+  if (x.done) return;
+  if (!x.relaying) {
+    if (!x.res.headersSent) {
+      x.fail(Object.assign(new Error('upstream response timeout'), { code: 'ETIMEDOUT' }), { status: 504, kind: 'timeout' });
+    }
+    x.giveUp();
+  } else if (x.waiting) {
+    // Nothing of the response taken for timeout_ms: free the upstream connection, cut the client.
+    x.giveUp();
+    x.res.destroy();
+  }
 }
 
-function onInactive(this: http.ClientRequest): void {
-  this.destroy();
+function onClientDrain(this: Carrier & ServerResponse): void {
+  const x = this[HOP]!;
+  if (!x.waiting || x.done) return;
+  x.waiting = false;
+  x.resumeUpstream?.();
 }
 
-/**
- * An upstream answering 101 to a request that asked for no upgrade: Node's client would wait forever
- * (it sets req.res, then finds no 'upgrade' listener). Fail it now, as a 502.
- */
-function onUnsolicitedUpgrade(this: Carrier, _upstreamRes: http.IncomingMessage, socket: import('node:stream').Duplex): void {
-  socket.destroy();
-  const err = Object.assign(new Error('the upstream answered 101 to a request without Upgrade'), { code: 'ERR_UNSOLICITED_UPGRADE' });
-  this[HOP]!.fail(err, { status: 502, kind: 'other' });
-}
-
-function onClientResponseClose(this: Carrier & http.ServerResponse): void {
+function onClientResponseClose(this: Carrier & ServerResponse): void {
   const x = this[HOP]!;
   clearTimeout(x.timer);
-  // Closed before our response was complete: the client left (or we cut it); stop the upstream request.
-  if (!this.writableFinished) x.upstreamReq?.destroy();
+  // Closed before the upstream's response was relayed whole: the client left, or certgate answered (its
+  // 504, handler.ts's 413), or cut the stream. Stop the upstream request.
+  if (!x.done) x.giveUp();
+  // A request body undici did not take whole (the upstream answered early, failed, or was given up): read
+  // and drop the rest so the client connection can serve its next request, as Node does for a request
+  // nobody read. After undici let go of it (its socket's 'error'/'close' come first).
+  if (x.streamsBody && !x.req.readableEnded && !x.req.destroyed) setImmediate(drainRequestBody, x.req);
+}
+
+function drainRequestBody(req: IncomingMessage): void {
+  if (!req.readableEnded && !req.destroyed) req.resume();
 }
 
 // ---------------------------------------------------------------------------------------------------
-// the response
+// the response's hop-by-hop fields
 
-/** RFC 9110 §7.6.1 response fields that describe the upstream hop, not ours. */
-const RESPONSE_HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'transfer-encoding',
-]);
+const CONNECTION = 'connection';
+
+/** `name` (a raw header name) is Connection, any case, without making a string of it. */
+function isConnection(name: Buffer): boolean {
+  if (name.length !== 10) return false;
+  for (let i = 0; i < 10; i++) if ((name[i]! | 0x20) !== CONNECTION.charCodeAt(i)) return false;
+  return true;
+}
 
 /**
- * The other fields the upstream's Connection header names, but never Content-Length/-Type (undefined
- * when there are none: the usual `keep-alive`, so no Set per response).
+ * Adds the fields a Connection header value names to `named`, but never Content-Length/-Type or the
+ * hop-by-hop ones (undefined for the usual `keep-alive` or `close`: no Set per response).
  */
-function connectionNamed(connection: string): Set<string> | undefined {
-  let named: Set<string> | undefined;
+function connectionNamed(connection: string, named: Set<string> | undefined): Set<string> | undefined {
+  const n = connection.length;
+  if (n === 10 && connection.toLowerCase() === 'keep-alive') return named;
+  if (n === 5 && connection.toLowerCase() === 'close') return named;
   for (const token of connection.split(',')) {
     const name = token.trim().toLowerCase();
-    if (name === 'content-length' || name === 'content-type' || RESPONSE_HOP_BY_HOP.has(name)) continue;
+    if (name === '' || name === 'close' || name === 'content-length' || name === 'content-type' || RESPONSE_HOP_BY_HOP.has(name)) continue;
     (named ??= new Set()).add(name);
   }
   return named;
-}
-
-/**
- * Writes the upstream's response ourselves, so that:
- * - the upstream's hop-by-hop fields (its keep-alive timeout, any field its Connection header names) never
- *   reach the client;
- * - Node alone decides whether the client connection stays open (HTTP/1.0 keep-alive, max requests per
- *   connection, shutdown) — setting `Connection: keep-alive` by hand would override that decision;
- * - an upstream that dies mid-body cuts the client's stream, so a truncated body is never mistaken for a
- *   complete one (a plain pipe would leave the client waiting).
- * The upstream's fields are appended (an X-Request-Id of its own does not replace ours; observe.ts sets
- * ours again on 'pipe').
- */
-function onUpstreamResponse(this: Carrier & http.ClientRequest, upstreamRes: http.IncomingMessage): void {
-  const x = this[HOP]!;
-  const res = x.res;
-  if (res.headersSent) {
-    // Answered already (our 504, or handler.ts's 413): this response has nowhere to go.
-    this.destroy();
-    return;
-  }
-  const connection = upstreamRes.headers.connection;
-  const named = typeof connection === 'string' ? connectionNamed(connection) : undefined;
-  if (x.closeAfter || x.ctx.draining()) res.shouldKeepAlive = false;
-  res.statusCode = upstreamRes.statusCode ?? 502;
-  if (upstreamRes.statusMessage) res.statusMessage = upstreamRes.statusMessage;
-  const raw = upstreamRes.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    const lower = name.toLowerCase();
-    if (!RESPONSE_HOP_BY_HOP.has(lower) && (named === undefined || !named.has(lower))) res.appendHeader(name, raw[i + 1]!);
-  }
-  (upstreamRes as Carrier)[HOP] = x;
-  upstreamRes.on('aborted', onResponseCut);
-  upstreamRes.on('error', onResponseCut);
-  upstreamRes.on('close', onResponseCut);
-  upstreamRes.pipe(res);
-}
-
-/** The upstream's response ended before its last byte: cut the client's stream and count it once. */
-function onResponseCut(this: Carrier & http.IncomingMessage): void {
-  const x = this[HOP]!;
-  if (x.cut || this.complete) return;
-  x.cut = true;
-  // Stalled past the route's timeout (the inactivity timeout destroyed it), or the upstream went away.
-  const kind = x.timedOut ? 'timeout' : 'reset';
-  const res = x.res;
-  if (!(res.destroyed && x.req.socket.destroyed)) { // else the client left first: not an upstream fault
-    const err = Object.assign(new Error(`upstream response cut (${kind})`), { code: kind === 'timeout' ? 'ETIMEDOUT' : 'ECONNRESET' });
-    x.fail(err, { status: kind === 'timeout' ? 504 : 502, kind });
-  }
-  res.destroy();
 }

@@ -12,12 +12,16 @@ export interface UpstreamFailure {
 const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH|ERR_OSSL_)/;
 
 /**
+ * Codes from node:net/tls (connecting, both engines), http-proxy-3's node:http client (WebSocket
+ * upgrades) and undici (UND_ERR_*, HPE_* from its parser; hop.ts).
  * @param timedOut true when certgate's own upstream timer fired (a destroyed upstream request reports a
  *   plain ECONNRESET "socket hang up", so the code alone cannot tell a timeout from a reset).
  */
 export function classifyUpstreamError(err: NodeJS.ErrnoException, timedOut: boolean): UpstreamFailure {
-  if (timedOut || err.code === 'ETIMEDOUT') return { status: 504, kind: 'timeout' };
   const code = err.code ?? '';
+  if (timedOut || code === 'ETIMEDOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return { status: 504, kind: 'timeout' };
+  }
   if (code === 'ECONNREFUSED') return { status: 502, kind: 'refused' };
   if (code === 'ECONNRESET' || code === 'EPIPE' || code === 'ECONNABORTED' || code === 'UND_ERR_SOCKET') {
     return { status: 502, kind: 'reset' };

@@ -7,9 +7,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import http from 'node:http';
-import https from 'node:https';
 import fc from 'fast-check';
+import type { Dispatcher } from 'undici';
 import { hopTarget, outgoingPath } from '../../dist/proxy/hop.js';
 import type { RouteConfig } from '../../dist/config/types.js';
 
@@ -22,9 +21,12 @@ function httpProxyPath(upstream: string, url: string): string {
   return setupOutgoing({}, { target: new URL(upstream), prependPath: true, agent: {} }, { url, method: 'GET', headers: {}, httpVersionMajor: 1 }).path;
 }
 
+/** hopTarget only keeps the dispatcher (forward.ts's undici Pool); these tests never dispatch. */
+const NO_DISPATCHER = {} as Dispatcher;
+
 function ours(upstream: string, url: string): string {
   const route = { name: 'r', upstream: new URL(upstream), timeout_ms: 1000 } as unknown as RouteConfig;
-  return outgoingPath(hopTarget(route, new http.Agent()), url);
+  return outgoingPath(hopTarget(route, NO_DISPATCHER), url);
 }
 
 /** Both outcomes, a thrown error included, as comparable text. */
@@ -51,7 +53,8 @@ describe('hop: the upstream request-target is the one http-proxy-3 built', () =>
     ['http://h:1/base?k=v', '/x?b=2&a=1', '/base/x?k=v&b=2&a=1'],
     ['http://h:1/base?k=v', '/x', '/base/x?k=v'],
     ['http://h:1', '/x?b=%2F&a=1+2&&c=%zz;d', '/x?b=%2F&a=1+2&&c=%zz;d'], // query bytes kept
-    ['http://h:1', '/a;p=1/%7e/x|y^z', '/a;p=1/%7e/x|y^z'],
+    // `^` in a path: kept by Node 20/22's URL parser, encoded by Node 24's; http-proxy-3 followed the runtime
+    ['http://h:1', '/a;p=1/%7e/x|y^z', `/a;p=1/%7e/x|y${new URL('http://h/^').pathname.slice(1)}z`],
     // http-proxy-3 re-parses req.url with WHATWG URL: the same changes, on the slow path
     ['http://h:1/base', '/a/../b', '/base/b'],
     ['http://h:1', '/a/%2e%2E/b', '/b'],
@@ -77,11 +80,25 @@ describe('hop: the upstream request-target is the one http-proxy-3 built', () =>
     }), { seed: Number(process.env.FUZZ_SEED ?? 20261124), numRuns: Number(process.env.FUZZ_RUNS ?? 300) * 10 });
   });
 
-  it('the upstream host and port: IPv6 brackets off, default ports explicit', () => {
-    const t = (u: string) => hopTarget({ name: 'r', upstream: new URL(u), timeout_ms: 1 } as unknown as RouteConfig, new http.Agent());
-    assert.deepEqual([t('https://[::1]:8443/').hostname, t('https://[::1]:8443/').port], ['::1', 8443]);
-    assert.deepEqual([t('http://example.test').hostname, t('http://example.test').port], ['example.test', 80]);
-    assert.equal(t('https://example.test').port, 443);
-    assert.equal(t('https://example.test').request, https.request);
+  it('the servername sent with every request: the URL host name, IPv6 brackets off (forward.ts drops it for an IP)', () => {
+    const t = (u: string) => hopTarget({ name: 'r', upstream: new URL(u), timeout_ms: 1 } as unknown as RouteConfig, NO_DISPATCHER);
+    assert.equal(t('https://[::1]:8443/').servername, '::1');
+    assert.equal(t('https://Example.TEST/v1').servername, 'example.test');
+    assert.equal(t('http://127.0.0.1:3000').servername, '127.0.0.1');
+  });
+});
+
+describe('forward.ts loads undici by file, not through its index', () => {
+  it('the two modules it requires are the Pool and buildConnector that undici exports (fails when an upgrade moves them)', () => {
+    const undici = require('undici') as typeof import('undici');
+    assert.equal(require('undici/lib/dispatcher/pool.js'), undici.Pool);
+    assert.equal(require('undici/lib/core/connect.js'), undici.buildConnector);
+    // forward.ts's workaround for nodejs/undici#5845 reads a Client's queue through these (test/e2e/upstream-faults.test.ts,
+    // "an endless response ... its upstream connection is closed too", fails without it).
+    const symbols = require('undici/lib/core/symbols.js') as Record<string, unknown>;
+    assert.equal(typeof symbols.kQueue, 'symbol');
+    assert.equal(typeof symbols.kPendingIdx, 'symbol');
+    const spec = (require('../../package.json') as { dependencies: Record<string, string> }).dependencies.undici;
+    assert.match(spec ?? '', /^\d+\.\d+\.\d+$/, `package.json pins undici exactly (an upgrade is a deliberate step that re-runs this test), not ${spec}`);
   });
 });
