@@ -23,6 +23,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
@@ -41,9 +42,40 @@ import { createReloader } from '../tls/reloader.js';
 import { askWorkers, isToPrimary, type ToWorker } from './messages.js';
 import { sumCounters } from './merge.js';
 
-/** `workers: auto` = the cores this process may use. */
-export function workerCount(setting: Config['workers']): number {
-  return setting === 'auto' ? availableParallelism() : setting;
+/**
+ * `workers: auto` = the cores this process may use: the CPUs it may run on, capped by its cgroup's CPU
+ * quota (a Kubernetes `limits.cpu`), rounded up. availableParallelism() alone sees every core of the node:
+ * a pod limited to 1 CPU on a 64-core node would start 64 workers.
+ */
+export function workerCount(setting: Config['workers'], quota: number | undefined = cgroupCpuQuota()): number {
+  if (setting !== 'auto') return setting;
+  const cpus = availableParallelism();
+  return quota === undefined ? cpus : Math.max(1, Math.min(cpus, Math.ceil(quota)));
+}
+
+/** CPUs the cgroup (v2 `cpu.max`, else v1 `cpu.cfs_quota_us`/`cpu.cfs_period_us`) allows; undefined = no limit. */
+export function cgroupCpuQuota(read: (file: string) => string | undefined = readQuiet): number | undefined {
+  const v2 = read('/sys/fs/cgroup/cpu.max');
+  if (v2 !== undefined) return parseCpuMax(v2);
+  const quota = Number(read('/sys/fs/cgroup/cpu/cpu.cfs_quota_us'));
+  const period = Number(read('/sys/fs/cgroup/cpu/cpu.cfs_period_us'));
+  return quota > 0 && period > 0 ? quota / period : undefined;
+}
+
+/** cgroup v2 `cpu.max`: "max 100000" (no limit) or "150000 100000" (1.5 CPUs). */
+export function parseCpuMax(text: string): number | undefined {
+  const [quota, period] = text.trim().split(/\s+/);
+  const q = Number(quota);
+  const p = Number(period ?? 100000);
+  return quota === 'max' || !(q > 0) || !(p > 0) ? undefined : q / p;
+}
+
+function readQuiet(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 /** How long /metrics, /clients and the status page wait for a worker's answer. */

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { test } from 'node:test';
 import { sumCounters } from '../../dist/cluster/merge.js';
-import { workerCount } from '../../dist/cluster/primary.js';
+import { cgroupCpuQuota, parseCpuMax, workerCount } from '../../dist/cluster/primary.js';
 import { TICKET_ROTATION_MS, ticketKeys, untilNextRotation, useTicketSecret } from '../../dist/tls/context.js';
 import type { CounterSnapshot } from '../../dist/admin/status.js';
 import type { TlsMaterial } from '../../dist/tls/material.js';
@@ -47,7 +47,24 @@ test('ticket keys: same secret, trust and epoch → the same 48 bytes in every p
   assert.equal(untilNextRotation(t), TICKET_ROTATION_MS - 5);
 });
 
-test('workers: auto is the cores available; a number is taken as is', () => {
-  assert.equal(workerCount('auto'), availableParallelism());
-  assert.equal(workerCount(3), 3);
+test('workers: auto is the cores available, capped by the cgroup CPU quota (rounded up); a number is taken as is', () => {
+  const cpus = availableParallelism();
+  assert.equal(workerCount('auto', undefined), cpus);
+  assert.equal(workerCount('auto', 1), 1, 'a 1-CPU limit: one worker');
+  assert.equal(workerCount('auto', 0.1), 1, 'at least one');
+  assert.equal(workerCount('auto', 1.5), Math.min(cpus, 2));
+  assert.equal(workerCount('auto', 1000), cpus, 'never more than the CPUs it may run on');
+  assert.equal(workerCount(3, 1), 3, 'an explicit number is not capped');
+});
+
+test('cgroup CPU quota: v2 cpu.max, v1 cfs files, none', () => {
+  assert.equal(parseCpuMax('max 100000\n'), undefined);
+  assert.equal(parseCpuMax('150000 100000\n'), 1.5);
+  assert.equal(parseCpuMax('50000'), 0.5);
+  assert.equal(parseCpuMax('garbage'), undefined);
+  const files = (m: Record<string, string>) => (f: string): string | undefined => m[f];
+  assert.equal(cgroupCpuQuota(files({ '/sys/fs/cgroup/cpu.max': '200000 100000' })), 2);
+  assert.equal(cgroupCpuQuota(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '100000', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000' })), 1);
+  assert.equal(cgroupCpuQuota(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '-1', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000' })), undefined);
+  assert.equal(cgroupCpuQuota(files({})), undefined);
 });
