@@ -27,18 +27,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
-import { collectJsonLines } from '../helpers/logs.js';
 import { startTestCertgate, startRecordingUpstream, metricValue, type RunningCertgate, type RecordingUpstream } from '../helpers/certgate.js';
 import { waitFor } from '../helpers/wait.js';
+import { spawnServeConfig, type ServingProcess } from '../helpers/serve.js';
 import { createCrl, crlToPem, importSigningKey, parseCert } from '../../dist/pki/x509.js';
 import { SENT_CHAIN_EXPOSED } from '../../dist/identity/identity.js';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = path.join(REPO, 'dist', 'cli.js');
 const DAY = 86_400_000;
 /**
  * The contract promises that new handshakes use new material within 2 s of a change. Every poll of
@@ -800,36 +796,13 @@ test('app.reload() with tls.watch: false: unchanged, success (served at once), f
 
 // ---- 4. SIGHUP in `certgate serve` -----------------------------------------------------------------
 
-interface Serving {
-  readonly child: ChildProcess;
-  readonly url: string;
-  readonly admin: string;
-  readonly logLines: Record<string, unknown>[];
-  exit(): { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  readonly stderr: () => string;
-}
-
-function childEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('CERTGATE_')) env[k] = v;
-  return env;
-}
-
-async function startServe(t: TestContext, config: string): Promise<Serving> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { cwd: REPO, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+/** The real CLI on `config`, killed when the test ends. */
+async function startServe(t: TestContext, config: string): Promise<ServingProcess> {
+  const serve = await spawnServeConfig(config);
   t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (serve.child.exitCode === null && serve.child.signalCode === null) serve.child.kill('SIGKILL');
   });
-  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  child.once('close', (code, signal) => (exit = { code, signal }));
-  const logLines = collectJsonLines(child.stdout!);
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const listening = await waitFor(() => {
-    if (exit !== undefined) throw new Error(`serve exited (${JSON.stringify(exit)}) before listening; stderr:\n${stderr}`);
-    return logLines.find((l) => l.msg === 'certgate listening');
-  }, 'the "certgate listening" log line', 15_000);
-  return { child, url: String(listening.url), admin: String(listening.admin), logLines, exit: () => exit, stderr: () => stderr };
+  return serve;
 }
 
 test('certgate serve with tls.watch: false: SIGHUP reloads; a bad file on SIGHUP keeps the old leaf and the process; SIGTERM exits 0', async (t) => {
@@ -843,25 +816,26 @@ test('certgate serve with tls.watch: false: SIGHUP reloads; a bad file on SIGHUP
     routes: [{ name: 'all', upstream: upstream.url }],
   }));
   const serve = await startServe(t, config);
+  const gate = { url: serve.url.origin };
   const metrics = async (): Promise<string> => (await fetch(`${serve.admin}/metrics`)).text();
-  assert.equal(await servedSerial(serve), pki.serverBundle.x509.serialNumber);
+  assert.equal(await servedSerial(gate), pki.serverBundle.x509.serialNumber);
 
   const next = await newServerLeaf('sighup');
   renameOver(bundle, next.pem);
   const t0 = Date.now();
   serve.child.kill('SIGHUP');
-  const ms = await waitForSerial(serve, next.x509.serialNumber, 'the bundle after SIGHUP', t0);
+  const ms = await waitForSerial(gate, next.x509.serialNumber, 'the bundle after SIGHUP', t0);
   t.diagnostic(`SIGHUP: new leaf served ${ms} ms after the signal`);
   await waitFor(async () => reloads(await metrics(), 'all', 'success') === 1, 'certgate_reloads_total{file="all",result="success"} to be 1', PICKUP_MS);
-  assert.ok(serve.logLines.some((l) => l.msg === 'TLS material reloaded' && l.file === 'all'), 'logged with file=all');
+  assert.ok(serve.logs.some((l) => l.msg === 'TLS material reloaded' && l.file === 'all'), 'logged with file=all');
 
   fs.writeFileSync(bundle, 'garbage, not a PEM\n', { mode: 0o600 });
   serve.child.kill('SIGHUP');
   await waitFor(async () => reloads(await metrics(), 'all', 'failure') >= 1, 'the SIGHUP reload of a bad file to be counted as a failure', PICKUP_MS);
-  const failed = serve.logLines.find((l) => l.msg === 'TLS reload failed');
+  const failed = serve.logs.find((l) => l.msg === 'TLS reload failed');
   assert.equal(failed?.file, 'all', JSON.stringify(failed));
   assert.match(String(failed?.code), /^CG_/, JSON.stringify(failed));
-  assert.equal(await servedSerial(serve), next.x509.serialNumber, 'the last good leaf keeps serving');
+  assert.equal(await servedSerial(gate), next.x509.serialNumber, 'the last good leaf keeps serving');
   assert.equal(serve.exit(), undefined, `the process stays up; stderr: ${serve.stderr()}`);
   assert.equal(await readyz(serve.admin), 200);
   assert.deepEqual(samples(await metrics(), 'certgate_reloads_total').filter((s) => s.labels.file !== 'all'), [],
@@ -869,5 +843,5 @@ test('certgate serve with tls.watch: false: SIGHUP reloads; a bad file on SIGHUP
 
   serve.child.kill('SIGTERM');
   const exit = await waitFor(() => serve.exit(), 'serve to exit after SIGTERM', 10_000);
-  assert.deepEqual(exit, { code: 0, signal: null }, `stderr: ${serve.stderr()}`);
+  assert.deepEqual({ code: exit.code, signal: exit.signal }, { code: 0, signal: null }, `stderr: ${serve.stderr()}`);
 });

@@ -23,6 +23,8 @@ export interface ServingProcess {
   readonly url: URL;
   readonly admin: string;
   readonly exited: Promise<Exit>;
+  /** How it exited, once it has (undefined while it runs). */
+  exit(): Exit | undefined;
   readonly logs: Record<string, unknown>[];
   readonly configFile: string;
   stderr(): string;
@@ -35,6 +37,11 @@ let serial = 0;
 export async function spawnServe(dir: string, config: Record<string, unknown>, timeoutMs = 15_000): Promise<ServingProcess> {
   const configFile = path.join(dir, `certgate-${process.pid}-${serial++}.yaml`);
   writeFileSync(configFile, JSON.stringify(config));
+  return spawnServeConfig(configFile, timeoutMs);
+}
+
+/** Starts serve on an existing config file. */
+export async function spawnServeConfig(configFile: string, timeoutMs = 15_000): Promise<ServingProcess> {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('CERTGATE_')) env[k] = v;
   const child = spawn(process.execPath, [CLI, 'serve', '--config', configFile], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -55,7 +62,7 @@ export async function spawnServe(dir: string, config: Record<string, unknown>, t
     if (exit !== undefined) throw new Error(`serve exited (${JSON.stringify(exit)}) before listening; stderr:\n${stderr}`);
     return logs.find((l) => l.msg === 'certgate listening');
   }, 'the "certgate listening" log line', timeoutMs);
-  return { child, url: new URL(String(listening.url)), admin: String(listening.admin), exited, logs, configFile, stderr: () => stderr };
+  return { child, url: new URL(String(listening.url)), admin: String(listening.admin), exited, exit: () => exit, logs, configFile, stderr: () => stderr };
 }
 
 /** For after(): kills every serve child still running (and, by the process group's IPC, its workers). */
