@@ -194,7 +194,8 @@ test('hop: the upstream sees its URL path + the request target (http-proxy-3 pre
     ['/slashed/x?y', '/base/slashed/x?y'],
     ['/withq/x?y=1', '/base/withq/x?k=v&y=1'],
     ['/withq/x', '/base/withq/x?k=v'],
-    ['/root/a;p=1/%7e/%41|^~?q=%7e|^', '/root/a;p=1/%7e/%41|^~?q=%7e|^'],
+    // `^` in the path: kept by Node 20/22's URL parser, encoded by Node 24's (http-proxy-3 followed the runtime); in the query, kept
+    ['/root/a;p=1/%7e/%41|^~?q=%7e|^', `/root/a;p=1/%7e/%41|${new URL('http://h/^').pathname.slice(1)}~?q=%7e|^`],
     // http-proxy-3 read the target through WHATWG URL; the hop keeps doing so where that changes it.
     ['/joined/a/../x?z', '/base/joined/x?z'],
   ];
