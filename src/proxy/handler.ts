@@ -179,13 +179,13 @@ export function createHandlers(
       const clientWantsClose = draining() || /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
       prepareHeaders(req, a.identity, false);
       observer.forwarding(req, res, a.route.name);
-      // Counted beside the hop's pipe (both listeners see every chunk; pipe keeps the backpressure).
+      // Counted beside the hop's own reading of the body (both see every chunk; the hop keeps the backpressure).
       const limit = a.route.max_body_bytes;
       req.on('data', (chunk: Buffer) => {
         record.bytesIn += chunk.length;
         // A chunked body has no declared length: enforce the limit as it streams.
         if (limit !== undefined && record.bytesIn > limit) {
-          req.unpipe();
+          // Answering ends the upstream request too: the hop gives up a request certgate already answered.
           sendError(res, 413, { error: 'body_too_large', limit }, { close: true });
           req.socket.destroySoon();
         }
