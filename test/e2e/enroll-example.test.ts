@@ -12,7 +12,7 @@
  */
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -20,6 +20,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { startTestCertgate, startWhoami, type RunningCertgate, type Upstream } from '../helpers/certgate.js';
+import { killRunningCommands, runCommand, type Run } from '../helpers/run.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SCRIPT = path.join(ROOT, 'examples', 'enroll', 'enroll.py');
@@ -40,37 +41,11 @@ const missing = [
 ];
 const skip = missing.length > 0 ? `not installed: ${missing.join(', ')}` : false;
 
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-const children = new Set<ChildProcess>();
-
 /** Runs a command to completion (killed after timeoutMs) without blocking the in-process certgate. */
 function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 15_000): Promise<Run> {
   const base = { ...process.env };
   delete base.CERTGATE_ENROLL_TOKEN;
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...base, ...env } });
-    children.add(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      children.delete(child);
-      reject(err);
-    });
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      children.delete(child);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runCommand(cmd, args, { cwd: ROOT, env: { ...base, ...env }, timeoutMs });
 }
 
 let pki: TestPki;
@@ -94,7 +69,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const c of children) c.kill('SIGKILL');
+  killRunningCommands();
   await gate?.close();
   await whoami?.close();
   pki?.cleanup();

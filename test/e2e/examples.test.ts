@@ -28,6 +28,7 @@ import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { startTestCertgate, type RunningCertgate } from '../helpers/certgate.js';
 import { mtlsRequest } from '../helpers/client.js';
 import { waitFor } from '../helpers/wait.js';
+import { killRunningCommands, runCommand, type Run } from '../helpers/run.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const EXAMPLES = path.join(ROOT, 'examples');
@@ -35,35 +36,11 @@ const TEST_TIMEOUT = 60_000;
 const GOOD_SUBJECT = 'CN=svc-a,OU=payments';
 const GOOD_SAN_URI = 'spiffe://example.org/ns/prod/sa/svc-a';
 
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 const children = new Set<ChildProcess>();
 
 /** Runs a command to completion (bounded by timeoutMs) and collects its output. */
 function run(cmd: string, args: readonly string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
-    children.add(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      children.delete(child);
-      reject(err);
-    });
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      children.delete(child);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runCommand(cmd, args, { cwd: ROOT, env: { ...process.env, ...opts.env }, timeoutMs: opts.timeoutMs ?? 30_000 });
 }
 
 /** A long-running example server: started with --port 0, its real address read from its first line. */
@@ -100,6 +77,7 @@ async function startServer(cmd: string, args: readonly string[], env: NodeJS.Pro
 
 after(async () => {
   for (const c of children) c.kill('SIGKILL');
+  killRunningCommands();
 });
 
 // ---- which tools are here: first interpreter that has the modules (Debian's, whose python3-* packages
