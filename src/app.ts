@@ -11,6 +11,7 @@ import { createLogger, type Logger } from './log.js';
 import { createMetrics, type Metrics } from './admin/metrics.js';
 import { createAdminServer } from './admin/server.js';
 import { loadAdminToken } from './admin/auth.js';
+import { adminExposure } from './admin/host.js';
 import { createObservability } from './admin/observability.js';
 import { loadTls } from './tls/material.js';
 import { createForwarder } from './proxy/forward.js';
@@ -56,6 +57,8 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   const material = await loadTls(config.tls, { listenHost: config.listen.host });
   // A worker's primary has logged them already, once.
   if (!worker) for (const p of material.problems) log[p.severity === 'info' ? 'info' : 'warn']({ msg: p.message, code: p.code, file: p.file, hint: p.hint });
+  const exposed = worker ? undefined : adminExposure(config);
+  if (exposed !== undefined) log.warn({ msg: exposed.message, code: exposed.code, file: exposed.file, line: exposed.line, hint: exposed.hint });
 
   const metrics = createMetrics();
   const adminToken = config.admin.token_file === undefined ? undefined : await loadAdminToken(config.admin.token_file);
@@ -80,9 +83,8 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
         error: failure.status === 504 ? 'upstream_timeout' : 'upstream_unavailable', kind: failure.kind,
         message: failure.status === 504 ? 'the upstream did not answer in time' : 'the upstream could not be reached',
       });
-    } else {
-      res.destroy();
     }
+    // An upgrade's failure (tunnel.ts) is answered on its raw socket by the tunnel itself.
   }, () => stopping);
   // The reloader owns the serving material; verdicts read it through `trust` (the reloader needs the
   // server to publish, so it is created right after it).
@@ -123,7 +125,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   rotateTickets();
   const admin = worker ? undefined : createAdminServer({
     registry: metrics.registry, ready: () => listening && !stopping, ...(enrollment !== undefined && { enroll: enrollment.handle }),
-    ...obs.admin,
+    ...obs.admin, allowedHosts: config.admin.allowed_hosts,
   });
 
   let adminAddress: AddressInfo | undefined;
@@ -177,6 +179,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
       timer.unref();
       await drained;
       clearTimeout(timer);
+      handlers.tunnels.close();
       forwarder.close();
       obs.close();
       if (admin !== undefined) {

@@ -17,6 +17,8 @@ export interface Metrics {
   readonly connectionsRejected: Counter<'reason'>;
   readonly authzDenied: Counter<'route'>;
   readonly upstreamErrors: Counter<'route' | 'kind'>;
+  /** WebSocket tunnels closed because their client certificate stopped being trusted (revoked, expired, CA removed). */
+  readonly tunnelsClosed: Counter<'reason'>;
   readonly upstreamDuration: Histogram<'route'>;
   /** Time left on the client certificate of each new verified connection (no per-client label). */
   readonly clientCertExpiry: Histogram;
@@ -79,6 +81,10 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     upstreamErrors: new Counter({
       name: 'certgate_upstream_errors_total', help: 'Upstream failures, by route and kind',
       labelNames: ['route', 'kind'] as const, registers,
+    }),
+    tunnelsClosed: new Counter({
+      name: 'certgate_tunnels_closed_total', help: 'WebSocket tunnels closed because their client certificate is no longer trusted, by reason',
+      labelNames: ['reason'] as const, registers,
     }),
     upstreamDuration: new Histogram({
       name: 'certgate_upstream_duration_seconds', help: 'Time from forwarding a request until the upstream\'s response headers arrived, by route',

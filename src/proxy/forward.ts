@@ -3,24 +3,23 @@
  * - web(): hop.ts on an undici Pool per route (created here): measured, 0.5–0.6 of the node:http hop's
  *   CPU per request (the bare hops in /tmp/hopbench: GET 123 → 61 µs, 4 KiB POST 153 → 80 µs; certgate
  *   as a whole: GET 154 → 92 µs, POST 179 → 103 µs; hop.ts has the details);
- * - ws(): http-proxy-3 over a keep-alive http(s).Agent per route, which keeps the Upgrade handshake,
- *   socket splicing and their edge cases.
+ * - ws(): tunnel.ts, one fresh upstream connection per WebSocket upgrade, never pooled (it replaced
+ *   http-proxy-3's ws(), whose pooled agent let a refused upgrade desync the upstream: issue #13).
  * Both verify an https upstream the same way: upstream_ca (else Node's CAs), against the URL's host name
  * (SNI too; none for an IP), never against the client's Host header.
  * Headers are already final on req.headers when web() or ws() is called (handler.ts).
  */
-import http from 'node:http';
-import https from 'node:https';
+import type http from 'node:http';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { createProxyServer } from 'http-proxy-3';
 import type { Dispatcher, Pool as UndiciPool, buildConnector as UndiciBuildConnector } from 'undici';
 import type { RouteConfig } from '../config/types.js';
 import { CertgateError } from '../errors.js';
-import { classifyUpstreamError, type UpstreamFailure } from './upstream-error.js';
+import type { UpstreamFailure } from './upstream-error.js';
 import { createHop, hopTarget, upstreamHostname, type HopTarget } from './hop.js';
+import { openTunnel, tunnelTarget, type TunnelEvents, type TunnelTarget } from './tunnel.js';
 
 // undici's own modules, not its index, which also loads fetch, WebSocket, EventSource, caches and mocks:
 // certgate starts ~50 ms sooner and ~5 MB smaller (Node 20). undici is pinned exactly; test/unit/hop.test.ts
@@ -51,65 +50,42 @@ export type UpstreamErrorHandler = (
 export interface Forwarder {
   /** @param clientWantsClose the client's own Connection: close (its Connection header is stripped before). */
   web(req: http.IncomingMessage, res: http.ServerResponse, route: RouteConfig, clientWantsClose: boolean): void;
-  /** @param onStatus told the upstream's answer (101, or its refusal) or the 502/504 certgate answers instead. */
-  ws(req: http.IncomingMessage, socket: Duplex, head: Buffer, route: RouteConfig, onStatus?: (status: number) => void): void;
+  /** An admitted WebSocket upgrade (tunnel.ts); `events` hears its outcome and, on a 101, how to end the tunnel. */
+  ws(req: http.IncomingMessage, socket: Duplex, head: Buffer, route: RouteConfig, events: TunnelEvents): void;
   close(): void;
 }
 
 interface RouteTarget {
-  readonly target: URL;
-  /** WebSocket upgrades (http-proxy-3). */
-  readonly agent: http.Agent;
+  /** WebSocket upgrades (tunnel.ts). */
+  readonly tunnel: TunnelTarget;
   /** Everything else (hop.ts, on the route's undici Pool). */
   readonly hop: HopTarget;
 }
-
-/** The route each upgraded request took, for the error handler's labels. */
-const routeOf = new WeakMap<http.IncomingMessage, string>();
-/** Who wants to know how each upgrade ended (the access line). */
-const statusListeners = new WeakMap<http.IncomingMessage, (status: number) => void>();
 
 export async function createForwarder(
   routes: readonly RouteConfig[], onError: UpstreamErrorHandler, draining: () => boolean = () => false,
 ): Promise<Forwarder> {
   const targets = new Map<string, RouteTarget>();
-  const agents: http.Agent[] = [];
   const pools: Dispatcher[] = [];
   for (const route of routes) {
     const ca = await upstreamCa(route);
-    const agent = agentFor(route, ca);
     const pool = poolFor(route, ca);
-    agents.push(agent);
     pools.push(pool);
-    targets.set(route.name, { target: route.upstream, agent, hop: hopTarget(route, pool) });
+    const hop = hopTarget(route, pool);
+    targets.set(route.name, { hop, tunnel: tunnelTarget(route, hop, ca) });
   }
   const hop = createHop(onError, draining);
-  // WebSocket/Upgrade only: http-proxy-3 opens the upstream upgrade and splices the two sockets.
-  const proxy = createProxyServer({ xfwd: false, ws: true, prependPath: true, selfHandleResponse: true });
-  proxy.on('proxyReqWs', (proxyReq, req) => {
-    const tell = statusListeners.get(req);
-    if (tell === undefined) return;
-    proxyReq.once('upgrade', () => tell(101));
-    proxyReq.once('response', (upstreamRes: http.IncomingMessage) => tell(upstreamRes.statusCode ?? 0));
-  });
-  proxy.on('error', (err, req, res) => {
-    const failure = classifyUpstreamError(err as NodeJS.ErrnoException, false);
-    statusListeners.get(req)?.(failure.status);
-    onError(err as NodeJS.ErrnoException, failure, routeOf.get(req) ?? 'unknown', req, res as http.ServerResponse | Duplex);
-  });
+  // The tunnel answers its own 502/504 on the raw socket; onError counts and logs.
+  const onTunnelError = (err: NodeJS.ErrnoException, failure: UpstreamFailure, route: string, req: http.IncomingMessage): void =>
+    onError(err, failure, route, req, req.socket);
   return {
     web(req, res, route, clientWantsClose) {
       hop(req, res, targets.get(route.name)!.hop, clientWantsClose);
     },
-    ws(req, socket, head, route, onStatus) {
-      const t = targets.get(route.name)!;
-      routeOf.set(req, route.name);
-      if (onStatus !== undefined) statusListeners.set(req, onStatus);
-      proxy.ws(req, socket, head, { target: t.target, agent: t.agent });
+    ws(req, socket, head, route, events) {
+      openTunnel(req, socket, head, targets.get(route.name)!.tunnel, onTunnelError, events);
     },
     close() {
-      proxy.close();
-      for (const a of agents) a.destroy();
       // Like agent.destroy(): connections closed now, requests still running fail (onError counts them).
       for (const p of pools) p.destroy(null, ignore);
     },
@@ -156,13 +132,4 @@ function poolFor(route: RouteConfig, ca: Buffer | undefined): Dispatcher {
   }
   pool.on('disconnect', onPoolDisconnect);
   return pool;
-}
-
-function agentFor(route: RouteConfig, ca: Buffer | undefined): http.Agent {
-  const common = { keepAlive: true, keepAliveMsecs: 1000, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' as const };
-  if (route.upstream.protocol !== 'https:') return new http.Agent(common);
-  const hostname = upstreamHostname(route.upstream);
-  // Verify the upstream against its URL's host name, not the client's Host header (which Node's https
-  // agent would otherwise use for SNI and the identity check). Agent options override request options.
-  return new https.Agent({ ...common, ...(ca !== undefined && { ca }), servername: isIP(hostname) ? '' : hostname, rejectUnauthorized: true });
 }

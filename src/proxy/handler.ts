@@ -7,7 +7,9 @@
  *   3 route policy (allow) → 400 client_certificate_required (optional mode) | 403 forbidden
  *   4 smuggling guard → 411 length_required
  *   5 strip client-controlled + hop-by-hop headers, set identity + X-Forwarded-* on req.headers
- *   6 forward (proxy/forward.ts: hop.ts for HTTP, http-proxy-3 for WebSocket) → 502/504 on upstream failure
+ *   6 forward (proxy/forward.ts: hop.ts for HTTP, tunnel.ts for WebSocket) → 502/504 on upstream failure
+ *     (an upgrade first passes upgradeRefusal: bodiless GET + Upgrade: websocket, else 400 and close;
+ *      an open tunnel is re-checked against the current trust by tunnel-watch.ts)
  *   7 observer (admin/observe.ts): X-Request-Id at once; on close metrics + one access-log line + /clients
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -19,18 +21,23 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../admin/metrics.js';
 import type { RequestObserver } from '../admin/observe.js';
 import { identityHeaders, stripClientControlled } from '../identity/headers.js';
-import { connectionVerdict, type VerdictContext } from './verdict.js';
-import { normalizeRequestPath } from './path.js';
+import { connectionVerdict, type ConnectionVerdict, type VerdictContext } from './verdict.js';
+import { PATH_REFUSAL_MESSAGES, normalizeRequestPath } from './path.js';
+import { parseHost } from './host.js';
 import { createRouter } from './routes.js';
 import { compileAllow, type PolicyDecision } from './policy.js';
 import { sendError, sendErrorOnSocket, type ErrorBody } from './respond.js';
 import type { Forwarder } from './forward.js';
 import { createWhoamiEndpoint, WHOAMI_ROUTE } from '../probe/whoami-endpoint.js';
+import { upgradeRefusal } from './tunnel.js';
+import { createTunnelWatch, type TunnelWatch } from './tunnel-watch.js';
 import { refusalHint } from '../probe/refusal-hints.js';
 
 export interface RequestHandlers {
   onRequest(req: IncomingMessage, res: ServerResponse): void;
   onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** Open WebSocket tunnels, re-checked against the current trust. */
+  readonly tunnels: TunnelWatch;
 }
 
 interface Refusal {
@@ -69,6 +76,18 @@ export function createHandlers(
   }
   /** Connections refused after their handshake, already logged. */
   const loggedLate = new WeakSet<TLSSocket>();
+  function logLateRefusal(socket: TLSSocket, verdict: ConnectionVerdict & { kind: 'refused' }, msg = 'client certificate no longer trusted'): void {
+    if (verdict.late !== true || loggedLate.has(socket)) return;
+    loggedLate.add(socket);
+    log.warn({
+      msg, reason: verdict.reason, detail: verdict.detail,
+      remote_address: socket.remoteAddress, client_subject: verdict.identity?.subject, client_fingerprint: verdict.identity?.fingerprint,
+    });
+  }
+  const tunnels = createTunnelWatch(verdictContext, (socket, verdict) => {
+    metrics.tunnelsClosed.inc({ reason: verdict.reason });
+    logLateRefusal(socket, { ...verdict, late: true }, 'websocket tunnel closed: client certificate no longer trusted');
+  });
   // whoami_path (certgate probe): the headers of step 5 for this connection, computed on a copy.
   const whoami = config.whoami_path === undefined ? undefined : createWhoamiEndpoint({
     path: config.whoami_path, match, policies, verbose: config.errors.verbose,
@@ -84,13 +103,7 @@ export function createHandlers(
     const socket = req.socket as TLSSocket;
     const verdict = connectionVerdict(socket, verdictContext);
     if (verdict.kind === 'refused') {
-      if (verdict.late === true && !loggedLate.has(socket)) {
-        loggedLate.add(socket);
-        log.warn({
-          msg: 'client certificate no longer trusted', reason: verdict.reason, detail: verdict.detail,
-          remote_address: socket.remoteAddress, client_subject: verdict.identity?.subject, client_fingerprint: verdict.identity?.fingerprint,
-        });
-      }
+      logLateRefusal(socket, verdict);
       if (verdict.error === 'reauthentication_required') {
         return {
           status: 421, close: true,
@@ -105,13 +118,20 @@ export function createHandlers(
       };
     }
     const identity = verdict.kind === 'verified' ? verdict.identity : undefined;
-    const target = normalizeRequestPath(req.url ?? '');
-    if (!target.ok) return { status: 400, close: true, body: { error: 'bad_request', reason: target.reason } };
+    // strict_paths: also refuse names that upstreams fold into others (/admin., /admin%20, %252e; path.ts).
+    const target = normalizeRequestPath(req.url ?? '', { strict: config.strict_paths });
+    if (!target.ok) return { status: 400, close: true, body: { error: 'bad_request', reason: target.reason, message: PATH_REFUSAL_MESSAGES[target.reason] } };
     // RFC 9112 §3.2: more than one Host line is a 400. Node keeps the first and drops the rest, so routing
     // and the upstream would agree, but a front proxy that kept the last one would not.
     if (hostLines(req.rawHeaders) > 1) return { status: 400, close: true, body: { error: 'bad_request', reason: 'duplicate_host', message: 'a request may carry one Host header' } };
     // Same section: HTTP/1.1 requires Host. Node would answer a bare 400 itself (server.ts turns that off).
     if (req.headers.host === undefined && req.httpVersion !== '1.0') return { status: 400, close: true, body: { error: 'bad_request', reason: 'missing_host', message: 'HTTP/1.1 requests need a Host header' } };
+    // A Host that the upstream could read as another host (admin.example.com:1:2, x@admin.example.com, …)
+    // would pass a host route's allow list by matching a laxer route: only name[:port] is accepted
+    // (host.ts), on HTTP/1.0 too. The value is then forwarded, and copied to X-Forwarded-Host, unchanged.
+    if (req.headers.host !== undefined && parseHost(req.headers.host) === undefined) {
+      return { status: 400, close: true, body: { error: 'bad_request', reason: 'invalid_host', message: 'the Host header must be a host name, an IPv4 address or a bracketed IPv6 address, with an optional port 1-65535' } };
+    }
     const route = match(req.headers.host, target.path);
     if (route === undefined) return { status: 404, body: { error: 'no_route', message: 'no route matches this host and path' } };
     const decision: PolicyDecision = policies.get(route.name)!(identity);
@@ -148,7 +168,7 @@ export function createHandlers(
   function prepareHeaders(req: Pick<IncomingMessage, 'headers' | 'socket'>, identity: ClientIdentity | undefined, upgrade: boolean): void {
     const h = req.headers;
     stripHopByHop(h, upgrade);
-    stripClientControlled(h);
+    stripClientControlled(h, config.headers.pass_through);
     Object.assign(h, identityHeaders(identity, config.headers));
     h['x-forwarded-for'] = req.socket.remoteAddress ?? '';
     h['x-forwarded-proto'] = 'https';
@@ -158,6 +178,7 @@ export function createHandlers(
   }
 
   return {
+    tunnels,
     onRequest(req, res) {
       // Step 7 starts here: in-flight, X-Request-Id; metrics + the access line follow on the response's 'close'.
       const record = observer.begin(req, res);
@@ -180,15 +201,10 @@ export function createHandlers(
       prepareHeaders(req, a.identity, false);
       observer.forwarding(req, res, a.route.name);
       // Counted beside the hop's own reading of the body (both see every chunk; the hop keeps the backpressure).
-      const limit = a.route.max_body_bytes;
+      // max_body_bytes: a declared length is checked in admit(); a chunked body is cut by the hop itself,
+      // before the chunk that crosses the limit is handed to the upstream (hop.ts limitedBody).
       req.on('data', (chunk: Buffer) => {
         record.bytesIn += chunk.length;
-        // A chunked body has no declared length: enforce the limit as it streams.
-        if (limit !== undefined && record.bytesIn > limit) {
-          // Answering ends the upstream request too: the hop gives up a request certgate already answered.
-          sendError(res, 413, { error: 'body_too_large', limit }, { close: true });
-          req.socket.destroySoon();
-        }
       });
       forwarder.web(req, res, a.route, clientWantsClose);
     },
@@ -201,20 +217,29 @@ export function createHandlers(
         sendErrorOnSocket(socket as never, 400, { error: 'bad_request', reason: 'whoami_path', message: 'whoami_path answers plain GET only' });
         return;
       }
+      // Admission first (a client without a valid certificate hears that), then the upgrade's own shape:
+      // both answered before any upstream is contacted, and the connection closed.
       const a = admit(req);
-      if ('status' in a) {
-        record.route = a.route ?? record.route;
-        record.status = a.status;
-        record.error = a.body.error;
-        sendErrorOnSocket(socket as never, a.status, a.body);
+      const refusal = 'status' in a ? a : upgradeRefusal(req.method, req.headers);
+      if (refusal !== undefined) {
+        record.route = ('route' in refusal && typeof refusal.route === 'string' ? refusal.route : undefined) ?? record.route;
+        record.status = refusal.status;
+        record.error = refusal.body.error;
+        sendErrorOnSocket(socket as never, refusal.status, refusal.body);
         return;
       }
-      record.route = a.route.name;
-      prepareHeaders(req, a.identity, true);
+      const admitted = a as Admitted;
+      record.route = admitted.route.name;
+      prepareHeaders(req, admitted.identity, true);
       // Set again: the client's Connection header may have named it as hop-by-hop.
       req.headers['x-request-id'] = record.id;
-      forwarder.ws(req, socket, head, a.route, (status) => {
-        record.status = status;
+      forwarder.ws(req, socket, head, admitted.route, {
+        status(status) {
+          record.status = status;
+        },
+        opened(close) {
+          tunnels.add(req.socket as TLSSocket, close);
+        },
       });
     },
   };

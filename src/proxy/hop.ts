@@ -62,6 +62,8 @@ export interface HopTarget {
   /** The upstream URL's path as http-proxy-3 reads it (at least "/"), and its query without "?" ("" when none). */
   readonly basePath: string;
   readonly baseQuery: string;
+  /** The route's max_body_bytes: a chunked body is cut before byte limit + 1 reaches the upstream. */
+  readonly maxBodyBytes: number | undefined;
 }
 
 export function hopTarget(route: RouteConfig, dispatcher: Dispatcher): HopTarget {
@@ -72,6 +74,7 @@ export function hopTarget(route: RouteConfig, dispatcher: Dispatcher): HopTarget
     route: route.name, dispatcher, timeoutMs: route.timeout_ms, servername: upstreamHostname(url),
     basePath: q === -1 ? base : base.slice(0, q),
     baseQuery: q === -1 ? '' : base.slice(q + 1),
+    maxBodyBytes: route.max_body_bytes,
   };
 }
 
@@ -118,11 +121,10 @@ export function createHop(onError: UpstreamErrorHandler, draining: () => boolean
       // (undici reads it as reset) closes the upstream connection after this request; so does this.
       h['transfer-encoding'] = undefined;
       reset = true;
-    } else if (!withBody && req.method === 'HEAD') {
-      // undici closes the connection after every HEAD by default (for servers that send a body anyway);
-      // node:http did not, and its parser, like undici's, knows a HEAD response has none.
-      reset = false;
     }
+    // A HEAD leaves `reset` to undici, which closes the upstream connection after every HEAD: an upstream
+    // that (wrongly) sends a body after its HEAD answer would otherwise have that body read as the next
+    // client's response on the pooled connection (issue #13, finding 7).
     let body: HopDispatchOptions['body'] = null;
     if (withBody) {
       x.streamsBody = true;
@@ -139,8 +141,11 @@ export function createHop(onError: UpstreamErrorHandler, draining: () => boolean
       } else {
         // Chunked: as an iterator undici cannot measure, so the body goes chunked whatever has arrived (a
         // stream that had ended would go with its Content-Length: framing decided by packet timing).
-        // Never destroys req; undici never destroys an iterator.
-        body = req.iterator({ destroyOnReturn: false }) as unknown as HopDispatchOptions['body']; // undici's types omit iterables
+        // Never destroys req; undici never destroys an iterator. With max_body_bytes the iterator is
+        // limitedBody's, which throws before yielding byte limit + 1: undici then aborts the request and
+        // destroys the upstream connection, so the upstream never sees a complete (terminated) body.
+        const chunks = target.maxBodyBytes === undefined ? req.iterator({ destroyOnReturn: false }) : limitedBody(x, target.maxBodyBytes);
+        body = chunks as unknown as HopDispatchOptions['body']; // undici's types omit iterables
       }
     }
     const opts: HopDispatchOptions = { path, method: req.method ?? 'GET', headers: h, body, reset, servername: target.servername };
@@ -333,6 +338,17 @@ class Exchange implements Dispatcher.DispatchHandler {
     // observe.ts times the upstream and sets the client's X-Request-Id again (the upstream may have sent
     // its own) on 'pipe', the event the relay's pipe() emitted before undici.
     res.emit('pipe', this.req);
+    if ((statusCode === 204 || statusCode === 304) && declaresBody(raw)) {
+      // A 204/304 has no body whatever its headers say (RFC 9110 §6.4.1); one that declares a body comes
+      // from an upstream whose framing certgate cannot be sure of: whatever it sends next must never be
+      // read as the next client's response. The answer is complete; its connection is closed, not pooled.
+      this.done = true;
+      clearTimeout(this.timer);
+      res.end();
+      this.givenUp = true;
+      this.abortUpstream?.(GIVEN_UP);
+      return false;
+    }
     return true;
   }
 
@@ -415,6 +431,27 @@ function onClientResponseClose(this: Carrier & ServerResponse): void {
   if (x.streamsBody && !x.req.readableEnded && !x.req.destroyed) setImmediate(drainRequestBody, x.req);
 }
 
+/** Thrown into undici by limitedBody: the request is aborted, its connection destroyed, nothing counted. */
+const BODY_TOO_LARGE: Error = Object.assign(new Error('request body over max_body_bytes'), { code: 'CERTGATE_BODY_TOO_LARGE' });
+
+/**
+ * A chunked request body, cut at `limit` bytes: the chunk that would cross it is never handed to undici.
+ * The client gets 413 and its connection closes (the rest of its body is not read).
+ */
+async function* limitedBody(x: Exchange, limit: number): AsyncGenerator<Buffer> {
+  let total = 0;
+  for await (const chunk of x.req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > limit) {
+      x.givenUp = true;
+      sendError(x.res, 413, { error: 'body_too_large', limit }, { close: true });
+      x.socket.destroySoon();
+      throw BODY_TOO_LARGE;
+    }
+    yield chunk;
+  }
+}
+
 function drainRequestBody(req: IncomingMessage): void {
   if (!req.readableEnded && !req.destroyed) req.resume();
 }
@@ -423,6 +460,16 @@ function drainRequestBody(req: IncomingMessage): void {
 // the response's hop-by-hop fields
 
 const CONNECTION = 'connection';
+
+/** The raw response headers declare a body: a Transfer-Encoding, or a Content-Length other than 0. */
+function declaresBody(raw: readonly Buffer[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1').toLowerCase();
+    if (name === 'transfer-encoding') return true;
+    if (name === 'content-length' && raw[i + 1]!.toString('latin1').trim() !== '0') return true;
+  }
+  return false;
+}
 
 /** `name` (a raw header name) is Connection, any case, without making a string of it. */
 function isConnection(name: Buffer): boolean {

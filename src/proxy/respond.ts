@@ -40,8 +40,30 @@ export function sendErrorOnSocket(socket: Socket, status: number, body: ErrorBod
     return;
   }
   const json = JSON.stringify(body);
-  socket.end(
+  socket.write(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\n` +
       `content-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\ncache-control: no-store\r\n\r\n${json}`,
   );
+  endSocketAnswer(socket);
+}
+
+/** How long a peer may keep its side of a connection open after certgate's last answer on it. */
+export const CLOSE_GRACE_MS = 1000;
+
+/**
+ * Ends a raw socket after certgate's last answer on it (a `Connection: close` answer). The listener is
+ * half-open capable (node:http's allowHalfOpen), and a socket handed over with 'upgrade' has no timeout:
+ * a peer that never closes its side would hold the connection slot forever (issue #13, finding 3). It
+ * gets CLOSE_GRACE_MS to read the answer and close; then the socket is destroyed.
+ */
+export function endSocketAnswer(socket: Socket): void {
+  socket.end();
+  if (socket.destroyed) return;
+  const timer = setTimeout(destroySocket, CLOSE_GRACE_MS, socket);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+}
+
+function destroySocket(socket: Socket): void {
+  socket.destroy();
 }

@@ -239,8 +239,10 @@ test('hop: request framing upstream — undici frames every body (Content-Length
     const cl = rec.headers['content-length'];
     const te = rec.headers['transfer-encoding'];
     assert.deepEqual({ cl, te }, want, `${head}: framing`);
-    assert.equal(rec.headers.connection, te === 'chunked' ? 'close' : 'keep-alive',
-      `${head}: connection (a chunked request body never leaves its upstream connection reusable)`);
+    // Neither a chunked request body nor a HEAD (whose answer's framing the upstream may get wrong, issue #13)
+    // leaves its upstream connection reusable.
+    assert.equal(rec.headers.connection, te === 'chunked' || rec.method === 'HEAD' ? 'close' : 'keep-alive',
+      `${head}: connection (a chunked request body or a HEAD never leaves its upstream connection reusable)`);
   }
 });
 
