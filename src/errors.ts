@@ -43,6 +43,7 @@ export const CODES = {
   CG_CRL_NOT_YET_VALID: 'a CRL\'s thisUpdate is in the future: every client would be refused; check the clock or the CRL',
   CG_TLS_REJECTED: 'Node/OpenSSL refused this key, certificate or CRL (e.g. key too small, weak signature): reissue it with RSA >= 2048 bits or an EC key and SHA-256',
   CG_ADMIN_TOKEN: 'admin.token_file holds no usable token: write one of at least 16 characters without spaces, e.g. openssl rand -hex 32 > admin-token',
+  CG_ADMIN_EXPOSED: 'the admin listener is reachable beyond loopback without admin.token_file (anyone who reaches it reads /clients): set admin.token_file, or listen on 127.0.0.1',
   CG_ENROLL_TOKENS: 'the enrollment tokens file is not valid: fix the entry at file:line, or recreate it with certgate certs token',
   CG_ENROLL_STATE: 'the enrollment state file cannot be read or its folder is not writable: fix its permissions; never delete it (spent tokens would work again)',
   CG_PROBE_CONNECT: 'certgate probe could not reach the server: check the host, the port, and that the server listens there',

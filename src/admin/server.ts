@@ -8,10 +8,13 @@
  *   /clients      the client certificates seen recently, soonest-expiring first
  *   /enroll       client certificate enrollment, when configured (its own tokens; enroll/handler.ts)
  * With admin.token_file set, everything but the first three and /enroll needs `Authorization: Bearer`.
+ * Before any of that, a Host that is not an IP literal, localhost or in admin.allowed_hosts gets 421
+ * (DNS rebinding; admin/host.ts).
  */
 import http from 'node:http';
 import type { Registry } from 'prom-client';
 import { authorized, type AdminToken } from './auth.js';
+import { adminHostAllowed } from './host.js';
 import type { ClientsView } from './clients.js';
 import type { StatusSource } from './status.js';
 import { STATUS_PAGE, STATUS_PAGE_HEADERS } from './status-page.js';
@@ -29,12 +32,25 @@ export interface AdminOptions {
   readonly status?: StatusSource;
   /** Recently seen clients; absent = no /clients. */
   readonly clients?: ClientsView;
+  /** admin.allowed_hosts: Host names answered besides IP literals and localhost (lower case). */
+  readonly allowedHosts?: readonly string[];
 }
 
 const ENDPOINTS = 'admin endpoints: / (status page) /status.json /clients /healthz /readyz /metrics';
 
+const MISDIRECTED = {
+  error: 'misdirected_request', reason: 'host_not_allowed',
+  message: 'this admin listener answers an IP address, localhost or a name in admin.allowed_hosts as Host, not this name',
+};
+
 export function createAdminServer(opts: AdminOptions): http.Server {
+  const allowed: ReadonlySet<string> = new Set(opts.allowedHosts ?? []);
   return http.createServer((req, res) => {
+    // First, on every path and method: a DNS-rebinding page must not read anything, /enroll included.
+    if (!adminHostAllowed(req.headers.host, allowed)) {
+      json(res, 421, MISDIRECTED);
+      return;
+    }
     void route(req, res, opts).catch((err: unknown) => {
       if (res.headersSent) {
         res.destroy();

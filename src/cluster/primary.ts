@@ -35,6 +35,7 @@ import { createLogger } from '../log.js';
 import { createClusterMetrics, createMetrics } from '../admin/metrics.js';
 import { createAdminServer } from '../admin/server.js';
 import { loadAdminToken } from '../admin/auth.js';
+import { adminExposure } from '../admin/host.js';
 import { mergeClientRecords, type ClientRecord } from '../admin/clients.js';
 import { createStatus, ReloadHistory, type CounterSnapshot } from '../admin/status.js';
 import { loadTls } from '../tls/material.js';
@@ -89,6 +90,8 @@ export async function runPrimary(config: Config, count: number): Promise<number>
   // Everything a worker would refuse, refused here once, before any fork (exit 2 with file:line).
   const material = await loadTls(config.tls, { listenHost: config.listen.host });
   for (const p of material.problems) log[p.severity === 'info' ? 'info' : 'warn']({ msg: p.message, code: p.code, file: p.file, hint: p.hint });
+  const exposed = adminExposure(config);
+  if (exposed !== undefined) log.warn({ msg: exposed.message, code: exposed.code, file: exposed.file, line: exposed.line, hint: exposed.hint });
   const metrics = createMetrics();
   const clusterMetrics = createClusterMetrics(metrics.registry);
   const adminToken = config.admin.token_file === undefined ? undefined : await loadAdminToken(config.admin.token_file);
@@ -137,7 +140,7 @@ export async function runPrimary(config: Config, count: number): Promise<number>
     },
   };
   const admin = createAdminServer({
-    registry: aggregated, ready, status,
+    registry: aggregated, ready, status, allowedHosts: config.admin.allowed_hosts,
     clients: { list: async () => mergeClientRecords(await askWorkers(live(), 'clients', ASK_TIMEOUT_MS) as ClientRecord[][], config.admin.clients_max) },
     ...(adminToken !== undefined && { token: adminToken }),
     ...(enrollment !== undefined && { enroll: enrollment.handle }),

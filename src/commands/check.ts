@@ -7,13 +7,15 @@ import { access } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.js';
 import { CertgateError, formatProblem, type Problem } from '../errors.js';
+import { adminExposure } from '../admin/host.js';
 import { inspectTls } from '../tls/material.js';
 import type { CommandIo } from './io.js';
 
 export const CHECK_HELP = `Usage: certgate check --config FILE [--json]
 
 Validates the config file and every PEM it references: PEM blocks parse, the key matches the leaf,
-the chain links up, certificates are within their validity, client CAs and CRLs are usable.
+the chain links up, certificates are within their validity, client CAs and CRLs are usable; warns
+when the admin listener is reachable beyond loopback without admin.token_file.
 Prints one line per finding: "error|warning|info: FILE[:LINE:COL]: what is wrong (fix: what to do) [CODE]".
 
 Options:
@@ -63,5 +65,7 @@ export async function findProblems(file: string): Promise<Problem[]> {
       problems.push({ severity: 'error', code: 'CG_FILE_READ', message: `routes[${route.name}].upstream_ca: cannot read ${route.upstream_ca}`, file: route.upstream_ca });
     }
   }
+  const exposed = adminExposure(config);
+  if (exposed !== undefined) problems.push(exposed);
   return problems;
 }

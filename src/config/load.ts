@@ -10,6 +10,8 @@ import { CertgateError, type Problem } from '../errors.js';
 import { CONFIG_SCHEMA, knownKeys, type RawConfig } from './schema.js';
 import type { Config, EnrollmentConfig, HostPort, RouteConfig } from './types.js';
 import { defaultRouteName, pathPrefixProblem } from '../proxy/routes.js';
+import { routeHostProblem } from '../proxy/host.js';
+import { foldHeaderName, passThroughProblem } from '../identity/headers.js';
 
 /** Reads and validates a config file. Throws CertgateError (with every problem in `.problems`). */
 export async function loadConfig(file: string): Promise<Config> {
@@ -204,6 +206,10 @@ function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter,
     if (prefixProblem !== undefined) {
       problems.push(problemAt(doc, lc, file, ['routes', i, 'path_prefix'], prefixProblem, 'write the prefix as a plain decoded path, e.g. /api', false));
     }
+    const hostProblem = r.host === undefined ? undefined : routeHostProblem(r.host);
+    if (hostProblem !== undefined) {
+      problems.push(problemAt(doc, lc, file, ['routes', i, 'host'], hostProblem, 'write the host name alone, e.g. api.example.com (routes match any port)', false));
+    }
     const line = lc.linePos(positionOf(doc, ['routes', i], false) ?? 0).line;
     return {
       name, path_prefix: r.path_prefix, upstream: new URL(r.upstream), timeout_ms: r.timeout_ms, line,
@@ -223,15 +229,41 @@ function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter,
     ...(t.passphrase_file !== undefined && { passphrase_file: resolve(t.passphrase_file)! }),
     ...(t.crl !== undefined && { crl: resolve(t.crl)! }),
   };
+  const pass_through = passThrough(raw.headers.pass_through,
+    (i, message, hint) => problems.push(problemAt(doc, lc, file, ['headers', 'pass_through', i], message, hint, false)));
   const enrollment = raw.enrollment === undefined ? undefined
     : normaliseEnrollment(raw.enrollment, dir, (key) => lc.linePos(positionOf(doc, ['enrollment', key], false) ?? 0).line);
   return {
-    file, listen, tls, headers: raw.headers, routes,
-    admin: { listen: admin, clients_max: raw.admin.clients_max, ...(raw.admin.token_file !== undefined && { token_file: resolve(raw.admin.token_file)! }) },
+    file, listen, tls, headers: { ...raw.headers, pass_through }, routes,
+    admin: {
+      listen: admin, clients_max: raw.admin.clients_max, ...(raw.admin.token_file !== undefined && { token_file: resolve(raw.admin.token_file)! }),
+      allowed_hosts: raw.admin.allowed_hosts.map((h) => h.toLowerCase().replace(/\.$/, '')),
+      ...(doc.hasIn(['admin', 'listen']) && { line: lc.linePos(positionOf(doc, ['admin', 'listen'], false) ?? 0).line }),
+    },
     log: raw.log, errors: raw.errors, limits: raw.limits, shutdown: raw.shutdown, workers: raw.workers,
+    strict_paths: raw.strict_paths,
     ...(enrollment !== undefined && { enrollment }),
     ...(raw.whoami_path !== undefined && { whoami_path: raw.whoami_path }),
   };
+}
+
+/**
+ * headers.pass_through, folded like the stripping rule (identity/headers.ts), so `X_SSL_Client_S_DN` and
+ * `x-ssl-client-s-dn` are one entry. A name certgate sets itself would let a client forge it: refused.
+ */
+function passThrough(names: readonly string[], problem: (i: number, message: string, hint: string) => void): string[] {
+  return names.map((name, i) => {
+    const folded = foldHeaderName(name);
+    const why = passThroughProblem(folded);
+    if (why === 'own') {
+      problem(i, `"${name}" is a header certgate sets itself: a client's copy must never reach the upstream`,
+        'remove it from headers.pass_through (only other platforms\' identity headers can be passed through: README "What the upstream receives")');
+    } else if (why === 'not_stripped') {
+      problem(i, `"${name}" is not a header certgate strips: it reaches the upstream already`,
+        'remove it from headers.pass_through, or check its spelling against the stripped list (README "What the upstream receives")');
+    }
+    return folded;
+  });
 }
 
 /** Paths resolved like the tls ones; each key's line kept so start-up checks can point at it. */

@@ -117,6 +117,10 @@ export const CONFIG_SCHEMA = z.strictObject({
       xfcc: z.boolean().default(false).describe('also send Envoy-style X-Forwarded-Client-Cert'),
       forward_cert: z.boolean().default(false).describe('also send X-Client-Cert (URL-escaped PEM)'),
       rfc9440: z.boolean().default(false).describe('also send RFC 9440 Client-Cert / Client-Cert-Chain'),
+      pass_through: z
+        .array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, { message: 'must be a header name (letters, digits, - _ .), without wildcards, e.g. X-SSL-Client-S-DN' }))
+        .default([])
+        .describe('other platforms\' identity headers (README list: X-SSL-Client-*, X-Amzn-Mtls-Clientcert-*, Cf-Client-Cert-*, True-Client-IP, X-Original-URL, ...) are stripped from requests; these named ones are forwarded as the client sent them. Names certgate sets itself cannot be listed'),
     })
     .prefault({}),
   routes: z.array(ROUTE_SCHEMA).min(1, { message: 'needs at least one route' }).describe('first match wins'),
@@ -127,6 +131,10 @@ export const CONFIG_SCHEMA = z.strictObject({
         .describe('how many distinct client certificates /clients remembers (least recently connected dropped first)'),
       token_file: filePath.optional()
         .describe('file holding a bearer token (>= 16 chars); then every admin path but /healthz /readyz /metrics needs Authorization: Bearer <token>'),
+      allowed_hosts: z
+        .array(z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/, { message: 'must be a host name without port or wildcard, e.g. certgate-admin.certgate.svc' }))
+        .default([])
+        .describe('Host names the admin listener answers besides IP literals and localhost (DNS-rebinding guard); any other Host gets 421'),
     })
     .prefault({}),
   log: z
@@ -144,6 +152,10 @@ export const CONFIG_SCHEMA = z.strictObject({
     .prefault({}),
   limits: LIMITS_SCHEMA,
   enrollment: ENROLLMENT_SCHEMA.optional(),
+  strict_paths: z
+    .boolean()
+    .default(true)
+    .describe('refuse (400) path segments that upstreams fold into other names: a trailing "." or whitespace (/admin., /admin%20), ":$" (/admin::$DATA), double percent-encoding (%252e), an encoded ";" (%3B); false = forward them'),
   whoami_path: z
     .string()
     .regex(/^\/[^?#\s]+$/, { message: 'must be a path other than "/", without query or spaces, e.g. /.certgate/whoami' })

@@ -43,6 +43,8 @@ export interface HeadersConfig {
   readonly xfcc: boolean;
   readonly forward_cert: boolean;
   readonly rfc9440: boolean;
+  /** Foreign identity headers (identity/headers.ts FOREIGN_IDENTITY_HEADERS) forwarded anyway; folded names. */
+  readonly pass_through: readonly string[];
 }
 
 export interface RouteConfig {
@@ -84,6 +86,10 @@ export interface Config {
     readonly clients_max: number;
     /** Absolute path; absent = the admin listener needs no token. */
     readonly token_file?: string;
+    /** Host names answered besides IP literals and localhost (admin/host.ts); lower case, no trailing dot. */
+    readonly allowed_hosts: readonly string[];
+    /** Config-file line of admin.listen when written, for messages that point at it. */
+    readonly line?: number;
   };
   readonly log: {
     readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -91,6 +97,8 @@ export interface Config {
     readonly access: boolean;
   };
   readonly errors: { readonly verbose: boolean };
+  /** Refuse path segments that upstreams fold into other names (proxy/path.ts, strict). Default true. */
+  readonly strict_paths: boolean;
   readonly limits: LimitsConfig;
   readonly shutdown: { readonly drain_timeout_ms: number };
   /** Proxy processes: 'auto' = os.availableParallelism(); 1 = no cluster (cluster/primary.ts). */

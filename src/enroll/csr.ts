@@ -5,29 +5,40 @@
  * Read with certgate's own DER reader (identity/der.ts, identity/dn.ts): the same code that later
  * reads the issued certificate's identity on every request, so what is checked here is what the
  * upstream will be told. Anything this reader cannot account for is refused, never skipped: a
- * GeneralName kind other than URI/DNS/email/IP, a second SAN extension, trailing bytes.
+ * malformed or duplicated extension, an Extension with more elements than extnID, critical and one
+ * extnValue, a SAN value outside its type's syntax, trailing bytes.
+ *
+ * This is the only parse of the request: what it returns is what enrollment checks (match.ts) and
+ * what the issued certificate is built from (the key and the checked names; pki/x509.ts
+ * createClientCertificate). No other library reads the CSR, so no two readings can disagree
+ * (issue 13 finding 5: a SAN Extension with two extnValues was read one way here and another way by
+ * the signing library, which issued an otherName UPN the token never granted).
  */
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
-import { DerError, TAG, children, decodeOid, expectTag, readGeneralNames, readOne, type Tlv } from '../identity/der.js';
+import { DerError, TAG, children, decodeOid, expectTag, readOne, type Tlv } from '../identity/der.js';
 import { dnAttributes, readName } from '../identity/dn.js';
-import { parsePem, toPem } from '../tls/pem.js';
+import { parsePem } from '../tls/pem.js';
+import { readSanEntries, sanLabel, sanSyntaxProblem, type SanEntry } from './san.js';
 
-export type CsrRejection = 'not_a_csr' | 'signature' | 'signature_algorithm' | 'key_type' | 'key_size' | 'extensions';
+export type CsrRejection = 'not_a_csr' | 'signature' | 'signature_algorithm' | 'key_type' | 'key_size' | 'extensions' | 'san_syntax';
 
 export interface CsrRequest {
-  /** The CertificationRequest DER, and the same bytes as canonical PEM (what gets signed). */
+  /** The CertificationRequest DER (never handed to a signer: the certificate is built from the fields below). */
   readonly der: Buffer;
-  readonly pem: string;
   /** Subject attributes by OpenSSL short name (CN, OU, O, …; OID when unnamed), text values, DER order. */
   readonly attributes: ReadonlyMap<string, readonly string[]>;
   /** True when some subject value is not a character string (so `attributes` does not hold it). */
   readonly nonTextAttribute: boolean;
   /** True when an RDN holds several attributes (CN=a+OU=b). */
   readonly multiValuedRdn: boolean;
+  /**
+   * The requested SANs by type, each already checked against its type's syntax (san.ts). `other`
+   * names the kinds no token grants (email:…, IP:…, otherName, directoryName, …), for the 403.
+   */
   readonly san: { readonly uri: readonly string[]; readonly dns: readonly string[]; readonly other: readonly string[] };
   /** "ECDSA P-256", "RSA 2048", … */
   readonly key: string;
-  /** SubjectPublicKeyInfo DER, to check the issued certificate carries this key. */
+  /** The SubjectPublicKeyInfo as Node re-encodes the verified key: the one thing of the CSR the certificate carries as is. */
   readonly spki: Buffer;
 }
 
@@ -37,6 +48,13 @@ export type CsrResult =
 
 const EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
 const SUBJECT_ALT_NAME = '2.5.29.17';
+/** Far above any real client (a SPIFFE id and a few host names); keeps the audit line listing every name bounded. */
+export const MAX_SANS = 100;
+/** Extension names for messages. */
+const EXTENSION_NAMES: ReadonlyMap<string, string> = new Map([
+  [SUBJECT_ALT_NAME, 'subjectAltName'], ['2.5.29.19', 'basicConstraints'], ['2.5.29.15', 'keyUsage'], ['2.5.29.37', 'extKeyUsage'],
+  ['2.5.29.14', 'subjectKeyIdentifier'], ['2.5.29.35', 'authorityKeyIdentifier'], ['2.5.29.30', 'nameConstraints'],
+]);
 /** Signature algorithms accepted, OID → hash; SHA-1 and MD5 are not (collisions forge requests). */
 const SIGNATURE_ALGORITHMS: ReadonlyMap<string, { hash: string; key: 'rsa' | 'ec' }> = new Map([
   ['1.2.840.113549.1.1.11', { hash: 'sha256', key: 'rsa' }],
@@ -50,14 +68,6 @@ const CURVES: ReadonlyMap<string, string> = new Map([['prime256v1', 'P-256'], ['
 export const RSA_MIN_BITS = 2048;
 /** Far above any real client key; bounds the cost of verifying a hostile request. */
 export const RSA_MAX_BITS = 8192;
-const GN_EMAIL = 0x81;
-const GN_DNS = 0x82;
-const GN_URI = 0x86;
-const GN_IP = 0x87;
-/** The other GeneralName kinds by name, for refusing them by name (enrollment grants URI and DNS only). */
-const GN_KINDS: ReadonlyMap<number, string> = new Map([
-  [0xa0, 'otherName'], [0xa3, 'x400Address'], [0xa4, 'directoryName'], [0xa5, 'ediPartyName'], [0x88, 'registeredID'],
-]);
 
 class Reject extends Error {
   constructor(readonly reason: CsrRejection, message: string) {
@@ -105,17 +115,18 @@ function read(der: Buffer): CsrRequest {
   expectTag(spki, TAG.SEQUENCE, 'SubjectPublicKeyInfo');
   const { key, description } = checkKey(spki.raw);
   checkSignature(info.raw, algorithm, signature, key);
+  if (attributes !== undefined && attributes.tag !== 0xa0) throw new DerError(`attributes: expected tag 0xa0, found 0x${attributes.tag.toString(16)}`);
   const avas = readName(subject.raw);
   const names = dnAttributes(subject.raw);
   const textValues = [...names.values()].reduce((n, v) => n + v.length, 0);
   return {
-    der, pem: toPem('CERTIFICATE REQUEST', der),
+    der,
     attributes: names,
     nonTextAttribute: textValues !== avas.length,
     multiValuedRdn: new Set(avas.map((a) => a.rdn)).size !== avas.length,
     san: requestedSan(attributes),
     key: description,
-    spki: spki.raw,
+    spki: key.export({ type: 'spki', format: 'der' }),
   };
 }
 
@@ -162,39 +173,99 @@ function checkSignature(signedBytes: Buffer, algorithm: Tlv, signature: Tlv, key
   if (!ok) throw new Reject('signature', 'the CSR signature does not verify against its own public key (tampered or corrupted request)');
 }
 
-/** The SANs of the extensionRequest attribute; at most one such attribute and one SAN extension. */
+/** An Extension of a CSR's extensionRequest (or of a certificate), its shape checked. */
+export interface Extension {
+  readonly oid: string;
+  readonly critical: boolean;
+  /** extnValue's contents. */
+  readonly value: Buffer;
+}
+
+/** Why an Extensions list is unusable; csr.ts answers it as reason `extensions`. */
+export class ExtensionsError extends Error {}
+
+/**
+ * Extensions ::= SEQUENCE OF Extension, each exactly { extnID OID, critical BOOLEAN (optional),
+ * extnValue OCTET STRING } and each extnID at most once (RFC 5280 4.2). Anything else is an error,
+ * never a guess at which element "the" value is.
+ */
+export function readExtensions(list: Tlv): Extension[] {
+  const out: Extension[] = [];
+  if (list.tag !== TAG.SEQUENCE) throw new ExtensionsError('Extensions is not a SEQUENCE');
+  for (const ext of children(list, 'Extensions')) {
+    if (ext.tag !== TAG.SEQUENCE) throw new ExtensionsError('an Extension is not a SEQUENCE');
+    const parts = children(ext, 'Extension');
+    const [id, second, third] = parts;
+    if (id?.tag !== TAG.OID) throw new ExtensionsError('an Extension does not start with its OID');
+    const oid = decodeOid(id.value);
+    const what = EXTENSION_NAMES.get(oid) ?? oid;
+    if (parts.length < 2 || parts.length > 3) {
+      throw new ExtensionsError(`extension ${what} has ${parts.length} elements; an Extension is its OID, an optional critical BOOLEAN and one OCTET STRING value`);
+    }
+    const hasCritical = parts.length === 3;
+    const value = hasCritical ? third : second;
+    if ((hasCritical && second?.tag !== TAG.BOOLEAN) || value?.tag !== TAG.OCTET_STRING) {
+      throw new ExtensionsError(`extension ${what} is not {OID, critical BOOLEAN (optional), OCTET STRING value}`);
+    }
+    if (hasCritical && (second!.value.length !== 1 || (second!.value[0] !== 0 && second!.value[0] !== 0xff))) {
+      throw new ExtensionsError(`extension ${what}: critical is not a DER BOOLEAN`);
+    }
+    if (out.some((e) => e.oid === oid)) throw new ExtensionsError(`extension ${what} appears twice`);
+    out.push({ oid, critical: hasCritical && second!.value[0] === 0xff, value: value.value });
+  }
+  return out;
+}
+
+/**
+ * The SANs of the extensionRequest attribute: at most one such attribute, holding one well-formed
+ * Extensions list (readExtensions), whose subjectAltName (if any) is one GeneralNames value of at most
+ * MAX_SANS names, each URI/DNS/email/IP value in its type's syntax. The other requested extensions are
+ * shape-checked and then ignored: the certificate's extensions are certgate's own, never the request's.
+ */
 function requestedSan(attributes: Tlv | undefined): CsrRequest['san'] {
   const none = { uri: [], dns: [], other: [] };
   if (attributes === undefined) return none;
-  expectTag(attributes, 0xa0, 'attributes');
   let san: Buffer | undefined;
   let seenRequest = false;
   for (const attribute of children(attributes, 'attributes')) {
-    const [type, values] = children(attribute, 'Attribute');
-    if (type === undefined || values === undefined) throw new DerError('Attribute: expected type and values');
+    expectTag(attribute, TAG.SEQUENCE, 'Attribute');
+    const [type, values, extra] = children(attribute, 'Attribute');
+    if (type === undefined || values === undefined || extra !== undefined) throw new DerError('Attribute: expected type and values');
+    expectTag(type, TAG.OID, 'Attribute type');
+    expectTag(values, TAG.SET, 'Attribute values');
     if (decodeOid(type.value) !== EXTENSION_REQUEST) continue; // e.g. challengePassword: not used
     if (seenRequest) throw new Reject('extensions', 'the CSR holds two extensionRequest attributes');
     seenRequest = true;
     const [extensions, extraValue] = children(values, 'extensionRequest');
     if (extensions === undefined || extraValue !== undefined) throw new Reject('extensions', 'extensionRequest must hold exactly one Extensions value');
-    for (const ext of children(extensions, 'Extensions')) {
-      const parts = children(ext, 'Extension');
-      const id = parts[0];
-      const value = parts[parts.length - 1];
-      if (id === undefined || value === undefined || parts.length < 2) throw new DerError('Extension: expected id and value');
-      if (decodeOid(id.value) !== SUBJECT_ALT_NAME) continue; // only the SAN is ever copied into the certificate
-      if (san !== undefined) throw new Reject('extensions', 'the CSR requests subjectAltName twice');
-      expectTag(value, TAG.OCTET_STRING, 'extnValue');
-      san = value.value;
+    let list: Extension[];
+    try {
+      list = readExtensions(extensions);
+    } catch (err) {
+      if (err instanceof ExtensionsError || err instanceof DerError) throw new Reject('extensions', `the CSR's extensionRequest is malformed: ${err.message}`);
+      throw err;
     }
+    san = list.find((e) => e.oid === SUBJECT_ALT_NAME)?.value;
   }
   if (san === undefined) return none;
-  const other: string[] = [];
-  for (const gn of children(readOne(san, TAG.SEQUENCE, 'GeneralNames'), 'GeneralNames')) {
-    if (gn.tag === GN_DNS || gn.tag === GN_URI || gn.tag === GN_EMAIL || gn.tag === GN_IP) continue; // read below
-    other.push(GN_KINDS.get(gn.tag) ?? `GeneralName [0x${gn.tag.toString(16)}]`);
+  let entries: SanEntry[];
+  try {
+    entries = readSanEntries(san);
+  } catch (err) {
+    if (err instanceof DerError) throw new Reject('extensions', `the subjectAltName extension is malformed: ${err.message}`);
+    throw err;
   }
-  const names = readGeneralNames(san);
-  other.push(...names.email.map((e) => `email:${e}`), ...names.ip.map((ip) => `IP:${ip}`));
-  return { uri: names.uri, dns: names.dns, other };
+  if (entries.length > MAX_SANS) throw new Reject('extensions', `the CSR requests ${entries.length} subject alternative names; at most ${MAX_SANS}`);
+  const out = { uri: [] as string[], dns: [] as string[], other: [] as string[] };
+  for (const e of entries) {
+    if (e.kind === 'uri' || e.kind === 'dns' || e.kind === 'email' || e.kind === 'ip') {
+      const problem = sanSyntaxProblem(e.kind, e.value);
+      if (problem !== undefined) throw new Reject('san_syntax', `SAN ${e.kind === 'email' ? 'email' : e.kind.toUpperCase()} ${JSON.stringify(e.value)} ${problem}`);
+    }
+    if (e.kind === 'uri') out.uri.push(e.value);
+    else if (e.kind === 'dns') out.dns.push(e.value);
+    else if (e.kind === 'email' || e.kind === 'ip') out.other.push(sanLabel(e));
+    else out.other.push(e.kind);
+  }
+  return out;
 }

@@ -5,12 +5,15 @@
  *   1 body ≤ 64 KiB (PEM, or DER as application/pkcs10)            → 413
  *   2 Authorization: Bearer <id>.<secret>: known, right, not expired → 401
  *   3 token not spent (state_file)                                  → 401 token_used
- *   4 CSR parses, key is ECDSA P-256/P-384 or RSA ≥ 2048, signature verifies → 400
+ *   4 CSR parses (once: csr.ts), key is ECDSA P-256/P-384 or RSA ≥ 2048, signature verifies,
+ *     extensions well-formed and not duplicated, each SAN in its type's syntax   → 400
  *   5 subject and SANs are what the token allows                    → 403 naming each mismatch
- *   6 exclusive: spent? (re-read) → sign → self-check → record spent (fsync) → 201 cert + chain
+ *   6 exclusive: spent? (re-read) → build the certificate from the checked values (the CSR's key,
+ *     the granted CN/OU and requested SANs; certgate's own extensions) → self-check every field and
+ *     every SAN of every type (issued.ts) → record spent (fsync) → 201 cert + chain
  * A token is spent only by step 6: a refused request leaves it usable, so a client can fix its CSR.
- * Every attempt is logged (token id, never the secret; requested identity; result) and counted in
- * certgate_enrollments_total{result}.
+ * Every attempt is logged (token id, never the secret; requested identity; result; on issue, the
+ * subject and every SAN the certificate carries) and counted in certgate_enrollments_total{result}.
  */
 import { X509Certificate } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -19,8 +22,9 @@ import type { Config, EnrollmentConfig } from '../config/types.js';
 import { CertgateError } from '../errors.js';
 import { identityFromCertificate } from '../identity/identity.js';
 import type { Logger } from '../log.js';
-import { certToPem, signCsr } from '../pki/x509.js';
+import { certToPem, createClientCertificate } from '../pki/x509.js';
 import { readCsr, type CsrRequest } from './csr.js';
+import { issuedMismatches, issuedSanLabels, type Granted } from './issued.js';
 import { loadIssuingCa, type IssuingCa } from './issuer.js';
 import { identityMismatches } from './match.js';
 import { checkStateFile, createSpentStore, type SpentStore } from './state.js';
@@ -116,7 +120,7 @@ async function enroll(req: IncomingMessage, e: EnrollmentConfig, ca: IssuingCa, 
     await store.spend(token.id, { at: new Date().toISOString(), serial: pem.serial, subject: pem.subject });
     return {
       status: 201, result: 'issued', body: pem.cert + ca.chainPem, contentType: PEM_CHAIN,
-      fields: { ...fields, serial: pem.serial, subject: pem.subject, not_after: pem.notAfter.toISOString() },
+      fields: { ...fields, serial: pem.serial, subject: pem.subject, san: pem.san, not_after: pem.notAfter.toISOString() },
     };
   });
 }
@@ -131,36 +135,50 @@ function used(token: Token): Outcome {
   return { ...refuse(401, 'token_used', 'unauthorized', 'the enrollment token was already used; a token enrolls one certificate', { token_id: token.id }), headers: { 'www-authenticate': 'Bearer error="invalid_token"' } };
 }
 
-/** Signs, then checks the certificate says exactly what was allowed (a second parser guarding the first). */
-async function issue(csr: CsrRequest, token: Token, e: EnrollmentConfig, ca: IssuingCa): Promise<{ cert: string; serial: string; subject: string; notAfter: Date }> {
+/**
+ * Builds the certificate from the checked values only — the CSR's key, the token's CN (and OU when the
+ * CSR asked for it), the requested SANs that match.ts allowed — with certgate's own extensions, then
+ * reads it back and compares every field and every SAN of every type with that grant (issued.ts), and
+ * has OpenSSL (Node's X509Certificate) confirm CA flag, EKU, issuer signature and the identity
+ * certgate will later read. Any difference throws: nothing is sent and the token is not spent.
+ */
+async function issue(csr: CsrRequest, token: Token, e: EnrollmentConfig, ca: IssuingCa): Promise<{ cert: string; serial: string; subject: string; san: string[]; notAfter: Date }> {
   const notBefore = new Date(Date.now() - BACKDATE_MS);
   const days = Math.min(token.cert_days ?? e.max_days, e.max_days);
   // Never past the CA's own notAfter: a chain is only as valid as its shortest-lived member.
   const notAfter = new Date(Math.min(notBefore.getTime() + days * DAY_MS, ca.notAfter.getTime()));
-  const cert = certToPem(await signCsr(csr.pem, { issuer: ca.issuer, usage: 'client', notBefore, notAfter }));
-  const x = new X509Certificate(cert);
+  const askedOu = (csr.attributes.get('OU') ?? []).length > 0;
+  const granted: Granted = {
+    subject: [...(askedOu && token.ou !== undefined ? [['OU', token.ou] as const] : []), ['CN', token.cn] as const],
+    san: { uri: [...new Set(csr.san.uri)], dns: [...new Set(csr.san.dns)] },
+    spki: csr.spki,
+  };
+  const built = await createClientCertificate({ issuer: ca.issuer, subject: granted.subject, spki: csr.spki, san: granted.san, notBefore, notAfter });
+  const der = Buffer.from(built.rawData);
+  const x = new X509Certificate(der);
   const id = identityFromCertificate(x);
   const same = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((v, i) => v === b[i]);
+  const sorted = (a: readonly string[]): string[] => [...a].sort();
   const problems = [
+    ...issuedMismatches(der, granted),
     x.ca && 'has the CA flag',
     !same(x.keyUsage ?? [], [CLIENT_AUTH]) && `EKU is ${String(x.keyUsage)}`,
-    !x.publicKey.export({ type: 'spki', format: 'der' }).equals(csr.spki) && 'carries another key',
     !(x.checkIssued(ca.x509) && x.verify(ca.x509.publicKey)) && 'is not signed by the CA',
-    !same(id.subjectCn, csr.attributes.get('CN') ?? []) && 'CN differs from the CSR',
-    !same(id.subjectOu, csr.attributes.get('OU') ?? []) && 'OU differs from the CSR',
-    !same(id.san.uri, csr.san.uri) && 'URI SANs differ from the CSR',
-    !same(id.san.dns, csr.san.dns) && 'DNS SANs differ from the CSR',
+    !same(id.subjectCn, [token.cn]) && 'CN is not the granted one',
+    !same(sorted(id.san.uri), sorted(granted.san.uri)) && 'URI SANs (as identity reads them) differ from the grant',
+    !same(sorted(id.san.dns), sorted(granted.san.dns)) && 'DNS SANs (as identity reads them) differ from the grant',
     (id.san.email.length > 0 || id.san.ip.length > 0) && 'has email/IP SANs',
   ].filter((p): p is string => typeof p === 'string');
-  if (problems.length > 0) throw new Error(`issued certificate failed its self-check: it ${problems.join(', ')}`);
-  return { cert, serial: id.serial, subject: id.subject, notAfter: id.notAfter };
+  if (problems.length > 0) throw new Error(`issued certificate failed its self-check: ${problems.join('; ')}`);
+  return { cert: certToPem(built), serial: id.serial, subject: id.subject, san: issuedSanLabels(der), notAfter: id.notAfter };
 }
 
 function requested(csr: CsrRequest): Record<string, unknown> {
   const cut = (v: string): string => (v.length > 200 ? `${v.slice(0, 200)}…` : v);
+  // Every requested name (csr.ts caps a request at MAX_SANS), each cut to 200 characters.
   return {
     cn: (csr.attributes.get('CN') ?? []).map(cut), ou: (csr.attributes.get('OU') ?? []).map(cut),
-    san_uri: csr.san.uri.slice(0, 20).map(cut), san_dns: csr.san.dns.slice(0, 20).map(cut),
+    san_uri: csr.san.uri.map(cut), san_dns: csr.san.dns.map(cut), ...(csr.san.other.length > 0 && { san_other: csr.san.other.map(cut) }),
   };
 }
 

@@ -9,6 +9,11 @@
  *   its `san_dns` entries, with route `allow` semantics (compileAllow: `*`/`**` URI path segments via
  *   globMatch, `*.example.com` DNS wildcards). Asking for fewer SANs than allowed is fine; email, IP and
  *   other kinds are never granted.
+ * - Wildcards are patterns of a grant, never values of a certificate: a requested DNS name with a `*`
+ *   label, or a URI with a `*`/`**` path segment, is refused whatever the grant says (a token's
+ *   `*.example.com` means "one host under example.com", as in a route's allow list, which a wildcard
+ *   certificate would not satisfy either). Values reach this check already in their type's syntax
+ *   (csr.ts → san.ts: no NUL, control, space or `_` can make a "label").
  */
 import { compileAllow } from '../proxy/policy.js';
 import type { ClientIdentity } from '../identity/types.js';
@@ -40,14 +45,23 @@ export function identityMismatches(grant: Grant, csr: Pick<CsrRequest, 'attribut
   if (csr.multiValuedRdn) out.push('the subject has a multi-valued RDN (e.g. CN=a+OU=b); use one attribute per RDN');
   const uriAllowed = allowedBy({ san_uri: grant.san_uri });
   for (const uri of csr.san.uri) {
-    if (!uriAllowed({ uri: [uri], dns: [] })) out.push(`SAN URI ${quote(uri)} is not allowed; this token allows ${list(grant.san_uri)}`);
+    if (isUriWildcard(uri)) out.push(`SAN URI ${quote(uri)} has a "*" or "**" path segment; certgate never issues a wildcard, a token's "*" is a pattern for one segment`);
+    else if (!uriAllowed({ uri: [uri], dns: [] })) out.push(`SAN URI ${quote(uri)} is not allowed; this token allows ${list(grant.san_uri)}`);
   }
   const dnsAllowed = allowedBy({ san_dns: grant.san_dns });
   for (const dns of csr.san.dns) {
-    if (!dnsAllowed({ uri: [], dns: [dns] })) out.push(`SAN DNS ${quote(dns)} is not allowed; this token allows ${list(grant.san_dns)}`);
+    if (dns.includes('*')) out.push(`SAN DNS ${quote(dns)} is a wildcard; certgate never issues one, a token's "*.example.com" grants one host name under example.com`);
+    else if (!dnsAllowed({ uri: [], dns: [dns] })) out.push(`SAN DNS ${quote(dns)} is not allowed; this token allows ${list(grant.san_dns)}`);
   }
   for (const other of csr.san.other) out.push(`SAN ${other} is not allowed; only URI and DNS SANs can be requested`);
   return out;
+}
+
+/** A path segment a route allow list would read as a glob (policy.ts splitUri: everything after the authority). */
+function isUriWildcard(uri: string): boolean {
+  const sep = uri.indexOf('://');
+  const slash = uri.indexOf('/', sep === -1 ? 0 : sep + 3);
+  return slash !== -1 && uri.slice(slash + 1).split('/').some((s) => s === '*' || s === '**');
 }
 
 /** The route `allow` decision for one SAN, so tokens and routes read patterns the same way. */

@@ -4,7 +4,8 @@
  * Upstreams trust these headers because certgate strips every spelling a client could use to
  * forge them: CGI/WSGI and PHP turn `-` and `.` into `_` for their HTTP_* variables, so a
  * client's `X_Client_Cert_Subject` lands on the same HTTP_X_CLIENT_CERT_SUBJECT as ours
- * (Traefik's 2026 advisory; ANCHORS.md §1c row 34).
+ * (Traefik's 2026 advisory; ANCHORS.md §1c row 34). Other platforms' identity headers (FOREIGN_IDENTITY_HEADERS)
+ * are removed the same way, unless `headers.pass_through` names them (issue 13 finding 11).
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { HeadersConfig } from '../config/types.js';
@@ -16,19 +17,147 @@ const CONTROLLED_NAMES = new Set([
   'x-client-cert', 'x-forwarded-client-cert', 'forwarded', 'x-real-ip', 'client-cert', 'client-cert-chain',
 ]);
 
+/** A header name as the stripping rules compare it: lower case, `_` and `.` spelled `-` (what CGI/WSGI/PHP merge). */
+export function foldHeaderName(name: string): string {
+  const lower = name.toLowerCase();
+  return lower.includes('_') || lower.includes('.') ? lower.replace(/[_.]/g, '-') : lower;
+}
+
 /** Whether a request header is one only certgate may set (any case, `_`/`.` spelled as `-`). */
 export function isClientControlledHeader(name: string): boolean {
-  const folded = name.toLowerCase().replace(/[_.]/g, '-');
+  const folded = foldHeaderName(name);
   // Prefixes, not exact names: X-Client-Certificate or Client-Cert-Url look like ours to an upstream too.
   return CONTROLLED_NAMES.has(folded) || folded.startsWith('x-client-cert') || folded.startsWith('client-cert') || folded.startsWith('x-forwarded-');
 }
 
-/** Deletes, in place, every client-controlled header (Node has already lower-cased the names). */
-export function stripClientControlled(headers: IncomingHttpHeaders): void {
+export interface HeaderFamily {
+  /** Folded spelling; a trailing `*` = every name starting with the rest. */
+  readonly pattern: string;
+  /** Who sets it, so an operator can tell which migration it protects. */
+  readonly from: string;
+}
+
+/**
+ * Identity headers other platforms set, stripped by default (README "What the upstream receives" lists
+ * them; `headers.pass_through` lets named ones through). An app moved to certgate from one of these still
+ * reads them, and since certgate terminates TLS nothing in front of it can have set them: every copy is
+ * the client's. Same spelling rules as certgate's own names (`_`/`.` as `-`, any case).
+ */
+export const FOREIGN_IDENTITY_HEADERS: readonly HeaderFamily[] = [
+  // Client certificate headers
+  { pattern: 'x-ssl', from: 'HAProxy recipes (X-SSL: the request came over TLS)' },
+  { pattern: 'x-ssl-*', from: 'HAProxy, nginx and Apache recipes: X-SSL-Client-Cert, X-SSL-Client-S-DN, X-SSL-Client-Verify, X-SSL-Cert, X-SSL-Issuer' },
+  { pattern: 'ssl-client-*', from: 'ingress-nginx (ssl-client-verify, ssl-client-subject-dn, ssl-client-cert) and Apache mod_ssl\'s CGI names (SSL_CLIENT_S_DN, SSL_CLIENT_VERIFY)' },
+  { pattern: 'x-client-verify', from: 'nginx recipes: X-Client-Verify ($ssl_client_verify)' },
+  { pattern: 'x-client-verified', from: 'nginx recipes: X-Client-Verified' },
+  { pattern: 'x-client-dn', from: 'nginx recipes: X-Client-DN ($ssl_client_s_dn)' },
+  { pattern: 'x-client-s-dn', from: 'nginx recipes: X-Client-S-DN' },
+  { pattern: 'x-client-i-dn', from: 'nginx recipes: X-Client-I-DN' },
+  { pattern: 'x-amzn-mtls-clientcert*', from: 'AWS ALB mTLS: X-Amzn-Mtls-Clientcert (passthrough), -Subject, -Issuer, -Serial-Number, -Validity, -Leaf (verify)' },
+  { pattern: 'x-amzn-tls-*', from: 'AWS ALB: X-Amzn-TLS-Version, X-Amzn-TLS-Cipher-Suite' },
+  { pattern: 'cf-client-cert*', from: 'Cloudflare mTLS "forward a client certificate": Cf-Client-Cert-Der-Base64, Cf-Client-Cert-Sha256' },
+  { pattern: 'cf-cert-*', from: 'Cloudflare managed transform "Add TLS client auth headers": Cf-Cert-Verified, -Subject-Dn, -Issuer-Dn, -Serial, -Fingerprint-Sha256' },
+  { pattern: 'x-arr-clientcert', from: 'Azure App Service: the client certificate' },
+  { pattern: 'x-arr-ssl', from: 'Azure App Service: the request came over TLS' },
+  // Caller identity from a platform's authentication
+  { pattern: 'x-amzn-oidc-*', from: 'AWS ALB authentication: X-Amzn-Oidc-Identity, -Data, -Accesstoken' },
+  { pattern: 'cf-access-*', from: 'Cloudflare Access: Cf-Access-Authenticated-User-Email, Cf-Access-Jwt-Assertion' },
+  { pattern: 'x-goog-authenticated-user-*', from: 'Google IAP: X-Goog-Authenticated-User-Email, -Id' },
+  { pattern: 'x-goog-iap-*', from: 'Google IAP: X-Goog-IAP-JWT-Assertion' },
+  { pattern: 'x-ms-client-principal*', from: 'Azure App Service authentication: X-MS-Client-Principal, -Name, -Id, -Idp' },
+  { pattern: 'x-pomerium-*', from: 'Pomerium: X-Pomerium-Jwt-Assertion, X-Pomerium-Claim-*' },
+  { pattern: 'x-authentik-*', from: 'authentik proxy outpost: X-Authentik-Username, -Email, -Groups' },
+  { pattern: 'x-auth-request-*', from: 'oauth2-proxy: X-Auth-Request-User, -Email, -Groups, -Access-Token' },
+  { pattern: 'remote-user', from: 'Authelia and other SSO proxies' },
+  { pattern: 'remote-email', from: 'Authelia' },
+  { pattern: 'remote-groups', from: 'Authelia' },
+  { pattern: 'remote-name', from: 'Authelia' },
+  { pattern: 'x-envoy-*', from: 'Envoy/Istio internal headers (X-Envoy-Internal, -External-Address, -Original-Path, -Peer-Metadata), which Envoy itself strips from external requests' },
+  // The client's address
+  { pattern: 'true-client-ip', from: 'Akamai, Cloudflare Enterprise' },
+  { pattern: 'cf-connecting-ip*', from: 'Cloudflare: Cf-Connecting-IP, Cf-Connecting-IPv6' },
+  { pattern: 'x-client-ip', from: 'various load balancers; read by client-address libraries (request-ip, ipware)' },
+  { pattern: 'x-cluster-client-ip', from: 'Rackspace and other load balancers; read by client-address libraries' },
+  { pattern: 'fastly-client-ip', from: 'Fastly' },
+  // Request-target overrides: the app routes (and authorises) by these instead of the path certgate matched
+  { pattern: 'x-original-url', from: 'IIS URL Rewrite/ARR; honoured by Symfony and Laminas' },
+  { pattern: 'x-rewrite-url', from: 'IIS; honoured by Symfony and Laminas' },
+  { pattern: 'x-original-uri', from: 'nginx auth_request recipes' },
+];
+
+interface Bucket {
+  readonly exact: Set<string>;
+  readonly prefixes: string[];
+}
+
+/**
+ * Every stripped family (certgate's own + FOREIGN_IDENTITY_HEADERS), bucketed so a header costs one
+ * array index and a few startsWith: the key is the first character, or for `x-` names the third.
+ * Every pattern is at least 4 characters long.
+ */
+const BUCKETS: (Bucket | undefined)[] = [];
+const bucketKey = (folded: string): number => {
+  const c0 = folded.charCodeAt(0);
+  return c0 === 0x78 && folded.charCodeAt(1) === 0x2d ? 128 + (folded.charCodeAt(2) & 0x7f) : c0 & 0x7f;
+};
+for (const pattern of [
+  ...CONTROLLED_NAMES, 'x-client-cert*', 'client-cert*', 'x-forwarded-*',
+  ...FOREIGN_IDENTITY_HEADERS.map((f) => f.pattern),
+]) {
+  const prefix = pattern.endsWith('*');
+  const text = prefix ? pattern.slice(0, -1) : pattern;
+  if (text.length < 4) throw new Error(`header pattern ${pattern}: strippedFolded skips names shorter than 4 characters`);
+  const key = bucketKey(text);
+  const bucket = BUCKETS[key] ?? (BUCKETS[key] = { exact: new Set(), prefixes: [] });
+  if (prefix) bucket.prefixes.push(text);
+  else bucket.exact.add(text);
+}
+
+function strippedFolded(folded: string): boolean {
+  if (folded.length < 4) return false;
+  const bucket = BUCKETS[bucketKey(folded)];
+  if (bucket === undefined) return false;
+  if (bucket.exact.has(folded)) return true;
+  for (const p of bucket.prefixes) if (folded.startsWith(p)) return true;
+  return false;
+}
+
+/** Whether certgate removes this request header by default: its own names or another platform's identity headers. */
+export function isStrippedHeader(name: string): boolean {
+  return strippedFolded(foldHeaderName(name));
+}
+
+/** Why a `headers.pass_through` entry (already folded) cannot be honoured; undefined = fine. */
+export function passThroughProblem(folded: string): 'own' | 'not_stripped' | undefined {
+  // x-request-id is certgate's too: it keeps a safe client id and replaces any other (admin/observe.ts).
+  if (isClientControlledHeader(folded) || folded === 'x-request-id') return 'own';
+  return strippedFolded(folded) ? undefined : 'not_stripped';
+}
+
+/** Compiled pass_through sets, per config array (configs are frozen; one entry per loaded config). */
+const passSets = new WeakMap<readonly string[], ReadonlySet<string>>();
+const NO_PASS: readonly string[] = Object.freeze([]);
+
+/**
+ * Deletes, in place, every client-sent header certgate strips (Node has already lower-cased the names),
+ * except the foreign ones named in `passThrough` (folded names, as config/load.ts stores them). certgate's
+ * own names are deleted whatever `passThrough` says. Runs on every request: no allocation for the
+ * common all-lower-case, dash-only name, one bucket lookup per header.
+ */
+export function stripClientControlled(headers: IncomingHttpHeaders, passThrough: readonly string[] = NO_PASS): void {
+  let pass = passSets.get(passThrough);
+  if (pass === undefined) {
+    pass = new Set(passThrough.map(foldHeaderName).filter((n) => !isClientControlledHeader(n)));
+    passSets.set(passThrough, pass);
+  }
   for (const name of Object.keys(headers)) {
-    if (isClientControlledHeader(name)) delete headers[name];
+    const folded = foldHeaderName(name);
+    if (strippedFolded(folded) && !(pass.size > 0 && pass.has(folded))) delete headers[name];
   }
 }
+
+/** The options that shape the identity headers (pass_through only shapes stripping). */
+export type IdentityHeaderOptions = Pick<HeadersConfig, 'xfcc' | 'forward_cert' | 'rfc9440'>;
 
 const NONE: Readonly<Record<string, string>> = Object.freeze({ 'x-client-cert-verified': 'NONE' });
 
@@ -47,7 +176,7 @@ const cache = new WeakMap<ClientIdentity, Cached>();
  */
 export function identityHeaders(
   identity: ClientIdentity | undefined,
-  opts: HeadersConfig,
+  opts: IdentityHeaderOptions,
 ): Readonly<Record<string, string>> {
   if (identity === undefined) return NONE;
   const key = `${opts.xfcc}/${opts.forward_cert}/${opts.rfc9440}`;
@@ -58,7 +187,7 @@ export function identityHeaders(
   return headers;
 }
 
-function buildHeaders(identity: ClientIdentity, opts: HeadersConfig): Record<string, string> {
+function buildHeaders(identity: ClientIdentity, opts: IdentityHeaderOptions): Record<string, string> {
   const out: Record<string, string> = { 'x-client-cert-verified': 'SUCCESS' };
   const set = (name: string, value: string): void => {
     if (value !== '') out[name] = value;

@@ -178,6 +178,20 @@ export async function signCsr(csrPem: string, opts: Validity & { issuer: Issuer;
   return issue({ subject: csr.subjectName, publicKey: csr.publicKey, issuer: opts.issuer, validity: window(opts, 825), extensions });
 }
 
+/**
+ * A client certificate for the key `spki` carrying exactly `subject` and `san`: every extension is
+ * certgate's own (basicConstraints CA:FALSE, keyUsage, EKU clientAuth, SAN, key identifiers) and
+ * nothing is read from a request. Enrollment (enroll/handler.ts) passes the values it has already
+ * parsed and checked once; handing a signer the CSR itself would let a second parser read it another way.
+ */
+export async function createClientCertificate(opts: Validity & { issuer: Issuer; subject: NameSpec; spki: Uint8Array; san: SanSpec }): Promise<x509.X509Certificate> {
+  const publicKey = new x509.PublicKey(Uint8Array.from(opts.spki));
+  return issue({
+    subject: toName(opts.subject), publicKey, issuer: opts.issuer, validity: window(opts, 825),
+    extensions: leafExtensions('client', publicKey.algorithm.name, opts.san),
+  });
+}
+
 export interface CrlEntry {
   /** Hex, any case, as X509Certificate.serialNumber prints it. */
   readonly serial: string;

@@ -19,6 +19,25 @@
  * - runs of `/` are merged (nginx `merge_slashes`, Envoy `merge_slashes`), so `//admin` matches
  *   the `/admin` route. When merging first and resolving dots first give different paths
  *   (`/a//../b` is `/b` to nginx, `/a/b` to RFC 3986), the path is refused as ambiguous.
+ *
+ * With `strict` (config `strict_paths`, on by default) a decoded segment name (params dropped, not a
+ * dot-segment itself) is also refused when upstreams are known to fold it into another name: the
+ * upstream would serve that other name (`/admin`) under the policy of the route this path matched (`/`):
+ * - `trailing_dot_or_space`: it ends in "." (`admin.`, `admin..`: Windows/IIS and .NET drop trailing
+ *   dots), or starts or ends with whitespace or a control character (`admin%20`, `admin%09`, `%20admin`:
+ *   Windows drops trailing spaces; Java's trim() and Spring's old trimTokens drop them at both ends).
+ *   Whitespace is JavaScript's `\s` (Unicode White_Space and U+FEFF) plus C0/C1 controls, DEL, U+180E,
+ *   U+200B-U+200D and U+2060.
+ * - `ntfs_stream`: it holds ":$" (`admin::$DATA`, `admin:$i30:$INDEX_ALLOCATION` are `admin` on NTFS).
+ * - `double_encoding`: it still holds a percent-escape after decoding once (`%252e`, `%2561`,
+ *   `%25u002e`), which a server that decodes twice reads as another character (`/x/%252e%252e/admin`
+ *   is `/admin` there). Any escape, not only encoded "." "/" "\": `/%2561dmin` is `/admin` too.
+ * - `encoded_semicolon`: it holds ";" decoded from `%3B`. Tomcat does not split at it (see above), but
+ *   servers that decode before stripping `;params` serve `/admin%3B` and `/admin%3Bx` as `/admin`.
+ * Each rule also applies to the segment's NFKC form, so look-alikes that a normalising upstream turns
+ * into "." or ";" (`admin\uFF0E`, a fullwidth ".") are refused too. Suffixes such as `/admin.json`
+ * are NOT refused: they are other names here, and an allow list on `/admin` does not cover them
+ * (README: protect the catch-all route too).
  */
 
 export type PathRefusal =
@@ -28,7 +47,11 @@ export type PathRefusal =
   | 'backslash'
   | 'nul'
   | 'dot_segment_escape'
-  | 'ambiguous_path';
+  | 'ambiguous_path'
+  | 'trailing_dot_or_space'
+  | 'ntfs_stream'
+  | 'double_encoding'
+  | 'encoded_semicolon';
 
 export type PathResult = { ok: true; path: string } | { ok: false; reason: PathRefusal };
 
@@ -42,7 +65,17 @@ export const PATH_REFUSAL_MESSAGES: Readonly<Record<PathRefusal, string>> = {
   nul: 'the path holds a NUL byte (%00)',
   dot_segment_escape: 'a ".." segment climbs above the root',
   ambiguous_path: 'the path holds a dot-segment that servers resolve differently (".." after "//", or "..;")',
+  trailing_dot_or_space:
+    'a path segment ends in "." or starts or ends with whitespace, which some servers drop ("/admin." or "/admin%20" served as "/admin")',
+  ntfs_stream: 'a path segment holds ":$", an NTFS stream name ("/admin::$DATA" is "/admin" on Windows)',
+  double_encoding: 'the path is percent-encoded twice ("%252e" is "." to a server that decodes twice)',
+  encoded_semicolon: 'a path segment holds an encoded ";" (%3B), which some servers read as the start of parameters ("/admin%3B" served as "/admin")',
 };
+
+export interface PathOptions {
+  /** strict_paths: also refuse segment names that upstreams are known to fold into other names (see above). */
+  readonly strict?: boolean;
+}
 
 const SLASH = 0x2f;
 const PERCENT = 0x25;
@@ -54,7 +87,7 @@ const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 type SegmentResult = string | { reason: PathRefusal };
 
-export function normalizeRequestPath(target: string): PathResult {
+export function normalizeRequestPath(target: string, opts: PathOptions = {}): PathResult {
   if (target.charCodeAt(0) !== SLASH) return refuse('not_origin_form');
   const q = target.indexOf('?');
   const raw = q === -1 ? target : target.slice(0, q);
@@ -71,6 +104,10 @@ export function normalizeRequestPath(target: string): PathResult {
     const name = decodeSegment(semi === -1 ? rawSeg : rawSeg.slice(0, semi));
     if (typeof name !== 'string') return refuse(name.reason);
     if (semi !== -1 && (name === '.' || name === '..')) return refuse('ambiguous_path');
+    if (opts.strict === true && name !== '.' && name !== '..') {
+      const folded = foldedSegmentProblem(name);
+      if (folded !== undefined) return refuse(folded);
+    }
     if (name === '' && i < rawSegments.length - 1) hasEmpty = true;
     segments[i] = name;
   }
@@ -88,6 +125,30 @@ export function normalizeRequestPath(target: string): PathResult {
 
 function refuse(reason: PathRefusal): PathResult {
   return { ok: false, reason };
+}
+
+/** Whitespace and controls that trims and folds drop: JS `\s`, C0/C1 controls, DEL, zero-width marks. */
+const SPACE_OR_CONTROL = /[\s\x00-\x1f\x7f-\x9f\u180e\u200b-\u200d\u2060]/;
+/** A percent-escape left after one decode: `%2e` (from `%252e`), `%u002e` (IIS). */
+const STILL_ENCODED = /%(?:[0-9A-Fa-f]{2}|[uU][0-9A-Fa-f]{4})/;
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/** strict_paths: why a decoded segment name (not "." or "..") may be folded into another name upstream. */
+function foldedSegmentProblem(name: string): PathRefusal | undefined {
+  const problem = segmentFormProblem(name);
+  // NFKC maps look-alikes ("\uFF0E" fullwidth ".", "\uFF1B" fullwidth ";") to ASCII; a result of "."
+  // or ".." is a dot-segment to a normalising upstream, and ends in "." here.
+  return problem ?? (NON_ASCII.test(name) ? segmentFormProblem(name.normalize('NFKC')) : undefined);
+}
+
+function segmentFormProblem(s: string): PathRefusal | undefined {
+  if (s.includes(';')) return 'encoded_semicolon';
+  if (s.includes(':$')) return 'ntfs_stream';
+  if (STILL_ENCODED.test(s)) return 'double_encoding';
+  if (s.length > 0 && (s.endsWith('.') || SPACE_OR_CONTROL.test(s.charAt(0)) || SPACE_OR_CONTROL.test(s.charAt(s.length - 1)))) {
+    return 'trailing_dot_or_space';
+  }
+  return undefined;
 }
 
 /**

@@ -11,12 +11,14 @@
  * - The path compare is case-insensitive: Express (default), ASP.NET and case-insensitive file
  *   systems serve `/ADMIN` as `/admin`, so `/ADMIN` must meet the `/admin` route's policy.
  * - host compares case-insensitively, without the Host header's port and without one trailing
- *   dot (`example.com.` is the same name); IPv6 `[::1]:8443` compares as `::1`. A route without
+ *   dot (`example.com.` is the same name); IPv6 `[::1]:8443` compares as `::1` (canonical form, so
+ *   `[0::1]` too). A malformed Host never gets here: the handler refuses it (host.ts). A route without
  *   host matches every host, and a request without Host matches only such routes.
  */
 import type { RouteConfig } from '../config/types.js';
 import { CertgateError } from '../errors.js';
 import { PATH_REFUSAL_MESSAGES, normalizeRequestPath } from './path.js';
+import { parseHost, routeHostName, routeHostProblem } from './host.js';
 
 export type Router = (host: string | undefined, path: string) => RouteConfig | undefined;
 
@@ -33,6 +35,12 @@ export function createRouter(routes: readonly RouteConfig[]): Router {
     const problem = pathPrefixProblem(route.path_prefix);
     if (problem !== undefined) {
       throw new CertgateError('CG_CONFIG_INVALID', `route "${route.name}": ${problem}`, {
+        ...(route.line !== undefined && { line: route.line }),
+      });
+    }
+    const hostProblem = route.host === undefined ? undefined : routeHostProblem(route.host);
+    if (hostProblem !== undefined) {
+      throw new CertgateError('CG_CONFIG_INVALID', `route "${route.name}": ${hostProblem}`, {
         ...(route.line !== undefined && { line: route.line }),
       });
     }
@@ -88,29 +96,19 @@ export function defaultRouteName(host: string | undefined, pathPrefix: string): 
 }
 
 /**
- * The host name in a Host header, as routes compare it: lower-cased, port and brackets removed,
- * one trailing dot removed. `[::1]:8443` → `::1`, `Example.COM:8443` → `example.com`.
+ * The host name in a Host header, as routes compare it (host.ts parseHost): lower-cased, port and
+ * brackets removed, one trailing dot removed, IPv6 in canonical form. `[::1]:8443` → `::1`,
+ * `Example.COM:8443` → `example.com`. A Host that parseHost refuses is returned lower-cased as it
+ * is; no request with it is routed (the handler answers 400 invalid_host first).
  */
 export function hostFromHeader(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
-  let h = header;
-  if (h.startsWith('[')) {
-    const end = h.indexOf(']');
-    if (end !== -1) h = h.slice(1, end);
-  } else {
-    const colon = h.indexOf(':');
-    // More than one colon: a bare IPv6 address (invalid in Host, but keep it whole).
-    if (colon !== -1 && h.indexOf(':', colon + 1) === -1) h = h.slice(0, colon);
-  }
-  return normalizeHost(h);
+  return parseHost(header)?.name ?? header.toLowerCase();
 }
 
 /** Route hosts come lower-cased without port; brackets and a trailing dot are tolerated. */
 function normalizeHost(host: string): string {
-  let h = host.toLowerCase();
-  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
-  if (h.endsWith('.')) h = h.slice(0, -1);
-  return h;
+  return routeHostName(host);
 }
 
 function stripTrailingSlashes(p: string): string {

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createPrivateKey } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -257,5 +257,30 @@ describe('certgate check --json', () => {
     assert.equal(f.severity, 'error');
     assert.equal(f.file, bundle);
     assert.equal(typeof f.hint, 'string');
+  });
+});
+
+describe('certgate check: admin listener', () => {
+  const tls = (): Record<string, string> => ({ bundle: S().pemPath, client_ca: pki.clientCa.path });
+
+  it('beyond loopback without admin.token_file: a warning at admin.listen with the fix (exit 0)', { timeout: TIMEOUT }, async () => {
+    const file = config('admin-exposed', tls());
+    appendFileSync(file, 'admin:\n  listen: 0.0.0.0:9090\n');
+    await expectFinding(file, 0, 'warning: <dir>/admin-exposed.yaml:9: admin.listen 0.0.0.0:9090 is reachable beyond loopback and admin.token_file is not set:'
+      + ' anyone who reaches it reads /clients (who calls, from where), /status.json and the status page'
+      + ' (fix: set admin.token_file (e.g. openssl rand -hex 32 > admin-token): then every admin path but /healthz /readyz /metrics needs the token; or listen on 127.0.0.1:9090) [CG_ADMIN_EXPOSED]');
+  });
+
+  it('beyond loopback with admin.token_file, or on loopback: no admin warning', { timeout: TIMEOUT }, async () => {
+    const token = write('admin-token', 'c0ffee5e2b7d4a9f8e1d6c3b0a9f8e7d\n');
+    const guarded = config('admin-guarded', tls());
+    appendFileSync(guarded, `admin:\n  listen: 0.0.0.0:9090\n  token_file: ${JSON.stringify(token)}\n`);
+    const local = config('admin-local', tls());
+    appendFileSync(local, 'admin:\n  listen: 127.0.0.1:9090\n');
+    for (const file of [guarded, local]) {
+      const r = await runCheck(file);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.doesNotMatch(r.stdout, /CG_ADMIN_EXPOSED/);
+    }
   });
 });

@@ -8,6 +8,10 @@
  * Attacks, each by name: replaying a token (also after a restart), an expired/unknown/wrong token,
  * asking for another CN or an extra SAN, a tampered CSR, a weak key, an oversized body, and racing
  * several requests with one token (exactly one certificate). Misconfigurations refuse start-up.
+ * Issue 13 finding 5 (names the token never granted): a smuggled SAN (one SAN Extension with two
+ * extnValues hiding an otherName UPN and a DirName), duplicated/malformed extensions, NUL / CR LF /
+ * wildcard SANs under a *.example.com grant, and extensions the CSR asks for (CA:TRUE, keyCertSign,
+ * serverAuth) that must never reach the certificate; CSRs crafted by helpers/csr.ts.
  */
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,7 +26,9 @@ import { CertgateError } from '../../dist/errors.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { metricValue, startRecordingUpstream, startTestCertgate, type RecordingUpstream, type RunningCertgate } from '../helpers/certgate.js';
 import { mtlsRequest } from '../helpers/client.js';
-import { openssl } from '../helpers/openssl.js';
+import { ava, name, openssl, rdn } from '../helpers/openssl.js';
+import { OID, craftCsr, critical, csrPem, ecKey, extension, extensionRequest, generalNames, gn, keyPem, octets, san, smuggledSan } from '../helpers/csr.js';
+import { x509 } from '../../dist/pki/x509.js';
 
 const DAY = 86_400_000;
 const MAX_DAYS = 30;
@@ -276,4 +282,99 @@ test('start-up refuses a CA missing from tls.client_ca (config file:line) and a 
     t.assert.equal((err as CertgateError).file, loose);
     return true;
   });
+});
+
+// ---- Issue 13 finding 5: names the token never granted ----------------------------------------------
+
+/** Every SAN of every type in `pem`'s first certificate, read by @peculiar/x509 (not certgate's reader). */
+function sansOf(chainPem: string): string[] {
+  const cert = new x509.X509Certificate(leafOf(chainPem).raw);
+  const ext = cert.getExtension(x509.SubjectAlternativeNameExtension);
+  return ext === null ? [] : ext.names.items.map((n) => `${n.type}:${n.value}`);
+}
+
+test('smuggled SAN: one SAN extension with two extnValues (otherName UPN + DirName hidden next to the granted URI) → 400 extensions, nothing issued', async (t: TestContext) => {
+  t.plan(7);
+  const granted = 'spiffe://example.org/ns/prod/sa/svc-smuggle';
+  const bearer = await token('--cn', 'svc-smuggle', '--san-uri', granted);
+  const hidden = generalNames(gn.upn('administrator@corp.example'), gn.dirName('admin'), gn.uri(granted));
+  const shown = generalNames(gn.uri(granted));
+  const key = ecKey();
+  for (const ext of [smuggledSan(hidden, shown), smuggledSan(shown, hidden)]) {
+    const r = await enroll(bearer, csrPem(craftCsr(key, { cn: 'svc-smuggle', attributes: [extensionRequest(ext)] })));
+    t.assert.equal(r.status, 400, r.text);
+    t.assert.deepEqual([r.json().error, r.json().reason], ['bad_csr', 'extensions']);
+  }
+  // The token was not spent: the same key with one honest SAN extension is issued exactly the URI.
+  const fixed = await enroll(bearer, csrPem(craftCsr(key, { cn: 'svc-smuggle', attributes: [extensionRequest(san(gn.uri(granted)))] })));
+  t.assert.equal(fixed.status, 201, fixed.text);
+  t.assert.deepEqual(sansOf(fixed.text), [`url:${granted}`]);
+  const seen = await callThrough(fixed.text, keyPem(key));
+  t.assert.equal(seen['x-client-cert-san-uri'], granted);
+});
+
+test('duplicated or malformed extensions: two SANs, two extensionRequests, two basicConstraints, an extension with a non-BOOLEAN critical → 400 extensions', async (t: TestContext) => {
+  t.plan(10);
+  const granted = 'spiffe://example.org/svc-dup';
+  const bearer = await token('--cn', 'svc-dup', '--san-uri', granted);
+  const uri = san(gn.uri(granted));
+  const bc = (ca: boolean): Buffer => extension(OID.BASIC_CONSTRAINTS, critical(), octets(Buffer.from(ca ? [0x30, 3, 1, 1, 0xff] : [0x30, 0])));
+  const cases: Array<[string, Buffer[]]> = [
+    ['two SAN extensions', [extensionRequest(uri, san(gn.upn('administrator@corp.example')))]],
+    ['two extensionRequest attributes', [extensionRequest(uri), extensionRequest(san(gn.dirName('admin')))]],
+    ['two basicConstraints (one CA:TRUE)', [extensionRequest(uri, bc(false), bc(true))]],
+    ['critical is an INTEGER', [extensionRequest(extension(OID.SAN, Buffer.from([0x02, 1, 1]), octets(generalNames(gn.uri(granted)))))]],
+    ['SAN extnValue with trailing bytes', [extensionRequest(extension(OID.SAN, octets(Buffer.concat([generalNames(gn.uri(granted)), generalNames(gn.dirName('admin'))]))))]],
+  ];
+  for (const [what, attributes] of cases) {
+    const r = await enroll(bearer, csrPem(craftCsr(ecKey(), { cn: 'svc-dup', attributes })));
+    t.assert.equal(r.status, 400, `${what}: ${r.text}`);
+    t.assert.equal(r.json().reason, 'extensions', what);
+  }
+});
+
+test('control characters and wildcards in SANs under a *.example.com grant: NUL, CR LF, space, "_" → 400 san_syntax; "*.example.com" itself → 403; a.example.com → 201', async (t: TestContext) => {
+  t.plan(16);
+  const bearer = await token('--cn', 'svc-dns', '--san-dns', '*.example.com', '--san-uri', 'spiffe://example.org/**');
+  const ask = (...names: Buffer[]): Promise<Answer> => enroll(bearer, csrPem(craftCsr(ecKey(), { cn: 'svc-dns', attributes: [extensionRequest(san(...names))] })));
+  for (const bad of [gn.dns('admin\0.example.com'), gn.dns('x\r\ny.example.com'), gn.dns('a b.example.com'), gn.dns('a_b.example.com'),
+    gn.uri('spiffe://example.org/a\r\nx-admin: 1'), gn.uri('spiffe://example.org/a b')]) {
+    const r = await ask(bad);
+    t.assert.equal(r.status, 400, r.text);
+    t.assert.deepEqual([r.json().error, r.json().reason], ['bad_csr', 'san_syntax']);
+  }
+  const wildcard = await ask(gn.dns('*.example.com'));
+  t.assert.equal(wildcard.status, 403, wildcard.text);
+  t.assert.match(String(wildcard.json().message), /SAN DNS "\*\.example\.com" is a wildcard/);
+  const good = await ask(gn.dns('a.example.com'), gn.uri('spiffe://example.org/ns/a'));
+  t.assert.equal(good.status, 201, good.text);
+  t.assert.deepEqual(sansOf(good.text).sort(), ['dns:a.example.com', 'url:spiffe://example.org/ns/a']);
+});
+
+test('extensions the CSR asks for are never copied: CA:TRUE, keyCertSign, serverAuth, an unknown critical extension → only certgate\'s own; the audit line lists every issued name', async (t: TestContext) => {
+  t.plan(9);
+  const bearer = await token('--cn', 'svc-ext', '--ou', 'payments', '--san-uri', 'spiffe://example.org/svc-ext', '--san-dns', 'svc-ext.internal');
+  const key = ecKey();
+  const requested = extensionRequest(
+    san(gn.dns('svc-ext.internal'), gn.uri('spiffe://example.org/svc-ext')),
+    extension(OID.BASIC_CONSTRAINTS, critical(), octets(Buffer.from([0x30, 3, 1, 1, 0xff]))),
+    extension(OID.KEY_USAGE, critical(), octets(Buffer.from([0x03, 2, 1, 0x06]))), // keyCertSign | cRLSign
+    extension(OID.EKU, octets(Buffer.concat([Buffer.from([0x30, 10]), Buffer.from([0x06, 8, 0x2b, 6, 1, 5, 5, 7, 3, 1])]))), // serverAuth
+    extension('1.3.6.1.4.1.99999.7', critical(), octets(Buffer.from([0x05, 0]))),
+  );
+  const subject = name(rdn(ava(OID.OU, 0x0c, 'payments')), rdn(ava(OID.CN, 0x0c, 'svc-ext')));
+  const r = await enroll(bearer, csrPem(craftCsr(key, { subject, attributes: [requested] })));
+  t.assert.equal(r.status, 201, r.text);
+  const cert = new x509.X509Certificate(leafOf(r.text).raw);
+  t.assert.deepEqual(cert.extensions.map((e) => e.type).sort(),
+    ['2.5.29.14', '2.5.29.15', '2.5.29.17', '2.5.29.19', '2.5.29.35', '2.5.29.37'], 'SKI, keyUsage, SAN, basicConstraints, AKI, EKU: no foreign extension');
+  t.assert.equal(leafOf(r.text).ca, false);
+  t.assert.deepEqual(leafOf(r.text).keyUsage, [CLIENT_AUTH]);
+  t.assert.ok(!(cert.getExtension(x509.KeyUsagesExtension)!.usages & x509.KeyUsageFlags.keyCertSign), 'no keyCertSign');
+  t.assert.deepEqual(sansOf(r.text).sort(), ['dns:svc-ext.internal', 'url:spiffe://example.org/svc-ext']);
+  const line = gate.logs.find('enrollment').filter((l) => l.result === 'issued').at(-1)!;
+  t.assert.equal(line.subject, 'CN=svc-ext,OU=payments');
+  t.assert.deepEqual(line.san, ['DNS:svc-ext.internal', 'URI:spiffe://example.org/svc-ext']);
+  const seen = await callThrough(r.text, keyPem(key));
+  t.assert.equal(seen['x-client-cert-san-dns'], 'svc-ext.internal');
 });

@@ -34,8 +34,9 @@ test('a minimal config gets every default, absolute paths and a route name', () 
   assert.equal(c.tls.client_ca, '/etc/certgate/ca.crt');
   assert.equal(c.tls.client_auth, 'require');
   assert.equal(c.tls.min_version, 'TLSv1.2');
-  assert.deepEqual(c.headers, { xfcc: false, forward_cert: false, rfc9440: false });
+  assert.deepEqual(c.headers, { xfcc: false, forward_cert: false, rfc9440: false, pass_through: [] });
   assert.deepEqual(c.admin.listen, { host: '127.0.0.1', port: 9090 });
+  assert.deepEqual(c.admin.allowed_hosts, []);
   assert.equal(c.log.level, 'info');
   assert.equal(c.errors.verbose, false);
   assert.equal(c.routes.length, 1);
@@ -119,4 +120,37 @@ test('duplicate route names are refused (they label metrics)', () => {
 test('a route path_prefix must start with "/"', () => {
   const lines = problemsOf(MINIMAL + '    path_prefix: api\n');
   assert.match(lines[0]!, /:7:18: routes\[0\]\.path_prefix: must start with "\/"/);
+});
+
+test('headers.pass_through: names are folded like the stripping rule (case, _ and . as -)', () => {
+  const c = parseConfig(MINIMAL + 'headers:\n  pass_through: [X_SSL_Client_S_DN, True-Client-IP, x.original.url]\n', FILE);
+  assert.deepEqual(c.headers.pass_through, ['x-ssl-client-s-dn', 'true-client-ip', 'x-original-url']);
+});
+
+test('headers.pass_through: a name certgate sets itself is refused at file:line with a fix', () => {
+  for (const own of ['X-Client-Cert-Subject', 'x_client_cert_verified', 'X-Forwarded-For', 'x-forwarded-client-cert', 'Forwarded',
+    'X-Real-IP', 'Client-Cert', 'client.cert.chain', 'X-Request-Id']) {
+    const lines = problemsOf(MINIMAL + `headers:\n  pass_through:\n    - x-ssl-client-s-dn\n    - ${own}\n`);
+    assert.equal(lines.length, 1, lines.join('\n'));
+    assert.match(lines[0]!, /^error: \/etc\/certgate\/certgate\.yaml:10:7: headers\.pass_through\[1\]: .* certgate sets itself: .*\(fix: remove it from headers\.pass_through.*\) \[CG_CONFIG_INVALID\]$/, own);
+  }
+});
+
+test('headers.pass_through: a name certgate does not strip, or a wildcard, is refused', () => {
+  assert.match(problemsOf(MINIMAL + 'headers:\n  pass_through: [x-amzn-trace-id]\n')[0]!, /:8:18: headers\.pass_through\[0\]: "x-amzn-trace-id" is not a header certgate strips/);
+  assert.match(problemsOf(MINIMAL + 'headers:\n  pass_through: ["x-ssl-*"]\n')[0]!, /headers\.pass_through\[0\]: must be a header name/);
+});
+
+test('admin.allowed_hosts: names are lower-cased; a port, a wildcard or an IP-less blank is refused', () => {
+  const c = parseConfig(MINIMAL + 'admin:\n  allowed_hosts: [Certgate-Admin.certgate.svc, status.example.com.]\n', FILE);
+  assert.deepEqual(c.admin.allowed_hosts, ['certgate-admin.certgate.svc', 'status.example.com']);
+  for (const bad of ['"admin:9090"', '"*.example.com"', '""', '"http://admin"']) {
+    assert.match(problemsOf(MINIMAL + `admin:\n  allowed_hosts: [${bad}]\n`)[0]!, /admin\.allowed_hosts\[0\]: must be a host name/, bad);
+  }
+});
+
+test('admin.listen: its line is kept for the exposure warning', () => {
+  const c = parseConfig(MINIMAL + 'admin:\n  listen: 0.0.0.0:9090\n', FILE);
+  assert.equal(c.admin.line, 8);
+  assert.equal(parseConfig(MINIMAL, FILE).admin.line, undefined);
 });

@@ -5,11 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import { validateHeaderValue } from 'node:http';
 import { describe, test } from 'node:test';
 import type { HeadersConfig } from '../../dist/config/types.js';
-import { identityHeaders, isClientControlledHeader, stripClientControlled } from '../../dist/identity/headers.js';
+import {
+  FOREIGN_IDENTITY_HEADERS, identityHeaders, isClientControlledHeader, isStrippedHeader, stripClientControlled,
+} from '../../dist/identity/headers.js';
 import { identityFromCertificate } from '../../dist/identity/identity.js';
 import type { ClientIdentity } from '../../dist/identity/types.js';
 import { xfccElement } from '../../dist/identity/xfcc.js';
@@ -24,8 +27,8 @@ const LEAF = craftCertificate(privateKey, {
 });
 const BASE = identityFromCertificate(new X509Certificate(LEAF), [INTERMEDIATE]);
 
-const ALL_OFF: HeadersConfig = { xfcc: false, forward_cert: false, rfc9440: false };
-const ALL_ON: HeadersConfig = { xfcc: true, forward_cert: true, rfc9440: true };
+const ALL_OFF: HeadersConfig = { xfcc: false, forward_cert: false, rfc9440: false, pass_through: [] };
+const ALL_ON: HeadersConfig = { xfcc: true, forward_cert: true, rfc9440: true, pass_through: [] };
 
 function withFields(fields: Partial<ClientIdentity>): ClientIdentity {
   return { ...BASE, ...fields };
@@ -57,6 +60,90 @@ describe('client-controlled headers', () => {
     headers['x-forwarded-for'] = ['6.6.6.6', '7.7.7.7'] as unknown as string;
     stripClientControlled(headers);
     assert.deepEqual(Object.keys(headers).sort(), KEPT.map((h) => h.toLowerCase()).sort());
+  });
+});
+
+/**
+ * Issue 13 finding 11: apps moved from nginx/HAProxy, an AWS or Google load balancer, Cloudflare, Azure,
+ * Envoy or an auth proxy read those platforms' identity headers. certgate terminates TLS, so nothing in
+ * front of it can have set them: every copy comes from the client. The names below are the platforms'
+ * documented ones, written here independently of the product's list.
+ */
+describe('identity headers other platforms use', () => {
+  const FOREIGN = [
+    // nginx / HAProxy / Apache recipes, and the CGI spelling (SSL_CLIENT_*) ingress-nginx also uses with dashes
+    'X-SSL-Client-S-DN', 'X-SSL-Client-I-DN', 'X-SSL-Client-Cert', 'X-SSL-Client-Verify', 'X-SSL-Client-DN',
+    'X-SSL-Client-CN', 'X-SSL-Cert', 'X-SSL-Issuer', 'X-SSL', 'X_SSL_Client_S_DN', 'x.ssl.client.s.dn',
+    'SSL_CLIENT_S_DN', 'SSL_CLIENT_VERIFY', 'SSL_CLIENT_CERT', 'SSL_CLIENT_M_SERIAL', 'ssl-client-verify',
+    'ssl-client-subject-dn', 'ssl-client-issuer-dn', 'ssl-client-cert',
+    'X-Client-Verify', 'X-Client-Verified', 'X-Client-DN', 'X-Client-S-DN', 'X-Client-I-DN',
+    // AWS ALB (mTLS verify + passthrough, TLS, OIDC authentication)
+    'X-Amzn-Mtls-Clientcert', 'X-Amzn-Mtls-Clientcert-Serial-Number', 'X-Amzn-Mtls-Clientcert-Issuer',
+    'X-Amzn-Mtls-Clientcert-Subject', 'X-Amzn-Mtls-Clientcert-Validity', 'X-Amzn-Mtls-Clientcert-Leaf',
+    'x_amzn_mtls_clientcert_subject', 'X-Amzn-TLS-Version', 'X-Amzn-TLS-Cipher-Suite',
+    'X-Amzn-Oidc-Identity', 'X-Amzn-Oidc-Data', 'X-Amzn-Oidc-Accesstoken',
+    // Cloudflare (forwarded client certificate, "Add TLS client auth headers", Access, client address)
+    'Cf-Client-Cert-Der-Base64', 'Cf-Client-Cert-Sha256', 'Cf-Cert-Verified', 'Cf-Cert-Presented', 'Cf-Cert-Revoked',
+    'Cf-Cert-Subject-Dn', 'Cf-Cert-Issuer-Dn', 'Cf-Cert-Serial', 'Cf-Cert-Fingerprint-Sha256',
+    'Cf-Access-Authenticated-User-Email', 'Cf-Access-Jwt-Assertion', 'Cf-Connecting-IP', 'Cf-Connecting-IPv6',
+    // Azure App Service (client certificate, Easy Auth)
+    'X-ARR-ClientCert', 'X-ARR-SSL', 'X-MS-Client-Principal', 'X-MS-Client-Principal-Name', 'X-MS-Client-Principal-Id',
+    'X-MS-Client-Principal-Idp',
+    // Google IAP
+    'X-Goog-Authenticated-User-Email', 'X-Goog-Authenticated-User-Id', 'X-Goog-IAP-JWT-Assertion',
+    // Envoy / Istio (Envoy itself strips x-envoy-* from external requests)
+    'X-Envoy-Internal', 'X-Envoy-External-Address', 'X-Envoy-Original-Path', 'X-Envoy-Peer-Metadata', 'X-Envoy-Peer-Metadata-Id',
+    // auth proxies: Pomerium, authentik, oauth2-proxy, Authelia
+    'X-Pomerium-Jwt-Assertion', 'X-Pomerium-Claim-Email', 'X-Authentik-Username', 'X-Authentik-Email',
+    'X-Auth-Request-User', 'X-Auth-Request-Email', 'Remote-User', 'Remote-Email', 'Remote-Groups', 'Remote-Name',
+    // the client's address (Akamai, Cloudflare Enterprise, Fastly, Rackspace/others)
+    'True-Client-IP', 'True_Client_IP', 'X-Client-IP', 'X-Cluster-Client-IP', 'Fastly-Client-IP',
+    // request-target overrides (IIS URL Rewrite/ARR, Symfony, Laminas; nginx auth_request)
+    'X-Original-URL', 'X_Original_URL', 'X-Rewrite-URL', 'X-Original-URI',
+  ];
+  // Names the same platforms (and ordinary clients) send for other purposes: tracing, SDK ids, geo.
+  const KEPT = [
+    'x-amzn-trace-id', 'x-amzn-requestid', 'cf-ray', 'cf-ipcountry', 'x-client-id', 'x-client-version',
+    'x-ms-client-request-id', 'x-goog-user-project', 'x-goog-api-client', 'x-sslx', 'ssl', 'remote-addr',
+    'x-original-host', 'x-envoy', 'true-client', 'x-arr-log-id', 'user-agent', 'accept', 'cookie',
+  ];
+
+  for (const header of FOREIGN) test(`strips ${header} by default`, () => assert.equal(isStrippedHeader(header), true));
+  for (const header of KEPT) test(`keeps ${header}`, () => assert.equal(isStrippedHeader(header), false));
+  test('certgate\'s own names are stripped too, and none of the foreign ones counts as certgate\'s own', () => {
+    for (const own of ['x-client-cert-subject', 'X_Forwarded_For', 'forwarded', 'x.real.ip', 'client-cert-chain']) assert.equal(isStrippedHeader(own), true, own);
+    for (const f of FOREIGN) assert.equal(isClientControlledHeader(f), false, `${f} is not certgate's own (whoami shows only certgate's own)`);
+  });
+
+  test('stripClientControlled removes every foreign family by default, in place', () => {
+    const headers: IncomingHttpHeaders = {};
+    for (const h of [...FOREIGN, ...KEPT]) headers[h.toLowerCase()] = 'spoof';
+    stripClientControlled(headers);
+    assert.deepEqual(Object.keys(headers).sort(), KEPT.map((h) => h.toLowerCase()).sort());
+  });
+
+  test('pass_through lets the named ones through, in every spelling that folds to the name', () => {
+    const headers: IncomingHttpHeaders = {
+      'x-ssl-client-s-dn': 'a', 'x_ssl_client_s_dn': 'b', 'x-ssl-client-i-dn': 'c', 'true-client-ip': 'd', 'x-original-url': 'e',
+    };
+    stripClientControlled(headers, ['x-ssl-client-s-dn', 'true-client-ip']);
+    assert.deepEqual(headers, { 'x-ssl-client-s-dn': 'a', 'x_ssl_client_s_dn': 'b', 'true-client-ip': 'd' });
+  });
+
+  test('pass_through can never let certgate\'s own names through (the config refuses them; this is the backstop)', () => {
+    const headers: IncomingHttpHeaders = { 'x-client-cert-subject': 'CN=admin', 'x-forwarded-for': '6.6.6.6', 'x-real-ip': '6.6.6.7' };
+    stripClientControlled(headers, ['x-client-cert-subject', 'x-forwarded-for', 'x-real-ip']);
+    assert.deepEqual(headers, {});
+  });
+
+  test('every family in FOREIGN_IDENTITY_HEADERS is documented: a source, and a row in README', () => {
+    const readme = readFileSync('README.md', 'utf8');
+    assert.ok(FOREIGN_IDENTITY_HEADERS.length > 0);
+    for (const f of FOREIGN_IDENTITY_HEADERS) {
+      assert.match(f.pattern, /^[a-z0-9-]+\*?$/, `${f.pattern}: lower case, '-' only, optional trailing *`);
+      assert.ok(f.from.length > 0, `${f.pattern} says who sets it`);
+      assert.ok(readme.includes(`\`${f.pattern}\``), `README lists ${f.pattern}`);
+    }
   });
 });
 

@@ -166,3 +166,29 @@ describe('defaultRouteName', () => {
     assert.equal(defaultRouteName(undefined, '/'), '/');
   });
 });
+
+describe('createRouter: route hosts in the shape a valid Host header has', () => {
+  it('compares IPv6 hosts in canonical form: [0:0::1] is the ::1 route', () => {
+    const r = [route('v6', '/', '0:0:0:0:0:0:0:1'), route('any', '/')];
+    assert.equal(pick(r, '[::1]:8443', '/'), 'v6');
+    assert.equal(pick(r, '[0::1]', '/'), 'v6');
+    assert.equal(pick(r, '[::2]', '/'), 'any');
+  });
+
+  it('refuses a route host that no valid Host can equal (CG_CONFIG_INVALID with its line)', () => {
+    for (const [host, re] of [['api.example.com:8443', /must not hold a port/], ['*.example.com', /can never match/]] as const) {
+      assert.throws(
+        () => createRouter([{ ...route('bad', '/', host), line: 9 }]),
+        (e: unknown) => e instanceof CertgateError && e.code === 'CG_CONFIG_INVALID' && e.line === 9 && /"bad"/.test(e.message) && re.test(e.message),
+        host,
+      );
+    }
+  });
+
+  it('a malformed Host is compared as it is, and so never selects a host route (the handler refuses it first)', () => {
+    const r = [route('admin', '/', 'admin.example.com'), route('any', '/')];
+    for (const h of ['admin.example.com:1:2', 'admin.example.com,www.example.com', 'x@admin.example.com', 'admin.example.com..']) {
+      assert.equal(pick(r, h, '/'), 'any', h);
+    }
+  });
+});
