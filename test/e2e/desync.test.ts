@@ -9,6 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
+import tls from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { startTestCertgate, type RunningCertgate } from '../helpers/certgate.js';
@@ -262,6 +263,48 @@ test('max_body_bytes race: a chunked body over the limit never reaches the upstr
       assert.ok(r === undefined || !r.complete, `${what}: the upstream received a complete body (round ${round})`);
     }
   } finally {
+    await gate.close();
+    upstream.closeAllConnections();
+    await new Promise<void>((resolve) => upstream.close(() => resolve()));
+  }
+});
+
+test('refused Expect: 100-continue: the body a refused request declared is read as its body, never as the next request on the connection', T, async () => {
+  const seen: string[] = [];
+  const upstream = http.createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    req.resume();
+    req.on('end', () => res.end('ok'));
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(upstream.address() as net.AddressInfo).port}`;
+  const gate = await startTestCertgate({
+    tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path },
+    routes: [{ name: 'admin', path_prefix: '/admin', upstream: url, allow: { subject_cn: ['admin'] } }, { name: 'app', upstream: url }],
+  });
+  const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: gate.port, servername: 'localhost', ca: creds.ca, cert: creds.cert, key: creds.key }, () => resolve(s));
+    s.once('error', reject);
+  });
+  try {
+    let got = '';
+    socket.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    const smuggled = 'GET /admin/secret HTTP/1.1\r\nHost: localhost\r\n\r\n';
+    for (const framing of [`Content-Length: ${smuggled.length}`, 'Transfer-Encoding: chunked']) {
+      got = '';
+      socket.write(`POST /admin/upload HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n${framing}\r\n\r\n`);
+      await waitFor(() => / 403 /.test(got), `${framing}: the refusal`);
+      // The client sends the body anyway (it may have sent it before any answer): it must be consumed as the
+      // refused request's body, then the connection serves the next real request.
+      socket.write(framing.startsWith('Content-Length') ? smuggled : `${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`);
+      socket.write('GET /next HTTP/1.1\r\nHost: localhost\r\n\r\n');
+      await waitFor(() => /\r\n\r\nok$/.test(got), `${framing}: the next request's answer`);
+      const statuses = [...got.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1]).filter((s) => s !== '100');
+      assert.deepEqual(statuses, ['403', '200'], `${framing}: ${got}`);
+    }
+    assert.deepEqual(seen, ['GET /next', 'GET /next'], 'the upstream never saw the smuggled /admin request');
+  } finally {
+    socket.destroy();
     await gate.close();
     upstream.closeAllConnections();
     await new Promise<void>((resolve) => upstream.close(() => resolve()));
