@@ -14,8 +14,9 @@
 # Keys:   the mounted private key must not be world-readable (certgate refuses it, CG_KEY_PERMISSIONS);
 #         uid 1000 must be able to read it: chmod 640 + chgrp 1000, or 600 + chown 1000.
 
-# Pinned by version (Node 20 LTS, Debian bookworm slim); bump both stages together.
-FROM node:20.20.2-bookworm-slim AS build
+# Pinned by version: Node 26 (Active LTS), Debian trixie slim, the exact version CI runs the suite on
+# (.ci/run EXTRA_NODES; test/e2e/deploy.test.ts checks they agree). Bump both stages and .ci/run together.
+FROM node:26.12.1-trixie-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 # No install scripts: nothing certgate depends on needs one, and it keeps the build hermetic.
@@ -24,7 +25,7 @@ COPY tsconfig.json ./
 COPY src ./src
 RUN npm run build && npm prune --omit=dev
 
-FROM node:20.20.2-bookworm-slim
+FROM node:26.12.1-trixie-slim
 LABEL org.opencontainers.image.title="certgate" \
       org.opencontainers.image.description="mTLS-terminating reverse proxy that forwards verified client identity as headers" \
       org.opencontainers.image.licenses="MIT"

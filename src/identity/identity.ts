@@ -126,12 +126,23 @@ function linkedIntermediates(leaf: DetailedPeerCertificate): Buffer[] {
 }
 
 /**
- * Whether this Node lets a handler read the certificates the client sent. 20.20 and 22.23 do (through
- * getPeerX509Certificate's issuer links); 24.21 reads the peer certificate itself during the handshake,
- * which empties that chain before any handler runs (nodejs/node#65579), and getPeerCertificate(true) no
- * longer shows it either. test/unit/identity.test.ts checks this flag against the running Node.
+ * Whether this Node lets a handler read the certificates the client sent (through
+ * getPeerX509Certificate's issuer links). Measured over a loopback handshake (client sends leaf +
+ * intermediate, client_ca holds the root) on 20.20.2, 22.23.5, 24.0.0, 24.20.0, 24.21.0, 24.22.1,
+ * 24.22.3, 26.0.0, 26.9.0, 26.10.0 and 26.12.1: all do except 24.21, which reads the peer certificate
+ * itself during the handshake and so empties that chain before any handler runs (nodejs/node#65579);
+ * getPeerCertificate(true) does not show it there either. 24.22 undid that (and, like 26.9+, lets the
+ * chain be read more than once). The assumption this replaces, "hidden from 24 on", made 26 fail. A
+ * version rule, not a probe: finding out needs a handshake with a client chain.
+ * test/unit/identity.test.ts checks this flag against the running Node; CI runs it on 20, 24 and 26.
  */
-export const SENT_CHAIN_EXPOSED = Number(process.versions.node.split('.')[0]) < 24;
+export const SENT_CHAIN_EXPOSED = sentChainExposed(process.versions.node);
+
+/** The rule behind SENT_CHAIN_EXPOSED, for a Node version string such as "24.21.0". */
+export function sentChainExposed(version: string): boolean {
+  const [major, minor] = version.split('.').map(Number);
+  return !(major === 24 && minor === 21);
+}
 
 const sentChains = new WeakMap<TLSSocket, readonly Buffer[]>();
 

@@ -1,7 +1,8 @@
 /**
  * Deployment artefacts, checked without Docker or kubectl (neither runs here):
  *
- * Dockerfile (static): multi-stage on a pinned node:20.x.y-<debian>-slim; the runtime stage runs as a
+ * Dockerfile (static): multi-stage on a pinned node:26.x.y-<debian>-slim, the Node 26 version .ci/run tests
+ * (and package.json's engines allows exactly the lines .ci/run tests); the runtime stage runs as a
  * non-root user, copies no key/certificate/secret, and every file it copies exists after `npm run build`
  * (and is not hidden by .dockerignore); the ENTRYPOINT file exists in dist/; CERTGATE_CONFIG is honoured;
  * the HEALTHCHECK command, run for real, passes against a live admin /healthz and fails without one;
@@ -38,6 +39,31 @@ import { startTestCertgate, type RunningCertgate } from '../helpers/certgate.js'
 import { mtlsRequest } from '../helpers/client.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** The Node versions .ci/run fetches and runs the suite on besides the machine's (its EXTRA_NODES=(...)). */
+function ciNodes(): string[] {
+  const m = /^EXTRA_NODES=\(([^)]*)\)$/m.exec(readFileSync(path.join(ROOT, '.ci/run'), 'utf8'));
+  assert.ok(m, '.ci/run has an EXTRA_NODES=(...) line');
+  return m[1]!.trim().split(/\s+/);
+}
+
+function engines(): string {
+  return (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string } }).engines.node;
+}
+
+function compareVersions(a: string, b: string): number {
+  const [x, y] = [a, b].map((v) => v.split('.').map(Number));
+  for (let i = 0; i < 3; i++) if (x![i] !== y![i]) return x![i]! - y![i]!;
+  return 0;
+}
+
+/** engines.node as package.json writes it: `^M.m.p` ranges joined by `||` (the only form used). */
+function satisfiesEngines(version: string, range: string): boolean {
+  return range.split('||').some((r) => {
+    const m = /^\^(\d+\.\d+\.\d+)$/.exec(r.trim());
+    return m !== null && version.split('.')[0] === m[1]!.split('.')[0] && compareVersions(version, m[1]!) >= 0;
+  });
+}
 const K8S = path.join(ROOT, 'deploy/kubernetes');
 const TEST_TIMEOUT = 30_000;
 /** Keys the deployment issue's contract uses that another engineer is adding to the product. */
@@ -153,15 +179,24 @@ describe('Dockerfile (static: no Docker engine runs here)', () => {
   const ignored = dockerignore(readFileSync(path.join(ROOT, '.dockerignore'), 'utf8'));
   const last = (op: string): Instruction | undefined => runtime.instructions.filter((i) => i.op === op).at(-1);
 
-  it('is multi-stage on the official Node 20 slim image, pinned by full version', () => {
+  it('is multi-stage on the official Node 26 (Active LTS) slim image, pinned by full version, the one CI tests', () => {
     assert.ok(stages.length >= 2, 'a build stage and a runtime stage');
-    for (const s of stages) assert.match(s.from, /^node:20\.\d+\.\d+-[a-z]+-slim(@sha256:[0-9a-f]{64})?$/, `FROM ${s.from}`);
+    for (const s of stages) assert.match(s.from, /^node:26\.\d+\.\d+-[a-z]+-slim(@sha256:[0-9a-f]{64})?$/, `FROM ${s.from}`);
     assert.equal(new Set(stages.map((s) => s.from)).size, 1, 'build and runtime on the same base');
     assert.equal(runtime.name, undefined, 'the last stage is the image');
-    const engines = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string } }).engines.node;
-    const [major, minor] = /node:(\d+)\.(\d+)/.exec(runtime.from)!.slice(1).map(Number) as [number, number];
-    const [emaj, emin] = /(\d+)\.(\d+)/.exec(engines)!.slice(1).map(Number) as [number, number];
-    assert.ok(major > emaj || (major === emaj && minor >= emin), `${runtime.from} satisfies engines.node ${engines}`);
+    const image = /^node:(\d+\.\d+\.\d+)-/.exec(runtime.from)![1]!;
+    assert.ok(compareVersions(image, '26.12.1') >= 0, `${runtime.from}: at or above 26.12.1 (the October 2026 security release)`);
+    assert.ok(ciNodes().includes(image), `${runtime.from} is a version .ci/run runs the suite on (EXTRA_NODES=${ciNodes().join(' ')})`);
+    assert.ok(satisfiesEngines(image, engines()), `${runtime.from} satisfies engines.node ${engines()}`);
+  });
+
+  it('engines.node allows exactly the Node lines CI tests: the machine\'s 20 and .ci/run\'s EXTRA_NODES', () => {
+    const ranges = engines().split('||').map((r) => r.trim());
+    const lines = ranges.map((r) => Number(/^\^(\d+)\.\d+\.\d+$/.exec(r)?.[1] ?? NaN));
+    assert.ok(lines.every(Number.isInteger), `engines.node ${engines()}: one ^M.m.p range per supported line`);
+    assert.deepEqual(lines, [20, ...ciNodes().map((v) => Number(v.split('.')[0]))], `engines.node ${engines()} vs .ci/run`);
+    for (const v of ciNodes()) assert.ok(satisfiesEngines(v, engines()), `${v} satisfies engines.node ${engines()}`);
+    assert.ok(!satisfiesEngines('22.23.5', engines()) && !satisfiesEngines('25.9.0', engines()), 'lines CI does not test are not claimed');
   });
 
   it('the runtime stage runs as a non-root user (numeric, so Kubernetes runAsNonRoot can verify it)', () => {

@@ -11,7 +11,7 @@ import { SocketAddress } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import { identityFromCertificate, identityOf, SENT_CHAIN_EXPOSED, sentChainOf } from '../../dist/identity/identity.js';
+import { identityFromCertificate, identityOf, SENT_CHAIN_EXPOSED, sentChainExposed, sentChainOf } from '../../dist/identity/identity.js';
 import type { ClientIdentity } from '../../dist/identity/types.js';
 import { ava, CertLab, craftCertificate, name, rdn, sanExtension, subj } from '../helpers/openssl.js';
 
@@ -276,6 +276,11 @@ describe('identityOf over a real TLS connection', () => {
 
   test('SENT_CHAIN_EXPOSED says what this Node does', () => {
     assert.equal(SENT_CHAIN_EXPOSED, expectedChain.length > 0, `Node ${process.version}`);
+  });
+
+  test('sentChainExposed: only the 24.21 line hides the sent chain (measured on 20.20 to 26.12)', () => {
+    for (const v of ['20.20.2', '22.23.5', '24.0.0', '24.20.0', '24.22.1', '26.0.0', '26.10.0', '26.12.1']) assert.equal(sentChainExposed(v), true, v);
+    for (const v of ['24.21.0', '24.21.4']) assert.equal(sentChainExposed(v), false, v);
   });
 
   test('sentChainOf: exactly what the client sent, also after identityOf read the validated chain (undefined where Node hides it)', async () => {
