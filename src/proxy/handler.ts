@@ -86,7 +86,7 @@ export function createHandlers(
   }
   const tunnels = createTunnelWatch(verdictContext, (socket, verdict) => {
     metrics.tunnelsClosed.inc({ reason: verdict.reason });
-    logLateRefusal(socket, { ...verdict, late: true }, 'websocket tunnel closed: client certificate no longer trusted');
+    logLateRefusal(socket, verdict, 'websocket tunnel closed: client certificate no longer trusted');
   });
   // whoami_path (certgate probe): the headers of step 5 for this connection, computed on a copy.
   const whoami = config.whoami_path === undefined ? undefined : createWhoamiEndpoint({
@@ -222,7 +222,7 @@ export function createHandlers(
       const a = admit(req);
       const refusal = 'status' in a ? a : upgradeRefusal(req.method, req.headers);
       if (refusal !== undefined) {
-        record.route = ('route' in refusal && typeof refusal.route === 'string' ? refusal.route : undefined) ?? record.route;
+        if ('route' in refusal && refusal.route !== undefined) record.route = refusal.route;
         record.status = refusal.status;
         record.error = refusal.body.error;
         sendErrorOnSocket(socket as never, refusal.status, refusal.body);
