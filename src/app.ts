@@ -14,15 +14,15 @@ import { loadAdminToken } from './admin/auth.js';
 import { adminExposure } from './admin/host.js';
 import { createObservability } from './admin/observability.js';
 import { loadTls } from './tls/material.js';
-import { createForwarder } from './proxy/forward.js';
+import { createForwarder } from './proxy/upstreams.js';
 import { createHandlers } from './proxy/handler.js';
-import { createTlsServer } from './proxy/server.js';
+import { createTlsServer } from './proxy/listener.js';
 import { createReloader, type Reloader, type ReloadResult } from './tls/reloader.js';
 import { createTrustCheck } from './tls/trust.js';
 import type { VerdictContext } from './proxy/verdict.js';
-import { sendError } from './proxy/respond.js';
+import { sendError } from './respond.js';
 import type { ServerResponse } from 'node:http';
-import type { ClientsView } from './admin/clients.js';
+import type { ClientsView } from './proxy/clients.js';
 import { ticketKeys, untilNextRotation } from './tls/context.js';
 
 export interface Certgate {

@@ -9,9 +9,9 @@ import type { Logger } from '../log.js';
 import type { TlsMaterial } from '../tls/material.js';
 import type { VerdictContext } from '../proxy/verdict.js';
 import type { AdminToken } from './auth.js';
-import { ClientStore } from './clients.js';
+import { ClientStore } from '../proxy/clients.js';
 import type { Metrics } from './metrics.js';
-import { createRequestObserver, type RequestObserver } from './observe.js';
+import { createRequestObserver, type RequestObserver } from '../proxy/telemetry.js';
 import { createStatus, localCounters, ReloadHistory, type ReloadEvent, type StatusSource } from './status.js';
 
 export interface ObservabilityOptions {

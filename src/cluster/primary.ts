@@ -36,7 +36,7 @@ import { createClusterMetrics, createMetrics } from '../admin/metrics.js';
 import { createAdminServer } from '../admin/server.js';
 import { loadAdminToken } from '../admin/auth.js';
 import { adminExposure } from '../admin/host.js';
-import { mergeClientRecords, type ClientRecord } from '../admin/clients.js';
+import { mergeClientRecords, type ClientRecord } from '../proxy/clients.js';
 import { createStatus, ReloadHistory, type CounterSnapshot } from '../admin/status.js';
 import { loadTls } from '../tls/material.js';
 import { createReloader } from '../tls/reloader.js';

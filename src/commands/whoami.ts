@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { parseHostPort } from '../config/load.js';
 import { HOST_PORT } from '../config/schema.js';
 import { CertgateError } from '../errors.js';
-import { listenWhoami } from '../whoami.js';
+import { listenWhoami } from '../echo-upstream.js';
 import type { CommandIo } from './io.js';
 
 export const WHOAMI_HELP = `Usage: certgate whoami --listen HOST:PORT

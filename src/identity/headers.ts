@@ -129,7 +129,7 @@ export function isStrippedHeader(name: string): boolean {
 
 /** Why a `headers.pass_through` entry (already folded) cannot be honoured; undefined = fine. */
 export function passThroughProblem(folded: string): 'own' | 'not_stripped' | undefined {
-  // x-request-id is certgate's too: it keeps a safe client id and replaces any other (admin/observe.ts).
+  // x-request-id is certgate's too: it keeps a safe client id and replaces any other (proxy/telemetry.ts).
   if (isClientControlledHeader(folded) || folded === 'x-request-id') return 'own';
   return strippedFolded(folded) ? undefined : 'not_stripped';
 }

@@ -1,16 +1,16 @@
 /**
  * One request, top to bottom:
  *   0 connection verdict (once per TLS connection) → 400 client_certificate_{required,invalid}, close
- *     whoami_path (when set, admitted client): answered here by certgate (probe/whoami-endpoint.ts), never forwarded
+ *     whoami_path (when set, admitted client): answered here by certgate (whoami-endpoint.ts), never forwarded
  *   1 path normalised for matching → 400 bad_request
  *   2 route = first match (host, path) → 404 no_route
  *   3 route policy (allow) → 400 client_certificate_required (optional mode) | 403 forbidden
  *   4 smuggling guard → 411 length_required
  *   5 strip client-controlled + hop-by-hop headers, set identity + X-Forwarded-* on req.headers
- *   6 forward (proxy/forward.ts: hop.ts for HTTP, tunnel.ts for WebSocket) → 502/504 on upstream failure
+ *   6 forward (upstreams.ts: hop.ts for HTTP, tunnel.ts for WebSocket) → 502/504 on upstream failure
  *     (an upgrade first passes upgradeRefusal: bodiless GET + Upgrade: websocket, else 400 and close;
  *      an open tunnel is re-checked against the current trust by tunnel-watch.ts)
- *   7 observer (admin/observe.ts): X-Request-Id at once; on close metrics + one access-log line + /clients
+ *   7 observer (telemetry.ts): X-Request-Id at once; on close metrics + one access-log line + /clients
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -19,16 +19,16 @@ import type { Config, RouteConfig } from '../config/types.js';
 import type { ClientIdentity } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../admin/metrics.js';
-import type { RequestObserver } from '../admin/observe.js';
+import type { RequestObserver } from './telemetry.js';
 import { identityHeaders, stripClientControlled } from '../identity/headers.js';
 import { connectionVerdict, type ConnectionVerdict, type VerdictContext } from './verdict.js';
 import { PATH_REFUSAL_MESSAGES, normalizeRequestPath } from './path.js';
 import { parseHost } from './host.js';
 import { createRouter } from './routes.js';
 import { compileAllow, type PolicyDecision } from './policy.js';
-import { sendError, sendErrorOnSocket, type ErrorBody } from './respond.js';
-import type { Forwarder } from './forward.js';
-import { createWhoamiEndpoint, WHOAMI_ROUTE } from '../probe/whoami-endpoint.js';
+import { sendError, sendErrorOnSocket, type ErrorBody } from '../respond.js';
+import type { Forwarder } from './upstreams.js';
+import { createWhoamiEndpoint, WHOAMI_ROUTE } from './whoami-endpoint.js';
 import { upgradeRefusal } from './tunnel.js';
 import { createTunnelWatch, type TunnelWatch } from './tunnel-watch.js';
 import { refusalHint } from '../probe/refusal-hints.js';
@@ -57,7 +57,7 @@ export function createHandlers(
   config: Config, verdictContext: VerdictContext, forwarder: Forwarder, metrics: Metrics, log: Logger,
   /** True once shutdown began: responses then close their connection (idle keep-alive must not linger). */
   draining: () => boolean = () => false,
-  /** Step 7: per-request metrics, the access line, X-Request-Id, /clients (admin/observe.ts). */
+  /** Step 7: per-request metrics, the access line, X-Request-Id, /clients (telemetry.ts). */
   observer: RequestObserver,
 ): RequestHandlers {
   const match = createRouter(config.routes);
@@ -124,7 +124,7 @@ export function createHandlers(
     // RFC 9112 §3.2: more than one Host line is a 400. Node keeps the first and drops the rest, so routing
     // and the upstream would agree, but a front proxy that kept the last one would not.
     if (hostLines(req.rawHeaders) > 1) return { status: 400, close: true, body: { error: 'bad_request', reason: 'duplicate_host', message: 'a request may carry one Host header' } };
-    // Same section: HTTP/1.1 requires Host. Node would answer a bare 400 itself (server.ts turns that off).
+    // Same section: HTTP/1.1 requires Host. Node would answer a bare 400 itself (listener.ts turns that off).
     if (req.headers.host === undefined && req.httpVersion !== '1.0') return { status: 400, close: true, body: { error: 'bad_request', reason: 'missing_host', message: 'HTTP/1.1 requests need a Host header' } };
     // A Host that the upstream could read as another host (admin.example.com:1:2, x@admin.example.com, …)
     // would pass a host route's allow list by matching a laxer route: only name[:port] is accepted

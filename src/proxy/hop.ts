@@ -1,7 +1,7 @@
 /**
- * The HTTP hop to the upstream (issue #4): one undici `Pool` per route (forward.ts) driven by
+ * The HTTP hop to the upstream (issue #4): one undici `Pool` per route (upstreams.ts) driven by
  * `dispatch()` with one handler object per request (Exchange, below), and our own response relay.
- * WebSocket/Upgrade requests stay on http-proxy-3 (forward.ts picks).
+ * WebSocket/Upgrade requests stay on http-proxy-3 (upstreams.ts picks).
  *
  * Why undici: measured, it costs about half of node:http's client CPU per request. certgate's CPU per
  * keep-alive mTLS request to a local upstream (medians of interleaved rounds):
@@ -44,18 +44,18 @@ import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 import type { RouteConfig } from '../config/types.js';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-error.js';
-import { sendError } from './respond.js';
-import type { UpstreamErrorHandler } from './forward.js';
+import { sendError } from '../respond.js';
+import type { UpstreamErrorHandler } from './upstreams.js';
 
 /** One route's upstream, prepared once. */
 export interface HopTarget {
   readonly route: string;
-  /** The route's undici Pool (forward.ts). */
+  /** The route's undici Pool (upstreams.ts). */
   readonly dispatcher: Dispatcher;
   readonly timeoutMs: number;
   /**
    * Sent with every request. Left out, undici derives each request's TLS servername from its Host header
-   * (the client's) and reconnects whenever it changes; forward.ts's connector sets the real SNI (the URL's
+   * (the client's) and reconnects whenever it changes; upstreams.ts's connector sets the real SNI (the URL's
    * host name, none for an IP) whatever this says.
    */
   readonly servername: string;
@@ -134,7 +134,7 @@ export function createHop(onError: UpstreamErrorHandler, draining: () => boolean
       if (te === undefined) {
         // The stream itself, undici's fast path. undici destroys a body stream it is done with, and first
         // sets an IncomingMessage's socket to null (so that this does not close the client connection);
-        // certgate reads req.socket later (observe.ts's access line, handler.ts's 413). Marked destroyed,
+        // certgate reads req.socket later (telemetry.ts's access line, handler.ts's 413). Marked destroyed,
         // undici leaves req alone: Node destroys it after 'end', a body left unread is drained on close.
         (req as unknown as Record<symbol, boolean>)[STREAM_DESTROYED] = true;
         body = req;
@@ -325,7 +325,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       }
     } catch (err) {
       // A field Node will not send (its parser and undici's accept the same bytes, so not expected):
-      // answer 502 without any of the upstream's fields (X-Request-Id back to observe.ts's own).
+      // answer 502 without any of the upstream's fields (X-Request-Id back to telemetry.ts's own).
       for (const name of res.getHeaderNames()) if (name !== 'x-request-id') res.removeHeader(name);
       const id = res.getHeader('x-request-id');
       if (Array.isArray(id)) res.setHeader('x-request-id', id[0]!);
@@ -335,7 +335,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       this.giveUp();
       return false;
     }
-    // observe.ts times the upstream and sets the client's X-Request-Id again (the upstream may have sent
+    // telemetry.ts times the upstream and sets the client's X-Request-Id again (the upstream may have sent
     // its own) on 'pipe', the event the relay's pipe() emitted before undici.
     res.emit('pipe', this.req);
     if ((statusCode === 204 || statusCode === 304) && declaresBody(raw)) {

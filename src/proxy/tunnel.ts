@@ -20,7 +20,7 @@ import type { Duplex } from 'node:stream';
 import type { RouteConfig } from '../config/types.js';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-error.js';
 import { outgoingPath, upstreamHostname, type HopTarget } from './hop.js';
-import { endSocketAnswer, sendErrorOnSocket, type ErrorBody } from './respond.js';
+import { endSocketAnswer, sendErrorOnSocket, type ErrorBody } from '../respond.js';
 
 /** What certgate answers an Upgrade request it will not forward (400, connection closed). */
 export interface UpgradeRefusal {
@@ -45,7 +45,7 @@ export function upgradeRefusal(method: string | undefined, headers: http.Incomin
   return undefined;
 }
 
-/** One route's WebSocket upstream, prepared once (forward.ts). */
+/** One route's WebSocket upstream, prepared once (upstreams.ts). */
 export interface TunnelTarget {
   readonly route: string;
   readonly timeoutMs: number;

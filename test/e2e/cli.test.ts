@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { listenWhoami } from '../../dist/whoami.js';
+import { listenWhoami } from '../../dist/echo-upstream.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { collectJsonLines } from '../helpers/logs.js';
 import { mtlsRequest } from '../helpers/client.js';

@@ -33,7 +33,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments } from 'yaml';
 import { knownKeys } from '../../dist/config/schema.js';
-import { listenWhoami } from '../../dist/whoami.js';
+import { listenWhoami } from '../../dist/echo-upstream.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { startTestCertgate, type RunningCertgate } from '../helpers/certgate.js';
 import { mtlsRequest } from '../helpers/client.js';

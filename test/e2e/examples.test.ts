@@ -23,7 +23,7 @@ import { createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { listenWhoami } from '../../dist/whoami.js';
+import { listenWhoami } from '../../dist/echo-upstream.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { startTestCertgate, type RunningCertgate } from '../helpers/certgate.js';
 import { mtlsRequest } from '../helpers/client.js';

@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
 import { startTestCertgate, startRecordingUpstream, type RunningCertgate, type RecordingUpstream } from '../helpers/certgate.js';
 import { mtlsRequest, rawTlsExchange, type ClientCreds } from '../helpers/client.js';
-import { listenWhoami } from '../../dist/whoami.js';
+import { listenWhoami } from '../../dist/echo-upstream.js';
 
 const T = { timeout: 20_000 };
 

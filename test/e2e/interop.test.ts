@@ -8,7 +8,7 @@
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { listenWhoami } from '../../dist/whoami.js';
+import { listenWhoami } from '../../dist/echo-upstream.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { metricValue, startTestCertgate, type RunningCertgate } from '../helpers/certgate.js';
 

@@ -16,7 +16,7 @@ import type { TLSSocket } from 'node:tls';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { listenWhoami } from '../../dist/whoami.js';
+import { listenWhoami } from '../../dist/echo-upstream.js';
 import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
 import { startTestCertgate, metricValue, type RunningCertgate } from '../helpers/certgate.js';
 import { waitFor } from '../helpers/wait.js';

@@ -16,7 +16,7 @@ import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
 import { metricValue, startTestCertgate, type RunningCertgate } from '../helpers/certgate.js';
 import { waitFor } from '../helpers/wait.js';
 import { WsTestClient, clientFrame } from '../helpers/websocket.js';
-import { listenWhoami } from '../../dist/whoami.js';
+import { listenWhoami } from '../../dist/echo-upstream.js';
 import { createCrl, crlToPem, importSigningKey, parseCert } from '../../dist/pki/x509.js';
 
 const T = { timeout: 60_000 };

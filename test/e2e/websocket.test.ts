@@ -22,7 +22,7 @@ import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
 import { metricValue, startTestCertgate, type RunningCertgate } from '../helpers/certgate.js';
 import { waitFor } from '../helpers/wait.js';
 import { mtlsRequest, rawTlsExchange, type ClientCreds } from '../helpers/client.js';
-import { listenWhoami } from '../../dist/whoami.js';
+import { listenWhoami } from '../../dist/echo-upstream.js';
 import { WS_GUID, WsTestClient, clientFrame } from '../helpers/websocket.js';
 
 const T = { timeout: 30_000 };

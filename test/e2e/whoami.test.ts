@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
-import { listenWhoami } from '../../dist/whoami.js';
+import { listenWhoami } from '../../dist/echo-upstream.js';
 import { WsTestClient, clientFrame } from '../helpers/websocket.js';
 
 type Whoami = Awaited<ReturnType<typeof listenWhoami>>;

@@ -11,7 +11,7 @@ import { stringify } from 'yaml';
 import { loadConfig } from '../../dist/config/load.js';
 import { startCertgate, type Certgate } from '../../dist/app.js';
 import { createLogger } from '../../dist/log.js';
-import { listenWhoami } from '../../dist/whoami.js';
+import { listenWhoami } from '../../dist/echo-upstream.js';
 import type { Config } from '../../dist/config/types.js';
 import { logSink, type LogSink } from './logs.js';
 

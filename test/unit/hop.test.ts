@@ -21,7 +21,7 @@ function httpProxyPath(upstream: string, url: string): string {
   return setupOutgoing({}, { target: new URL(upstream), prependPath: true, agent: {} }, { url, method: 'GET', headers: {}, httpVersionMajor: 1 }).path;
 }
 
-/** hopTarget only keeps the dispatcher (forward.ts's undici Pool); these tests never dispatch. */
+/** hopTarget only keeps the dispatcher (upstreams.ts's undici Pool); these tests never dispatch. */
 const NO_DISPATCHER = {} as Dispatcher;
 
 function ours(upstream: string, url: string): string {
@@ -80,7 +80,7 @@ describe('hop: the upstream request-target is the one http-proxy-3 built', () =>
     }), { seed: Number(process.env.FUZZ_SEED ?? 20261124), numRuns: Number(process.env.FUZZ_RUNS ?? 300) * 10 });
   });
 
-  it('the servername sent with every request: the URL host name, IPv6 brackets off (forward.ts drops it for an IP)', () => {
+  it('the servername sent with every request: the URL host name, IPv6 brackets off (upstreams.ts drops it for an IP)', () => {
     const t = (u: string) => hopTarget({ name: 'r', upstream: new URL(u), timeout_ms: 1 } as unknown as RouteConfig, NO_DISPATCHER);
     assert.equal(t('https://[::1]:8443/').servername, '::1');
     assert.equal(t('https://Example.TEST/v1').servername, 'example.test');
@@ -88,12 +88,12 @@ describe('hop: the upstream request-target is the one http-proxy-3 built', () =>
   });
 });
 
-describe('forward.ts loads undici by file, not through its index', () => {
+describe('upstreams.ts loads undici by file, not through its index', () => {
   it('the two modules it requires are the Pool and buildConnector that undici exports (fails when an upgrade moves them)', () => {
     const undici = require('undici') as typeof import('undici');
     assert.equal(require('undici/lib/dispatcher/pool.js'), undici.Pool);
     assert.equal(require('undici/lib/core/connect.js'), undici.buildConnector);
-    // forward.ts's workaround for nodejs/undici#5845 reads a Client's queue through these (test/e2e/upstream-faults.test.ts,
+    // upstreams.ts's workaround for nodejs/undici#5845 reads a Client's queue through these (test/e2e/upstream-faults.test.ts,
     // "an endless response ... its upstream connection is closed too", fails without it).
     const symbols = require('undici/lib/core/symbols.js') as Record<string, unknown>;
     assert.equal(typeof symbols.kQueue, 'symbol');

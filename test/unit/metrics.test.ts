@@ -7,7 +7,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createMetrics, CLIENT_EXPIRY_BUCKETS, LATENCY_BUCKETS, methodLabel } from '../../dist/admin/metrics.js';
-import { requestIdFor } from '../../dist/admin/observe.js';
+import { requestIdFor } from '../../dist/proxy/telemetry.js';
 import { createLogLimiter, type Logger } from '../../dist/log.js';
 
 /** Name → type, exactly as the issue lists them. */

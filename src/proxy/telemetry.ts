@@ -16,10 +16,10 @@ import { performance } from 'node:perf_hooks';
 import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import type { ClientIdentity } from '../identity/types.js';
 import type { Logger } from '../log.js';
-import { connectionVerdict, type VerdictContext } from '../proxy/verdict.js';
-import type { UpstreamErrorKind } from '../proxy/upstream-error.js';
+import { connectionVerdict, type VerdictContext } from './verdict.js';
+import type { UpstreamErrorKind } from './upstream-error.js';
 import type { ClientEntry, ClientStore } from './clients.js';
-import { methodLabel, type Metrics } from './metrics.js';
+import { methodLabel, type Metrics } from '../admin/metrics.js';
 
 /** proxy/upstream-error.ts's kinds, pre-created per route so a ratio over them is 0, not absent. */
 const UPSTREAM_ERROR_KINDS = ['refused', 'reset', 'timeout', 'dns', 'tls', 'other'] as const satisfies readonly UpstreamErrorKind[];
@@ -163,7 +163,7 @@ class Observer implements RequestObserver {
   }
 
   attach(server: TlsServer): void {
-    // Registered after proxy/server.ts's listener, so the connection's verdict is already decided.
+    // Registered after proxy/listener.ts's listener, so the connection's verdict is already decided.
     server.on('secureConnection', (socket: TLSSocket) => this.#connection(socket));
   }
 

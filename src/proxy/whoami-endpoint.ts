@@ -12,10 +12,10 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { ClientIdentity } from '../identity/types.js';
 import { isClientControlledHeader } from '../identity/headers.js';
-import type { ConnectionVerdict } from '../proxy/verdict.js';
-import type { Router } from '../proxy/routes.js';
-import type { Policy } from '../proxy/policy.js';
-import { normalizeRequestPath } from '../proxy/path.js';
+import type { ConnectionVerdict } from './verdict.js';
+import type { Router } from './routes.js';
+import type { Policy } from './policy.js';
+import { normalizeRequestPath } from './path.js';
 
 /** Route label of whoami answers in metrics and access logs (bounded, never a client string). */
 export const WHOAMI_ROUTE = '(whoami)';

@@ -12,7 +12,7 @@ import type { TlsMaterial } from '../tls/material.js';
 import { tlsClientErrorReason } from '../tls/handshake.js';
 import { secureContextOptions } from '../tls/context.js';
 import { connectionVerdict, type VerdictContext } from './verdict.js';
-import { sendErrorOnSocket } from './respond.js';
+import { sendErrorOnSocket } from '../respond.js';
 import type { RequestHandlers } from './handler.js';
 
 export function createTlsServer(
