@@ -11,8 +11,8 @@ import { readFileSync } from 'node:fs';
 import type { X509Certificate } from 'node:crypto';
 import type { Config } from '../config/types.js';
 import type { TlsMaterial } from '../tls/material.js';
-import { readCertificate } from '../identity/der.js';
-import { printDn } from '../identity/dn.js';
+import { readCertificate } from '../x509/der.js';
+import { printDn } from '../x509/dn.js';
 import { REFUSAL_REASONS } from '../tls/handshake.js';
 import type { Metrics } from './metrics.js';
 

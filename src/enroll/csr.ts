@@ -2,7 +2,7 @@
  * A PKCS#10 request body (PEM, or DER as `application/pkcs10` sends it) → what enrollment decides on:
  * the subject attributes, the requested SANs, the key, and whether the signature verifies. Pure.
  *
- * Read with certgate's own DER reader (identity/der.ts, identity/dn.ts): the same code that later
+ * Read with certgate's own DER reader (x509/der.ts, x509/dn.ts): the same code that later
  * reads the issued certificate's identity on every request, so what is checked here is what the
  * upstream will be told. Anything this reader cannot account for is refused, never skipped: a
  * malformed or duplicated extension, an Extension with more elements than extnID, critical and one
@@ -15,9 +15,9 @@
  * the signing library, which issued an otherName UPN the token never granted).
  */
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
-import { DerError, TAG, children, decodeOid, expectTag, readOne, type Tlv } from '../identity/der.js';
-import { dnAttributes, readName } from '../identity/dn.js';
-import { parsePem } from '../tls/pem.js';
+import { DerError, TAG, children, decodeOid, expectTag, readOne, type Tlv } from '../x509/der.js';
+import { dnAttributes, readName } from '../x509/dn.js';
+import { parsePem } from '../x509/pem.js';
 import { readSanEntries, sanLabel, sanSyntaxProblem, type SanEntry } from './san.js';
 
 export type CsrRejection = 'not_a_csr' | 'signature' | 'signature_algorithm' | 'key_type' | 'key_size' | 'extensions' | 'san_syntax';

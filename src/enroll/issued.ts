@@ -9,8 +9,8 @@
  * only, the key identifiers, and the SAN. Anything else fails closed (the handler answers 500 and
  * spends nothing).
  */
-import { DerError, TAG, children, expectTag, readOne, type Tlv } from '../identity/der.js';
-import { dnAttributes, readName } from '../identity/dn.js';
+import { DerError, TAG, children, expectTag, readOne, type Tlv } from '../x509/der.js';
+import { dnAttributes, readName } from '../x509/dn.js';
 import { ExtensionsError, readExtensions, type Extension } from './csr.js';
 import { readSanEntries, sanLabel } from './san.js';
 

@@ -9,10 +9,10 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config, EnrollmentConfig } from '../config/types.js';
 import { CertgateError } from '../errors.js';
-import { readCertificate } from '../identity/der.js';
-import { printDn } from '../identity/dn.js';
+import { readCertificate } from '../x509/der.js';
+import { printDn } from '../x509/dn.js';
 import { importSigningKey, parseCert, type Issuer } from '../pki/x509.js';
-import { parsePem } from '../tls/pem.js';
+import { parsePem } from '../x509/pem.js';
 
 export interface IssuingCa {
   readonly issuer: Issuer;

@@ -8,8 +8,8 @@
  * matched. Values are read as one character per byte (latin1) and then must be printable ASCII of their
  * type's grammar, so no byte can be read two ways.
  */
-import { DerError, TAG, children, decodeOid, expectTag, ipText, readOne, readTlv } from '../identity/der.js';
-import { printDn } from '../identity/dn.js';
+import { DerError, TAG, children, decodeOid, expectTag, ipText, readOne, readTlv } from '../x509/der.js';
+import { printDn } from '../x509/dn.js';
 
 export type SanKind = 'dns' | 'uri' | 'email' | 'ip' | 'otherName' | 'x400Address' | 'directoryName' | 'ediPartyName' | 'registeredID';
 

@@ -7,8 +7,8 @@
 import { createHash } from 'node:crypto';
 import type { X509Certificate } from 'node:crypto';
 import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:tls';
-import { readCertificate, readGeneralNames } from './der.js';
-import { dnAttributes, printDn } from './dn.js';
+import { readCertificate, readGeneralNames } from '../x509/der.js';
+import { dnAttributes, printDn } from '../x509/dn.js';
 import type { ClientIdentity } from './types.js';
 
 const NO_SAN: ClientIdentity['san'] = Object.freeze({

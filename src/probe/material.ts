@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import { CODES, type ErrorCode, type Problem } from '../errors.js';
-import { parsePem, looksLikeDer, type PemBlock } from '../tls/pem.js';
+import { parsePem, looksLikeDer, type PemBlock } from '../x509/pem.js';
 import { namesOf } from './names.js';
 
 export interface ProbeFiles {

@@ -4,8 +4,8 @@
  * `openssl s_client -nameopt RFC2253` lists, and to certgate's X-Client-Cert-Subject/-Issuer.
  */
 import type { X509Certificate } from 'node:crypto';
-import { readCertificate } from '../identity/der.js';
-import { printDn } from '../identity/dn.js';
+import { readCertificate } from '../x509/der.js';
+import { printDn } from '../x509/dn.js';
 import { authorityKeyId, isSelfSigned, notAfter, notBefore } from '../tls/checks.js';
 
 export interface CertSummary {

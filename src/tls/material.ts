@@ -12,7 +12,7 @@ import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import * as px from '@peculiar/x509';
 import { CertgateError, CODES, type ErrorCode, type Problem } from '../errors.js';
 import type { TlsConfig } from '../config/types.js';
-import { describeBlock, looksLikeDer, parsePem, toPem, type PemBlock } from './pem.js';
+import { describeBlock, looksLikeDer, parsePem, toPem, type PemBlock } from '../x509/pem.js';
 import {
   checkChainValidity, checkClientCas, checkCrls, checkLeaf, checkServerChain,
   type CertRef, type CrlRef, type KeyRef,

@@ -18,8 +18,8 @@ import type { Problem } from '../errors.js';
 import { inspectTls, type TlsMaterial } from './material.js';
 import { secureContextOptions } from './context.js';
 import { watchFiles, type FileWatch } from './watch.js';
-import { printDn } from '../identity/dn.js';
-import { readCertificate } from '../identity/der.js';
+import { printDn } from '../x509/dn.js';
+import { readCertificate } from '../x509/der.js';
 
 export interface ReloadResult {
   readonly result: 'success' | 'unchanged' | 'failure';

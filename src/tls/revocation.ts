@@ -14,9 +14,9 @@
  * verification per CRL-covered issuer; nothing is re-parsed.
  */
 import { verify as verifySignature, type KeyObject, type X509Certificate } from 'node:crypto';
-import { children, decodeOid, DerError, expectTag, readCertificate, readOne, readTlv, TAG, type Tlv } from '../identity/der.js';
-import { printDn } from '../identity/dn.js';
-import { parsePem } from './pem.js';
+import { children, decodeOid, DerError, expectTag, readCertificate, readOne, readTlv, TAG, type Tlv } from '../x509/der.js';
+import { printDn } from '../x509/dn.js';
+import { parsePem } from '../x509/pem.js';
 
 export type CrlMode = 'leaf' | 'chain';
 export type CrlStalePolicy = 'refuse' | 'allow';

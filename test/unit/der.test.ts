@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { decodeOid, DerError, ipText, readAll, readCertificate, readGeneralNames, readTlv } from '../../dist/identity/der.js';
-import { printDn } from '../../dist/identity/dn.js';
+import { decodeOid, DerError, ipText, readAll, readCertificate, readGeneralNames, readTlv } from '../../dist/x509/der.js';
+import { printDn } from '../../dist/x509/dn.js';
 import { ava, craftCertificate, name, oid, rdn, sanExtension, tlv } from '../helpers/openssl.js';
 
 const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });

@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { readCertificate } from '../../dist/identity/der.js';
-import { ATTRIBUTE_NAMES, dnAttributes, printDn } from '../../dist/identity/dn.js';
+import { readCertificate } from '../../dist/x509/der.js';
+import { ATTRIBUTE_NAMES, dnAttributes, printDn } from '../../dist/x509/dn.js';
 import { ava, CertLab, craftCertificate, name, rdn, subj, tlv, utf16be } from '../helpers/openssl.js';
 import type { OpensslFields } from '../helpers/openssl.js';
 

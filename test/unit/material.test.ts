@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { inspectTls, loadTls, type TlsMaterial } from '../../dist/tls/material.js';
-import { parsePem } from '../../dist/tls/pem.js';
+import { parsePem } from '../../dist/x509/pem.js';
 import { CertgateError, type Problem } from '../../dist/errors.js';
 import type { TlsConfig } from '../../dist/config/types.js';
 import { certToPem, createCrl, crlToPem, importSigningKey, parseCert, x509 } from '../../dist/pki/x509.js';

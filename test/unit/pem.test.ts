@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { classifyLabel, describeBlock, looksLikeDer, parsePem, toPem } from '../../dist/tls/pem.js';
+import { classifyLabel, describeBlock, looksLikeDer, parsePem, toPem } from '../../dist/x509/pem.js';
 import { createCa, certToPem } from '../../dist/pki/x509.js';
 
 const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });

@@ -14,7 +14,7 @@ import {
   buildRevocationIndex, checkChainRevocation, checkRevocation, reverifyTrust, type RevocationIndex,
 } from '../../dist/tls/revocation.js';
 import { createCa, createCrl, createLeaf, crlToPem, generateKeyPair, randomSerial, x509, type Issued } from '../../dist/pki/x509.js';
-import { children, readCertificate, readOne, TAG } from '../../dist/identity/der.js';
+import { children, readCertificate, readOne, TAG } from '../../dist/x509/der.js';
 
 const DAY = 86_400_000;
 const NOW = Date.now();
