@@ -101,7 +101,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     config, metrics, log, verdicts: verdictContext, material: () => reloader?.current ?? material,
     ready: () => listening && !stopping, url: () => tlsUrl, ...(adminToken !== undefined && { token: adminToken }),
   });
-  const handlers = createHandlers(config, verdictContext, forwarder, metrics, log, () => stopping, obs.observer);
+  const handlers = createHandlers(config, verdictContext, forwarder, metrics, log, () => stopping, obs.telemetry);
   const tlsServer = createTlsServer(config, material, verdictContext, handlers, metrics, log);
   obs.attach(tlsServer);
   const openSockets = new Set<import('node:net').Socket>();

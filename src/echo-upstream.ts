@@ -1,5 +1,5 @@
 /**
- * The built-in echo upstream ("whoami") used by `npm start` and the tests: it answers every request
+ * The built-in echo upstream (`certgate whoami`) used by `npm start` and the tests: it answers every request
  * with what reached it, so a user or a test can see the identity headers certgate added.
  *
  * HTTP: `{"method","path","headers","raw_headers","body_len"}` as JSON. `headers` is Node's
@@ -17,7 +17,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
-/** Largest message (and so buffered bytes) a client may send; whoami is a test aid, not a sink. */
+/** Largest message (and so buffered bytes) a client may send; the echo upstream is a test aid, not a sink. */
 const MAX_MESSAGE = 1 << 20;
 
 const OP_CONT = 0x0;
@@ -29,7 +29,7 @@ const OP_PONG = 0xa;
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
-/** Upgraded sockets per server: server.close() does not end them, listenWhoami().close() must. */
+/** Upgraded sockets per server: server.close() does not end them, listenEchoUpstream().close() must. */
 const upgraded = new WeakMap<http.Server, Set<Duplex>>();
 
 interface Echo {
@@ -48,7 +48,7 @@ function describe(req: http.IncomingMessage, bodyLen: number): Echo {
   return { method: req.method ?? '', path: req.url ?? '', headers: req.headers, raw_headers: raw, body_len: bodyLen };
 }
 
-export function createWhoamiServer(): http.Server {
+export function createEchoUpstream(): http.Server {
   const server = http.createServer((req, res) => {
     let bodyLen = 0;
     req.on('data', (chunk: Buffer) => {
@@ -83,11 +83,11 @@ export function createWhoamiServer(): http.Server {
   return server;
 }
 
-export async function listenWhoami(
+export async function listenEchoUpstream(
   host: string,
   port: number,
 ): Promise<{ server: http.Server; url: string; close(): Promise<void> }> {
-  const server = createWhoamiServer();
+  const server = createEchoUpstream();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

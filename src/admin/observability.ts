@@ -1,6 +1,6 @@
 /**
  * Wires the observability parts together for app.ts (the composition root), so it needs only a handful
- * of lines: the request observer (metrics, access log, X-Request-Id, /clients), the reload history and
+ * of lines: the request telemetry (metrics, access log, X-Request-Id, /clients), the reload history and
  * the status page's data source, plus what the admin listener serves.
  */
 import type { Server as TlsServer } from 'node:tls';
@@ -11,7 +11,7 @@ import type { VerdictContext } from '../proxy/verdict.js';
 import type { AdminToken } from './auth.js';
 import { ClientStore } from '../proxy/clients.js';
 import type { Metrics } from './metrics.js';
-import { createRequestObserver, type RequestObserver } from '../proxy/telemetry.js';
+import { createTelemetry, type Telemetry } from '../proxy/telemetry.js';
 import { createStatus, localCounters, ReloadHistory, type ReloadEvent, type StatusSource } from './status.js';
 
 export interface ObservabilityOptions {
@@ -27,7 +27,7 @@ export interface ObservabilityOptions {
 }
 
 export interface Observability {
-  readonly observer: RequestObserver;
+  readonly telemetry: Telemetry;
   readonly clients: ClientStore;
   readonly status: StatusSource;
   /** For the reloader: every reload that changed something or failed. */
@@ -44,7 +44,7 @@ export function createObservability(opts: ObservabilityOptions): Observability {
   const clients = new ClientStore(config.admin.clients_max);
   const history = new ReloadHistory(20);
   history.record({ time: Date.now(), trigger: 'startup', file: 'all', result: 'success', serial: opts.material().leaf.serialNumber.toUpperCase() });
-  const observer = createRequestObserver({
+  const telemetry = createTelemetry({
     metrics, log, clients, access: config.log.access, routes: config.routes.map((r) => r.name), verdicts: opts.verdicts,
   });
   const status = createStatus({
@@ -52,9 +52,9 @@ export function createObservability(opts: ObservabilityOptions): Observability {
     auth: opts.token !== undefined,
   });
   return {
-    observer, clients, status,
+    telemetry, clients, status,
     onReload: (event) => history.record(event),
-    attach: (server) => observer.attach(server),
+    attach: (server) => telemetry.attach(server),
     admin: { ...(opts.token !== undefined && { token: opts.token }), status, clients },
     close: () => status.close(),
   };

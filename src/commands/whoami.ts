@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { parseHostPort } from '../config/load.js';
 import { HOST_PORT } from '../config/schema.js';
 import { CertgateError } from '../errors.js';
-import { listenWhoami } from '../echo-upstream.js';
+import { listenEchoUpstream } from '../echo-upstream.js';
 import type { CommandIo } from './io.js';
 
 export const WHOAMI_HELP = `Usage: certgate whoami --listen HOST:PORT
@@ -31,7 +31,7 @@ export async function runWhoami(argv: string[], io: CommandIo): Promise<number> 
     throw new CertgateError('CG_USAGE', `--listen ${listen}: expected HOST:PORT`);
   }
   const at = parseHostPort(listen);
-  const w = await listenWhoami(at.host, at.port);
+  const w = await listenEchoUpstream(at.host, at.port);
   io.stdout(`whoami listening on ${w.url}`);
   return new Promise<number>((resolve) => {
     const stop = (): void => void w.close().then(() => resolve(0));

@@ -10,7 +10,7 @@
  *   6 forward (upstreams.ts: hop.ts for HTTP, tunnel.ts for WebSocket) → 502/504 on upstream failure
  *     (an upgrade first passes upgradeRefusal: bodiless GET + Upgrade: websocket, else 400 and close;
  *      an open tunnel is re-checked against the current trust by tunnel-watch.ts)
- *   7 observer (telemetry.ts): X-Request-Id at once; on close metrics + one access-log line + /clients
+ *   7 telemetry (telemetry.ts): X-Request-Id at once; on close metrics + one access-log line + /clients
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -19,7 +19,7 @@ import type { Config, RouteConfig } from '../config/types.js';
 import type { ClientIdentity } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../admin/metrics.js';
-import type { RequestObserver } from './telemetry.js';
+import type { Telemetry } from './telemetry.js';
 import { identityHeaders, stripClientControlled } from '../identity/headers.js';
 import { connectionVerdict, type ConnectionVerdict, type VerdictContext } from './verdict.js';
 import { PATH_REFUSAL_MESSAGES, normalizeRequestPath } from './path.js';
@@ -58,7 +58,7 @@ export function createHandlers(
   /** True once shutdown began: responses then close their connection (idle keep-alive must not linger). */
   draining: () => boolean = () => false,
   /** Step 7: per-request metrics, the access line, X-Request-Id, /clients (telemetry.ts). */
-  observer: RequestObserver,
+  telemetry: Telemetry,
 ): RequestHandlers {
   const match = createRouter(config.routes);
   const policies = new Map(config.routes.map((r) => [r.name, compileAllow(r.allow)] as const));
@@ -181,25 +181,25 @@ export function createHandlers(
     tunnels,
     onRequest(req, res) {
       // Step 7 starts here: in-flight, X-Request-Id; metrics + the access line follow on the response's 'close'.
-      const record = observer.begin(req, res);
+      const record = telemetry.begin(req, res);
       lastRequestClosesConnection(req, res);
       // whoami_path: certgate answers it itself, after the connection verdict (a refused client falls
       // through to admit's 400) and before any route; never forwarded.
       const v = whoami?.matches(req.url) === true ? connectionVerdict(req.socket as TLSSocket, verdictContext) : undefined;
       if (whoami !== undefined && v !== undefined && v.kind !== 'refused') {
-        observer.answered(res, WHOAMI_ROUTE);
+        telemetry.answered(res, WHOAMI_ROUTE);
         whoami.respond(req, res, v, draining());
         return;
       }
       const a = admit(req);
       if ('status' in a) {
-        observer.refused(res, a.status, a.body, a.route);
+        telemetry.refused(res, a.status, a.body, a.route);
         sendError(res, a.status, a.body, { close: a.close === true || draining() });
         return;
       }
       const clientWantsClose = draining() || /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
       prepareHeaders(req, a.identity, false);
-      observer.forwarding(req, res, a.route.name);
+      telemetry.forwarding(req, res, a.route.name);
       // Counted beside the hop's own reading of the body (both see every chunk; the hop keeps the backpressure).
       // max_body_bytes: a declared length is checked in admit(); a chunked body is cut by the hop itself,
       // before the chunk that crosses the limit is handed to the upstream (hop.ts limitedBody).
@@ -209,7 +209,7 @@ export function createHandlers(
       forwarder.web(req, res, a.route, clientWantsClose);
     },
     onUpgrade(req, socket, head) {
-      const record = observer.upgrade(req, socket);
+      const record = telemetry.upgrade(req, socket);
       // whoami_path is certgate's own, plain GET only: an upgrade there is never forwarded either.
       if (whoami?.matches(req.url) === true) {
         record.status = 400;

@@ -3,7 +3,7 @@
  * X-Request-Id, the client-certificate expiry histogram and the /clients store.
  *
  * Per connection (once, at 'secureConnection'): TLS version, resumption, the presented identity, its
- * /clients entry, its time left. Per request: one small Exchange object hung on the response under a
+ * /clients entry, its time left. Per request: one small InFlight object hung on the response under a
  * symbol, and listeners that are module-level functions (no closure per request); labels objects are
  * cached per route/method/code. Nothing here reads the peer certificate again.
  *
@@ -41,7 +41,7 @@ export function requestIdFor(sent: string | string[] | undefined): string {
   return typeof sent === 'string' && SANE_REQUEST_ID.test(sent) ? sent : randomUUID();
 }
 
-export interface ObserverOptions {
+export interface TelemetryOptions {
   readonly metrics: Metrics;
   readonly log: Logger;
   readonly clients: ClientStore;
@@ -69,7 +69,7 @@ export interface UpgradeRecord {
   error: string | undefined;
 }
 
-export interface RequestObserver {
+export interface Telemetry {
   /**
    * An Upgrade request arrived: X-Request-Id chosen (on req.headers, so the upstream sees it). Its metrics
    * and one access line follow when the client socket closes — for a tunnel, when the WebSocket ends.
@@ -97,15 +97,15 @@ interface ConnectionInfo {
   client: ClientEntry | undefined;
 }
 
-/** One request's bookkeeping; lives on the response under EXCHANGE until 'close'. */
-class Exchange implements RequestRecord {
+/** One request's bookkeeping; lives on the response under IN_FLIGHT until 'close'. */
+class InFlight implements RequestRecord {
   route = NO_ROUTE;
   bytesIn = 0;
   upstreamStarted = 0;
   upstreamMs = -1;
   error: string | undefined = undefined;
   constructor(
-    readonly observer: Observer,
+    readonly telemetry: RequestTelemetry,
     readonly req: IncomingMessage,
     readonly id: string,
     readonly started: number,
@@ -114,17 +114,17 @@ class Exchange implements RequestRecord {
   ) {}
 }
 
-const EXCHANGE = Symbol('certgate.exchange');
-type Observed = ServerResponse & { [EXCHANGE]?: Exchange };
+const IN_FLIGHT = Symbol('certgate.in-flight');
+type Observed = ServerResponse & { [IN_FLIGHT]?: InFlight };
 
 function onResponseClose(this: Observed): void {
-  const x = this[EXCHANGE];
-  if (x !== undefined) x.observer.end(x, this);
+  const x = this[IN_FLIGHT];
+  if (x !== undefined) x.telemetry.end(x, this);
 }
 
 /** The hop (proxy/hop.ts) pipes the upstream response into ours once its status and headers are copied. */
 function onResponsePipe(this: Observed): void {
-  const x = this[EXCHANGE];
+  const x = this[IN_FLIGHT];
   if (x === undefined) return;
   x.upstreamMs = performance.now() - x.upstreamStarted;
   // The client gets certgate's id even when the upstream answered with its own.
@@ -137,7 +137,7 @@ interface RouteSeries {
   readonly byMethod: Map<string, Map<number, { route: string; method: string; code: string }>>;
 }
 
-class Observer implements RequestObserver {
+class RequestTelemetry implements Telemetry {
   readonly #metrics: Metrics;
   readonly #log: Logger;
   /** Access lines carry only the fixed fields below (no headers, no key material): redaction is skipped for them. */
@@ -148,7 +148,7 @@ class Observer implements RequestObserver {
   readonly #connections = new WeakMap<TLSSocket, ConnectionInfo>();
   readonly #series = new Map<string, RouteSeries>();
 
-  constructor(opts: ObserverOptions) {
+  constructor(opts: TelemetryOptions) {
     this.#metrics = opts.metrics;
     this.#log = opts.log;
     this.#accessLog = opts.log.child({}, { redact: [] });
@@ -218,8 +218,8 @@ class Observer implements RequestObserver {
     req.headers[REQUEST_ID_HEADER] = id;
     res.setHeader(REQUEST_ID_HEADER, id);
     const socket = req.socket as TLSSocket;
-    const x = new Exchange(this, req, id, performance.now(), socket.bytesWritten, this.#connections.get(socket));
-    (res as Observed)[EXCHANGE] = x;
+    const x = new InFlight(this, req, id, performance.now(), socket.bytesWritten, this.#connections.get(socket));
+    (res as Observed)[IN_FLIGHT] = x;
     this.#metrics.httpInFlight.inc();
     // 'on', not 'once': each fires once per response anyway, and once() allocates a wrapper per call.
     res.on('close', onResponseClose);
@@ -227,12 +227,12 @@ class Observer implements RequestObserver {
   }
 
   answered(res: ServerResponse, route: string): void {
-    const x = (res as Observed)[EXCHANGE];
+    const x = (res as Observed)[IN_FLIGHT];
     if (x !== undefined) x.route = route;
   }
 
   refused(res: ServerResponse, status: number, body: { readonly error: string; readonly reason?: unknown }, route: string | undefined): void {
-    const x = (res as Observed)[EXCHANGE];
+    const x = (res as Observed)[IN_FLIGHT];
     if (x === undefined) return;
     x.route = route ?? NO_ROUTE;
     x.error = body.error;
@@ -245,7 +245,7 @@ class Observer implements RequestObserver {
   }
 
   forwarding(req: IncomingMessage, res: ServerResponse, route: string): void {
-    const x = (res as Observed)[EXCHANGE];
+    const x = (res as Observed)[IN_FLIGHT];
     if (x === undefined) return;
     x.route = route;
     // Set again: the client's Connection header may have named it as hop-by-hop.
@@ -255,8 +255,8 @@ class Observer implements RequestObserver {
   }
 
   /** The response closed (sent, or the client went away). */
-  end(x: Exchange, res: ServerResponse): void {
-    (res as Observed)[EXCHANGE] = undefined;
+  end(x: InFlight, res: ServerResponse): void {
+    (res as Observed)[IN_FLIGHT] = undefined;
     const ms = performance.now() - x.started;
     const code = res.headersSent ? res.statusCode : 0;
     const series = this.#seriesOf(x.route);
@@ -302,6 +302,6 @@ class Observer implements RequestObserver {
   }
 }
 
-export function createRequestObserver(opts: ObserverOptions): RequestObserver {
-  return new Observer(opts);
+export function createTelemetry(opts: TelemetryOptions): Telemetry {
+  return new RequestTelemetry(opts);
 }

@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { listenWhoami } from '../../dist/echo-upstream.js';
+import { listenEchoUpstream } from '../../dist/echo-upstream.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { collectJsonLines } from '../helpers/logs.js';
 import { mtlsRequest } from '../helpers/client.js';
@@ -112,7 +112,7 @@ async function startServe(args: readonly string[], env: NodeJS.ProcessEnv = chil
 
 /** The product's whoami upstream, plus a count of the requests that reached it. */
 async function startCountingWhoami(): Promise<{ url: string; requests: () => number; close(): Promise<void> }> {
-  const w = await listenWhoami('127.0.0.1', 0);
+  const w = await listenEchoUpstream('127.0.0.1', 0);
   let n = 0;
   w.server.on('request', () => void n++);
   return { url: w.url, requests: () => n, close: () => w.close() };

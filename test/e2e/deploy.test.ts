@@ -33,7 +33,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments } from 'yaml';
 import { knownKeys } from '../../dist/config/schema.js';
-import { listenWhoami } from '../../dist/echo-upstream.js';
+import { listenEchoUpstream } from '../../dist/echo-upstream.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { startTestCertgate, type RunningCertgate } from '../helpers/certgate.js';
 import { mtlsRequest } from '../helpers/client.js';
@@ -695,7 +695,7 @@ describe('Kubernetes manifests (deploy/kubernetes/)', () => {
     before(async () => {
       pki = await createTestPki();
       dir = mkdtempSync(path.join(os.tmpdir(), 'certgate-k8s-'));
-      upstream = await listenWhoami('127.0.0.1', 0);
+      upstream = await listenEchoUpstream('127.0.0.1', 0);
       // What the cert-manager CA issuer writes: key + leaf (issued straight by the server root).
       const server = await pki.issueClient({
         name: 'k8s-server', usage: 'server', issuer: 'root', subject: [['CN', 'certgate.certgate.svc']],
@@ -831,7 +831,7 @@ describe('Docker Compose example (examples/docker/)', () => {
   it('its certgate.yaml starts (paths rebased to a dev PKI) and proxies', { timeout: TEST_TIMEOUT }, async (t) => {
     const pki = await createTestPki();
     t.after(() => pki.cleanup());
-    const upstream = await listenWhoami('127.0.0.1', 0);
+    const upstream = await listenEchoUpstream('127.0.0.1', 0);
     t.after(() => upstream.close());
     const rebased = structuredClone(config);
     rebased.tls.bundle = pki.serverBundle.pemPath;

@@ -19,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { startTestCertgate, startWhoami, type RunningCertgate, type Upstream } from '../helpers/certgate.js';
+import { startTestCertgate, startEchoUpstream, type RunningCertgate, type Upstream } from '../helpers/certgate.js';
 import { killRunningCommands, runCommand, type Run } from '../helpers/run.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -55,7 +55,7 @@ let work: string;
 
 before(async () => {
   pki = await createTestPki();
-  whoami = await startWhoami();
+  whoami = await startEchoUpstream();
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'certgate-enroll-example-'));
   fs.mkdirSync(path.join(work, 'state'));
   gate = await startTestCertgate({

@@ -23,7 +23,7 @@ import { createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { listenWhoami } from '../../dist/echo-upstream.js';
+import { listenEchoUpstream } from '../../dist/echo-upstream.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { startTestCertgate, type RunningCertgate } from '../helpers/certgate.js';
 import { mtlsRequest } from '../helpers/client.js';
@@ -148,7 +148,7 @@ before(async () => {
   writeFileSync(encryptedKeyPath, createPrivateKey(pki.clients.good.key).export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: password }), { mode: 0o600 });
   passwordPath = path.join(pki.dir, 'good.pass');
   writeFileSync(passwordPath, `${password}\n`, { mode: 0o600 });
-  const w = await listenWhoami('127.0.0.1', 0);
+  const w = await listenEchoUpstream('127.0.0.1', 0);
   w.server.on('request', () => void upstreamRequests++);
   upstream = w;
   cg = await startTestCertgate({

@@ -21,14 +21,14 @@ import { randomBytes } from 'node:crypto';
 import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
 import { startTestCertgate, startRecordingUpstream, type RunningCertgate, type RecordingUpstream } from '../helpers/certgate.js';
 import { mtlsRequest, rawTlsExchange, type ClientCreds } from '../helpers/client.js';
-import { listenWhoami } from '../../dist/echo-upstream.js';
+import { listenEchoUpstream } from '../../dist/echo-upstream.js';
 
 const T = { timeout: 20_000 };
 
 let pki: TestPki;
 let adminUp: RecordingUpstream;
 let openUp: RecordingUpstream;
-let wsUp: Awaited<ReturnType<typeof listenWhoami>>;
+let wsUp: Awaited<ReturnType<typeof listenEchoUpstream>>;
 let upgradesSeen = 0;
 let gate: RunningCertgate;
 let lax: RunningCertgate;
@@ -44,7 +44,7 @@ const routes = () => [
 
 before(async () => {
   pki = await createTestPki();
-  [adminUp, openUp, wsUp] = await Promise.all([startRecordingUpstream(), startRecordingUpstream(), listenWhoami('127.0.0.1', 0)]);
+  [adminUp, openUp, wsUp] = await Promise.all([startRecordingUpstream(), startRecordingUpstream(), listenEchoUpstream('127.0.0.1', 0)]);
   wsUp.server.on('upgrade', () => upgradesSeen++);
   const tlsConfig = { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path };
   [gate, lax, guarded] = await Promise.all([

@@ -8,7 +8,7 @@
 import { after, before, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { listenWhoami } from '../../dist/echo-upstream.js';
+import { listenEchoUpstream } from '../../dist/echo-upstream.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { metricValue, startTestCertgate, type RunningCertgate } from '../helpers/certgate.js';
 
@@ -75,7 +75,7 @@ let upstreamRequests = 0;
 
 before(async () => {
   pki = await createTestPki();
-  const w = await listenWhoami('127.0.0.1', 0);
+  const w = await listenEchoUpstream('127.0.0.1', 0);
   w.server.on('request', () => void upstreamRequests++);
   upstream = w;
   cg = await startTestCertgate({

@@ -16,7 +16,7 @@ import type { TLSSocket } from 'node:tls';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { listenWhoami } from '../../dist/echo-upstream.js';
+import { listenEchoUpstream } from '../../dist/echo-upstream.js';
 import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
 import { startTestCertgate, metricValue, type RunningCertgate } from '../helpers/certgate.js';
 import { waitFor } from '../helpers/wait.js';
@@ -95,7 +95,7 @@ function rotate(pattern: Pattern, pem: string): void {
 
 before(async () => {
   pki = await createTestPki();
-  const w = await listenWhoami('127.0.0.1', 0);
+  const w = await listenEchoUpstream('127.0.0.1', 0);
   w.server.on('request', () => void upstreamRequests++);
   whoami = w;
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'certgate-reload-load-'));

@@ -16,7 +16,7 @@ import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
 import { metricValue, startTestCertgate, type RunningCertgate } from '../helpers/certgate.js';
 import { waitFor } from '../helpers/wait.js';
 import { WsTestClient, clientFrame } from '../helpers/websocket.js';
-import { listenWhoami } from '../../dist/echo-upstream.js';
+import { listenEchoUpstream } from '../../dist/echo-upstream.js';
 import { createCrl, crlToPem, importSigningKey, parseCert } from '../../dist/pki/x509.js';
 
 const T = { timeout: 60_000 };
@@ -166,7 +166,7 @@ async function openConnections(gate: RunningCertgate): Promise<number> {
 }
 
 test('slot holding: refused upgrades and Connection: close answers end their connection even when the client never closes its side', T, async () => {
-  const whoami = await listenWhoami('127.0.0.1', 0);
+  const whoami = await listenEchoUpstream('127.0.0.1', 0);
   const gate = await startTestCertgate({
     tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path },
     routes: [{ name: 'admin', path_prefix: '/admin', upstream: whoami.url, allow: { subject_cn: ['admin'] } }, { name: 'app', upstream: whoami.url }],
@@ -238,7 +238,7 @@ async function echoes(ws: WsTestClient): Promise<boolean> {
 }
 
 test('revoked tunnel: a WebSocket tunnel opened before its certificate was revoked is closed after the CRL reload, logged once, counted; others live on', T, async () => {
-  const whoami = await listenWhoami('127.0.0.1', 0);
+  const whoami = await listenEchoUpstream('127.0.0.1', 0);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'certgate-tunnel-crl-'));
   const crlFile = path.join(dir, 'crl.pem');
   const victim = await pki.issueClient({ name: 'tunnel-victim', subject: [['CN', 'svc-tunnel-victim']] });
@@ -274,7 +274,7 @@ test('revoked tunnel: a WebSocket tunnel opened before its certificate was revok
 });
 
 test('expired tunnel: a WebSocket tunnel is closed when its client certificate reaches notAfter', T, async () => {
-  const whoami = await listenWhoami('127.0.0.1', 0);
+  const whoami = await listenEchoUpstream('127.0.0.1', 0);
   // Whole seconds: X.509 times have no fractions. Long enough to connect, short enough to wait for.
   const notAfter = new Date(Math.ceil((Date.now() + 4000) / 1000) * 1000);
   const shortLived = await pki.issueClient({ name: 'tunnel-short', subject: [['CN', 'svc-short-lived']], notAfter });

@@ -22,21 +22,21 @@ import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
 import { metricValue, startTestCertgate, type RunningCertgate } from '../helpers/certgate.js';
 import { waitFor } from '../helpers/wait.js';
 import { mtlsRequest, rawTlsExchange, type ClientCreds } from '../helpers/client.js';
-import { listenWhoami } from '../../dist/echo-upstream.js';
+import { listenEchoUpstream } from '../../dist/echo-upstream.js';
 import { WS_GUID, WsTestClient, clientFrame } from '../helpers/websocket.js';
 
 const T = { timeout: 30_000 };
 
 let pki: TestPki;
-/** startWhoami() is listenWhoami('127.0.0.1', 0); called directly to count what reaches its server. */
-let whoami: Awaited<ReturnType<typeof listenWhoami>>;
+/** startEchoUpstream() is listenEchoUpstream('127.0.0.1', 0); called directly to count what reaches its server. */
+let whoami: Awaited<ReturnType<typeof listenEchoUpstream>>;
 let gate: RunningCertgate;
 let upgradesSeen = 0;
 let requestsSeen = 0;
 
 before(async () => {
   pki = await createTestPki();
-  whoami = await listenWhoami('127.0.0.1', 0);
+  whoami = await listenEchoUpstream('127.0.0.1', 0);
   whoami.server.on('upgrade', () => upgradesSeen++);
   whoami.server.on('request', () => requestsSeen++);
   gate = await startTestCertgate({

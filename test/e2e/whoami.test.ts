@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
-import { listenWhoami } from '../../dist/echo-upstream.js';
+import { listenEchoUpstream } from '../../dist/echo-upstream.js';
 import { WsTestClient, clientFrame } from '../helpers/websocket.js';
 
-type Whoami = Awaited<ReturnType<typeof listenWhoami>>;
+type Whoami = Awaited<ReturnType<typeof listenEchoUpstream>>;
 
 interface Echo {
   method: string;
@@ -72,7 +72,7 @@ async function openWebSocket(url: string, firstFrames: Buffer[] = []): Promise<{
 describe('whoami', () => {
   let w: Whoami;
   before(async () => {
-    w = await listenWhoami('127.0.0.1', 0);
+    w = await listenEchoUpstream('127.0.0.1', 0);
   });
   after(async () => {
     await w.close();
@@ -240,7 +240,7 @@ describe('whoami', () => {
   });
 
   it('close() ends open WebSockets and keep-alive connections instead of hanging', { timeout: 5000 }, async () => {
-    const own = await listenWhoami('127.0.0.1', 0);
+    const own = await listenEchoUpstream('127.0.0.1', 0);
     const { c } = await openWebSocket(own.url);
     const agent = new http.Agent({ keepAlive: true });
     await new Promise<void>((resolve, reject) => {

@@ -11,7 +11,7 @@ import { stringify } from 'yaml';
 import { loadConfig } from '../../dist/config/load.js';
 import { startCertgate, type Certgate } from '../../dist/app.js';
 import { createLogger } from '../../dist/log.js';
-import { listenWhoami } from '../../dist/echo-upstream.js';
+import { listenEchoUpstream } from '../../dist/echo-upstream.js';
 import type { Config } from '../../dist/config/types.js';
 import { logSink, type LogSink } from './logs.js';
 
@@ -53,8 +53,8 @@ export interface Upstream {
   close(): Promise<void>;
 }
 
-export async function startWhoami(): Promise<Upstream> {
-  return listenWhoami('127.0.0.1', 0);
+export async function startEchoUpstream(): Promise<Upstream> {
+  return listenEchoUpstream('127.0.0.1', 0);
 }
 
 /** Reads one sample's value from Prometheus text, e.g. metricValue(text, 'x_total', {reason: 'expired'}). */
