@@ -71,6 +71,17 @@ export interface Problem {
   readonly col?: number;
 }
 
+/**
+ * A finding. `hint` defaults to the code's CODES entry; `file` is left out when absent. The optional
+ * parts are named, not positional: two optional strings in a row were once read in two orders.
+ */
+export function problem(
+  severity: Problem['severity'], code: ErrorCode, message: string,
+  more: { readonly file?: string | undefined; readonly hint?: string | undefined } = {},
+): Problem {
+  return { severity, code, message, hint: more.hint ?? CODES[code], ...(more.file !== undefined && { file: more.file }) };
+}
+
 /** An error the user can act on. Printed as one line by the CLI, never with a stack. */
 export class CertgateError extends Error {
   readonly code: ErrorCode;

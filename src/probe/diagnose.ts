@@ -10,17 +10,13 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
-import { CODES, type ErrorCode, type Problem } from '../errors.js';
+import { CODES, problem, type Problem } from '../errors.js';
 import { isSelfSigned, issuedBy } from '../tls/checks.js';
 import type { Anchor } from './material.js';
 import { namesOf, summarize } from './names.js';
 import type { Attempt } from './connect.js';
 import { refusalHint } from './refusal-hints.js';
 import { REFUSAL_REASONS, type RefusalReason } from '../tls/handshake.js';
-
-function problem(severity: Problem['severity'], code: ErrorCode, message: string, hint?: string, file?: string): Problem {
-  return { severity, code, message, hint: hint ?? CODES[code], ...(file !== undefined && { file }) };
-}
 
 const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 const OID_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
@@ -99,10 +95,10 @@ function validity(chain: readonly X509Certificate[], now: Date): Problem[] {
     const what = i === 0 ? `the server certificate ${s.subject}` : `the server's chain certificate ${s.subject}`;
     if (s.daysLeft < 0) {
       out.push(problem('error', 'CG_CERT_EXPIRED', `${what} expired on ${s.notAfter} (clients say: certificate has expired)`,
-        'nothing to fix on your side: the server\'s operator must renew it (certgate check --config on the server names it)'));
+        { hint: 'nothing to fix on your side: the server\'s operator must renew it (certgate check --config on the server names it)' }));
     } else if (s.notYetValid) {
       out.push(problem('error', 'CG_CERT_NOT_YET_VALID', `${what} is valid only from ${s.notBefore} (clients say: certificate is not yet valid)`,
-        'check this machine\'s clock; otherwise the server\'s operator installed a certificate too early'));
+        { hint: 'check this machine\'s clock; otherwise the server\'s operator installed a certificate too early' }));
     }
   });
   return out;
@@ -114,7 +110,7 @@ function hostname(leaf: X509Certificate, host: string): Problem[] {
   const san = leaf.subjectAltName;
   return [problem('error', 'CG_PROBE_HOSTNAME',
     `the server certificate ${subjectOf(leaf)} does not name ${host}: it names ${san === undefined || san === '' ? 'no subjectAltName at all (clients ignore the CN)' : san} (clients say: Hostname mismatch / ERR_TLS_CERT_ALTNAME_INVALID / no alternative certificate subject name matches)`,
-    `connect with a name the certificate lists${san !== undefined && san !== '' ? ` (e.g. ${firstName(san)})` : ''}, or have the server's certificate reissued with ${isIP(host) === 0 ? `DNS:${host}` : `IP:${host}`} in its subjectAltName`)];
+    { hint: `connect with a name the certificate lists${san !== undefined && san !== '' ? ` (e.g. ${firstName(san)})` : ''}, or have the server's certificate reissued with ${isIP(host) === 0 ? `DNS:${host}` : `IP:${host}`} in its subjectAltName` })];
 }
 
 function firstName(san: string): string {
@@ -127,7 +123,7 @@ function serverPurpose(leaf: X509Certificate): Problem[] {
   if (eku === undefined || eku.length === 0 || eku.includes(OID_SERVER_AUTH) || eku.includes(OID_ANY_EKU)) return [];
   return [problem('error', 'CG_CERT_EKU',
     `the server certificate ${subjectOf(leaf)} is not made for servers (extendedKeyUsage lacks serverAuth; clients say: unsupported certificate purpose)`,
-    'the server\'s operator must use a certificate with extendedKeyUsage serverAuth')];
+    { hint: 'the server\'s operator must use a certificate with extendedKeyUsage serverAuth' })];
 }
 
 function caHolds(input: ServerChainInput): string {
@@ -149,7 +145,7 @@ function untrustedRoot(root: X509Certificate, isLeaf: boolean, input: ServerChai
   const what = isLeaf ? `the server certificate ${subjectOf(root)} is self-signed` : `the server's chain ends at the root ${subjectOf(root)}`;
   return problem('error', 'CG_PROBE_SERVER_UNTRUSTED',
     `${what}, which is not in ${caHolds(input)} (clients say: ${isLeaf ? 'self-signed certificate' : 'self-signed certificate in certificate chain'})${clientCaNote(input)}`,
-    `if you trust it, pass that certificate with --ca (curl --cacert, requests verify=FILE, ssl.create_default_context(cafile=FILE)); never verify=False`, input.caFile);
+    { file: input.caFile, hint: `if you trust it, pass that certificate with --ca (curl --cacert, requests verify=FILE, ssl.create_default_context(cafile=FILE)); never verify=False` });
 }
 
 function missingIssuer(cur: X509Certificate, isLeaf: boolean, path: readonly string[], input: ServerChainInput): Problem {
@@ -158,7 +154,7 @@ function missingIssuer(cur: X509Certificate, isLeaf: boolean, path: readonly str
   if (impostor !== undefined) {
     return problem('error', 'CG_PROBE_SERVER_UNTRUSTED',
       `${input.caLabel} holds a certificate named ${name}, but it did not sign ${subjectOf(cur)} (a different key: the CA was re-created, or that is an old copy) (clients say: unable to get local issuer certificate)`,
-      `get the current certificate of ${name} and pass it with --ca`, input.caFile);
+      { file: input.caFile, hint: `get the current certificate of ${name} and pass it with --ca` });
   }
   // Python ssl/requests and curl say "unable to get local issuer certificate"; Node, for a leaf sent alone,
   // "unable to verify the first certificate" (measured with OpenSSL 3.0 and Node 20).
@@ -167,11 +163,11 @@ function missingIssuer(cur: X509Certificate, isLeaf: boolean, path: readonly str
     // The server sent nothing that links: most often the bundle lacks the intermediate (seed 004).
     return problem('error', 'CG_PROBE_CHAIN_INCOMPLETE',
       `the server certificate ${subjectOf(cur)} was issued by ${missingText(cur, input.now)}, which the server did not send and ${caHolds(input)} does not hold (${clientsSay})`,
-      `if ${name} is an intermediate CA (the usual case), the server's certificate file lacks it: its operator must add it after the leaf (certgate: tls.bundle, and certgate check reports CG_CHAIN_INCOMPLETE); browsers hide this by fetching it themselves. Until then you can append it to your --ca file. If ${name} is your organisation's root CA, pass it with --ca`);
+      { hint: `if ${name} is an intermediate CA (the usual case), the server's certificate file lacks it: its operator must add it after the leaf (certgate: tls.bundle, and certgate check reports CG_CHAIN_INCOMPLETE); browsers hide this by fetching it themselves. Until then you can append it to your --ca file. If ${name} is your organisation's root CA, pass it with --ca` });
   }
   return problem('error', 'CG_PROBE_SERVER_UNTRUSTED',
     `the server's chain ${path.join(' <- ')} needs ${missingText(cur, input.now)}, which is not in ${caHolds(input)} (${clientsSay})${clientCaNote(input)}`,
-    `pass the certificate of ${name} (the root that issued the server's chain) with --ca; requests: verify=FILE, or REQUESTS_CA_BUNDLE=FILE`, input.caFile);
+    { file: input.caFile, hint: `pass the certificate of ${name} (the root that issued the server's chain) with --ca; requests: verify=FILE, or REQUESTS_CA_BUNDLE=FILE` });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -224,8 +220,8 @@ export function clientVersusCaNames(sent: readonly X509Certificate[], caNames: r
     completedFrom,
     problems: [problem('warning', 'CG_PROBE_CLIENT_CA',
       `your certificate ${subjectOf(leaf)} is issued by ${issuer}; the server accepts client certificates issued by ${listed}, and ${lone ? 'you send your certificate alone' : 'nothing you send links to one of them'}`,
-      `use a client certificate from one of those CAs; if ${issuer} is an intermediate below one of them, append its certificate to your cert file (cat client.crt intermediate.crt > client-chain.pem); otherwise the server's operator must trust ${issuer} (certgate: tls.client_ca)`,
-      certFile)],
+      { file: certFile,
+      hint: `use a client certificate from one of those CAs; if ${issuer} is an intermediate below one of them, append its certificate to your cert file (cat client.crt intermediate.crt > client-chain.pem); otherwise the server's operator must trust ${issuer} (certgate: tls.client_ca)` })],
   };
 }
 
@@ -234,16 +230,16 @@ export function clientCertificate(leaf: X509Certificate, now: Date, certFile: st
   const s = summarize(leaf, now);
   const out: Problem[] = [];
   if (s.daysLeft < 0) {
-    out.push(problem('error', 'CG_CERT_EXPIRED', `your client certificate ${s.subject} expired on ${s.notAfter}`, 'get it renewed by its issuer', certFile));
+    out.push(problem('error', 'CG_CERT_EXPIRED', `your client certificate ${s.subject} expired on ${s.notAfter}`, { file: certFile, hint: 'get it renewed by its issuer' }));
   } else if (s.notYetValid) {
     out.push(problem('error', 'CG_CERT_NOT_YET_VALID', `your client certificate ${s.subject} is valid only from ${s.notBefore}`,
-      'check this machine\'s clock, or wait until that date', certFile));
+      { file: certFile, hint: 'check this machine\'s clock, or wait until that date' }));
   }
   const eku = leaf.keyUsage;
   if (eku !== undefined && eku.length > 0 && !eku.includes(OID_CLIENT_AUTH) && !eku.includes(OID_ANY_EKU)) {
     out.push(problem('error', 'CG_CERT_EKU',
       `your certificate ${s.subject} is not made for client authentication (extendedKeyUsage lacks clientAuth); servers refuse it (unsupported certificate purpose)`,
-      'get a certificate issued with extendedKeyUsage clientAuth', certFile));
+      { file: certFile, hint: 'get a certificate issued with extendedKeyUsage clientAuth' }));
   }
   return out;
 }
@@ -292,16 +288,16 @@ export function outcome(a: Attempt, ctx: OutcomeContext): Problem[] {
     const reason = typeof body?.reason === 'string' && (REFUSAL_REASONS as readonly string[]).includes(body.reason) ? body.reason as RefusalReason : undefined;
     const hint = typeof body?.hint === 'string' ? body.hint : refusalHint(reason ?? (error === 'client_certificate_required' ? 'no_certificate' : 'other'));
     if (error === 'client_certificate_required' && !ctx.presented) {
-      return [problem('error', 'CG_PROBE_NO_CLIENT_CERT', `the server (certgate) requires a client certificate and none was given: ${http.status} ${error}${routeOf(body)}`, 'pass your certificate with --cert (and --key)')];
+      return [problem('error', 'CG_PROBE_NO_CLIENT_CERT', `the server (certgate) requires a client certificate and none was given: ${http.status} ${error}${routeOf(body)}`, { hint: 'pass your certificate with --cert (and --key)' })];
     }
     return [problem('error', 'CG_PROBE_REFUSED',
       `the server (certgate) refused your client certificate: ${http.status} ${error}${reason !== undefined ? `, reason ${reason}` : ''}${routeOf(body)}${typeof body?.message === 'string' ? ` ("${body.message}")` : ''}`,
-      hint)];
+      { hint })];
   }
   if (http.status === 403 && error === 'forbidden') {
     return [problem('error', 'CG_PROBE_REFUSED',
       `the server (certgate) verified your certificate but does not allow it${routeOf(body)}: 403 forbidden${typeof body?.rule === 'string' ? ` (rule: ${body.rule})` : ''}`,
-      'the route\'s allow list does not name you: send the server\'s operator the subject, SANs and fingerprint shown above')];
+      { hint: 'the route\'s allow list does not name you: send the server\'s operator the subject, SANs and fingerprint shown above' })];
   }
   return [];
 }
@@ -314,28 +310,28 @@ function errorOutcome(a: Attempt, ctx: OutcomeContext): Problem[] {
   const { code, message } = a.error ?? { code: '', message: '' };
   if (CONNECT.has(code)) {
     return [problem('error', 'CG_PROBE_CONNECT', `could not reach ${ctx.host}:${ctx.port}: ${code} (${message})`,
-      code === 'ECONNREFUSED' ? 'nothing listens there: check the port, and that the server runs and listens on that address'
-        : code === 'ETIMEDOUT' ? 'no answer in time: check firewalls, the address and the port' : 'check the host name and DNS')];
+      { hint: code === 'ECONNREFUSED' ? 'nothing listens there: check the port, and that the server runs and listens on that address'
+        : code === 'ETIMEDOUT' ? 'no answer in time: check firewalls, the address and the port' : 'check the host name and DNS' })];
   }
   if (SERVER_VERIFY.has(code)) {
     if (ctx.serverExplained) return [];
     return [problem('error', code === 'ERR_TLS_CERT_ALTNAME_INVALID' ? 'CG_PROBE_HOSTNAME' : 'CG_PROBE_SERVER_UNTRUSTED',
       `the server certificate did not verify: ${message} (${code})`,
-      code === 'ERR_TLS_CERT_ALTNAME_INVALID' ? CODES.CG_PROBE_HOSTNAME : 'install openssl to see the chain the server sends; pass the CA that issued the server certificate with --ca')];
+      { hint: code === 'ERR_TLS_CERT_ALTNAME_INVALID' ? CODES.CG_PROBE_HOSTNAME : 'install openssl to see the chain the server sends; pass the CA that issued the server certificate with --ca' })];
   }
   const alert = ALERTS[code];
   if (alert !== undefined) {
     if (code === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED' && !ctx.presented) {
-      return [problem('error', 'CG_PROBE_NO_CLIENT_CERT', alert, 'pass your certificate with --cert (and --key)')];
+      return [problem('error', 'CG_PROBE_NO_CLIENT_CERT', alert, { hint: 'pass your certificate with --cert (and --key)' })];
     }
     return [problem('error', 'CG_PROBE_REFUSED', `${alert}; OpenSSL: ${message}`)];
   }
   if (a.handshake && (code === 'ECONNRESET' || code === 'EPIPE')) {
     return [problem('error', 'CG_PROBE_REFUSED',
       `the server closed the connection right after the handshake (${code}): with TLS 1.3 this is how most servers refuse a client certificate${ctx.presented ? '' : ' (you sent none)'}`,
-      ctx.presented ? 'compare your certificate with the CA names the server accepts (above)' : 'pass your certificate with --cert (and --key)')];
+      { hint: ctx.presented ? 'compare your certificate with the CA names the server accepts (above)' : 'pass your certificate with --cert (and --key)' })];
   }
-  return [problem('error', 'CG_PROBE_CONNECT', `the connection failed: ${message} (${code})`, 'see the lines above; run with --json for all details')];
+  return [problem('error', 'CG_PROBE_CONNECT', `the connection failed: ${message} (${code})`, { hint: 'see the lines above; run with --json for all details' })];
 }
 
 function parseJson(text: string): Record<string, unknown> | undefined {

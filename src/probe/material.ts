@@ -10,7 +10,7 @@ import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { rootCertificates } from 'node:tls';
-import { CODES, type ErrorCode, type Problem } from '../errors.js';
+import { problem, type Problem } from '../errors.js';
 import { parsePem, looksLikeDer, type PemBlock } from '../x509/pem.js';
 import { namesOf } from './names.js';
 
@@ -51,17 +51,13 @@ export interface ClientMaterial {
 
 export const BUILTIN_ROOTS = 'the built-in Mozilla roots (what requests uses through certifi)';
 
-function problem(severity: Problem['severity'], code: ErrorCode, message: string, file?: string, hint?: string): Problem {
-  return { severity, code, message, hint: hint ?? CODES[code], ...(file !== undefined && { file }) };
-}
-
 async function read(path: string, what: string, problems: Problem[]): Promise<Buffer | undefined> {
   try {
     return await readFile(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'it does not exist' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : String(code);
-    problems.push(problem('error', 'CG_FILE_READ', `cannot read ${what} ${path}: ${why}`, path, `check the path given to ${what}`));
+    problems.push(problem('error', 'CG_FILE_READ', `cannot read ${what} ${path}: ${why}`, { file: path, hint: `check the path given to ${what}` }));
     return undefined;
   }
 }
@@ -70,9 +66,9 @@ function blocksOf(bytes: Buffer, path: string, expect: string, problems: Problem
   const blocks = parsePem(bytes).filter((b) => b.error === undefined);
   if (blocks.length === 0) {
     problems.push(looksLikeDer(bytes)
-      ? problem('error', 'CG_PEM_PARSE', 'the file is binary DER, not PEM', path,
-        `convert it: openssl x509 -inform der -in ${basename(path)} -out ${basename(path)}.pem (openssl pkey -inform der for a key)`)
-      : problem('error', 'CG_PEM_EMPTY', `the file holds no PEM block (expected ${expect})`, path, 'point the option at the right file'));
+      ? problem('error', 'CG_PEM_PARSE', 'the file is binary DER, not PEM', { file: path,
+        hint: `convert it: openssl x509 -inform der -in ${basename(path)} -out ${basename(path)}.pem (openssl pkey -inform der for a key)` })
+      : problem('error', 'CG_PEM_EMPTY', `the file holds no PEM block (expected ${expect})`, { file: path, hint: 'point the option at the right file' }));
   }
   return blocks;
 }
@@ -103,7 +99,7 @@ async function loadAnchors(caFile: string | undefined, problems: Problem[]): Pro
     if (!c.ca && !c.checkIssued(c)) {
       problems.push(problem('warning', 'CG_CA_NOT_CA',
         `${namesOf(c).subject} in ${label} is not a CA certificate but an end-entity one (the server's own certificate?); clients cannot anchor trust at it`,
-        caFile, 'pass the certificate of the CA that issued the server certificate (its root), not the server certificate itself'));
+        { file: caFile, hint: 'pass the certificate of the CA that issued the server certificate (its root), not the server certificate itself' }));
     }
   }
   return {
@@ -125,15 +121,15 @@ async function findKey(files: ProbeFiles, certBlocks: PemBlock[], problems: Prob
     const blocks = blocksOf(bytes, files.key, 'a PRIVATE KEY block', problems);
     const block = blocks.find((b) => b.kind === 'key');
     if (block === undefined && blocks.length > 0) {
-      problems.push(problem('error', 'CG_KEY_MISSING', `${files.key} holds no private key (found: ${[...new Set(blocks.map((b) => b.label))].join(', ')})`, files.key,
-        'pass the file holding the private key with --key'));
+      problems.push(problem('error', 'CG_KEY_MISSING', `${files.key} holds no private key (found: ${[...new Set(blocks.map((b) => b.label))].join(', ')})`, { file: files.key,
+        hint: 'pass the file holding the private key with --key' }));
     }
     return { ...(block !== undefined && { block }), path: files.key };
   }
   const block = certBlocks.find((b) => b.kind === 'key');
   if (block === undefined) {
-    problems.push(problem('error', 'CG_KEY_MISSING', `${files.cert ?? ''} holds no private key and --key is not given`, files.cert,
-      'pass the private key with --key FILE (curl --key, requests cert=(CERT, KEY))'));
+    problems.push(problem('error', 'CG_KEY_MISSING', `${files.cert ?? ''} holds no private key and --key is not given`, { file: files.cert,
+      hint: 'pass the private key with --key FILE (curl --key, requests cert=(CERT, KEY))' }));
     return {};
   }
   return { block, ...(files.cert !== undefined && { path: files.cert }) };
@@ -151,8 +147,8 @@ async function openKey(found: KeyFound, files: ProbeFiles, problems: Problem[]):
   }
   const plain = `openssl pkey -in ${basename(path)} -out ${basename(path, '.pem')}.plain.pem`;
   if (block.encrypted && passphrase === undefined) {
-    problems.push(problem('error', 'CG_KEY_ENCRYPTED', `the private key in ${basename(path)} is encrypted (${block.label}) and no --pass-file was given`, path,
-      `pass --pass-file FILE. Python requests cannot use an encrypted key at all (no passphrase argument: "passphrase protected keys don't work"): decrypt a copy with ${plain} (then chmod 600), or use ssl.SSLContext.load_cert_chain(cert, key, password=...) with aiohttp/httpx`));
+    problems.push(problem('error', 'CG_KEY_ENCRYPTED', `the private key in ${basename(path)} is encrypted (${block.label}) and no --pass-file was given`, { file: path,
+      hint: `pass --pass-file FILE. Python requests cannot use an encrypted key at all (no passphrase argument: "passphrase protected keys don't work"): decrypt a copy with ${plain} (then chmod 600), or use ssl.SSLContext.load_cert_chain(cert, key, password=...) with aiohttp/httpx` }));
     return { encrypted: true };
   }
   try {
@@ -160,10 +156,10 @@ async function openKey(found: KeyFound, files: ProbeFiles, problems: Problem[]):
     return { key, encrypted: block.encrypted, ...(passphrase !== undefined && { passphrase }) };
   } catch (err) {
     if (block.encrypted) {
-      problems.push(problem('error', 'CG_KEY_PASSPHRASE', `the passphrase in ${basename(files.passFile ?? '')} does not decrypt the private key in ${basename(path)}`, path,
-        'check the passphrase file (one line; a trailing newline is ignored); openssl pkey -in KEY -noout asks for it interactively to try'));
+      problems.push(problem('error', 'CG_KEY_PASSPHRASE', `the passphrase in ${basename(files.passFile ?? '')} does not decrypt the private key in ${basename(path)}`, { file: path,
+        hint: 'check the passphrase file (one line; a trailing newline is ignored); openssl pkey -in KEY -noout asks for it interactively to try' }));
     } else {
-      problems.push(problem('error', 'CG_PEM_PARSE', `the private key in ${basename(path)} (${block.label}) does not load: ${(err as Error).message}`, path));
+      problems.push(problem('error', 'CG_PEM_PARSE', `the private key in ${basename(path)} (${block.label}) does not load: ${(err as Error).message}`, { file: path }));
     }
     return { encrypted: block.encrypted };
   }
@@ -179,8 +175,8 @@ export async function loadProbeMaterial(files: ProbeFiles): Promise<ClientMateri
   const certBlocks = blocksOf(bytes, files.cert, 'your CERTIFICATE', problems);
   const certs = certsOf(certBlocks);
   if (certBlocks.length > 0 && certs.length === 0) {
-    problems.push(problem('error', 'CG_PEM_EMPTY', `${files.cert} holds no certificate (found: ${[...new Set(certBlocks.map((b) => b.label))].join(', ')})`, files.cert,
-      'pass your client certificate with --cert (and its key with --key)'));
+    problems.push(problem('error', 'CG_PEM_EMPTY', `${files.cert} holds no certificate (found: ${[...new Set(certBlocks.map((b) => b.label))].join(', ')})`, { file: files.cert,
+      hint: 'pass your client certificate with --cert (and its key with --key)' }));
   }
   const found = await findKey(files, certBlocks, problems);
   const { key, passphrase, encrypted } = await openKey(found, files, problems);
@@ -191,7 +187,7 @@ export async function loadProbeMaterial(files: ProbeFiles): Promise<ClientMateri
   if (leaf === undefined) {
     problems.push(problem('error', 'CG_KEY_MISMATCH',
       `the private key in ${basename(found.path ?? '')} does not belong to ${certs.length === 1 ? 'the certificate' : `any of the ${certs.length} certificates in ${basename(files.cert)}; the first is`} ${namesOf(first).subject}`,
-      found.path, 'pair the certificate with the key it was issued for (compare: openssl x509 -noout -pubkey -in CERT and openssl pkey -pubout -in KEY)'));
+      { file: found.path, hint: 'pair the certificate with the key it was issued for (compare: openssl x509 -noout -pubkey -in CERT and openssl pkey -pubout -in KEY)' }));
     return { problems, sent: certs, encryptedKey: encrypted, leafFirst: false, ...anchors };
   }
   // What a TLS client sends: the leaf first, then the rest of the file.

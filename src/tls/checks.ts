@@ -11,7 +11,7 @@ import { isIP } from 'node:net';
 import { basename } from 'node:path';
 import { webcrypto, type KeyObject, type X509Certificate } from 'node:crypto';
 import * as px from '@peculiar/x509';
-import { CODES, type ErrorCode, type Problem } from '../errors.js';
+import { problem, type Problem } from '../errors.js';
 
 export interface CertRef {
   readonly cert: X509Certificate;
@@ -39,12 +39,6 @@ const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
-
-function problem(
-  severity: Problem['severity'], code: ErrorCode, message: string, file: string, hint?: string,
-): Problem {
-  return { severity, code, message, hint: hint ?? CODES[code], file };
-}
 
 const peculiarCache = new WeakMap<X509Certificate, px.X509Certificate>();
 
@@ -203,7 +197,7 @@ function chainEndProblems(leaf: CertRef, last: CertRef, pool: CertRef[], knownIs
     pool.splice(pool.indexOf(impostor), 1);
     return [problem('error', 'CG_CHAIN_BROKEN',
       `${certText(last)} names ${issuerName} as its issuer, but ${certText(impostor)} with that name did not sign it (a different key: an old or re-created CA?)`,
-      file, 'replace that certificate with the one that actually issued the certificate above it')];
+      { file, hint: 'replace that certificate with the one that actually issued the certificate above it' })];
   }
   const root = pool.find((c) => isSelfSigned(c.cert));
   if (last === leaf && root !== undefined) {
@@ -212,24 +206,24 @@ function chainEndProblems(leaf: CertRef, last: CertRef, pool: CertRef[], knownIs
     pool.splice(pool.indexOf(root), 1);
     return [problem('error', 'CG_CHAIN_INCOMPLETE',
       `the file lacks the intermediate between the leaf ${certText(last)} and the root ${certText(root)}: the leaf's issuer ${missingIssuer(last.cert)} is not in it, so clients that trust only the root cannot verify the server ("unable to get local issuer certificate")`,
-      file, `add the certificate of ${issuerName} after the leaf`)];
+      { file, hint: `add the certificate of ${issuerName} after the leaf` })];
   }
   const known = knownIssuers.find((c) => issuedBy(last.cert, c.cert));
   const hint = `add the certificate of ${issuerName} after it, unless clients already have it`;
   if (known !== undefined && !isSelfSigned(known.cert)) {
     return [problem('warning', 'CG_CHAIN_INCOMPLETE',
       `the chain ends at ${certText(last)}, whose issuer ${missingIssuer(last.cert)} is an intermediate: it is in ${basename(known.file)} (client_ca) but not in the server chain, so clients that only trust the root cannot verify the server`,
-      file, hint)];
+      { file, hint })];
   }
   if (known !== undefined) return [];
   if (last === leaf) {
     return [problem('warning', 'CG_CHAIN_INCOMPLETE',
       `the file holds only the leaf ${certText(last)}; its issuer ${missingIssuer(last.cert)} is not in it. Clients that trust ${issuerName} itself verify the server; if it is an intermediate, clients that only trust the root cannot`,
-      file, hint)];
+      { file, hint })];
   }
   return [problem('info', 'CG_CHAIN_INCOMPLETE',
     `the chain ends at the intermediate ${certText(last)}; clients must trust its issuer ${missingIssuer(last.cert)} as a root`,
-    file, `nothing to do if ${issuerName} is a root; otherwise add it after the intermediate`)];
+    { file, hint: `nothing to do if ${issuerName} is a root; otherwise add it after the intermediate` })];
 }
 
 /**
@@ -246,7 +240,7 @@ export function checkServerChain(input: ServerChainInput): ServerChainResult {
     const what = certs.length === 1 ? 'the certificate' : `any of the ${certs.length} certificates; the first is`;
     return {
       problems: [problem('error', 'CG_KEY_MISMATCH',
-        `the private key${where(key, certFile)} does not match ${what} ${certText(first, key.file)}`, key.file)],
+        `the private key${where(key, certFile)} does not match ${what} ${certText(first, key.file)}`, { file: key.file })],
       chain: [],
     };
   }
@@ -261,7 +255,7 @@ export function checkServerChain(input: ServerChainInput): ServerChainResult {
     problems.push(problem(dup !== undefined ? 'warning' : 'error', 'CG_CHAIN_BROKEN', dup !== undefined
       ? `${certText(stray)} is a duplicate of${where(dup)}; certgate sends it once`
       : `${certText(stray)} is not part of the chain of the leaf ${certText(leaf)}: the bundle mixes chains`,
-    certFile, dup !== undefined ? 'remove the duplicate from the file' : 'put the leaf\'s own intermediates in the bundle and remove the others'));
+    { file: certFile, hint: dup !== undefined ? 'remove the duplicate from the file' : 'put the leaf\'s own intermediates in the bundle and remove the others' }));
   }
   // Reordered: the chain's certificates did not appear leaf-first in issuing order.
   const ordered = [leaf, ...chain];
@@ -269,7 +263,7 @@ export function checkServerChain(input: ServerChainInput): ServerChainResult {
   if (fileOrder.some((c, i) => c !== ordered[i])) {
     problems.push(problem('warning', 'CG_CHAIN_REORDERED',
       `the certificates are not in leaf-first order: found ${fileOrder.map((c) => certText(c)).join(', ')}; certgate serves ${ordered.map((c) => certText(c)).join(' → ')}`,
-      certFile));
+      { file: certFile }));
   }
   return { problems, leaf, chain };
 }
@@ -280,11 +274,11 @@ export function checkChainValidity(chain: readonly CertRef[], now: Date): Proble
   for (const c of chain) {
     if (notAfter(c.cert) < now) {
       out.push(problem('warning', 'CG_CERT_EXPIRED',
-        `the chain certificate ${certText(c)} expired on ${day(notAfter(c.cert))}`, c.file,
-        'replace it with the current certificate of that CA'));
+        `the chain certificate ${certText(c)} expired on ${day(notAfter(c.cert))}`, { file: c.file,
+        hint: 'replace it with the current certificate of that CA' }));
     } else if (notBefore(c.cert) > now) {
       out.push(problem('warning', 'CG_CERT_NOT_YET_VALID',
-        `the chain certificate ${certText(c)} is valid only from ${notBefore(c.cert).toISOString()}`, c.file));
+        `the chain certificate ${certText(c)} is valid only from ${notBefore(c.cert).toISOString()}`, { file: c.file }));
     }
   }
   return out;
@@ -301,40 +295,40 @@ export function checkLeaf(leaf: CertRef, now: Date, listenHost?: string): Proble
   const from = notBefore(cert);
   const to = notAfter(cert);
   if (to < now) {
-    out.push(problem('error', 'CG_CERT_EXPIRED', `the leaf certificate ${name} expired on ${to.toISOString()}`, file));
+    out.push(problem('error', 'CG_CERT_EXPIRED', `the leaf certificate ${name} expired on ${to.toISOString()}`, { file }));
   } else if (from > now) {
     out.push(problem('error', 'CG_CERT_NOT_YET_VALID',
-      `the leaf certificate ${name} is valid only from ${from.toISOString()} (now ${now.toISOString()})`, file));
+      `the leaf certificate ${name} is valid only from ${from.toISOString()} (now ${now.toISOString()})`, { file }));
   } else {
     const days = Math.floor((to.getTime() - now.getTime()) / DAY_MS);
     if (days < EXPIRY_WARNING_DAYS) {
       out.push(problem('warning', 'CG_CERT_EXPIRES_SOON',
-        `the leaf certificate ${name} expires in ${days} day${days === 1 ? '' : 's'} (${to.toISOString()})`, file));
+        `the leaf certificate ${name} expires in ${days} day${days === 1 ? '' : 's'} (${to.toISOString()})`, { file }));
     } else {
       out.push(problem('info', 'CG_CERT_VALIDITY',
-        `the leaf certificate ${name} expires in ${days} days (${day(to)})`, file,
-        `nothing to do now; renew it before ${day(to)}`));
+        `the leaf certificate ${name} expires in ${days} days (${day(to)})`, { file,
+        hint: `nothing to do now; renew it before ${day(to)}` }));
     }
   }
   if (basicCa(cert)) {
     out.push(problem('error', 'CG_CERT_IS_CA',
-      `the leaf certificate ${name} is a CA certificate (basicConstraints CA:TRUE); clients reject it as a server certificate`, file));
+      `the leaf certificate ${name} is a CA certificate (basicConstraints CA:TRUE); clients reject it as a server certificate`, { file }));
   }
   const eku = cert.keyUsage; // Node: this is the *extended* key usage list
   if (eku !== undefined && eku.length > 0 && !eku.includes(OID_SERVER_AUTH)) {
     out.push(problem('error', 'CG_CERT_EKU',
-      `the leaf certificate ${name} has extendedKeyUsage ${eku.map(ekuName).join(', ')} without serverAuth; clients reject it`, file,
-      'reissue it with extendedKeyUsage serverAuth'));
+      `the leaf certificate ${name} has extendedKeyUsage ${eku.map(ekuName).join(', ')} without serverAuth; clients reject it`, { file,
+      hint: 'reissue it with extendedKeyUsage serverAuth' }));
   }
   const san = cert.subjectAltName;
   if (san === undefined || san === '') {
     out.push(problem('warning', 'CG_CERT_NO_SAN',
-      `the leaf certificate ${name} has no subjectAltName; clients ignore the CN and will reject it`, file,
-      'reissue it with subjectAltName DNS/IP entries for the names clients connect to'));
+      `the leaf certificate ${name} has no subjectAltName; clients ignore the CN and will reject it`, { file,
+      hint: 'reissue it with subjectAltName DNS/IP entries for the names clients connect to' }));
   } else if (listenHost !== undefined && isDnsName(listenHost)
     && cert.checkHost(listenHost, { subject: 'never' }) === undefined) {
     out.push(problem('warning', 'CG_CERT_NO_SAN',
-      `the listen host ${listenHost} is not covered by the leaf certificate ${name} (subjectAltName: ${san})`, file));
+      `the listen host ${listenHost} is not covered by the leaf certificate ${name} (subjectAltName: ${san})`, { file }));
   }
   return out;
 }
@@ -368,22 +362,22 @@ export function checkClientCas(input: ClientCaInput): Problem[] {
   const { cas, file, now } = input;
   const out: Problem[] = [];
   if (cas.length === 0) {
-    out.push(problem('error', 'CG_CA_EMPTY', 'tls.client_ca holds no certificate', file));
+    out.push(problem('error', 'CG_CA_EMPTY', 'tls.client_ca holds no certificate', { file }));
     return out;
   }
   for (const ca of cas) {
     const usage = keyUsage(ca.cert);
     if (!basicCa(ca.cert)) {
       out.push(problem('error', 'CG_CA_NOT_CA',
-        `${certText(ca)} is not a CA certificate (no basicConstraints CA:TRUE); Node cannot use it to verify clients`, file));
+        `${certText(ca)} is not a CA certificate (no basicConstraints CA:TRUE); Node cannot use it to verify clients`, { file }));
     } else if (usage !== undefined && (usage & px.KeyUsageFlags.keyCertSign) === 0) {
       out.push(problem('error', 'CG_CA_NOT_CA',
-        `${certText(ca)} has keyUsage without keyCertSign; OpenSSL will not accept certificates it signed`, file));
+        `${certText(ca)} has keyUsage without keyCertSign; OpenSSL will not accept certificates it signed`, { file }));
     }
     if (notAfter(ca.cert) < now) {
       out.push(problem('warning', 'CG_CERT_EXPIRED',
         `the client CA ${certText(ca)} expired on ${day(notAfter(ca.cert))}; clients it issued are refused (CERT_HAS_EXPIRED)`,
-        file, 'replace it with the CA\'s current certificate'));
+        { file, hint: 'replace it with the CA\'s current certificate' }));
     }
   }
 
@@ -401,7 +395,7 @@ export function checkClientCas(input: ClientCaInput): Problem[] {
     if (!isSelfSigned(top.cert)) {
       out.push(problem('error', 'CG_CA_NO_ROOT',
         `${certText(ca)} is an intermediate CA and its root ${missingIssuer(top.cert)} is not in tls.client_ca; Node's TLS server cannot anchor trust at an intermediate, so every client would be refused`,
-        file, `add the certificate of ${displayName(top.cert.issuer)} (the root) to tls.client_ca`));
+        { file, hint: `add the certificate of ${displayName(top.cert.issuer)} (the root) to tls.client_ca` }));
     }
   }
 
@@ -412,7 +406,7 @@ export function checkClientCas(input: ClientCaInput): Problem[] {
     if (cas.every((c) => own(c.cert))) {
       out.push(problem('info', 'CG_CA_SELF_ONLY',
         `tls.client_ca holds only the CA(s) that issued the server certificate (${cas.map((c) => displayName(c.cert.subject)).join(', ')}); only clients issued by ${cas.length === 1 ? 'it' : 'them'} are accepted`,
-        file, 'nothing to do if that is intended; otherwise add the CAs that issue your client certificates'));
+        { file, hint: 'nothing to do if that is intended; otherwise add the CAs that issue your client certificates' }));
     }
   }
   return out;
@@ -475,7 +469,7 @@ export async function checkCrls(input: CrlInput): Promise<CrlResult> {
       problems.push(problem('error', 'CG_CRL_ISSUER', sameName.length > 0
         ? `${crlText(ref)} does not verify with the key of ${certText(sameName[0] as CertRef, ref.file)}, the client CA of that name (a different key: an old or re-created CA?)`
         : `${crlText(ref)} is issued by ${ref.crl.issuer}, which is not in tls.client_ca (${cas.map((c) => displayName(c.cert.subject)).join(', ') || 'empty'})`,
-      ref.file));
+      { file: ref.file }));
       continue;
     }
     issuers.set(ref, issuer);
@@ -483,7 +477,7 @@ export async function checkCrls(input: CrlInput): Promise<CrlResult> {
     if (usage !== undefined && (usage & px.KeyUsageFlags.cRLSign) === 0) {
       problems.push(problem('error', 'CG_CRL_ISSUER',
         `${crlText(ref)} is signed by ${certText(issuer, ref.file)}, whose keyUsage lacks cRLSign; OpenSSL rejects the CRL and every client of that CA`,
-        ref.file, 'reissue the CA certificate with keyUsage cRLSign, or sign CRLs with a CA that has it'));
+        { file: ref.file, hint: 'reissue the CA certificate with keyUsage cRLSign, or sign CRLs with a CA that has it' }));
     }
   }
 
@@ -507,11 +501,11 @@ export async function checkCrls(input: CrlInput): Promise<CrlResult> {
     const next = ref.crl.nextUpdate;
     if (next !== undefined && next < now) {
       problems.push(problem(severity, 'CG_CRL_EXPIRED',
-        `${crlText(ref)} expired: its nextUpdate was ${next.toISOString()}; ${consequence} (CRL_HAS_EXPIRED)`, ref.file));
+        `${crlText(ref)} expired: its nextUpdate was ${next.toISOString()}; ${consequence} (CRL_HAS_EXPIRED)`, { file: ref.file }));
     } else if (ref.crl.thisUpdate > now) {
       problems.push(problem(severity, 'CG_CRL_NOT_YET_VALID',
         `${crlText(ref)} is not valid yet: its thisUpdate is ${ref.crl.thisUpdate.toISOString()} (now ${now.toISOString()}); ${consequence} (CRL_NOT_YET_VALID)`,
-        ref.file));
+        { file: ref.file }));
     }
   }
 
@@ -519,7 +513,7 @@ export async function checkCrls(input: CrlInput): Promise<CrlResult> {
     if (mode === 'chain' && !byCa.has(ca) && basicCa(ca.cert)) {
       problems.push(problem('error', 'CG_CRL_MISSING_CA',
         `the client CA ${certText(ca, file)} has no CRL in this file; with tls.crl set Node checks every CA of a client's chain, so all its clients would be refused (UNABLE_TO_GET_CRL)`,
-        file, `add the current CRL of ${displayName(ca.cert.subject)} to tls.crl`));
+        { file, hint: `add the current CRL of ${displayName(ca.cert.subject)} to tls.crl` }));
     }
   }
   return { problems, issuers };

@@ -10,7 +10,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import * as px from '@peculiar/x509';
-import { CertgateError, CODES, type ErrorCode, type Problem } from '../errors.js';
+import { CertgateError, CODES, problem, type ErrorCode, type Problem } from '../errors.js';
 import type { TlsConfig } from '../config/types.js';
 import { describeBlock, looksLikeDer, parsePem, toPem, type PemBlock } from '../x509/pem.js';
 import {
@@ -62,10 +62,6 @@ export interface InspectResult {
 
 const NEVER = new Date(8.64e15);
 
-function problem(severity: Problem['severity'], code: ErrorCode, message: string, file?: string, hint?: string): Problem {
-  return { severity, code, message, hint: hint ?? CODES[code], ...(file !== undefined && { file }) };
-}
-
 function errCode(err: unknown): string {
   const e = err as { code?: unknown; message?: unknown };
   return typeof e.code === 'string' ? e.code : '';
@@ -92,7 +88,7 @@ async function readInput(path: string, what: string, problems: Problem[]): Promi
       : code === 'EACCES' ? 'permission denied'
         : code === 'EISDIR' ? 'it is a directory'
           : errText(err);
-    problems.push(problem('error', 'CG_FILE_READ', `cannot read ${what} ${path}: ${why}`, path));
+    problems.push(problem('error', 'CG_FILE_READ', `cannot read ${what} ${path}: ${why}`, { file: path }));
     return { path };
   }
 }
@@ -103,15 +99,15 @@ function blocksOf(file: ReadFile, expect: string, problems: Problem[], emptyCode
   const blocks = parsePem(file.bytes);
   if (blocks.length === 0) {
     if (looksLikeDer(file.bytes)) {
-      problems.push(problem('error', 'CG_PEM_PARSE', 'the file is binary DER, not PEM', file.path,
-        `convert it to PEM, e.g. openssl x509 -inform der -in ${basename(file.path)} -out ${basename(file.path)}.pem (openssl crl / openssl pkey for CRLs and keys)`));
+      problems.push(problem('error', 'CG_PEM_PARSE', 'the file is binary DER, not PEM', { file: file.path,
+        hint: `convert it to PEM, e.g. openssl x509 -inform der -in ${basename(file.path)} -out ${basename(file.path)}.pem (openssl crl / openssl pkey for CRLs and keys)` }));
     } else {
-      problems.push(problem('error', emptyCode, `the file holds no PEM block (expected ${expect})`, file.path));
+      problems.push(problem('error', emptyCode, `the file holds no PEM block (expected ${expect})`, { file: file.path }));
     }
   }
   for (const b of blocks) {
     if (b.error !== undefined) {
-      problems.push(problem('error', 'CG_PEM_PARSE', `${describeBlock(b)} starting at line ${b.line} is malformed: ${b.error}`, file.path));
+      problems.push(problem('error', 'CG_PEM_PARSE', `${describeBlock(b)} starting at line ${b.line} is malformed: ${b.error}`, { file: file.path }));
     }
   }
   return blocks;
@@ -132,7 +128,7 @@ function parseCerts(file: ReadFile, blocks: PemBlock[], problems: Problem[]): Ce
     try {
       out.push(ref({ cert: new X509Certificate(b.pem) }, file.path, b, blocks.length));
     } catch (err) {
-      problems.push(problem('error', 'CG_PEM_PARSE', `${describeBlock(b)} is not a valid certificate: ${errText(err)}`, file.path));
+      problems.push(problem('error', 'CG_PEM_PARSE', `${describeBlock(b)} is not a valid certificate: ${errText(err)}`, { file: file.path }));
     }
   }
   return out;
@@ -187,13 +183,13 @@ async function checkPermissions(inputs: Inputs, tls: TlsConfig, problems: Proble
     const allowed = tls.allow_insecure_key_permissions === true;
     problems.push(problem(allowed ? 'warning' : 'error', 'CG_KEY_PERMISSIONS',
       `the private key file is readable by every user (mode ${octal(keyMode)})${allowed ? '; accepted because tls.allow_insecure_key_permissions is true' : ''}`,
-      inputs.keyPath, `chmod o-r ${basename(inputs.keyPath)} (600, or 640/440 with a group)${allowed ? '' : ', or set tls.allow_insecure_key_permissions: true'}`));
+      { file: inputs.keyPath, hint: `chmod o-r ${basename(inputs.keyPath)} (600, or 640/440 with a group)${allowed ? '' : ', or set tls.allow_insecure_key_permissions: true'}` }));
   }
   const pass = inputs.pass;
   const passMode = pass?.bytes !== undefined ? await worldReadable(pass.path) : undefined;
   if (pass !== undefined && passMode !== undefined) {
     problems.push(problem('warning', 'CG_KEY_PERMISSIONS', `the passphrase file is readable by every user (mode ${octal(passMode)})`,
-      pass.path, `chmod o-r ${basename(pass.path)}`));
+      { file: pass.path, hint: `chmod o-r ${basename(pass.path)}` }));
   }
 }
 
@@ -217,19 +213,19 @@ function loadKey(inputs: Inputs, blocks: PemBlock[], passphrase: string | undefi
   const { keyPath } = inputs;
   const keys = blocks.filter((b) => b.kind === 'key' && b.error === undefined);
   if (inputs.key.bytes !== undefined && blocks.length > 0 && !blocks.some((b) => b.kind === 'key')) {
-    problems.push(problem('error', 'CG_KEY_MISSING', `the file holds no private key${foundLabels(blocks)}`, keyPath));
+    problems.push(problem('error', 'CG_KEY_MISSING', `the file holds no private key${foundLabels(blocks)}`, { file: keyPath }));
   }
   const block = keys[0];
   if (block === undefined) return {};
   if (keys.length > 1) {
     problems.push(problem('warning', 'CG_PEM_PARSE',
-      `the file holds ${keys.length} private keys; certgate uses the first, ${describeBlock(block)}`, keyPath,
-      'keep one private key in the file'));
+      `the file holds ${keys.length} private keys; certgate uses the first, ${describeBlock(block)}`, { file: keyPath,
+      hint: 'keep one private key in the file' }));
   }
   const at = `the private key${blockWhere(block, blocks.length)}`;
   if (block.encrypted && passphrase === undefined) {
     if (inputs.pass === undefined) {
-      problems.push(problem('error', 'CG_KEY_ENCRYPTED', `${at} is encrypted (${block.label}) and tls.passphrase_file is not set`, keyPath));
+      problems.push(problem('error', 'CG_KEY_ENCRYPTED', `${at} is encrypted (${block.label}) and tls.passphrase_file is not set`, { file: keyPath }));
     }
     return { block }; // an unreadable passphrase file was reported as CG_FILE_READ
   }
@@ -239,10 +235,10 @@ function loadKey(inputs: Inputs, blocks: PemBlock[], passphrase: string | undefi
   } catch (err) {
     if (block.encrypted) {
       problems.push(problem('error', 'CG_KEY_PASSPHRASE',
-        `the passphrase in ${inputs.pass?.path ?? ''} does not decrypt ${at}: ${errText(err)}`, keyPath));
+        `the passphrase in ${inputs.pass?.path ?? ''} does not decrypt ${at}: ${errText(err)}`, { file: keyPath }));
     } else {
-      problems.push(problem('error', 'CG_PEM_PARSE', `${at} (${block.label}) does not load: ${errText(err)}`, keyPath,
-        block.label === 'OPENSSH PRIVATE KEY' ? 'convert it to PKCS#8: ssh-keygen -p -m PKCS8 -f <file>' : CODES.CG_PEM_PARSE));
+      problems.push(problem('error', 'CG_PEM_PARSE', `${at} (${block.label}) does not load: ${errText(err)}`, { file: keyPath,
+        hint: block.label === 'OPENSSH PRIVATE KEY' ? 'convert it to PKCS#8: ssh-keygen -p -m PKCS8 -f <file>' : CODES.CG_PEM_PARSE }));
     }
     return { block };
   }
@@ -259,11 +255,11 @@ function loadCrls(file: ReadFile, problems: Problem[]): { crls: CrlRef[]; blocks
       crls.push(ref({ crl: new px.X509Crl(new Uint8Array(b.der)) }, file.path, b, blocks.length));
       parsed.push(b);
     } catch (err) {
-      problems.push(problem('error', 'CG_PEM_PARSE', `${describeBlock(b)} is not a valid CRL: ${errText(err)}`, file.path));
+      problems.push(problem('error', 'CG_PEM_PARSE', `${describeBlock(b)} is not a valid CRL: ${errText(err)}`, { file: file.path }));
     }
   }
   if (file.bytes !== undefined && blocks.length > 0 && !blocks.some((b) => b.kind === 'crl')) {
-    problems.push(problem('error', 'CG_PEM_EMPTY', `the file holds no X509 CRL block${foundLabels(blocks)}`, file.path));
+    problems.push(problem('error', 'CG_PEM_EMPTY', `the file holds no X509 CRL block${foundLabels(blocks)}`, { file: file.path }));
   }
   return { crls, blocks: parsed };
 }
@@ -274,8 +270,7 @@ export async function inspectTls(tls: TlsConfig, opts: InspectOptions = {}): Pro
   const problems: Problem[] = [];
   const certPath = tls.bundle ?? tls.cert;
   if (certPath === undefined) {
-    problems.push(problem('error', 'CG_KEY_MISSING', 'tls sets neither bundle nor cert', undefined,
-      'set tls.bundle (key + certificates in one file) or tls.cert (+ tls.key)'));
+    problems.push(problem('error', 'CG_KEY_MISSING', 'tls sets neither bundle nor cert', { hint: 'set tls.bundle (key + certificates in one file) or tls.cert (+ tls.key)' }));
     return { problems };
   }
   const inputs = await readInputs(tls, certPath, problems);
@@ -284,7 +279,7 @@ export async function inspectTls(tls: TlsConfig, opts: InspectOptions = {}): Pro
   const certBlocks = blocksOf(inputs.cert, 'CERTIFICATE blocks', problems);
   const certs = parseCerts(inputs.cert, certBlocks, problems);
   if (inputs.cert.bytes !== undefined && certBlocks.length > 0 && !certBlocks.some((b) => b.kind === 'certificate')) {
-    problems.push(problem('error', 'CG_PEM_EMPTY', `the file holds no CERTIFICATE block${foundLabels(certBlocks)}`, certPath));
+    problems.push(problem('error', 'CG_PEM_EMPTY', `the file holds no CERTIFICATE block${foundLabels(certBlocks)}`, { file: certPath }));
   }
   const keyBlocks = inputs.keyPath === certPath ? certBlocks : blocksOf(inputs.key, 'a PRIVATE KEY block', problems, 'CG_KEY_MISSING');
   const passphrase = inputs.pass?.bytes?.toString('utf8').replace(/[\r\n]+$/, '');
@@ -311,7 +306,7 @@ export async function inspectTls(tls: TlsConfig, opts: InspectOptions = {}): Pro
   if (problems.some((p) => p.severity === 'error')) return { problems };
   if (leaf === undefined || keyBlock === undefined) {
     // Defensive: every path that leaves no leaf has reported an error above.
-    problems.push(problem('error', 'CG_KEY_MISSING', 'no usable private key and certificate', certPath));
+    problems.push(problem('error', 'CG_KEY_MISSING', 'no usable private key and certificate', { file: certPath }));
     return { problems };
   }
 
@@ -363,11 +358,11 @@ function translateContextError(
 ): Problem {
   const code = errCode(err);
   const text = `Node/OpenSSL refused the ${what}: ${errText(err)}`;
-  if (code === 'ERR_OSSL_X509_KEY_VALUES_MISMATCH') return problem('error', 'CG_KEY_MISMATCH', text, files.key);
+  if (code === 'ERR_OSSL_X509_KEY_VALUES_MISMATCH') return problem('error', 'CG_KEY_MISMATCH', text, { file: files.key });
   if (code === 'ERR_OSSL_BAD_DECRYPT' || code === 'ERR_OSSL_EVP_BAD_DECRYPT' || code === 'ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED') {
-    return problem('error', 'CG_KEY_PASSPHRASE', text, files.key);
+    return problem('error', 'CG_KEY_PASSPHRASE', text, { file: files.key });
   }
-  return problem('error', 'CG_TLS_REJECTED', text, file);
+  return problem('error', 'CG_TLS_REJECTED', text, { file });
 }
 
 /** Like inspectTls, but throws a CertgateError (first error; `problems` = all errors) when unusable. */
