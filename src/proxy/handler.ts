@@ -30,6 +30,7 @@ import { sendError, sendErrorOnSocket, type ErrorBody } from '../respond.js';
 import type { Forwarder } from './upstreams.js';
 import { createWhoamiEndpoint, WHOAMI_ROUTE } from './whoami-endpoint.js';
 import { upgradeRefusal } from './tunnel.js';
+import { stripHopByHop } from './hop-by-hop.js';
 import { createTunnelWatch, type TunnelWatch } from './tunnel-watch.js';
 import { refusalHint } from '../probe/refusal-hints.js';
 
@@ -243,26 +244,6 @@ export function createHandlers(
       });
     },
   };
-}
-
-/** RFC 9110 §7.6.1: connection-specific fields are not forwarded, nor any field the Connection header names. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'expect'];
-
-function stripHopByHop(h: IncomingMessage['headers'], upgrade: boolean): void {
-  const connection = h.connection;
-  const upgradeValue = h.upgrade;
-  if (typeof connection === 'string') {
-    for (const name of connection.split(',')) {
-      const n = name.trim().toLowerCase();
-      // Never let Connection remove what the upstream must see for framing or routing.
-      if (n !== '' && n !== 'host' && n !== 'content-length' && n !== 'transfer-encoding') delete h[n];
-    }
-  }
-  for (const n of HOP_BY_HOP) delete h[n];
-  if (upgrade && upgradeValue !== undefined) {
-    h.connection = 'upgrade';
-    h.upgrade = upgradeValue;
-  }
 }
 
 function hostLines(raw: readonly string[]): number {

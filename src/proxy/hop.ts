@@ -1,21 +1,10 @@
 /**
  * The HTTP hop to the upstream (issue #4): one undici `Pool` per route (upstreams.ts) driven by
  * `dispatch()` with one handler object per request (Exchange, below), and our own response relay.
- * WebSocket/Upgrade requests stay on http-proxy-3 (upstreams.ts picks).
- *
- * Why undici: measured, it costs about half of node:http's client CPU per request. certgate's CPU per
- * keep-alive mTLS request to a local upstream (medians of interleaved rounds):
- * - /tmp/hopbench (6 rounds × 4 s, ab -k -c 32, nginx upstream, certgate's hop vs the same relay on
- *   undici dispatch): GET 123 → 61 µs (0.52), POST 4 KiB 153 → 80 µs (0.54); tuning the http.Agent
- *   (socket caps, fifo, noDelay) changed nothing measurable.
- * - certgate itself, its build with the node:http hop vs this one (8 interleaved rounds × 4 s, ab -k -c 32,
- *   nginx upstream, 2 cores): GET 154 → 92 µs (0.60), POST 4 KiB 179 → 103 µs (0.58), req/s × 1.5; with
- *   access lines on, 0.56 and 0.57. The price: about 20 MB more RSS per process once requests flow
- *   (undici's code and its wasm llhttp parser).
- * (The node:http hop before it had replaced http-proxy-3's web(): GET 211 → 134 µs, POST 215 → 151 µs.)
+ * WebSocket upgrades take tunnel.ts instead. Why undici, measured: bench/README.md ("The HTTP hop engine").
  *
  * What reaches the upstream:
- * - path: the upstream URL's path and query joined with req.url by http-proxy-3's rules (outgoingPath());
+ * - path: the upstream URL's path and query joined with req.url by http-proxy-3's rules (request-target.ts);
  * - headers: req.headers as handler.ts left them (identity set, spoofs and hop-by-hop fields removed),
  *   so the client's Host is kept. undici writes `host` and `connection` first, then the rest in order,
  *   then the framing; `Connection: keep-alive`, or `close` for a chunked request body (handler.ts asks
@@ -43,9 +32,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 import type { RouteConfig } from '../config/types.js';
-import { classifyUpstreamError, type UpstreamFailure } from './upstream-error.js';
+import { classifyUpstreamError, type UpstreamErrorHandler, type UpstreamFailure } from './upstream-error.js';
 import { sendError } from '../respond.js';
-import type { UpstreamErrorHandler } from './upstreams.js';
+import { outgoingPath, targetBase, upstreamHostname } from './request-target.js';
+import { connectionNamed, HOP_BY_HOP_LENGTHS, isConnection, RESPONSE_HOP_BY_HOP } from './hop-by-hop.js';
 
 /** One route's upstream, prepared once. */
 export interface HopTarget {
@@ -59,7 +49,7 @@ export interface HopTarget {
    * host name, none for an IP) whatever this says.
    */
   readonly servername: string;
-  /** The upstream URL's path as http-proxy-3 reads it (at least "/"), and its query without "?" ("" when none). */
+  /** The upstream URL's part of the request-target (request-target.ts). */
   readonly basePath: string;
   readonly baseQuery: string;
   /** The route's max_body_bytes: a chunked body is cut before byte limit + 1 reaches the upstream. */
@@ -68,20 +58,11 @@ export interface HopTarget {
 
 export function hopTarget(route: RouteConfig, dispatcher: Dispatcher): HopTarget {
   const url = route.upstream;
-  const base = requestPath(`${url.pathname}${url.search}`);
-  const q = base.indexOf('?');
+  const { basePath, baseQuery } = targetBase(url);
   return {
-    route: route.name, dispatcher, timeoutMs: route.timeout_ms, servername: upstreamHostname(url),
-    basePath: q === -1 ? base : base.slice(0, q),
-    baseQuery: q === -1 ? '' : base.slice(q + 1),
+    route: route.name, dispatcher, timeoutMs: route.timeout_ms, servername: upstreamHostname(url), basePath, baseQuery,
     maxBodyBytes: route.max_body_bytes,
   };
-}
-
-/** The URL's host name as sockets and TLS want it: WHATWG keeps IPv6 brackets in `hostname`. */
-export function upstreamHostname(url: URL): string {
-  const h = url.hostname;
-  return h.startsWith('[') && h.endsWith(']') ? h.slice(1, -1) : h;
 }
 
 export type Hop = (req: IncomingMessage, res: ServerResponse, target: HopTarget, clientWantsClose: boolean) => void;
@@ -169,48 +150,6 @@ function refuseTransferEncoding(res: ServerResponse, te: string): void {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// the request target
-
-/**
- * Characters, sequences and shapes that make http-proxy-3's `new URL()` pass change req.url: percent-
- * encoding (controls, space, non-ASCII, " # ' < > ` { }, and `^` in a path since Node 24's URL parser),
- * `\` read as `/`, dot-segments (`/.`, `%2e`), an empty query (`/x?` → `/x`). Conservative: a match only
- * means "take the exact slow path" (the running Node's own parser, as http-proxy-3 would use).
- */
-const URL_PARSER_CHANGES = /[^\x21-\x7e]|["#'<>\\`{}^]|\/\.|%2e|\?$/i;
-
-/**
- * The upstream request-target: http-proxy-3's `urlJoin(getPath(upstream path+query), getPath(req.url))`
- * (prependPath). The upstream's path comes first, one "/" at the seam (`/base` or `/base/` + `/x` →
- * `/base/x`; `/base` + `/` → `/base/`), the queries are joined with "&" (upstream's first). req.url goes
- * through WHATWG URL parsing as http-proxy-3 does, but only when that would change it (see
- * URL_PARSER_CHANGES); otherwise it is used byte for byte, and for an upstream without path or query it
- * is the target as is.
- */
-export function outgoingPath(target: Pick<HopTarget, 'basePath' | 'baseQuery'>, url: string): string {
-  const plain = url.charCodeAt(0) === 0x2f && !URL_PARSER_CHANGES.test(url);
-  if (plain && target.basePath === '/' && target.baseQuery === '') return url;
-  const own = plain ? url : requestPath(url);
-  const q = own.indexOf('?');
-  const path = q === -1 ? own : own.slice(0, q);
-  const query = q === -1 ? '' : own.slice(q + 1);
-  let out = target.basePath;
-  if (path !== '') {
-    if (out.endsWith('/')) out += path.charCodeAt(0) === 0x2f ? path.slice(1) : path;
-    else out += path.charCodeAt(0) === 0x2f ? path : '/' + path;
-  }
-  const qs = target.baseQuery !== '' && query !== '' ? `${target.baseQuery}&${query}` : target.baseQuery + query;
-  return qs === '' ? out : `${out}?${qs}`;
-}
-
-/** http-proxy-3's getPath(): pathname + search of the WHATWG parse against a dummy origin. */
-function requestPath(url: string): string {
-  if (url === '' || url.startsWith('?')) return url;
-  const u = new URL(url.startsWith('//') ? `http://base.invalid${url}` : url, 'http://base.invalid');
-  return `${u.pathname}${u.search}`;
-}
-
-// ---------------------------------------------------------------------------------------------------
 // one exchange
 
 interface HopContext {
@@ -225,13 +164,6 @@ const STREAM_DESTROYED = Symbol.for('nodejs.stream.destroyed');
 
 /** certgate gave the upstream request up (client gone, answered already, client stalled): never counted. */
 const GIVEN_UP: Error = Object.assign(new Error('certgate gave up the upstream request'), { code: 'CERTGATE_GIVEN_UP' });
-
-/** RFC 9110 §7.6.1 response fields that describe the upstream hop, not ours. */
-const RESPONSE_HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'transfer-encoding',
-]);
-/** Bit n set: some RESPONSE_HOP_BY_HOP name has n characters (2, 7, 10, 16, 17, 18); others skip toLowerCase. */
-const HOP_BY_HOP_LENGTHS = (1 << 2) | (1 << 7) | (1 << 10) | (1 << 16) | (1 << 17) | (1 << 18);
 
 /**
  * One request's exchange, and its undici handler (the "legacy" callbacks undici 7's core calls directly;
@@ -457,9 +389,7 @@ function drainRequestBody(req: IncomingMessage): void {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// the response's hop-by-hop fields
-
-const CONNECTION = 'connection';
+// the response's framing
 
 /** The raw response headers declare a body: a Transfer-Encoding, or a Content-Length other than 0. */
 function declaresBody(raw: readonly Buffer[]): boolean {
@@ -469,27 +399,4 @@ function declaresBody(raw: readonly Buffer[]): boolean {
     if (name === 'content-length' && raw[i + 1]!.toString('latin1').trim() !== '0') return true;
   }
   return false;
-}
-
-/** `name` (a raw header name) is Connection, any case, without making a string of it. */
-function isConnection(name: Buffer): boolean {
-  if (name.length !== 10) return false;
-  for (let i = 0; i < 10; i++) if ((name[i]! | 0x20) !== CONNECTION.charCodeAt(i)) return false;
-  return true;
-}
-
-/**
- * Adds the fields a Connection header value names to `named`, but never Content-Length/-Type or the
- * hop-by-hop ones (undefined for the usual `keep-alive` or `close`: no Set per response).
- */
-function connectionNamed(connection: string, named: Set<string> | undefined): Set<string> | undefined {
-  const n = connection.length;
-  if (n === 10 && connection.toLowerCase() === 'keep-alive') return named;
-  if (n === 5 && connection.toLowerCase() === 'close') return named;
-  for (const token of connection.split(',')) {
-    const name = token.trim().toLowerCase();
-    if (name === '' || name === 'close' || name === 'content-length' || name === 'content-type' || RESPONSE_HOP_BY_HOP.has(name)) continue;
-    (named ??= new Set()).add(name);
-  }
-  return named;
 }

@@ -19,7 +19,9 @@ import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { RouteConfig } from '../config/types.js';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-error.js';
-import { outgoingPath, upstreamHostname, type HopTarget } from './hop.js';
+import type { HopTarget } from './hop.js';
+import { outgoingPath, upstreamHostname } from './request-target.js';
+import { RESPONSE_HOP_BY_HOP } from './hop-by-hop.js';
 import { endSocketAnswer, sendErrorOnSocket, type ErrorBody } from '../respond.js';
 
 /** What certgate answers an Upgrade request it will not forward (400, connection closed). */
@@ -75,9 +77,6 @@ export interface TunnelEvents {
   /** A 101 was relayed: the two sockets are spliced; `close` ends the tunnel (both sockets destroyed). */
   opened(close: () => void): void;
 }
-
-/** Hop-by-hop fields of a non-101 answer that stay on the upstream's hop (RFC 9110 §7.6.1). */
-const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'transfer-encoding']);
 
 /**
  * Forwards one admitted Upgrade request (headers final on req.headers, handler.ts) and splices the sockets

@@ -2,6 +2,9 @@
  * One small function turns an upstream failure into a status and a bounded `kind` label
  * (caddy's statusError idea). 504 only for timeouts; everything else the client sees as 502.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+
 export type UpstreamErrorKind = 'refused' | 'reset' | 'timeout' | 'dns' | 'tls' | 'other';
 
 export interface UpstreamFailure {
@@ -30,3 +33,11 @@ export function classifyUpstreamError(err: NodeJS.ErrnoException, timedOut: bool
   if (TLS_CODE.test(code)) return { status: 502, kind: 'tls' };
   return { status: 502, kind: 'other' };
 }
+
+/**
+ * Told of every upstream failure once per request (hop.ts) or upgrade (tunnel.ts): counts and logs it, and
+ * for a plain request answers it (`res`; a tunnel answers on its raw socket itself).
+ */
+export type UpstreamErrorHandler = (
+  err: NodeJS.ErrnoException, failure: UpstreamFailure, route: string, req: IncomingMessage, res: ServerResponse | Duplex,
+) => void;

@@ -17,8 +17,9 @@ import { createRequire } from 'node:module';
 import type { Dispatcher, Pool as UndiciPool, buildConnector as UndiciBuildConnector } from 'undici';
 import type { RouteConfig } from '../config/types.js';
 import { CertgateError } from '../errors.js';
-import type { UpstreamFailure } from './upstream-error.js';
-import { createHop, hopTarget, upstreamHostname, type HopTarget } from './hop.js';
+import type { UpstreamErrorHandler, UpstreamFailure } from './upstream-error.js';
+import { createHop, hopTarget, type HopTarget } from './hop.js';
+import { upstreamHostname } from './request-target.js';
 import { openTunnel, tunnelTarget, type TunnelEvents, type TunnelTarget } from './tunnel.js';
 
 // undici's own modules, not its index, which also loads fetch, WebSocket, EventSource, caches and mocks:
@@ -42,10 +43,6 @@ function onPoolDisconnect(_origin: URL, targets: readonly unknown[]): void {
   const pending = client[kPendingIdx] as number;
   while (queue[pending]?.aborted === true) queue.splice(pending, 1);
 }
-
-export type UpstreamErrorHandler = (
-  err: NodeJS.ErrnoException, failure: UpstreamFailure, route: string, req: http.IncomingMessage, res: http.ServerResponse | Duplex,
-) => void;
 
 export interface Forwarder {
   /** @param clientWantsClose the client's own Connection: close (its Connection header is stripped before). */

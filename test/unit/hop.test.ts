@@ -1,6 +1,6 @@
 /**
- * hop.ts builds the upstream request-target itself (issue #4). It must be the one http-proxy-3 built
- * before (prependPath: upstream path + req.url, queries joined), byte for byte: http-proxy-3 itself is
+ * The upstream request-target (request-target.ts, for hop.ts and tunnel.ts; issue #4). It must be the one
+ * http-proxy-3 built before (prependPath: upstream path + req.url, queries joined), byte for byte: http-proxy-3 itself is
  * the oracle here, on fixed cases and on fast-check strings rich in the characters its WHATWG URL pass
  * changes (dot-segments, %2e, quotes, < > ` { }, backslash, #, a trailing "?", controls, non-ASCII).
  */
@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import type { Dispatcher } from 'undici';
-import { hopTarget, outgoingPath } from '../../dist/proxy/hop.js';
+import { hopTarget } from '../../dist/proxy/hop.js';
+import { outgoingPath } from '../../dist/proxy/request-target.js';
 import type { RouteConfig } from '../../dist/config/types.js';
 
 type SetupOutgoing = (outgoing: Record<string, unknown>, options: Record<string, unknown>, req: Record<string, unknown>) => { path: string };
