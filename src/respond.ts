@@ -1,9 +1,11 @@
 /**
- * certgate's own answers. One JSON shape for all of them: {"error": "<machine word>", ...facts}.
- * Never a stack trace. Refusals of the client certificate close the connection (like nginx's 400
- * "The SSL certificate error"), because every later request on it would be refused too.
+ * certgate's own HTTP answers, written in one place: the proxy's refusals, the whoami_path answer, the
+ * admin listener's JSON and enrollment's answers all go through sendText/sendJson. One JSON shape for
+ * errors: {"error": "<machine word>", ...facts}. Never a stack trace. Refusals of the client certificate
+ * close the connection (like nginx's 400 "The SSL certificate error"), because every later request on it
+ * would be refused too.
  */
-import type { ServerResponse } from 'node:http';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { STATUS_CODES } from 'node:http';
 
@@ -12,25 +14,32 @@ export interface ErrorBody {
   readonly [key: string]: string | number | boolean | undefined;
 }
 
+/** Writes a whole answer: `text` as `contentType`, never cached; `extra` headers follow those three. */
+export function sendText(res: ServerResponse, status: number, contentType: string, text: string, extra?: OutgoingHttpHeaders): void {
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...extra });
+  res.end(text);
+}
+
+/** The one writer of certgate's JSON answers. */
+export function sendJson(res: ServerResponse, status: number, body: unknown, extra?: OutgoingHttpHeaders): void {
+  sendText(res, status, 'application/json', JSON.stringify(body), extra);
+}
+
+const CLOSE: OutgoingHttpHeaders = { connection: 'close' };
+
 /** Writes a JSON error unless the response has started; then the stream is cut instead. */
 export function sendError(res: ServerResponse, status: number, body: ErrorBody, opts: { close?: boolean } = {}): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const json = JSON.stringify(body);
-  const headers: Record<string, string | number> = {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(json),
-    'cache-control': 'no-store',
-  };
   if (opts.close) {
-    headers.connection = 'close';
     // Stop reading more requests from this connection: nothing on it will be served.
     res.shouldKeepAlive = false;
+    sendJson(res, status, body, CLOSE);
+  } else {
+    sendJson(res, status, body);
   }
-  res.writeHead(status, headers);
-  res.end(json);
 }
 
 /** The same answer on a raw socket (upgrade requests have no ServerResponse). Ends the socket. */

@@ -18,6 +18,7 @@ import { adminHostAllowed } from './host.js';
 import type { ClientsView } from '../proxy/clients.js';
 import type { StatusSource } from './status.js';
 import { STATUS_PAGE, STATUS_PAGE_HEADERS } from './status-page.js';
+import { sendJson } from '../respond.js';
 
 export interface AdminOptions {
   /** This process's Registry, or under workers: N the primary's aggregate of every worker's. */
@@ -48,7 +49,7 @@ export function createAdminServer(opts: AdminOptions): http.Server {
   return http.createServer((req, res) => {
     // First, on every path and method: a DNS-rebinding page must not read anything, /enroll included.
     if (!adminHostAllowed(req.headers.host, allowed)) {
-      json(res, 421, MISDIRECTED);
+      sendJson(res, 421, MISDIRECTED);
       return;
     }
     void route(req, res, opts).catch((err: unknown) => {
@@ -56,7 +57,7 @@ export function createAdminServer(opts: AdminOptions): http.Server {
         res.destroy();
         return;
       }
-      json(res, 500, { error: 'internal', message: err instanceof Error ? err.message : String(err) });
+      sendJson(res, 500, { error: 'internal', message: err instanceof Error ? err.message : String(err) });
     });
   });
 }
@@ -66,7 +67,7 @@ async function route(req: http.IncomingMessage, res: http.ServerResponse, opts: 
   // Enrollment authenticates with its own one-time tokens, not the admin token.
   if (opts.enroll !== undefined && path === '/enroll') return opts.enroll(req, res);
   if (req.method !== 'GET' && req.method !== 'HEAD') {
-    json(res, 405, { error: 'method_not_allowed' }, { allow: 'GET, HEAD' });
+    sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'GET, HEAD' });
     return;
   }
   if (!authorized(opts.token, path, req)) {
@@ -76,16 +77,16 @@ async function route(req: http.IncomingMessage, res: http.ServerResponse, opts: 
       page(res, 401, challenge);
       return;
     }
-    json(res, 401, { error: 'unauthorized', message: 'this admin endpoint needs Authorization: Bearer <token> (admin.token_file)' }, challenge);
+    sendJson(res, 401, { error: 'unauthorized', message: 'this admin endpoint needs Authorization: Bearer <token> (admin.token_file)' }, challenge);
     return;
   }
   switch (path) {
     case '/healthz':
-      json(res, 200, { status: 'ok' });
+      sendJson(res, 200, { status: 'ok' });
       return;
     case '/readyz': {
       const ready = opts.ready();
-      json(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready' });
+      sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready' });
       return;
     }
     case '/metrics': {
@@ -101,25 +102,19 @@ async function route(req: http.IncomingMessage, res: http.ServerResponse, opts: 
       return;
     case '/status.json':
       if (opts.status === undefined) break;
-      json(res, 200, await opts.status.snapshot());
+      sendJson(res, 200, await opts.status.snapshot());
       return;
     case '/clients': {
       if (opts.clients === undefined) break;
       const clients = await opts.clients.list();
-      json(res, 200, { count: clients.length, clients });
+      sendJson(res, 200, { count: clients.length, clients });
       return;
     }
   }
-  json(res, 404, { error: 'not_found', message: ENDPOINTS });
+  sendJson(res, 404, { error: 'not_found', message: ENDPOINTS });
 }
 
 function page(res: http.ServerResponse, status: number, extra: Record<string, string> = {}): void {
   res.writeHead(status, { ...STATUS_PAGE_HEADERS, 'content-length': Buffer.byteLength(STATUS_PAGE), ...extra });
   res.end(STATUS_PAGE);
-}
-
-function json(res: http.ServerResponse, status: number, body: object, extra: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...extra });
-  res.end(text);
 }

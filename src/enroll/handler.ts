@@ -29,6 +29,7 @@ import { loadIssuingCa, type IssuingCa } from './issuer.js';
 import { identityMismatches } from './match.js';
 import { checkStateFile, createSpentStore, type SpentStore } from './state.js';
 import { authenticate, loadTokens, type Token } from './tokens.js';
+import { sendJson, sendText } from '../respond.js';
 
 export const ENROLL_RESULTS = [
   'issued', 'token_missing', 'token_invalid', 'token_expired', 'token_used', 'csr_invalid', 'identity_mismatch',
@@ -52,7 +53,8 @@ export interface Enrollment {
 interface Outcome {
   readonly status: number;
   readonly result: EnrollResult;
-  readonly body: string;
+  /** A JSON answer's value, or with `contentType` the answer's text (the PEM chain). */
+  readonly body: object | string;
   readonly fields: Record<string, unknown>;
   readonly contentType?: string;
   readonly headers?: Record<string, string>;
@@ -71,7 +73,7 @@ export async function createEnrollment(config: Config, deps: { counter: Counter<
   return {
     async handle(req, res) {
       if (req.method !== 'POST') {
-        reply(res, { status: 405, result: 'error', body: json({ error: 'method_not_allowed', message: 'POST a CSR to /enroll' }), fields: {}, headers: { allow: 'POST' } });
+        reply(res, { status: 405, result: 'error', body: { error: 'method_not_allowed', message: 'POST a CSR to /enroll' }, fields: {}, headers: { allow: 'POST' } });
         return;
       }
       let outcome: Outcome;
@@ -187,19 +189,13 @@ function refuse(status: number, result: EnrollResult, error: string, message: st
   const reason = status >= 500 ? undefined : fields.reason ?? result;
   return {
     status, result, fields,
-    body: json({ error, ...(reason !== undefined && { reason }), message, ...(mismatches !== undefined && { mismatches }) }),
+    body: { error, ...(reason !== undefined && { reason }), message, ...(mismatches !== undefined && { mismatches }) },
   };
 }
 
-function json(body: object): string {
-  return JSON.stringify(body);
-}
-
 function reply(res: ServerResponse, o: Outcome): void {
-  res.writeHead(o.status, {
-    'content-type': o.contentType ?? 'application/json', 'content-length': Buffer.byteLength(o.body), 'cache-control': 'no-store', ...o.headers,
-  });
-  res.end(o.body);
+  if (o.contentType !== undefined) sendText(res, o.status, o.contentType, String(o.body), o.headers);
+  else sendJson(res, o.status, o.body, o.headers);
 }
 
 /**

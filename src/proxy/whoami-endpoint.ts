@@ -16,6 +16,7 @@ import type { ConnectionVerdict } from './verdict.js';
 import type { Router } from './routes.js';
 import type { Policy } from './policy.js';
 import { normalizeRequestPath } from './path.js';
+import { sendJson } from '../respond.js';
 
 /** Route label of whoami answers in metrics and access logs (bounded, never a client string). */
 export const WHOAMI_ROUTE = '(whoami)';
@@ -105,11 +106,6 @@ function answer(req: IncomingMessage, identity: ClientIdentity, opts: WhoamiOpti
   return { status: 200, body };
 }
 
-function send(res: ServerResponse, status: number, body: unknown, close: boolean, extra: Record<string, string> = {}): void {
-  const json = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json', 'content-length': Buffer.byteLength(json), 'cache-control': 'no-store',
-    ...extra, ...(close && { connection: 'close' }),
-  });
-  res.end(json);
+function send(res: ServerResponse, status: number, body: unknown, close: boolean, extra?: Record<string, string>): void {
+  sendJson(res, status, body, close ? { ...extra, connection: 'close' } : extra);
 }
