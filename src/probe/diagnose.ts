@@ -11,7 +11,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { CODES, problem, type Problem } from '../errors.js';
-import { isSelfSigned, issuedBy } from '../tls/checks.js';
+import { isSelfSigned, issuedBy } from '../x509/certificate.js';
 import type { Anchor } from './material.js';
 import { namesOf, summarize } from './names.js';
 import type { Attempt } from './connect.js';

@@ -6,7 +6,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { readCertificate } from '../x509/der.js';
 import { printDn } from '../x509/dn.js';
-import { authorityKeyId, isSelfSigned, notAfter, notBefore } from '../tls/checks.js';
+import { authorityKeyId, isSelfSigned, notAfter, notBefore } from '../x509/certificate.js';
 
 export interface CertSummary {
   readonly subject: string;

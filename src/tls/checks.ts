@@ -12,6 +12,9 @@ import { basename } from 'node:path';
 import { webcrypto, type KeyObject, type X509Certificate } from 'node:crypto';
 import * as px from '@peculiar/x509';
 import { problem, type Problem } from '../errors.js';
+import {
+  authorityKeyId, isCa, isSelfSigned, issuedBy, keyUsageOf, notAfter, notBefore, sameCertificate,
+} from '../x509/certificate.js';
 
 export interface CertRef {
   readonly cert: X509Certificate;
@@ -42,8 +45,8 @@ const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 
 const peculiarCache = new WeakMap<X509Certificate, px.X509Certificate>();
 
-/** The @peculiar/x509 view of a certificate (key usage bits, AKI, dates), cached. */
-export function peculiar(cert: X509Certificate): px.X509Certificate {
+/** The @peculiar/x509 view of a CA certificate, for CRL signatures and names (cached). */
+function peculiar(cert: X509Certificate): px.X509Certificate {
   let p = peculiarCache.get(cert);
   if (p === undefined) {
     p = new px.X509Certificate(cert.raw);
@@ -71,64 +74,8 @@ function certText(ref: CertRef, from?: string): string {
   return `${displayName(ref.cert.subject)}${where(ref, from)}`;
 }
 
-function hexColons(hex: string): string {
-  return (hex.toUpperCase().match(/../g) ?? []).join(':');
-}
-
-/** The authority key identifier (AA:BB:…), when the certificate has one. */
-export function authorityKeyId(cert: X509Certificate): string | undefined {
-  try {
-    const ext = peculiar(cert).getExtension(px.AuthorityKeyIdentifierExtension);
-    return ext?.keyId !== undefined ? hexColons(ext.keyId) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function keyUsage(cert: X509Certificate): number | undefined {
-  try {
-    return peculiar(cert).getExtension(px.KeyUsagesExtension)?.usages;
-  } catch {
-    return undefined;
-  }
-}
-
-/** basicConstraints CA:TRUE (Node's `x509.ca` is also false for a CA whose keyUsage lacks keyCertSign). */
-function basicCa(cert: X509Certificate): boolean {
-  try {
-    return peculiar(cert).getExtension(px.BasicConstraintsExtension)?.ca === true;
-  } catch {
-    return cert.ca;
-  }
-}
-
-export function notAfter(cert: X509Certificate): Date {
-  return peculiar(cert).notAfter;
-}
-
-export function notBefore(cert: X509Certificate): Date {
-  return peculiar(cert).notBefore;
-}
-
 function day(d: Date): string {
   return d.toISOString().slice(0, 10);
-}
-
-/** `child` names `parent` as issuer (names, AKI/SKI) and `parent`'s key verifies `child`'s signature. */
-export function issuedBy(child: X509Certificate, parent: X509Certificate): boolean {
-  try {
-    return child.checkIssued(parent) && child.verify(parent.publicKey);
-  } catch {
-    return false;
-  }
-}
-
-export function isSelfSigned(cert: X509Certificate): boolean {
-  return issuedBy(cert, cert);
-}
-
-function sameCert(a: X509Certificate, b: X509Certificate): boolean {
-  return a.fingerprint256 === b.fingerprint256;
 }
 
 /** "the issuer CN=Foo CA (authority key id AA:BB:…)". */
@@ -168,7 +115,7 @@ function findLeaf(key: KeyRef, certs: readonly CertRef[]): CertRef | undefined {
   // Several certificates for one key (a renewed certificate next to the old one): prefer an
   // end-entity certificate, then the one valid longest.
   return matching.sort((a, b) =>
-    Number(basicCa(a.cert)) - Number(basicCa(b.cert)) || notAfter(b.cert).getTime() - notAfter(a.cert).getTime())[0];
+    Number(isCa(a.cert)) - Number(isCa(b.cert)) || notAfter(b.cert).getTime() - notAfter(a.cert).getTime())[0];
 }
 
 /** Follow issuer links from the leaf through `pool`; what was used is removed from `pool`. */
@@ -249,7 +196,7 @@ export function checkServerChain(input: ServerChainInput): ServerChainResult {
   const problems = chainEndProblems(leaf, chain.at(-1) ?? leaf, pool, input.knownIssuers ?? [], certFile);
 
   for (const stray of pool) {
-    const dup = [leaf, ...chain].find((c) => sameCert(c.cert, stray.cert));
+    const dup = [leaf, ...chain].find((c) => sameCertificate(c.cert, stray.cert));
     // A certificate that links to nothing means the bundle was assembled from the wrong chain (or a
     // rotation wrote another CA's leaf): an error, so a reload keeps the material that works.
     problems.push(problem(dup !== undefined ? 'warning' : 'error', 'CG_CHAIN_BROKEN', dup !== undefined
@@ -310,7 +257,7 @@ export function checkLeaf(leaf: CertRef, now: Date, listenHost?: string): Proble
         hint: `nothing to do now; renew it before ${day(to)}` }));
     }
   }
-  if (basicCa(cert)) {
+  if (isCa(cert)) {
     out.push(problem('error', 'CG_CERT_IS_CA',
       `the leaf certificate ${name} is a CA certificate (basicConstraints CA:TRUE); clients reject it as a server certificate`, { file }));
   }
@@ -366,11 +313,11 @@ export function checkClientCas(input: ClientCaInput): Problem[] {
     return out;
   }
   for (const ca of cas) {
-    const usage = keyUsage(ca.cert);
-    if (!basicCa(ca.cert)) {
+    const usage = keyUsageOf(ca.cert);
+    if (!isCa(ca.cert)) {
       out.push(problem('error', 'CG_CA_NOT_CA',
         `${certText(ca)} is not a CA certificate (no basicConstraints CA:TRUE); Node cannot use it to verify clients`, { file }));
-    } else if (usage !== undefined && (usage & px.KeyUsageFlags.keyCertSign) === 0) {
+    } else if (usage !== undefined && !usage.keyCertSign) {
       out.push(problem('error', 'CG_CA_NOT_CA',
         `${certText(ca)} has keyUsage without keyCertSign; OpenSSL will not accept certificates it signed`, { file }));
     }
@@ -402,7 +349,7 @@ export function checkClientCas(input: ClientCaInput): Problem[] {
   const server = input.serverChain ?? [];
   if (server.length > 0) {
     const own = (c: X509Certificate): boolean =>
-      server.some((s) => sameCert(s, c) || issuedBy(s, c));
+      server.some((s) => sameCertificate(s, c) || issuedBy(s, c));
     if (cas.every((c) => own(c.cert))) {
       out.push(problem('info', 'CG_CA_SELF_ONLY',
         `tls.client_ca holds only the CA(s) that issued the server certificate (${cas.map((c) => displayName(c.cert.subject)).join(', ')}); only clients issued by ${cas.length === 1 ? 'it' : 'them'} are accepted`,
@@ -473,8 +420,8 @@ export async function checkCrls(input: CrlInput): Promise<CrlResult> {
       continue;
     }
     issuers.set(ref, issuer);
-    const usage = keyUsage(issuer.cert);
-    if (usage !== undefined && (usage & px.KeyUsageFlags.cRLSign) === 0) {
+    const usage = keyUsageOf(issuer.cert);
+    if (usage !== undefined && !usage.cRLSign) {
       problems.push(problem('error', 'CG_CRL_ISSUER',
         `${crlText(ref)} is signed by ${certText(issuer, ref.file)}, whose keyUsage lacks cRLSign; OpenSSL rejects the CRL and every client of that CA`,
         { file: ref.file, hint: 'reissue the CA certificate with keyUsage cRLSign, or sign CRLs with a CA that has it' }));
@@ -510,7 +457,7 @@ export async function checkCrls(input: CrlInput): Promise<CrlResult> {
   }
 
   for (const ca of cas) {
-    if (mode === 'chain' && !byCa.has(ca) && basicCa(ca.cert)) {
+    if (mode === 'chain' && !byCa.has(ca) && isCa(ca.cert)) {
       problems.push(problem('error', 'CG_CRL_MISSING_CA',
         `the client CA ${certText(ca, file)} has no CRL in this file; with tls.crl set Node checks every CA of a client's chain, so all its clients would be refused (UNABLE_TO_GET_CRL)`,
         { file, hint: `add the current CRL of ${displayName(ca.cert.subject)} to tls.crl` }));

@@ -13,8 +13,11 @@
  * Per-connection work is a few `checkIssued` (a name + key-id compare in OpenSSL) and a signature
  * verification per CRL-covered issuer; nothing is re-parsed.
  */
-import { verify as verifySignature, type KeyObject, type X509Certificate } from 'node:crypto';
-import { children, decodeOid, DerError, expectTag, readCertificate, readOne, readTlv, TAG, type Tlv } from '../x509/der.js';
+import { verify as verifySignature, type X509Certificate } from 'node:crypto';
+import {
+  children, decodeOid, DerError, expectTag, isTime, readCertificate, readOne, readTime, readTlv, TAG, unsignedHex, type Tlv,
+} from '../x509/der.js';
+import { issuedBy, publicKeyOf, sameCertificate, serialOf, signatureVerifies, validityOf } from '../x509/certificate.js';
 import { printDn } from '../x509/dn.js';
 import { parsePem } from '../x509/pem.js';
 
@@ -77,30 +80,6 @@ const MAX_PATH = 8;
 const MAX_VERIFIES = 32;
 
 // ---------------------------------------------------------------------------------------------
-// Serials
-
-/** INTEGER contents as unsigned bytes, leading zeros dropped: a 00 sign byte or its absence compares equal. */
-function serialFromDer(bytes: Buffer): string {
-  let i = 0;
-  while (i < bytes.length - 1 && bytes[i] === 0) i++;
-  return bytes.toString('hex', i).toUpperCase();
-}
-
-/**
- * Node prints a (non-conforming) negative serial as "-7F7FFF"; the CRL lists the same DER bytes, which
- * read as "808001" here. Read those certificates' serial from the DER so both sides match.
- */
-function serialOf(cert: X509Certificate): string {
-  const s = cert.serialNumber;
-  if (s.charCodeAt(0) !== 45 /* - */) return s;
-  const tbs = readTlv(readTlv(cert.raw, 0, 'Certificate').value, 0, 'TBSCertificate');
-  let field = readTlv(tbs.value, 0, 'serialNumber');
-  if (field.tag === 0xa0) field = readTlv(tbs.value, field.raw.length, 'serialNumber');
-  expectTag(field, TAG.INTEGER, 'serialNumber');
-  return serialFromDer(field.value);
-}
-
-// ---------------------------------------------------------------------------------------------
 // CRL DER
 
 interface ParsedCrl {
@@ -123,18 +102,6 @@ const SIGNATURE_HASH: ReadonlyMap<string, string | null> = new Map([
   ['1.3.101.112', null], ['1.3.101.113', null],
 ]);
 const DELTA_CRL_INDICATOR = '2.5.29.27';
-const TIME_TAGS = new Set([0x17, 0x18]);
-
-/** UTCTime (YYMMDDHHMMSSZ, YY < 50 → 20YY, RFC 5280 4.1.2.5.1) or GeneralizedTime, to ms. */
-function readTime(t: Tlv): number {
-  const s = t.value.toString('latin1');
-  const m = t.tag === 0x17 ? /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s)
-    : /^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(?:\.\d+)?Z$/.exec(s);
-  if (m === null) throw new DerError(`CRL time "${s}" is not a UTC time`);
-  const n = m.slice(1).map(Number) as [number, number, number, number, number, number];
-  const year = t.tag === 0x17 ? (n[0] < 50 ? 2000 + n[0] : 1900 + n[0]) : n[0];
-  return Date.UTC(year, n[1] - 1, n[2], n[3], n[4], n[5]);
-}
 
 /**
  * CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue BIT STRING }
@@ -159,7 +126,7 @@ function parseCrl(der: Buffer): ParsedCrl | 'unsupported_signature' {
   // The outer algorithm is outside the signature; it must repeat the signed one (RFC 5280 5.1.1.2).
   if (!innerAlg.raw.equals(alg.raw)) throw new DerError('CRL signature algorithms differ');
   expectTag(issuer, TAG.SEQUENCE, 'CRL issuer');
-  const next = TIME_TAGS.has(f[i]?.tag ?? -1) ? f[i++] : undefined;
+  const next = isTime(f[i]) ? f[i++] : undefined;
   const list = f[i]?.tag === TAG.SEQUENCE ? f[i++] : undefined;
   const exts = f[i]?.tag === 0xa0 ? f[i] : undefined;
   const oid = children(alg, 'signatureAlgorithm')[0];
@@ -182,7 +149,7 @@ function revokedSerials(list: Buffer): Set<string> {
     expectTag(entry, TAG.SEQUENCE, 'revokedCertificate');
     const serial = readTlv(entry.value, 0, 'userCertificate');
     expectTag(serial, TAG.INTEGER, 'userCertificate');
-    out.add(serialFromDer(serial.value));
+    out.add(unsignedHex(serial.value));
     at += entry.raw.length;
   }
   return out;
@@ -222,34 +189,9 @@ function dnText(name: Buffer): string | undefined {
 // ---------------------------------------------------------------------------------------------
 // The index
 
-const keys = new WeakMap<X509Certificate, KeyObject>();
-
-/** `cert.publicKey` builds a new KeyObject on every read; client CAs live as long as the material. */
-function keyOf(cert: X509Certificate): KeyObject {
-  let k = keys.get(cert);
-  if (k === undefined) {
-    k = cert.publicKey;
-    keys.set(cert, k);
-  }
-  return k;
-}
-
-/** `child` names `parent` as its issuer (OpenSSL's name + key-id compare) and `parent`'s key signed it. */
-function issuedBy(child: X509Certificate, parent: X509Certificate): boolean {
-  return child.checkIssued(parent) && verifies(child, parent);
-}
-
-function verifies(child: X509Certificate, parent: X509Certificate): boolean {
-  try {
-    return child.verify(keyOf(parent));
-  } catch {
-    return false;
-  }
-}
-
 function signedBy(crl: ParsedCrl, ca: X509Certificate): boolean {
   try {
-    return verifySignature(crl.hash, crl.tbs, keyOf(ca), crl.signature);
+    return verifySignature(crl.hash, crl.tbs, publicKeyOf(ca), crl.signature);
   } catch {
     return false; // e.g. an ECDSA CRL against an RSA CA
   }
@@ -394,28 +336,18 @@ interface Search {
   gaveUp: boolean;
 }
 
-function sameDer(a: X509Certificate, b: X509Certificate): boolean {
-  return a === b || a.raw.equals(b.raw);
-}
-
-/** Node 20 has only the "Nov  4 19:17:32 2026 GMT" strings; Node 22+ also has Date getters. */
-function validity(cert: X509Certificate): [from: number, to: number] {
-  const c = cert as X509Certificate & { validFromDate?: Date; validToDate?: Date };
-  return [c.validFromDate?.getTime() ?? Date.parse(c.validFrom), c.validToDate?.getTime() ?? Date.parse(c.validTo)];
-}
-
 function windowProblem(path: readonly X509Certificate[], now: number): 'expired' | 'not_yet_valid' | undefined {
   for (const c of path) {
-    const [from, to] = validity(c);
-    if (to < now) return 'expired';
-    if (from > now) return 'not_yet_valid';
+    const { notBefore, notAfter } = validityOf(c);
+    if (notAfter.getTime() < now) return 'expired';
+    if (notBefore.getTime() > now) return 'not_yet_valid';
   }
   return undefined;
 }
 
 /** Depth-first: a dead end (a removed root behind one cross-signed copy) backtracks to the next issuer. */
 function extend(s: Search, cert: X509Certificate): boolean {
-  if (s.cas.some((c) => sameDer(c, cert))) {
+  if (s.cas.some((c) => sameCertificate(c, cert))) {
     const problem = windowProblem(s.path, s.now);
     if (problem === 'expired') s.expired = true;
     else if (problem === 'not_yet_valid') s.notYetValid = true;
@@ -425,9 +357,9 @@ function extend(s: Search, cert: X509Certificate): boolean {
   let issuers = 0;
   for (const pool of [s.cas, s.sent]) {
     for (const c of pool) {
-      if (!c.ca || s.path.some((p) => sameDer(p, c)) || !cert.checkIssued(c)) continue;
+      if (!c.ca || s.path.some((p) => sameCertificate(p, c)) || !cert.checkIssued(c)) continue;
       if (s.verifies++ >= MAX_VERIFIES) { s.gaveUp = true; return false; }
-      if (!verifies(cert, c)) continue;
+      if (!signatureVerifies(cert, c)) continue;
       issuers++;
       s.path.push(c);
       if (extend(s, c)) return true;
@@ -437,7 +369,7 @@ function extend(s: Search, cert: X509Certificate): boolean {
   // No certificate in either set signed this one, and it is not self-signed: its issuer is absent
   // (a same-named CA with another key does not count as present). Not checkIssued(cert, cert): that
   // also wants keyCertSign, which a self-signed client certificate lacks.
-  if (issuers === 0 && !(cert.subject === cert.issuer && verifies(cert, cert))) s.missingIssuer = true;
+  if (issuers === 0 && !(cert.subject === cert.issuer && signatureVerifies(cert, cert))) s.missingIssuer = true;
   return false;
 }
 

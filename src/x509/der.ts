@@ -1,6 +1,6 @@
 /**
- * A minimal DER reader: just enough of X.690 to pull the subject, the issuer and the
- * SubjectAltName extension out of a certificate's DER (`X509Certificate.raw`).
+ * A minimal DER reader: just enough of X.690 to read what certgate needs out of a certificate's
+ * DER (`X509Certificate.raw`: names, SANs, validity, extensions, serial), a CRL and a CSR.
  *
  * Why hand-written: Node exposes no RFC 4514 subject and its `subjectAltName` string quotes
  * values with commas; @peculiar/x509 prints names differently from OpenSSL (DEPENDENCIES.md §3).
@@ -152,14 +152,19 @@ const VERSION_TAG = 0xa0; // [0] EXPLICIT
  * Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature }
  * TBSCertificate ::= SEQUENCE { [0] version OPTIONAL, serial, signature, issuer, validity,
  *                               subject, subjectPublicKeyInfo, [1], [2], [3] extensions OPTIONAL }
+ * `base` is 1 when the optional version is present: field n of the list above is fields[base + n - 1].
  */
-export function readCertificate(der: Buffer): CertificateParts {
+function tbsFields(der: Buffer): { fields: Tlv[]; base: number } {
   const cert = readOne(der, TAG.SEQUENCE, 'Certificate');
   const [tbs] = children(cert, 'Certificate');
   if (tbs === undefined) throw new DerError('Certificate: empty');
   expectTag(tbs, TAG.SEQUENCE, 'TBSCertificate');
   const fields = children(tbs, 'TBSCertificate');
-  const base = fields[0]?.tag === VERSION_TAG ? 1 : 0;
+  return { fields, base: fields[0]?.tag === VERSION_TAG ? 1 : 0 };
+}
+
+export function readCertificate(der: Buffer): CertificateParts {
+  const { fields, base } = tbsFields(der);
   const issuer = fields[base + 2];
   const subject = fields[base + 4];
   if (issuer === undefined || subject === undefined || fields[base + 5] === undefined) {
@@ -170,6 +175,76 @@ export function readCertificate(der: Buffer): CertificateParts {
   const extensions = fields.slice(base + 6).find((f) => f.tag === EXTENSIONS_TAG);
   const san = extensions === undefined ? undefined : findExtension(extensions, SAN_OID);
   return { issuer: issuer.raw, subject: subject.raw, ...(san !== undefined && { subjectAltName: san }) };
+}
+
+/** The serialNumber INTEGER's contents (the two's-complement bytes as encoded). */
+export function readSerial(der: Buffer): Buffer {
+  const { fields, base } = tbsFields(der);
+  const serial = fields[base];
+  if (serial === undefined) throw new DerError('TBSCertificate: no serialNumber');
+  expectTag(serial, TAG.INTEGER, 'serialNumber');
+  return serial.value;
+}
+
+/** Validity ::= SEQUENCE { notBefore Time, notAfter Time }, in ms since the epoch. */
+export function readValidity(der: Buffer): { notBefore: number; notAfter: number } {
+  const { fields, base } = tbsFields(der);
+  const validity = fields[base + 3];
+  if (validity === undefined) throw new DerError('TBSCertificate: no validity');
+  expectTag(validity, TAG.SEQUENCE, 'Validity');
+  const [from, to, extra] = children(validity, 'Validity');
+  if (from === undefined || to === undefined || extra !== undefined) throw new DerError('Validity: wrong shape');
+  return { notBefore: readTime(from), notAfter: readTime(to) };
+}
+
+/**
+ * The extnValue contents of the certificate's extension `oid`, or undefined. Should it repeat (RFC 5280
+ * forbids it), the first counts: for the CA flag, key usage and key ids, as other X.509 readers do. The
+ * SAN, which names the identity, is stricter (readCertificate refuses two).
+ */
+export function readCertificateExtension(der: Buffer, oid: string): Buffer | undefined {
+  const { fields, base } = tbsFields(der);
+  const explicit = fields.slice(base + 6).find((f) => f.tag === EXTENSIONS_TAG);
+  if (explicit === undefined) return undefined;
+  const [list] = children(explicit, 'extensions');
+  if (list === undefined) throw new DerError('extensions: empty [3]');
+  expectTag(list, TAG.SEQUENCE, 'Extensions');
+  for (const ext of children(list, 'Extensions')) {
+    const parts = children(ext, 'Extension');
+    const id = parts[0];
+    const value = parts[parts.length - 1];
+    if (id?.tag !== TAG.OID || decodeOid(id.value) !== oid) continue;
+    if (value === undefined || parts.length > 3) throw new DerError('Extension: wrong shape');
+    expectTag(value, TAG.OCTET_STRING, 'Extension.extnValue');
+    return value.value;
+  }
+  return undefined;
+}
+
+const UTC_TIME = 0x17;
+const GENERALIZED_TIME = 0x18;
+
+/** Whether `tlv` is a Time (UTCTime or GeneralizedTime). */
+export function isTime(tlv: Tlv | undefined): boolean {
+  return tlv?.tag === UTC_TIME || tlv?.tag === GENERALIZED_TIME;
+}
+
+/** UTCTime (YYMMDDHHMMSSZ, YY < 50 → 20YY, RFC 5280 4.1.2.5.1) or GeneralizedTime, to ms. */
+export function readTime(t: Tlv): number {
+  const s = t.value.toString('latin1');
+  const m = t.tag === UTC_TIME ? /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s)
+    : t.tag === GENERALIZED_TIME ? /^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(?:\.\d+)?Z$/.exec(s) : null;
+  if (m === null) throw new DerError(`time "${s}" is not a UTC time`);
+  const n = m.slice(1).map(Number) as [number, number, number, number, number, number];
+  const year = t.tag === UTC_TIME ? (n[0] < 50 ? 2000 + n[0] : 1900 + n[0]) : n[0];
+  return Date.UTC(year, n[1] - 1, n[2], n[3], n[4], n[5]);
+}
+
+/** INTEGER contents as unsigned bytes in upper-case hex, leading zeros dropped: a 00 sign byte or its absence compares equal. */
+export function unsignedHex(bytes: Buffer): string {
+  let i = 0;
+  while (i < bytes.length - 1 && bytes[i] === 0) i++;
+  return bytes.toString('hex', i).toUpperCase();
 }
 
 /** Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING } */

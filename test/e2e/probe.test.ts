@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { metricValue, startRecordingUpstream, startTestCertgate, type RecordingUpstream, type RunningCertgate } from '../helpers/certgate.js';
 import { mtlsRequest, rawTlsExchange } from '../helpers/client.js';
-import { authorityKeyId } from '../../dist/tls/checks.js';
+import { authorityKeyId } from '../../dist/x509/certificate.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = path.join(REPO, 'dist', 'cli.js');

@@ -13,7 +13,7 @@ import { equivalentCalls } from '../../dist/probe/report.js';
 import { opensslText } from '../../dist/probe/connect.js';
 import { refusalHint } from '../../dist/probe/refusal-hints.js';
 import { createWhoamiEndpoint } from '../../dist/proxy/whoami-endpoint.js';
-import { authorityKeyId } from '../../dist/tls/checks.js';
+import { authorityKeyId } from '../../dist/x509/certificate.js';
 import { REFUSAL_REASONS } from '../../dist/tls/handshake.js';
 import type { Anchor } from '../../dist/probe/material.js';
 
