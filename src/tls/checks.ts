@@ -6,15 +6,14 @@
  * Problem.file carries the file; messages mention block numbers and, when a finding involves
  * two files, the other file's name.
  */
-import 'reflect-metadata';
 import { isIP } from 'node:net';
 import { basename } from 'node:path';
-import { webcrypto, type KeyObject, type X509Certificate } from 'node:crypto';
-import * as px from '@peculiar/x509';
+import type { KeyObject, X509Certificate } from 'node:crypto';
 import { problem, type Problem } from '../errors.js';
 import {
   authorityKeyId, isCa, isSelfSigned, issuedBy, keyUsageOf, notAfter, notBefore, sameCertificate,
 } from '../x509/certificate.js';
+import { crlIssuerLabel, crlIssuerName, crlSignedBy, sameName, subjectName, type Crl } from '../x509/crl.js';
 
 export interface CertRef {
   readonly cert: X509Certificate;
@@ -30,7 +29,7 @@ export interface KeyRef {
 }
 
 export interface CrlRef {
-  readonly crl: px.X509Crl;
+  readonly crl: Crl;
   readonly file: string;
   readonly block?: number;
 }
@@ -42,18 +41,6 @@ const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
-
-const peculiarCache = new WeakMap<X509Certificate, px.X509Certificate>();
-
-/** The @peculiar/x509 view of a CA certificate, for CRL signatures and names (cached). */
-function peculiar(cert: X509Certificate): px.X509Certificate {
-  let p = peculiarCache.get(cert);
-  if (p === undefined) {
-    p = new px.X509Certificate(cert.raw);
-    peculiarCache.set(cert, p);
-  }
-  return p;
-}
 
 /** "CN=localhost", or the whole subject on one line when it has no CN. */
 export function displayName(dn: string): string {
@@ -383,39 +370,30 @@ export interface CrlResult {
   readonly issuers: ReadonlyMap<CrlRef, CertRef>;
 }
 
-async function crlSignedBy(crl: px.X509Crl, ca: X509Certificate): Promise<boolean> {
-  try {
-    return await crl.verify({ publicKey: peculiar(ca) }, webcrypto as unknown as Crypto);
-  } catch {
-    return false;
-  }
-}
-
 function crlText(ref: CrlRef): string {
-  const cn = ref.crl.issuer.split(', ').find((p) => p.startsWith('CN='));
-  return `the CRL${where(ref)} of ${cn ?? ref.crl.issuer}`;
+  const label = crlIssuerLabel(ref.crl);
+  const cn = label.split(', ').find((p) => p.startsWith('CN='));
+  return `the CRL${where(ref)} of ${cn ?? label}`;
 }
 
 /**
  * Node switches on CRL_CHECK_ALL as soon as any CRL is loaded: every CA in a client's chain
  * needs a current CRL signed by itself, and one stale CRL refuses every client of that CA.
  */
-export async function checkCrls(input: CrlInput): Promise<CrlResult> {
+export function checkCrls(input: CrlInput): CrlResult {
   const { crls, cas, file, now } = input;
   const mode = input.mode ?? 'chain';
   const problems: Problem[] = [];
   const issuers = new Map<CrlRef, CertRef>();
 
   for (const ref of crls) {
-    const sameName = cas.filter((c) => peculiar(c.cert).subject === ref.crl.issuer);
-    let issuer: CertRef | undefined;
-    for (const c of sameName) {
-      if (await crlSignedBy(ref.crl, c.cert)) { issuer = c; break; }
-    }
+    const issuerName = crlIssuerName(ref.crl);
+    const named = cas.filter((c) => sameName(subjectName(c.cert), issuerName));
+    const issuer = named.find((c) => crlSignedBy(ref.crl, c.cert));
     if (issuer === undefined) {
-      problems.push(problem('error', 'CG_CRL_ISSUER', sameName.length > 0
-        ? `${crlText(ref)} does not verify with the key of ${certText(sameName[0] as CertRef, ref.file)}, the client CA of that name (a different key: an old or re-created CA?)`
-        : `${crlText(ref)} is issued by ${ref.crl.issuer}, which is not in tls.client_ca (${cas.map((c) => displayName(c.cert.subject)).join(', ') || 'empty'})`,
+      problems.push(problem('error', 'CG_CRL_ISSUER', named.length > 0
+        ? `${crlText(ref)} does not verify with the key of ${certText(named[0] as CertRef, ref.file)}, the client CA of that name (a different key: an old or re-created CA?)`
+        : `${crlText(ref)} is issued by ${crlIssuerLabel(ref.crl)}, which is not in tls.client_ca (${cas.map((c) => displayName(c.cert.subject)).join(', ') || 'empty'})`,
       { file: ref.file }));
       continue;
     }

@@ -4,22 +4,21 @@
  * the leaf first then its intermediates in issuing order, client CAs one PEM each,
  * CRLs one PEM each (Node loads only the first CRL of a concatenated buffer).
  */
-import 'reflect-metadata';
 import { createHash, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
-import * as px from '@peculiar/x509';
 import { CertgateError, CODES, problem, type ErrorCode, type Problem } from '../errors.js';
 import type { TlsConfig } from '../config/types.js';
 import { describeBlock, looksLikeDer, parsePem, toPem, type PemBlock } from '../x509/pem.js';
+import { crlIssuerLabel, parseCrl } from '../x509/crl.js';
 import {
   checkChainValidity, checkClientCas, checkCrls, checkLeaf, checkServerChain,
   type CertRef, type CrlRef, type KeyRef,
 } from './checks.js';
 
 export interface TlsCrlInfo {
-  /** The CRL's issuer name as @peculiar/x509 prints it (DER order), e.g. "O=certgate, CN=certgate dev CA". */
+  /** The CRL's issuer as certgate publishes it (x509/crl.ts crlIssuerLabel), e.g. "O=certgate, CN=certgate dev CA". */
   readonly issuer: string;
   readonly thisUpdate: Date;
   /** When the CRL goes stale. A CRL without nextUpdate never does: then this is the largest Date (+275760-09-13). */
@@ -252,7 +251,7 @@ function loadCrls(file: ReadFile, problems: Problem[]): { crls: CrlRef[]; blocks
   for (const b of blocks) {
     if (b.kind !== 'crl' || b.error !== undefined) continue;
     try {
-      crls.push(ref({ crl: new px.X509Crl(new Uint8Array(b.der)) }, file.path, b, blocks.length));
+      crls.push(ref({ crl: parseCrl(b.der) }, file.path, b, blocks.length));
       parsed.push(b);
     } catch (err) {
       problems.push(problem('error', 'CG_PEM_PARSE', `${describeBlock(b)} is not a valid CRL: ${errText(err)}`, { file: file.path }));
@@ -301,7 +300,7 @@ export async function inspectTls(tls: TlsConfig, opts: InspectOptions = {}): Pro
     problems.push(...checkClientCas({ cas, file: inputs.ca.path, now, ...(serverChain && { serverChain }) }));
   }
   if (inputs.crl?.bytes !== undefined && crls.length > 0) {
-    problems.push(...(await checkCrls({ crls, cas, file: inputs.crl.path, now, mode: tls.crl_mode, stale: tls.crl_stale })).problems);
+    problems.push(...(checkCrls({ crls, cas, file: inputs.crl.path, now, mode: tls.crl_mode, stale: tls.crl_stale })).problems);
   }
   if (problems.some((p) => p.severity === 'error')) return { problems };
   if (leaf === undefined || keyBlock === undefined) {
@@ -325,7 +324,7 @@ export async function inspectTls(tls: TlsConfig, opts: InspectOptions = {}): Pro
     leaf: leaf.cert,
     chain: chain.map((c) => c.cert),
     clientCas: cas.map((c) => c.cert),
-    crls: crls.map((c) => ({ issuer: c.crl.issuer, thisUpdate: c.crl.thisUpdate, nextUpdate: c.crl.nextUpdate ?? NEVER })),
+    crls: crls.map((c) => ({ issuer: crlIssuerLabel(c.crl), thisUpdate: c.crl.thisUpdate, nextUpdate: c.crl.nextUpdate ?? NEVER })),
     digest: digestOf(inputs),
     problems: [...problems],
   };

@@ -13,23 +13,24 @@
  * Per-connection work is a few `checkIssued` (a name + key-id compare in OpenSSL) and a signature
  * verification per CRL-covered issuer; nothing is re-parsed.
  */
-import { verify as verifySignature, type X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
+import { issuedBy, sameCertificate, serialOf, signatureVerifies, validityOf } from '../x509/certificate.js';
 import {
-  children, decodeOid, DerError, expectTag, isTime, readCertificate, readOne, readTime, readTlv, TAG, unsignedHex, type Tlv,
-} from '../x509/der.js';
-import { issuedBy, publicKeyOf, sameCertificate, serialOf, signatureVerifies, validityOf } from '../x509/certificate.js';
-import { printDn } from '../x509/dn.js';
-import { parsePem } from '../x509/pem.js';
+  crlDers, crlIssuerName, crlSignatureSupported, crlSignedBy, parseCrl, sameName, subjectName, type Crl as ParsedCrl,
+  type CrlSource,
+} from '../x509/crl.js';
+
+export type { CrlSource } from '../x509/crl.js';
 
 export type CrlMode = 'leaf' | 'chain';
 export type CrlStalePolicy = 'refuse' | 'allow';
 export type RevocationStatus = 'ok' | 'revoked' | 'crl_expired';
 export type TrustStatus = 'ok' | 'unknown_ca' | 'expired' | 'inconclusive';
 
-/** A CRL as PEM text (any number of X509 CRL blocks) or as one DER buffer. */
-export type CrlSource = string | Uint8Array;
-
-/** One client CA that has a CRL, for metrics (`crl_next_update{issuer}`) and logs. */
+/**
+ * One client CA that has a CRL, as the index sees it. The published CRL gauges and /status.json come from
+ * TlsMaterial.crls (x509/crl.ts crlIssuerLabel), not from here.
+ */
 export interface RevocationEntry {
   /** The CA's subject, RFC 4514 (as `openssl -nameopt RFC2253` prints it). */
   readonly issuer: string;
@@ -80,122 +81,7 @@ const MAX_PATH = 8;
 const MAX_VERIFIES = 32;
 
 // ---------------------------------------------------------------------------------------------
-// CRL DER
-
-interface ParsedCrl {
-  readonly issuer: Buffer;
-  readonly tbs: Buffer;
-  readonly hash: string | null;
-  readonly signature: Buffer;
-  readonly thisUpdate: number;
-  readonly nextUpdate: number;
-  readonly revoked: Set<string>;
-  readonly delta: boolean;
-}
-
-/** Signature OIDs → the digest node:crypto's verify() takes (null: EdDSA). RSA-PSS is not supported. */
-const SIGNATURE_HASH: ReadonlyMap<string, string | null> = new Map([
-  ['1.2.840.10045.4.1', 'sha1'], ['1.2.840.10045.4.3.1', 'sha224'], ['1.2.840.10045.4.3.2', 'sha256'],
-  ['1.2.840.10045.4.3.3', 'sha384'], ['1.2.840.10045.4.3.4', 'sha512'],
-  ['1.2.840.113549.1.1.5', 'sha1'], ['1.2.840.113549.1.1.14', 'sha224'], ['1.2.840.113549.1.1.11', 'sha256'],
-  ['1.2.840.113549.1.1.12', 'sha384'], ['1.2.840.113549.1.1.13', 'sha512'],
-  ['1.3.101.112', null], ['1.3.101.113', null],
-]);
-const DELTA_CRL_INDICATOR = '2.5.29.27';
-
-/**
- * CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue BIT STRING }
- * TBSCertList ::= SEQUENCE { version INTEGER OPTIONAL, signature, issuer Name, thisUpdate, nextUpdate OPTIONAL,
- *   revokedCertificates SEQUENCE OF SEQUENCE { userCertificate INTEGER, ... } OPTIONAL, [0] crlExtensions OPTIONAL }
- */
-function parseCrl(der: Buffer): ParsedCrl | 'unsupported_signature' {
-  const [tbs, alg, sig, extra] = children(readOne(der, TAG.SEQUENCE, 'CertificateList'), 'CertificateList');
-  if (tbs === undefined || alg === undefined || sig === undefined || extra !== undefined) {
-    throw new DerError('CertificateList: wrong shape');
-  }
-  expectTag(tbs, TAG.SEQUENCE, 'TBSCertList');
-  expectTag(sig, 0x03, 'signatureValue');
-  const f = children(tbs, 'TBSCertList');
-  let i = f[0]?.tag === TAG.INTEGER ? 1 : 0;
-  const innerAlg = f[i++];
-  const issuer = f[i++];
-  const thisUpdate = f[i++];
-  if (innerAlg === undefined || issuer === undefined || thisUpdate === undefined) {
-    throw new DerError('TBSCertList: too few fields');
-  }
-  // The outer algorithm is outside the signature; it must repeat the signed one (RFC 5280 5.1.1.2).
-  if (!innerAlg.raw.equals(alg.raw)) throw new DerError('CRL signature algorithms differ');
-  expectTag(issuer, TAG.SEQUENCE, 'CRL issuer');
-  const next = isTime(f[i]) ? f[i++] : undefined;
-  const list = f[i]?.tag === TAG.SEQUENCE ? f[i++] : undefined;
-  const exts = f[i]?.tag === 0xa0 ? f[i] : undefined;
-  const oid = children(alg, 'signatureAlgorithm')[0];
-  const hash = oid?.tag === TAG.OID ? SIGNATURE_HASH.get(decodeOid(oid.value)) : undefined;
-  if (hash === undefined) return 'unsupported_signature';
-  if (sig.value[0] !== 0) throw new DerError('signatureValue has unused bits');
-  return {
-    issuer: issuer.raw, tbs: tbs.raw, hash, signature: sig.value.subarray(1),
-    thisUpdate: readTime(thisUpdate), nextUpdate: next === undefined ? NEVER : readTime(next),
-    revoked: list === undefined ? new Set() : revokedSerials(list.value),
-    delta: exts !== undefined && hasExtension(exts, DELTA_CRL_INDICATOR),
-  };
-}
-
-/** Walks the entries without building an array of them: CRLs can list hundreds of thousands. */
-function revokedSerials(list: Buffer): Set<string> {
-  const out = new Set<string>();
-  for (let at = 0; at < list.length;) {
-    const entry = readTlv(list, at, 'revokedCertificate');
-    expectTag(entry, TAG.SEQUENCE, 'revokedCertificate');
-    const serial = readTlv(entry.value, 0, 'userCertificate');
-    expectTag(serial, TAG.INTEGER, 'userCertificate');
-    out.add(unsignedHex(serial.value));
-    at += entry.raw.length;
-  }
-  return out;
-}
-
-function hasExtension(explicit: Tlv, oid: string): boolean {
-  const [list] = children(explicit, 'crlExtensions');
-  if (list === undefined) return false;
-  return children(list, 'Extensions').some((ext) => {
-    const id = children(ext, 'Extension')[0];
-    return id?.tag === TAG.OID && decodeOid(id.value) === oid;
-  });
-}
-
-function derBlocks(source: CrlSource): Buffer[] {
-  if (typeof source !== 'string') return [Buffer.from(source.buffer, source.byteOffset, source.byteLength)];
-  return parsePem(source).filter((b) => b.kind === 'crl').map((b) => b.der);
-}
-
-/** Empty when our DER reader cannot take the certificate apart: then no CRL can name it. */
-function subjectDer(cert: X509Certificate): Buffer {
-  try {
-    return readCertificate(cert.raw).subject;
-  } catch {
-    return Buffer.alloc(0);
-  }
-}
-
-function dnText(name: Buffer): string | undefined {
-  try {
-    return printDn(name);
-  } catch {
-    return undefined;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // The index
-
-function signedBy(crl: ParsedCrl, ca: X509Certificate): boolean {
-  try {
-    return verifySignature(crl.hash, crl.tbs, publicKeyOf(ca), crl.signature);
-  } catch {
-    return false; // e.g. an ECDSA CRL against an RSA CA
-  }
-}
 
 /**
  * Ties every CRL to the client CA whose subject is the CRL's issuer AND whose key verifies it, so two
@@ -206,34 +92,31 @@ function signedBy(crl: ParsedCrl, ca: X509Certificate): boolean {
 export function buildRevocationIndex(crls: readonly CrlSource[], clientCas: readonly X509Certificate[]): RevocationIndex {
   const skipped: SkippedCrl[] = [];
   const byCa = new Map<X509Certificate, CaCrls>();
-  const caNames = clientCas.map((ca) => {
-    const subject = subjectDer(ca);
-    return { ca, subject, text: subject.length > 0 ? dnText(subject) : undefined };
-  });
+  const caNames = clientCas.map((ca) => ({ ca, name: subjectName(ca) }));
   let index = 0;
-  for (const der of crls.flatMap(derBlocks)) {
+  for (const der of crls.flatMap(crlDers)) {
     const at = index++;
-    let crl: ParsedCrl | 'unsupported_signature';
+    let crl: ParsedCrl;
     try {
       crl = parseCrl(der);
     } catch {
       skipped.push({ index: at, why: 'unparsable' });
       continue;
     }
-    if (crl === 'unsupported_signature') { skipped.push({ index: at, why: crl }); continue; }
-    const issuerText = dnText(crl.issuer);
-    const label = issuerText !== undefined ? { issuer: issuerText } : {};
+    if (!crlSignatureSupported(crl)) { skipped.push({ index: at, why: 'unsupported_signature' }); continue; }
+    const issuerName = crlIssuerName(crl);
+    const label = issuerName.text !== undefined ? { issuer: issuerName.text } : {};
     if (crl.delta) { skipped.push({ index: at, ...label, why: 'delta' }); continue; }
-    // Names compare as bytes or as their RFC 4514 text (PrintableString vs UTF8String of one value).
-    const match = caNames.find((c) =>
-      (c.subject.equals(crl.issuer) || (c.text !== undefined && c.text === issuerText)) && signedBy(crl, c.ca));
+    const match = caNames.find((c) => sameName(c.name, issuerName) && crlSignedBy(crl, c.ca));
     if (match === undefined) { skipped.push({ index: at, ...label, why: 'unknown_issuer' }); continue; }
     let entry = byCa.get(match.ca);
     if (entry === undefined) {
-      entry = { ca: match.ca, issuer: match.text ?? match.ca.subject, crls: [] };
+      entry = { ca: match.ca, issuer: match.name.text ?? match.ca.subject, crls: [] };
       byCa.set(match.ca, entry);
     }
-    entry.crls.push({ thisUpdate: crl.thisUpdate, nextUpdate: crl.nextUpdate, revoked: crl.revoked });
+    entry.crls.push({
+      thisUpdate: crl.thisUpdate.getTime(), nextUpdate: crl.nextUpdate?.getTime() ?? NEVER, revoked: crl.revoked,
+    });
   }
   const withCrl = [...byCa.values()];
   for (const e of withCrl) e.crls.sort((a, b) => b.thisUpdate - a.thisUpdate);

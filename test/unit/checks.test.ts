@@ -1,12 +1,15 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { KeyObject, X509Certificate } from 'node:crypto';
+import { KeyObject, sign, X509Certificate } from 'node:crypto';
 import {
   checkChainValidity, checkClientCas, checkCrls, checkLeaf, checkServerChain,
   type CertRef, type CrlRef,
 } from '../../dist/tls/checks.js';
 import { createCa, createCrl, createLeaf, generateKeyPair, x509, type Issued } from '../../dist/pki/x509.js';
 import type { Problem } from '../../dist/errors.js';
+import { readCertificate } from '../../dist/x509/der.js';
+import { parseCrl } from '../../dist/x509/crl.js';
+import { oid, tlv } from '../helpers/openssl.js';
 
 const DAY = 86_400_000;
 const BUNDLE = '/etc/certgate/server.pem';
@@ -213,7 +216,8 @@ test('client_ca holding only the server\'s own issuers is info; another CA silen
 
 // ---- CRLs ---------------------------------------------------------------------------------------
 
-const crlRef = (crl: x509.X509Crl, block?: number): CrlRef => ({ crl, file: CRL_FILE, ...(block !== undefined && { block }) });
+const crlRef = (crl: x509.X509Crl, block?: number): CrlRef =>
+  ({ crl: parseCrl(Buffer.from(crl.rawData)), file: CRL_FILE, ...(block !== undefined && { block }) });
 
 test('CRLs: one current CRL per client CA has no findings', async () => {
   const cas = [at(pki.root, 1, CA_FILE), at(pki.inter, 2, CA_FILE)];
@@ -253,4 +257,19 @@ test('CRLs: past nextUpdate is an error, unless another current CRL of that CA e
 
   const future = crlRef(await createCrl({ issuer: pki.root, thisUpdate: new Date(now.getTime() + DAY) }));
   assert.deepEqual(codes((await checkCrls({ crls: [future], cas, file: CRL_FILE, now })).problems), ['error:CG_CRL_NOT_YET_VALID']);
+});
+
+test('CRLs: an RSA CA\'s CRL signed with SHA-384 or SHA-512 verifies (the check once bound the CA key to SHA-256 and called it foreign)', async () => {
+  const rsaCa = await createCa({ subject: [['CN', 'Checks RSA Root']], keyType: 'rsa' });
+  const cas = [at(rsaCa, undefined, CA_FILE)];
+  const now = new Date();
+  const time = (d: Date): Buffer => tlv(0x17, Buffer.from(`${d.toISOString().slice(2, 19).replace(/[-T:]/g, '')}Z`, 'latin1'));
+  for (const [hash, algorithm] of [['sha384', '1.2.840.113549.1.1.12'], ['sha512', '1.2.840.113549.1.1.13']] as const) {
+    const alg = tlv(0x30, oid(algorithm), [0x05, 0x00]);
+    const tbs = tlv(0x30, [0x02, 0x01, 0x01], alg, readCertificate(node(rsaCa).raw).subject,
+      time(new Date(now.getTime() - DAY)), time(new Date(now.getTime() + DAY)));
+    const der = tlv(0x30, tbs, alg, tlv(0x03, [0], sign(hash, tbs, KeyObject.from(rsaCa.privateKey))));
+    const r = await checkCrls({ crls: [crlRef(new x509.X509Crl(new Uint8Array(der)))], cas, file: CRL_FILE, now });
+    assert.deepEqual(r.problems, [], hash);
+  }
 });
