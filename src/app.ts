@@ -14,14 +14,12 @@ import { loadAdminToken } from './admin/auth.js';
 import { adminExposure } from './admin/host.js';
 import { createObservability } from './admin/observability.js';
 import { loadTls } from './tls/material.js';
-import { createForwarder } from './proxy/upstreams.js';
-import { createHandlers } from './proxy/handler.js';
-import { createTlsServer } from './proxy/listener.js';
+import { buildGeneration } from './proxy/generation.js';
+import { createPipeline } from './proxy/pipeline.js';
+import { createListener } from './proxy/listener.js';
 import { createReloader, type Reloader, type ReloadResult } from './tls/reloader.js';
 import { createTrustCheck } from './tls/trust.js';
 import type { VerdictContext } from './proxy/verdict.js';
-import { sendError } from './respond.js';
-import type { ServerResponse } from 'node:http';
 import type { ClientsView } from './proxy/clients.js';
 import { ticketKeys, untilNextRotation } from './tls/context.js';
 
@@ -73,19 +71,8 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     await Promise.all(started.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   };
 
-  const forwarder = await createForwarder(config.routes, (err, failure, route, req, res) => {
-    // Answered already (our own 504 timer, then the upstream's error for the same request): count once.
-    if ('writeHead' in res && (res as ServerResponse).writableEnded) return;
-    metrics.upstreamErrors.inc({ route, kind: failure.kind });
-    log.warn({ msg: 'upstream failed', route, kind: failure.kind, code: err.code, path: req.url });
-    if ('writeHead' in res) {
-      sendError(res as ServerResponse, failure.status, {
-        error: failure.status === 504 ? 'upstream_timeout' : 'upstream_unavailable', kind: failure.kind,
-        message: failure.status === 504 ? 'the upstream did not answer in time' : 'the upstream could not be reached',
-      });
-    }
-    // An upgrade's failure (tunnel.ts) is answered on its raw socket by the tunnel itself.
-  }, () => stopping);
+  const generation = await buildGeneration(config, 1);
+  const generations = { current: generation };
   // The reloader owns the serving material; verdicts read it through `trust` (the reloader needs the
   // server to publish, so it is created right after it).
   let reloader: Reloader | undefined;
@@ -98,12 +85,12 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   let tlsUrl: string | undefined;
   // Per-request metrics, access log, X-Request-Id, /clients, reload history, the status page's data.
   const obs = createObservability({
-    config, metrics, log, verdicts: verdictContext, material: () => reloader?.current ?? material,
+    config, metrics, log, material: () => reloader?.current ?? material,
     ready: () => listening && !stopping, url: () => tlsUrl, ...(adminToken !== undefined && { token: adminToken }),
   });
-  const handlers = createHandlers(config, verdictContext, forwarder, metrics, log, () => stopping, obs.telemetry);
-  const tlsServer = createTlsServer(config, material, verdictContext, handlers, metrics, log);
-  obs.attach(tlsServer);
+  obs.telemetry.routes(generation.routes.map((r) => r.name));
+  const pipeline = createPipeline({ verdicts: verdictContext, telemetry: obs.telemetry, metrics, log, generations, draining: () => stopping });
+  const tlsServer = createListener({ limits: config.limits, tls: config.tls, material, pipeline, metrics, log });
   const openSockets = new Set<import('node:net').Socket>();
   tlsServer.on('connection', (socket: import('node:net').Socket) => {
     openSockets.add(socket);
@@ -144,7 +131,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     clearTimeout(rotation);
     await closeStarted();
     await reloader.close();
-    forwarder.close();
+    generation.close();
     obs.close();
     throw err;
   }
@@ -179,8 +166,8 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
       timer.unref();
       await drained;
       clearTimeout(timer);
-      handlers.tunnels.close();
-      forwarder.close();
+      pipeline.tunnels.close();
+      generation.close();
       obs.close();
       if (admin !== undefined) {
         admin.closeAllConnections();

@@ -3,11 +3,9 @@
  * of lines: the request telemetry (metrics, access log, X-Request-Id, /clients), the reload history and
  * the status page's data source, plus what the admin listener serves.
  */
-import type { Server as TlsServer } from 'node:tls';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { TlsMaterial } from '../tls/material.js';
-import type { VerdictContext } from '../proxy/verdict.js';
 import type { AdminToken } from './auth.js';
 import { ClientStore } from '../proxy/clients.js';
 import type { Metrics } from './metrics.js';
@@ -18,7 +16,6 @@ export interface ObservabilityOptions {
   readonly config: Config;
   readonly metrics: Metrics;
   readonly log: Logger;
-  readonly verdicts: VerdictContext;
   /** The material serving now (the reloader's current, or the initial one before it exists). */
   readonly material: () => TlsMaterial;
   readonly ready: () => boolean;
@@ -32,8 +29,6 @@ export interface Observability {
   readonly status: StatusSource;
   /** For the reloader: every reload that changed something or failed. */
   onReload(event: ReloadEvent): void;
-  /** Records each new TLS connection of the proxy listener. */
-  attach(server: TlsServer): void;
   /** The admin listener's options this provides. */
   readonly admin: { readonly token?: AdminToken; readonly status: StatusSource; readonly clients: ClientStore };
   close(): void;
@@ -45,7 +40,7 @@ export function createObservability(opts: ObservabilityOptions): Observability {
   const history = new ReloadHistory(20);
   history.record({ time: Date.now(), trigger: 'startup', file: 'all', result: 'success', serial: opts.material().leaf.serialNumber.toUpperCase() });
   const telemetry = createTelemetry({
-    metrics, log, clients, access: config.log.access, routes: config.routes.map((r) => r.name), verdicts: opts.verdicts,
+    metrics, log, clients, access: config.log.access,
   });
   const status = createStatus({
     config, history, readCounters: localCounters(metrics), material: opts.material, ready: opts.ready, url: opts.url,
@@ -54,7 +49,6 @@ export function createObservability(opts: ObservabilityOptions): Observability {
   return {
     telemetry, clients, status,
     onReload: (event) => history.record(event),
-    attach: (server) => telemetry.attach(server),
     admin: { ...(opts.token !== undefined && { token: opts.token }), status, clients },
     close: () => status.close(),
   };

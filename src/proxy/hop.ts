@@ -5,10 +5,10 @@
  *
  * What reaches the upstream:
  * - path: the upstream URL's path and query joined with req.url by http-proxy-3's rules (request-target.ts);
- * - headers: req.headers as handler.ts left them (identity set, spoofs and hop-by-hop fields removed),
- *   so the client's Host is kept. undici writes `host` and `connection` first, then the rest in order,
- *   then the framing; `Connection: keep-alive`, or `close` for a chunked request body (handler.ts asks
- *   for it: never reuse an upstream connection after a chunked body);
+ * - headers: req.headers as the headers step left them (request-headers.ts: identity set, spoofs and
+ *   hop-by-hop fields removed), so the client's Host is kept. undici writes `host` and `connection` first,
+ *   then the rest in order, then the framing; `Connection: keep-alive`, or `close` for a chunked request
+ *   body (request-headers.ts asks for it: never reuse an upstream connection after a chunked body);
  * - framing is undici's: a body the client declared with Content-Length goes with that length, a chunked
  *   one goes chunked; a bodiless POST/PUT/PATCH says `Content-Length: 0`, a bodiless GET/HEAD/DELETE/
  *   OPTIONS says nothing (RFC 9110 §8.6; http-proxy's `Content-Length: 0` on DELETE/OPTIONS guarded
@@ -20,7 +20,7 @@
  * Failures: every upstream error, the route timeout (504 while no response headers arrived; our own
  * timer, since undici's headers timer restarts on every 1xx), a response body stalled past the timeout
  * (undici's bodyTimeout), an unsolicited 101, and a response cut mid-body reach onError at most once per
- * request. A client that goes away, or a request certgate already answered (its 504, handler.ts's 413),
+ * request. A client that goes away, or a request certgate already answered (its 504, limitedBody's 413),
  * aborts the upstream request and is not counted. A client that reads nothing of a streaming response
  * for timeout_ms is cut (not counted: the upstream did nothing wrong).
  *
@@ -72,8 +72,18 @@ interface HopDispatchOptions extends Dispatcher.DispatchOptions {
   readonly servername: string;
 }
 
-export function createHop(onError: UpstreamErrorHandler, draining: () => boolean): Hop {
-  const ctx: HopContext = { onError, draining };
+/** What the hop tells the rest of the pipeline, and asks it. */
+export interface HopHooks {
+  /** Every upstream failure, at most once per request (the pipeline counts, logs and answers it). */
+  readonly onError: UpstreamErrorHandler;
+  /** The upstream's status and headers are copied and about to be relayed (telemetry.ts upstreamResponded). */
+  readonly onResponse: (res: ServerResponse) => void;
+  /** True once shutdown began: the response closes its connection. */
+  readonly draining: () => boolean;
+}
+
+export function createHop(hooks: HopHooks): Hop {
+  const ctx: HopHooks = hooks;
   return (req, res, target, clientWantsClose) => {
     const h = req.headers;
     const te = h['transfer-encoding'];
@@ -98,7 +108,7 @@ export function createHop(onError: UpstreamErrorHandler, draining: () => boolean
     const withBody = te !== undefined || (cl !== undefined && cl !== '0');
     let reset: boolean | undefined;
     if (te !== undefined) {
-      // Hop-by-hop, and undici rejects it: it frames the body itself. handler.ts's `Connection: close`
+      // Hop-by-hop, and undici rejects it: it frames the body itself. request-headers.ts's `Connection: close`
       // (undici reads it as reset) closes the upstream connection after this request; so does this.
       h['transfer-encoding'] = undefined;
       reset = true;
@@ -109,13 +119,13 @@ export function createHop(onError: UpstreamErrorHandler, draining: () => boolean
     let body: HopDispatchOptions['body'] = null;
     if (withBody) {
       x.streamsBody = true;
-      // handler.ts's byte counter put req in flowing mode: hold the body until undici reads it (it resumes
+      // telemetry's byte counter put req in flowing mode: hold the body until undici reads it (it resumes
       // req then), or chunks would reach the counter only.
       req.pause();
       if (te === undefined) {
         // The stream itself, undici's fast path. undici destroys a body stream it is done with, and first
         // sets an IncomingMessage's socket to null (so that this does not close the client connection);
-        // certgate reads req.socket later (telemetry.ts's access line, handler.ts's 413). Marked destroyed,
+        // certgate reads req.socket later (telemetry.ts's access line, limitedBody's 413). Marked destroyed,
         // undici leaves req alone: Node destroys it after 'end', a body left unread is drained on close.
         (req as unknown as Record<symbol, boolean>)[STREAM_DESTROYED] = true;
         body = req;
@@ -152,11 +162,6 @@ function refuseTransferEncoding(res: ServerResponse, te: string): void {
 // ---------------------------------------------------------------------------------------------------
 // one exchange
 
-interface HopContext {
-  readonly onError: UpstreamErrorHandler;
-  readonly draining: () => boolean;
-}
-
 const HOP = Symbol('certgate.hop');
 type Carrier = { [HOP]?: Exchange };
 /** Node's and undici's shared "this stream is destroyed" mark (undici's util.isDestroyed reads it). */
@@ -191,7 +196,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   readonly socket: Socket;
 
   constructor(
-    readonly ctx: HopContext,
+    readonly ctx: HopHooks,
     readonly req: IncomingMessage,
     readonly res: ServerResponse,
     readonly target: HopTarget,
@@ -228,7 +233,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return true;
     const res = this.res;
     if (this.givenUp || res.headersSent || res.destroyed) {
-      // Answered already (our 504, handler.ts's 413) or the client left: this response has nowhere to go.
+      // Answered already (our 504, limitedBody's 413) or the client left: this response has nowhere to go.
       this.giveUp();
       return false;
     }
@@ -267,9 +272,8 @@ class Exchange implements Dispatcher.DispatchHandler {
       this.giveUp();
       return false;
     }
-    // telemetry.ts times the upstream and sets the client's X-Request-Id again (the upstream may have sent
-    // its own) on 'pipe', the event the relay's pipe() emitted before undici.
-    res.emit('pipe', this.req);
+    // Telemetry times the upstream and sets the client's X-Request-Id again (the upstream may have sent its own).
+    this.ctx.onResponse(res);
     if ((statusCode === 204 || statusCode === 304) && declaresBody(raw)) {
       // A 204/304 has no body whatever its headers say (RFC 9110 §6.4.1); one that declares a body comes
       // from an upstream whose framing certgate cannot be sure of: whatever it sends next must never be
@@ -355,7 +359,7 @@ function onClientResponseClose(this: Carrier & ServerResponse): void {
   const x = this[HOP]!;
   clearTimeout(x.timer);
   // Closed before the upstream's response was relayed whole: the client left, or certgate answered (its
-  // 504, handler.ts's 413), or cut the stream. Stop the upstream request.
+  // 504, limitedBody's 413), or cut the stream. Stop the upstream request.
   if (!x.done) x.giveUp();
   // A request body undici did not take whole (the upstream answered early, failed, or was given up): read
   // and drop the rest so the client connection can serve its next request, as Node does for a request

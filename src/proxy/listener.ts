@@ -1,31 +1,40 @@
 /**
- * The TLS listener: a Node https.Server that asks every client for a certificate, accepts every
- * handshake (rejectUnauthorized: false) and leaves the decision to verdict.ts, so a refused client is
- * told why over HTTP instead of getting a bare reset. Refusals are counted and logged once per connection.
+ * The TLS listener, node:http's transport for the pipeline (pipeline.ts): a Node https.Server that asks
+ * every client for a certificate, accepts every handshake (rejectUnauthorized: false) and leaves the
+ * decision to the pipeline's verdict, so a refused client is told why over HTTP instead of getting a bare
+ * reset. Refusals are counted and logged once per connection. Its options (limits.*) are fixed for the
+ * life of the listener.
  */
 import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
-import type { Config } from '../config/types.js';
+import type { LimitsConfig, TlsConfig } from '../config/types.js';
 import { createLogLimiter, type Logger } from '../log.js';
 import type { Metrics } from '../admin/metrics.js';
 import type { TlsMaterial } from '../tls/material.js';
 import { tlsClientErrorReason } from '../tls/handshake.js';
 import { secureContextOptions } from '../tls/context.js';
-import { connectionVerdict, type VerdictContext } from './verdict.js';
 import { sendErrorOnSocket } from '../respond.js';
-import type { RequestHandlers } from './handler.js';
+import type { Pipeline } from './pipeline.js';
 
-export function createTlsServer(
-  config: Config, material: TlsMaterial, verdictContext: VerdictContext, handlers: RequestHandlers, metrics: Metrics, log: Logger,
-): https.Server {
-  const limits = config.limits;
+export interface ListenerOptions {
+  readonly limits: LimitsConfig;
+  readonly tls: TlsConfig;
+  /** The material serving the first handshakes (the reloader's current). */
+  readonly material: TlsMaterial;
+  readonly pipeline: Pipeline;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+}
+
+export function createListener(opts: ListenerOptions): https.Server {
+  const { limits, pipeline, metrics, log } = opts;
   const server = https.createServer({
-    ...secureContextOptions(material, config.tls),
+    ...secureContextOptions(opts.material, opts.tls),
     requestCert: true,
     rejectUnauthorized: false,
     // http/1.0 too: a client offering only it would otherwise get a bare no_application_protocol alert.
     ALPNProtocols: ['http/1.1', 'http/1.0'],
-    // A missing Host gets certgate's JSON 400 (handler.ts), not Node's bare one.
+    // A missing Host gets certgate's JSON 400 (admit.ts), not Node's bare one.
     requireHostHeader: false,
     handshakeTimeout: limits.handshake_timeout_ms,
     maxHeaderSize: limits.max_header_bytes,
@@ -40,8 +49,8 @@ export function createTlsServer(
   server.maxConnections = limits.max_connections;
   server.on('drop', () => metrics.connectionsRejected.inc({ reason: 'max_connections' }));
   if (limits.max_requests_per_connection > 0) server.maxRequestsPerSocket = limits.max_requests_per_connection;
-  server.on('request', handlers.onRequest);
-  server.on('upgrade', handlers.onUpgrade);
+  server.on('request', pipeline.request);
+  server.on('upgrade', pipeline.upgrade);
   // A flood of failing handshakes must not fill the disk: per reason, 10 lines a minute, then a summary
   // line counting the rest (metrics still count every one). Pending summaries are written on close.
   const refusalLog = createLogLimiter(log, { msg: 'TLS handshake failures suppressed', field: 'reason' });
@@ -53,7 +62,7 @@ export function createTlsServer(
     metrics.connectionsOpen.inc();
     socket.once('close', () => metrics.connectionsOpen.dec());
     metrics.handshakes.inc({ version: socket.getProtocol() ?? 'unknown', resumed: String(socket.isSessionReused()) });
-    const verdict = connectionVerdict(socket, verdictContext);
+    const verdict = pipeline.connection(socket);
     if (verdict.kind === 'refused') {
       metrics.handshakeFailures.inc({ reason: verdict.reason });
       refusalLog.write('warn', verdict.reason, {

@@ -1,22 +1,25 @@
 /**
- * What the proxy records about its traffic, in one place: the per-request metrics, the access-log line,
- * X-Request-Id, the client-certificate expiry histogram and the /clients store.
+ * The pipeline's observe step: what the proxy records about its traffic, in one place — the per-request
+ * metrics, the access-log line, X-Request-Id, the client-certificate expiry histogram and the /clients store.
  *
- * Per connection (once, at 'secureConnection'): TLS version, resumption, the presented identity, its
- * /clients entry, its time left. Per request: one small InFlight object hung on the response under a
- * symbol, and listeners that are module-level functions (no closure per request); labels objects are
- * cached per route/method/code. Nothing here reads the peer certificate again.
+ * Per connection (once, from the connection's verdict: pipeline.ts connection()): TLS version, resumption,
+ * the presented identity, its /clients entry, its time left. Per request: one small InFlight object hung on
+ * the response under a symbol, and listeners that are module-level functions (no closure per request but
+ * the body byte counter); labels objects are cached per route/method/code. Nothing here reads the peer
+ * certificate again.
  *
- * The handler calls, in order: begin() → refused() | forwarding(); the 'close' of the response ends it.
+ * The pipeline calls, in order: begin() → refused() | answered() | forwarding() → upstreamResponded() (the
+ * hop, when the upstream's status and headers are in); the 'close' of the response ends it.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
-import type { Server as TlsServer, TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import type { ClientIdentity } from '../identity/types.js';
 import type { Logger } from '../log.js';
-import { connectionVerdict, type VerdictContext } from './verdict.js';
+import type { ConnectionVerdict } from './verdict.js';
+import type { RequestView } from './request-view.js';
 import type { UpstreamErrorKind } from './upstream-error.js';
 import type { ClientEntry, ClientStore } from './clients.js';
 import { methodLabel, type Metrics } from '../admin/metrics.js';
@@ -47,20 +50,9 @@ export interface TelemetryOptions {
   readonly clients: ClientStore;
   /** log.access: one info line per request. */
   readonly access: boolean;
-  /** Route names, to pre-create their series (a rate() over a route that saw no error yet is 0, not absent). */
-  readonly routes: readonly string[];
-  readonly verdicts: VerdictContext;
 }
 
-/** The handler's view of one request's record. */
-export interface RequestRecord {
-  /** X-Request-Id of this request (the client's when sane, else generated). */
-  readonly id: string;
-  /** Request body bytes read; the handler's body listener adds to it. */
-  bytesIn: number;
-}
-
-/** The handler's view of one Upgrade (WebSocket) request: what it learns, until the socket closes. */
+/** The pipeline's view of one Upgrade (WebSocket) request: what it learns, until the socket closes. */
 export interface UpgradeRecord {
   readonly id: string;
   route: string;
@@ -71,20 +63,33 @@ export interface UpgradeRecord {
 
 export interface Telemetry {
   /**
+   * Pre-creates the series of these routes (a rate() over a route that saw no error yet is 0, not absent).
+   * Called for every configuration generation.
+   */
+  routes(names: readonly string[]): void;
+  /** A new TLS connection and the verdict on it: its record for every request on it, and its /clients entry. */
+  connection(socket: TLSSocket, verdict: ConnectionVerdict): void;
+  /**
    * An Upgrade request arrived: X-Request-Id chosen (on req.headers, so the upstream sees it). Its metrics
    * and one access line follow when the client socket closes — for a tunnel, when the WebSocket ends.
    */
-  upgrade(req: IncomingMessage, socket: Duplex): UpgradeRecord;
-  /** Records each new TLS connection of `server` (listens to its 'secureConnection', after the verdict). */
-  attach(server: TlsServer): void;
+  upgrade(req: RequestView, socket: Duplex): UpgradeRecord;
   /** A request arrived: in-flight +1, X-Request-Id chosen (on req.headers and the response). Ends on the response's 'close'. */
-  begin(req: IncomingMessage, res: ServerResponse): RequestRecord;
+  begin(req: RequestView, res: ServerResponse): void;
   /** certgate refuses this request itself (`status` with `body`) instead of forwarding it. */
   refused(res: ServerResponse, status: number, body: { readonly error: string; readonly reason?: unknown }, route: string | undefined): void;
   /** certgate answers this request itself on `route` (e.g. whoami_path). */
   answered(res: ServerResponse, route: string): void;
-  /** The request goes to `route`'s upstream now; call after the headers for the upstream are final. */
-  forwarding(req: IncomingMessage, res: ServerResponse, route: string): void;
+  /**
+   * The request goes to `route`'s upstream now; call after the headers for the upstream are final. Counts
+   * the request body's bytes from here on.
+   */
+  forwarding(req: RequestView & Pick<IncomingMessage, 'on'>, res: ServerResponse, route: string): void;
+  /**
+   * The upstream's status and headers are in and about to be relayed (hop.ts calls it): the upstream's
+   * time, and certgate's X-Request-Id again (the upstream may have sent its own). No `this`: passed as is.
+   */
+  readonly upstreamResponded: (res: ServerResponse) => void;
 }
 
 /** What is known about a TLS connection, computed once. */
@@ -98,7 +103,7 @@ interface ConnectionInfo {
 }
 
 /** One request's bookkeeping; lives on the response under IN_FLIGHT until 'close'. */
-class InFlight implements RequestRecord {
+class InFlight {
   route = NO_ROUTE;
   bytesIn = 0;
   upstreamStarted = 0;
@@ -106,7 +111,7 @@ class InFlight implements RequestRecord {
   error: string | undefined = undefined;
   constructor(
     readonly telemetry: RequestTelemetry,
-    readonly req: IncomingMessage,
+    readonly req: RequestView,
     readonly id: string,
     readonly started: number,
     readonly bytesOut0: number,
@@ -122,13 +127,12 @@ function onResponseClose(this: Observed): void {
   if (x !== undefined) x.telemetry.end(x, this);
 }
 
-/** The hop (proxy/hop.ts) pipes the upstream response into ours once its status and headers are copied. */
-function onResponsePipe(this: Observed): void {
-  const x = this[IN_FLIGHT];
+function upstreamResponded(res: ServerResponse): void {
+  const x = (res as Observed)[IN_FLIGHT];
   if (x === undefined) return;
   x.upstreamMs = performance.now() - x.upstreamStarted;
   // The client gets certgate's id even when the upstream answered with its own.
-  if (!this.headersSent && this.getHeader(REQUEST_ID_HEADER) !== x.id) this.setHeader(REQUEST_ID_HEADER, x.id);
+  if (!res.headersSent && res.getHeader(REQUEST_ID_HEADER) !== x.id) res.setHeader(REQUEST_ID_HEADER, x.id);
 }
 
 interface RouteSeries {
@@ -144,7 +148,6 @@ class RequestTelemetry implements Telemetry {
   readonly #accessLog: Logger;
   readonly #clients: ClientStore;
   readonly #access: boolean;
-  readonly #verdicts: VerdictContext;
   readonly #connections = new WeakMap<TLSSocket, ConnectionInfo>();
   readonly #series = new Map<string, RouteSeries>();
 
@@ -154,22 +157,20 @@ class RequestTelemetry implements Telemetry {
     this.#accessLog = opts.log.child({}, { redact: [] });
     this.#clients = opts.clients;
     this.#access = opts.access;
-    this.#verdicts = opts.verdicts;
-    for (const route of opts.routes) {
-      opts.metrics.authzDenied.inc({ route }, 0);
-      for (const kind of UPSTREAM_ERROR_KINDS) opts.metrics.upstreamErrors.inc({ route, kind }, 0);
-    }
     opts.metrics.connectionsRejected.inc({ reason: 'max_connections' }, 0);
   }
 
-  attach(server: TlsServer): void {
-    // Registered after proxy/listener.ts's listener, so the connection's verdict is already decided.
-    server.on('secureConnection', (socket: TLSSocket) => this.#connection(socket));
+  readonly upstreamResponded = upstreamResponded;
+
+  routes(names: readonly string[]): void {
+    for (const route of names) {
+      this.#metrics.authzDenied.inc({ route }, 0);
+      for (const kind of UPSTREAM_ERROR_KINDS) this.#metrics.upstreamErrors.inc({ route, kind }, 0);
+    }
   }
 
-  #connection(socket: TLSSocket): void {
+  connection(socket: TLSSocket, verdict: ConnectionVerdict): void {
     const now = Date.now();
-    const verdict = connectionVerdict(socket, this.#verdicts, now);
     const identity = verdict.kind === 'anonymous' ? undefined : verdict.identity;
     let client: ClientEntry | undefined;
     if (identity !== undefined) {
@@ -186,7 +187,7 @@ class RequestTelemetry implements Telemetry {
     });
   }
 
-  upgrade(req: IncomingMessage, socket: Duplex): UpgradeRecord {
+  upgrade(req: RequestView, socket: Duplex): UpgradeRecord {
     const id = requestIdFor(req.headers[REQUEST_ID_HEADER]);
     req.headers[REQUEST_ID_HEADER] = id;
     const tls = req.socket as TLSSocket;
@@ -213,7 +214,7 @@ class RequestTelemetry implements Telemetry {
     return record;
   }
 
-  begin(req: IncomingMessage, res: ServerResponse): RequestRecord {
+  begin(req: RequestView, res: ServerResponse): void {
     const id = requestIdFor(req.headers[REQUEST_ID_HEADER]);
     req.headers[REQUEST_ID_HEADER] = id;
     res.setHeader(REQUEST_ID_HEADER, id);
@@ -223,7 +224,6 @@ class RequestTelemetry implements Telemetry {
     this.#metrics.httpInFlight.inc();
     // 'on', not 'once': each fires once per response anyway, and once() allocates a wrapper per call.
     res.on('close', onResponseClose);
-    return x;
   }
 
   answered(res: ServerResponse, route: string): void {
@@ -244,14 +244,17 @@ class RequestTelemetry implements Telemetry {
     if (reason !== undefined) x.conn.client = this.#clients.refusal(client, reason, Date.now());
   }
 
-  forwarding(req: IncomingMessage, res: ServerResponse, route: string): void {
+  forwarding(req: RequestView & Pick<IncomingMessage, 'on'>, res: ServerResponse, route: string): void {
     const x = (res as Observed)[IN_FLIGHT];
     if (x === undefined) return;
     x.route = route;
     // Set again: the client's Connection header may have named it as hop-by-hop.
     req.headers[REQUEST_ID_HEADER] = x.id;
     x.upstreamStarted = performance.now();
-    res.on('pipe', onResponsePipe);
+    // Beside the hop's own reading of the body (both see every chunk; the hop keeps the backpressure).
+    req.on('data', (chunk: Buffer) => {
+      x.bytesIn += chunk.length;
+    });
   }
 
   /** The response closed (sent, or the client went away). */

@@ -9,7 +9,7 @@
  * - a non-101 answer was relayed without backpressure (one client grew RSS to 1.5 GB);
  * - a socket waiting for the upstream had no timeout at all.
  * Here: the request is refused before anything is contacted unless it is a bodiless GET with
- * `Upgrade: websocket` (upgradeRefusal, called by handler.ts); the upstream connection is opened for this
+ * `Upgrade: websocket` (upgradeRefusal, called by pipeline.ts); the upstream connection is opened for this
  * request alone (agent: false) and closed after any answer but a 101; every byte either way goes through
  * pipe() (backpressure); until a 101 is relayed the client socket is under the route's timeout_ms.
  */
@@ -18,7 +18,7 @@ import https from 'node:https';
 import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { RouteConfig } from '../config/types.js';
-import { classifyUpstreamError, type UpstreamFailure } from './upstream-error.js';
+import { classifyUpstreamError, upstreamFailureBody, type UpstreamFailure } from './upstream-error.js';
 import type { HopTarget } from './hop.js';
 import { outgoingPath, upstreamHostname } from './request-target.js';
 import { RESPONSE_HOP_BY_HOP } from './hop-by-hop.js';
@@ -47,7 +47,7 @@ export function upgradeRefusal(method: string | undefined, headers: http.Incomin
   return undefined;
 }
 
-/** One route's WebSocket upstream, prepared once (upstreams.ts). */
+/** One route's WebSocket upstream, prepared once per generation (upstreams.ts). */
 export interface TunnelTarget {
   readonly route: string;
   readonly timeoutMs: number;
@@ -79,7 +79,7 @@ export interface TunnelEvents {
 }
 
 /**
- * Forwards one admitted Upgrade request (headers final on req.headers, handler.ts) and splices the sockets
+ * Forwards one admitted Upgrade request (headers final on req.headers, request-headers.ts) and splices the sockets
  * on a 101. The client socket is the raw TLS socket Node handed over with the 'upgrade' event.
  */
 export function openTunnel(
@@ -173,9 +173,7 @@ export function openTunnel(
     answered = true;
     events.status(failure.status);
     onError(err, failure, target.route, req);
-    sendErrorOnSocket(socket, failure.status, failure.status === 504
-      ? { error: 'upstream_timeout', kind: failure.kind, message: 'the upstream did not answer in time' }
-      : { error: 'upstream_unavailable', kind: failure.kind, message: 'the upstream could not be reached' });
+    sendErrorOnSocket(socket, failure.status, upstreamFailureBody(failure));
   }
 
   function onClientTimeout(): void {

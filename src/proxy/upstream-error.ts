@@ -1,9 +1,11 @@
 /**
- * One small function turns an upstream failure into a status and a bounded `kind` label
- * (caddy's statusError idea). 504 only for timeouts; everything else the client sees as 502.
+ * Upstream failures: one small function turns one into a status and a bounded `kind` label (caddy's
+ * statusError idea; 504 only for timeouts, everything else the client sees as 502), and one answer says
+ * so, for the hop and the tunnel alike.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { ErrorBody } from '../respond.js';
 
 export type UpstreamErrorKind = 'refused' | 'reset' | 'timeout' | 'dns' | 'tls' | 'other';
 
@@ -41,3 +43,10 @@ export function classifyUpstreamError(err: NodeJS.ErrnoException, timedOut: bool
 export type UpstreamErrorHandler = (
   err: NodeJS.ErrnoException, failure: UpstreamFailure, route: string, req: IncomingMessage, res: ServerResponse | Duplex,
 ) => void;
+
+/** What the client is told (502/504 JSON; the hop on its response, the tunnel on its raw socket). */
+export function upstreamFailureBody(failure: UpstreamFailure): ErrorBody {
+  return failure.status === 504
+    ? { error: 'upstream_timeout', kind: failure.kind, message: 'the upstream did not answer in time' }
+    : { error: 'upstream_unavailable', kind: failure.kind, message: 'the upstream could not be reached' };
+}

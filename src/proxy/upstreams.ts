@@ -1,26 +1,22 @@
 /**
- * The hop to the upstream, and the one place that picks the engine (issue #4):
- * - web(): hop.ts on an undici Pool per route (created here): measured, 0.5–0.6 of the node:http hop's
- *   CPU per request (the bare hops in /tmp/hopbench: GET 123 → 61 µs, 4 KiB POST 153 → 80 µs; certgate
- *   as a whole: GET 154 → 92 µs, POST 179 → 103 µs; hop.ts has the details);
- * - ws(): tunnel.ts, one fresh upstream connection per WebSocket upgrade, never pooled (it replaced
- *   http-proxy-3's ws(), whose pooled agent let a refused upgrade desync the upstream: issue #13).
+ * The upstreams of a configuration generation, per route (issue #4): what the forward step needs to reach
+ * them, built once per route —
+ * - for plain HTTP (hop.ts): an undici Pool per route (created here); why undici: bench/README.md;
+ * - for WebSocket upgrades (tunnel.ts): the connect options of one fresh upstream connection per upgrade,
+ *   never pooled (it replaced http-proxy-3's ws(), whose pooled agent let a refused upgrade desync the
+ *   upstream: issue #13).
  * Both verify an https upstream the same way: upstream_ca (else Node's CAs), against the URL's host name
  * (SNI too; none for an IP), never against the client's Host header.
- * Headers are already final on req.headers when web() or ws() is called (handler.ts).
  */
-import type http from 'node:http';
 import { isIP } from 'node:net';
-import type { Duplex } from 'node:stream';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { Dispatcher, Pool as UndiciPool, buildConnector as UndiciBuildConnector } from 'undici';
 import type { RouteConfig } from '../config/types.js';
 import { CertgateError } from '../errors.js';
-import type { UpstreamErrorHandler, UpstreamFailure } from './upstream-error.js';
-import { createHop, hopTarget, type HopTarget } from './hop.js';
+import { hopTarget, type HopTarget } from './hop.js';
 import { upstreamHostname } from './request-target.js';
-import { openTunnel, tunnelTarget, type TunnelEvents, type TunnelTarget } from './tunnel.js';
+import { tunnelTarget, type TunnelTarget } from './tunnel.js';
 
 // undici's own modules, not its index, which also loads fetch, WebSocket, EventSource, caches and mocks:
 // certgate starts ~50 ms sooner and ~5 MB smaller (Node 20). undici is pinned exactly; test/unit/hop.test.ts
@@ -44,25 +40,24 @@ function onPoolDisconnect(_origin: URL, targets: readonly unknown[]): void {
   while (queue[pending]?.aborted === true) queue.splice(pending, 1);
 }
 
-export interface Forwarder {
-  /** @param clientWantsClose the client's own Connection: close (its Connection header is stripped before). */
-  web(req: http.IncomingMessage, res: http.ServerResponse, route: RouteConfig, clientWantsClose: boolean): void;
-  /** An admitted WebSocket upgrade (tunnel.ts); `events` hears its outcome and, on a 101, how to end the tunnel. */
-  ws(req: http.IncomingMessage, socket: Duplex, head: Buffer, route: RouteConfig, events: TunnelEvents): void;
+/** One route's upstream, both ways. */
+export interface UpstreamTarget {
+  /** Plain HTTP requests (hop.ts, on the route's undici Pool). */
+  readonly hop: HopTarget;
+  /** WebSocket upgrades (tunnel.ts). */
+  readonly tunnel: TunnelTarget;
+}
+
+export interface Upstreams {
+  /** The target of an admitted route (every route has one). */
+  get(route: string): UpstreamTarget;
+  /** Like agent.destroy(): connections closed now, requests still running fail (their onError counts them). */
   close(): void;
 }
 
-interface RouteTarget {
-  /** WebSocket upgrades (tunnel.ts). */
-  readonly tunnel: TunnelTarget;
-  /** Everything else (hop.ts, on the route's undici Pool). */
-  readonly hop: HopTarget;
-}
-
-export async function createForwarder(
-  routes: readonly RouteConfig[], onError: UpstreamErrorHandler, draining: () => boolean = () => false,
-): Promise<Forwarder> {
-  const targets = new Map<string, RouteTarget>();
+/** Reads every upstream_ca (a missing file refuses start-up with the route's name) and opens the pools. */
+export async function createUpstreams(routes: readonly RouteConfig[]): Promise<Upstreams> {
+  const targets = new Map<string, UpstreamTarget>();
   const pools: Dispatcher[] = [];
   for (const route of routes) {
     const ca = await upstreamCa(route);
@@ -71,19 +66,9 @@ export async function createForwarder(
     const hop = hopTarget(route, pool);
     targets.set(route.name, { hop, tunnel: tunnelTarget(route, hop, ca) });
   }
-  const hop = createHop(onError, draining);
-  // The tunnel answers its own 502/504 on the raw socket; onError counts and logs.
-  const onTunnelError = (err: NodeJS.ErrnoException, failure: UpstreamFailure, route: string, req: http.IncomingMessage): void =>
-    onError(err, failure, route, req, req.socket);
   return {
-    web(req, res, route, clientWantsClose) {
-      hop(req, res, targets.get(route.name)!.hop, clientWantsClose);
-    },
-    ws(req, socket, head, route, events) {
-      openTunnel(req, socket, head, targets.get(route.name)!.tunnel, onTunnelError, events);
-    },
+    get: (route) => targets.get(route)!,
     close() {
-      // Like agent.destroy(): connections closed now, requests still running fail (onError counts them).
       for (const p of pools) p.destroy(null, ignore);
     },
   };

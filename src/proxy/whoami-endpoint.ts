@@ -3,13 +3,13 @@
  * itself, before any route (never forwarded), with what the upstream would see for this client on this
  * connection — the identity and X-Forwarded-* headers — and which route a request would take.
  *
- * Only for connections the verdict admits: a refused client gets the usual 400 from the handler (the
+ * Only for connections the verdict admits: a refused client gets the usual 400 from the admit step (the
  * probe shows that reason), a client without a certificate (client_auth: optional) a 400 saying so.
  * `?path=/api/x` asks about another path than `/` (the probe passes the URL's path). Nothing here
  * names identities that *would* be allowed: only this client's own decision, and with
  * `errors.verbose` the rule kinds that refused it, as the 403 bodies do.
  */
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { ClientIdentity } from '../identity/types.js';
 import { isClientControlledHeader } from '../identity/headers.js';
 import type { ConnectionVerdict } from './verdict.js';
@@ -17,6 +17,7 @@ import type { Router } from './routes.js';
 import type { Policy } from './policy.js';
 import { normalizeRequestPath } from './path.js';
 import { sendJson } from '../respond.js';
+import type { RequestView } from './request-view.js';
 
 /** Route label of whoami answers in metrics and access logs (bounded, never a client string). */
 export const WHOAMI_ROUTE = '(whoami)';
@@ -44,15 +45,15 @@ export interface WhoamiOptions {
   readonly match: Router;
   readonly policies: ReadonlyMap<string, Policy>;
   readonly verbose: boolean;
-  /** The request headers after certgate's own preparation for `identity` (the handler's step 5, on a copy). */
-  readonly upstreamHeaders: (req: IncomingMessage, identity: ClientIdentity | undefined) => IncomingHttpHeaders;
+  /** The request headers after certgate's own preparation for `identity` (the headers step, on a copy). */
+  readonly upstreamHeaders: (req: RequestView, identity: ClientIdentity | undefined) => IncomingHttpHeaders;
 }
 
 export interface WhoamiEndpoint {
   /** The request targets whoami_path exactly (any query). */
   matches(url: string | undefined): boolean;
   /** Answers a request on a connection whose verdict is not "refused". */
-  respond(req: IncomingMessage, res: ServerResponse, verdict: Exclude<ConnectionVerdict, { kind: 'refused' }>, close: boolean): void;
+  respond(req: RequestView, res: ServerResponse, verdict: Exclude<ConnectionVerdict, { kind: 'refused' }>, close: boolean): void;
 }
 
 export function createWhoamiEndpoint(opts: WhoamiOptions): WhoamiEndpoint {
@@ -80,7 +81,7 @@ export function createWhoamiEndpoint(opts: WhoamiOptions): WhoamiEndpoint {
   };
 }
 
-function answer(req: IncomingMessage, identity: ClientIdentity, opts: WhoamiOptions): { status: number; body: unknown } {
+function answer(req: RequestView, identity: ClientIdentity, opts: WhoamiOptions): { status: number; body: unknown } {
   const asked = new URL(req.url ?? '/', 'https://certgate.invalid').searchParams.get('path') ?? '/';
   const target = normalizeRequestPath(asked);
   if (!target.ok) {

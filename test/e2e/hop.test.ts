@@ -453,12 +453,12 @@ test('hop: a request given up while it waits for a pooled connection never reach
   const upstreamUrl = `http://127.0.0.1:${(upstream.address() as net.AddressInfo).port}`;
   const pool = new Pool(upstreamUrl, { connections: 1, pipelining: 1 });
   const errors: string[] = [];
-  const hop = createHop((err) => errors.push(String(err.code)), () => false);
+  const hop = createHop({ onError: (err) => errors.push(String(err.code)), onResponse: () => undefined, draining: () => false });
   const target = hopTarget({ name: 'queue', upstream: new URL(upstreamUrl), timeout_ms: 10_000 } as unknown as RouteConfig, pool);
   let frontClosed = 0;
   const front = http.createServer((req, res) => {
     res.on('close', () => frontClosed++);
-    delete req.headers.connection; // hop-by-hop: handler.ts strips it before the hop
+    delete req.headers.connection; // hop-by-hop: request-headers.ts strips it before the hop
     hop(req, res, target, false);
   });
   await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));

@@ -103,7 +103,7 @@ test('websocket: a verified client forging X-Client-Cert-Subject on the Upgrade 
     assert.deepEqual(raw('x-forwarded-for'), ['127.0.0.1']);
     assert.deepEqual(raw('x-real-ip'), []);
     assert.deepEqual(raw('x-forwarded-host'), [`localhost:${gate.port}`]);
-    // README: "-Proto: https … WebSocket upgrades are proxied with the same headers"; handler.ts sends
+    // README: "-Proto: https … WebSocket upgrades are proxied with the same headers"; request-headers.ts sends
     // `wss` for upgrades (as Traefik does). Either way exactly one, never the client's.
     const proto = raw('x-forwarded-proto');
     assert.equal(proto.length, 1, JSON.stringify(proto));

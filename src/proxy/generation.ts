@@ -1,0 +1,66 @@
+/**
+ * A configuration generation: every part of the pipeline that depends on the config — router, policies,
+ * header options, upstream pools, per-request limits, the whoami_path answer — built from one Config,
+ * together. Each request reads the current generation once, when it arrives, and is served by that
+ * snapshot to its end; a live reload (issue 17) builds a new one and swaps it in for the requests after.
+ */
+import type { Config, HeadersConfig, RouteConfig } from '../config/types.js';
+import { createRouter, type Router } from './routes.js';
+import { compileAllow, type Policy } from './policy.js';
+import { createUpstreams, type Upstreams } from './upstreams.js';
+import { createWhoamiEndpoint, type WhoamiEndpoint } from './whoami-endpoint.js';
+import { prepareHeaders } from './request-headers.js';
+
+/** The part of the config a generation is built from. */
+export type GenerationConfig = Pick<Config, 'routes' | 'headers' | 'errors' | 'strict_paths' | 'whoami_path'>
+  & { readonly limits: Pick<Config['limits'], 'max_requests_per_connection'> };
+
+export interface Generation {
+  /** 1 for the config certgate started with; each applied config counts up. */
+  readonly id: number;
+  readonly routes: readonly RouteConfig[];
+  readonly match: Router;
+  /** Every route's compiled allow list, by route name. */
+  readonly policies: ReadonlyMap<string, Policy>;
+  readonly headers: HeadersConfig;
+  /** strict_paths (path.ts). */
+  readonly strictPaths: boolean;
+  /** errors.verbose: 403 bodies name the rule kinds that refused. */
+  readonly verboseErrors: boolean;
+  /**
+   * limits.max_requests_per_connection: the last allowed response says Connection: close (Node's own
+   * maxRequestsPerSocket, set on the listener, is the backstop). 0 = unlimited.
+   */
+  readonly maxRequestsPerConnection: number;
+  /** certgate's own answer at whoami_path; undefined when not configured. */
+  readonly whoami: WhoamiEndpoint | undefined;
+  readonly upstreams: Upstreams;
+  /** Closes the upstream pools (requests still on them fail). */
+  close(): void;
+}
+
+/** Where the pipeline finds the generation a new request takes. */
+export interface Generations {
+  readonly current: Generation;
+}
+
+export async function buildGeneration(config: GenerationConfig, id: number): Promise<Generation> {
+  const match = createRouter(config.routes);
+  const policies = new Map(config.routes.map((r) => [r.name, compileAllow(r.allow)] as const));
+  const headers = config.headers;
+  const upstreams = await createUpstreams(config.routes);
+  // whoami_path (certgate probe): the headers step's result for this connection, computed on a copy.
+  const whoami = config.whoami_path === undefined ? undefined : createWhoamiEndpoint({
+    path: config.whoami_path, match, policies, verbose: config.errors.verbose,
+    upstreamHeaders: (req, identity) => {
+      const view = { headers: { ...req.headers }, socket: req.socket };
+      prepareHeaders(view, identity, false, headers);
+      return view.headers;
+    },
+  });
+  return {
+    id, routes: config.routes, match, policies, headers, strictPaths: config.strict_paths, verboseErrors: config.errors.verbose,
+    maxRequestsPerConnection: config.limits.max_requests_per_connection, whoami, upstreams,
+    close: () => upstreams.close(),
+  };
+}

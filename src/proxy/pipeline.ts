@@ -1,0 +1,185 @@
+/**
+ * The request pipeline: one request, top to bottom, as named steps over a transport-neutral request view
+ * (request-view.ts). Every request takes the current configuration generation once (generation.ts) and is
+ * served by that snapshot to its end.
+ *
+ *   0 connection  once per TLS connection (listener.ts calls connection()): the verdict (verdict.ts) and
+ *                 the connection's telemetry record
+ *   1 admit       admit.ts: verdict → path → host → route → policy → guards
+ *                 → 400 client_certificate_{required,invalid} | 421 (close) | 400 bad_request | 404 | 403 | 411 | 413
+ *                 whoami_path, after the verdict: answered by certgate (whoami-endpoint.ts), never forwarded
+ *   2 headers     request-headers.ts: hop-by-hop and client copies of certgate's headers out, identity and
+ *                 X-Forwarded-* in
+ *   3 forward     hop.ts (HTTP, on the route's undici Pool) | tunnel.ts (WebSocket, one connection each,
+ *                 re-checked against the current trust by tunnel-watch.ts) → 502/504 (upstream-error.ts)
+ *   4 observe     telemetry.ts: begin (X-Request-Id) → refused | answered | forwarding → upstream responded;
+ *                 metrics, one access line and /clients when the response (or the tunnel) closes
+ *
+ * A WebSocket upgrade goes through the same steps; before them, its own shape is checked (upgradeRefusal:
+ * a bodiless GET with Upgrade: websocket, else 400 and close). Every step is called here, in this order:
+ * nothing depends on the order listeners were registered in, or on events emitted for another module.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../admin/metrics.js';
+import { sendError, sendErrorOnSocket } from '../respond.js';
+import { connectionVerdict, type ConnectionVerdict, type VerdictContext } from './verdict.js';
+import { admitRequest, verdictRefusal, type Admitted, type Refusal } from './admit.js';
+import { prepareHeaders } from './request-headers.js';
+import { createHop } from './hop.js';
+import { openTunnel, upgradeRefusal, type TunnelErrorHandler } from './tunnel.js';
+import { createTunnelWatch, type TunnelWatch } from './tunnel-watch.js';
+import { upstreamFailureBody, type UpstreamErrorHandler } from './upstream-error.js';
+import type { Telemetry } from './telemetry.js';
+import type { Generation, Generations } from './generation.js';
+import type { RequestView } from './request-view.js';
+import { WHOAMI_ROUTE } from './whoami-endpoint.js';
+
+export interface PipelineOptions {
+  readonly verdicts: VerdictContext;
+  readonly telemetry: Telemetry;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  /** The configuration generation each new request takes. */
+  readonly generations: Generations;
+  /** True once shutdown began: responses then close their connection (idle keep-alive must not linger). */
+  readonly draining: () => boolean;
+}
+
+export interface Pipeline {
+  /** Step 0, once per TLS connection when its handshake completes: the verdict on it, recorded. */
+  connection(socket: TLSSocket): ConnectionVerdict;
+  /** One HTTP request. */
+  request(req: IncomingMessage, res: ServerResponse): void;
+  /** One Upgrade request, on the raw socket Node handed over. */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** Open WebSocket tunnels, re-checked against the current trust. */
+  readonly tunnels: TunnelWatch;
+}
+
+type Refused = Extract<ConnectionVerdict, { kind: 'refused' }>;
+
+export function createPipeline(opts: PipelineOptions): Pipeline {
+  const { verdicts, telemetry, metrics, log, generations, draining } = opts;
+
+  /** Connections refused after their handshake, already logged. */
+  const loggedLate = new WeakSet<TLSSocket>();
+  function logLateRefusal(socket: TLSSocket, verdict: Refused, msg = 'client certificate no longer trusted'): void {
+    if (verdict.late !== true || loggedLate.has(socket)) return;
+    loggedLate.add(socket);
+    log.warn({
+      msg, reason: verdict.reason, detail: verdict.detail,
+      remote_address: socket.remoteAddress, client_subject: verdict.identity?.subject, client_fingerprint: verdict.identity?.fingerprint,
+    });
+  }
+
+  /** Step 1 for both transports: the connection's verdict now, then the request's own checks. */
+  function admit(req: RequestView, socket: TLSSocket, verdict: ConnectionVerdict, gen: Generation): Admitted | Refusal {
+    if (verdict.kind === 'refused') {
+      logLateRefusal(socket, verdict);
+      return verdictRefusal(verdict);
+    }
+    const a = admitRequest(req, verdict.kind === 'verified' ? verdict.identity : undefined, gen);
+    if ('status' in a && a.step === 'policy') metrics.authzDenied.inc({ route: a.route! });
+    return a;
+  }
+
+  /** limits.max_requests_per_connection, counted per connection. */
+  const requestCounts = new WeakMap<object, number>();
+  function lastRequestClosesConnection(req: IncomingMessage, res: ServerResponse, max: number): void {
+    if (max === 0) return;
+    const n = (requestCounts.get(req.socket) ?? 0) + 1;
+    requestCounts.set(req.socket, n);
+    if (n >= max) res.shouldKeepAlive = false;
+  }
+
+  /** Step 3's failures, once per request: counted, logged, and answered 502/504 (a tunnel answers its own). */
+  const onUpstreamError: UpstreamErrorHandler = (err, failure, route, req, res) => {
+    // Answered already (our own 504 timer, then the upstream's error for the same request): count once.
+    if ('writeHead' in res && (res as ServerResponse).writableEnded) return;
+    metrics.upstreamErrors.inc({ route, kind: failure.kind });
+    log.warn({ msg: 'upstream failed', route, kind: failure.kind, code: err.code, path: req.url });
+    if ('writeHead' in res) sendError(res as ServerResponse, failure.status, upstreamFailureBody(failure));
+  };
+  const onTunnelError: TunnelErrorHandler = (err, failure, route, req) => onUpstreamError(err, failure, route, req, req.socket);
+  const hop = createHop({ onError: onUpstreamError, onResponse: telemetry.upstreamResponded, draining });
+  const tunnels = createTunnelWatch(verdicts, (socket, verdict) => {
+    metrics.tunnelsClosed.inc({ reason: verdict.reason });
+    logLateRefusal(socket, verdict, 'websocket tunnel closed: client certificate no longer trusted');
+  });
+
+  return {
+    tunnels,
+    connection(socket) {
+      const verdict = connectionVerdict(socket, verdicts);
+      telemetry.connection(socket, verdict);
+      return verdict;
+    },
+
+    request(req, res) {
+      const gen = generations.current;
+      telemetry.begin(req, res);
+      lastRequestClosesConnection(req, res, gen.maxRequestsPerConnection);
+      const socket = req.socket as TLSSocket;
+      const verdict = connectionVerdict(socket, verdicts);
+      // whoami_path: certgate answers it itself, after the connection verdict (a refused client hears the
+      // verdict's 400) and before any route; never forwarded.
+      if (gen.whoami !== undefined && verdict.kind !== 'refused' && gen.whoami.matches(req.url)) {
+        telemetry.answered(res, WHOAMI_ROUTE);
+        gen.whoami.respond(req, res, verdict, draining());
+        return;
+      }
+      const a = admit(req, socket, verdict, gen);
+      if ('status' in a) {
+        telemetry.refused(res, a.status, a.body, a.route);
+        sendError(res, a.status, a.body, { close: a.close === true || draining() });
+        return;
+      }
+      const clientWantsClose = draining() || /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
+      prepareHeaders(req, a.identity, false, gen.headers);
+      // Counts the body from here on. max_body_bytes: a declared length was checked by admit; a chunked
+      // body is cut by the hop itself, before the chunk that crosses the limit reaches the upstream.
+      telemetry.forwarding(req, res, a.route.name);
+      hop(req, res, gen.upstreams.get(a.route.name).hop, clientWantsClose);
+    },
+
+    upgrade(req, socket, head) {
+      const gen = generations.current;
+      const record = telemetry.upgrade(req, socket);
+      // whoami_path is certgate's own, plain GET only: an upgrade there is never forwarded either.
+      if (gen.whoami?.matches(req.url) === true) {
+        record.status = 400;
+        record.error = 'bad_request';
+        sendErrorOnSocket(socket as never, 400, { error: 'bad_request', reason: 'whoami_path', message: 'whoami_path answers plain GET only' });
+        return;
+      }
+      // Admission first (a client without a valid certificate hears that), then the upgrade's own shape:
+      // both answered before any upstream is contacted, and the connection closed.
+      const tls = req.socket as TLSSocket;
+      const a = admit(req, tls, connectionVerdict(tls, verdicts), gen);
+      const refusal = 'status' in a ? a : upgradeRefusal(req.method, req.headers);
+      if (refusal !== undefined) {
+        if ('route' in refusal && refusal.route !== undefined) record.route = refusal.route;
+        record.status = refusal.status;
+        record.error = refusal.body.error;
+        sendErrorOnSocket(socket as never, refusal.status, refusal.body);
+        return;
+      }
+      const admitted = a as Admitted;
+      record.route = admitted.route.name;
+      prepareHeaders(req, admitted.identity, true, gen.headers);
+      // Set again: the client's Connection header may have named it as hop-by-hop.
+      req.headers['x-request-id'] = record.id;
+      openTunnel(req, socket, head, gen.upstreams.get(admitted.route.name).tunnel, onTunnelError, {
+        status(status) {
+          record.status = status;
+        },
+        opened(close) {
+          tunnels.add(tls, close);
+        },
+      });
+    },
+  };
+}

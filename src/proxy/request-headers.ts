@@ -1,0 +1,24 @@
+/**
+ * The pipeline's headers step: the headers the upstream sees, written over the request's own (the hop
+ * sends them as they are). Hop-by-hop fields and client copies of certgate's headers go, in every
+ * spelling (identity/headers.ts); the verified identity and X-Forwarded-* are set.
+ */
+import type { HeadersConfig } from '../config/types.js';
+import type { ClientIdentity } from '../identity/types.js';
+import { identityHeaders, stripClientControlled } from '../identity/headers.js';
+import { stripHopByHop } from './hop-by-hop.js';
+import type { RequestView } from './request-view.js';
+
+export function prepareHeaders(
+  req: Pick<RequestView, 'headers' | 'socket'>, identity: ClientIdentity | undefined, upgrade: boolean, options: HeadersConfig,
+): void {
+  const h = req.headers;
+  stripHopByHop(h, upgrade);
+  stripClientControlled(h, options.pass_through);
+  Object.assign(h, identityHeaders(identity, options));
+  h['x-forwarded-for'] = req.socket.remoteAddress ?? '';
+  h['x-forwarded-proto'] = 'https';
+  if (h.host !== undefined) h['x-forwarded-host'] = h.host;
+  // Defence in depth (httpxy #158): never reuse an upstream connection after a chunked request body.
+  if (h['transfer-encoding'] !== undefined) h.connection = 'close';
+}
