@@ -12,10 +12,11 @@ import { CertgateError, CODES, problem, type ErrorCode, type Problem } from '../
 import type { TlsConfig } from '../config/types.js';
 import { describeBlock, looksLikeDer, parsePem, toPem, type PemBlock } from '../x509/pem.js';
 import { crlIssuerLabel, parseCrl } from '../x509/crl.js';
-import {
-  checkChainValidity, checkClientCas, checkCrls, checkLeaf, checkServerChain,
-  type CertRef, type CrlRef, type KeyRef,
-} from './checks.js';
+import { checkClientCas } from './checks/client-cas.js';
+import { checkCrls } from './checks/crls.js';
+import { checkLeaf } from './checks/leaf.js';
+import type { CertRef, CrlRef, KeyRef } from './checks/refs.js';
+import { checkChainValidity, checkServerChain } from './checks/server-chain.js';
 
 export interface TlsCrlInfo {
   /** The CRL's issuer as certgate publishes it (x509/crl.ts crlIssuerLabel), e.g. "O=certgate, CN=certgate dev CA". */

@@ -1,10 +1,11 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { KeyObject, sign, X509Certificate } from 'node:crypto';
-import {
-  checkChainValidity, checkClientCas, checkCrls, checkLeaf, checkServerChain,
-  type CertRef, type CrlRef,
-} from '../../dist/tls/checks.js';
+import { checkClientCas } from '../../dist/tls/checks/client-cas.js';
+import { checkCrls } from '../../dist/tls/checks/crls.js';
+import { checkLeaf } from '../../dist/tls/checks/leaf.js';
+import type { CertRef, CrlRef } from '../../dist/tls/checks/refs.js';
+import { checkChainValidity, checkServerChain } from '../../dist/tls/checks/server-chain.js';
 import { createCa, createCrl, createLeaf, generateKeyPair, x509, type Issued } from '../../dist/pki/x509.js';
 import type { Problem } from '../../dist/errors.js';
 import { readCertificate } from '../../dist/x509/der.js';

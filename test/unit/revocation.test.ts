@@ -198,7 +198,7 @@ test('a stale CRL: refuse → crl_expired, allow → the last CRL is used; a lis
   assert.equal(checkRevocation(node(unlisted), idx, NOW, 'allow'), 'ok');
   assert.equal(checkRevocation(node(listed), idx, NOW, 'refuse'), 'revoked');
   assert.equal(checkRevocation(node(listed), idx, NOW, 'allow'), 'revoked');
-  // nextUpdate itself is still current (as OpenSSL and checks.ts count it); one ms later it is not.
+  // nextUpdate itself is still current (as OpenSSL and tls/checks/crls.ts count it); one ms later it is not.
   const next = stale.nextUpdate?.getTime() ?? 0;
   assert.equal(checkRevocation(node(unlisted), idx, next, 'refuse'), 'ok');
   assert.equal(checkRevocation(node(unlisted), idx, next + 1, 'refuse'), 'crl_expired');

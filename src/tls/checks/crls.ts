@@ -1,0 +1,103 @@
+/**
+ * tls.crl (pure; `now` is passed in): which client CA signed each CRL, cRLSign, freshness, and (in chain
+ * mode) client CAs without a CRL.
+ */
+import { problem, type Problem } from '../../errors.js';
+import { isCa, keyUsageOf } from '../../x509/certificate.js';
+import { crlIssuerLabel, crlIssuerName, crlSignedBy, sameName, subjectName } from '../../x509/crl.js';
+import { certText, displayName, where, type CertRef, type CrlRef } from './refs.js';
+
+export interface CrlInput {
+  readonly crls: readonly CrlRef[];
+  readonly cas: readonly CertRef[];
+  /** The crl file, for findings about CAs without a CRL. */
+  readonly file: string;
+  readonly now: Date;
+  /**
+   * chain (OpenSSL's CRL_CHECK_ALL): a stale CRL or a CA without one locks out all its clients — errors.
+   * leaf (certgate's own check, the default): a CA without a CRL means "not revoked"; a stale CRL refuses
+   * that CA's clients by name (crl_expired) unless crl_stale is allow — warnings, the rest keeps working.
+   */
+  readonly mode?: 'leaf' | 'chain';
+  readonly stale?: 'refuse' | 'allow';
+}
+
+export interface CrlResult {
+  readonly problems: Problem[];
+  /** The client CA that issued each CRL (absent when none did). */
+  readonly issuers: ReadonlyMap<CrlRef, CertRef>;
+}
+
+function crlText(ref: CrlRef): string {
+  const label = crlIssuerLabel(ref.crl);
+  const cn = label.split(', ').find((p) => p.startsWith('CN='));
+  return `the CRL${where(ref)} of ${cn ?? label}`;
+}
+
+/**
+ * Node switches on CRL_CHECK_ALL as soon as any CRL is loaded: every CA in a client's chain
+ * needs a current CRL signed by itself, and one stale CRL refuses every client of that CA.
+ */
+export function checkCrls(input: CrlInput): CrlResult {
+  const { crls, cas, file, now } = input;
+  const mode = input.mode ?? 'chain';
+  const problems: Problem[] = [];
+  const issuers = new Map<CrlRef, CertRef>();
+
+  for (const ref of crls) {
+    const issuerName = crlIssuerName(ref.crl);
+    const named = cas.filter((c) => sameName(subjectName(c.cert), issuerName));
+    const issuer = named.find((c) => crlSignedBy(ref.crl, c.cert));
+    if (issuer === undefined) {
+      problems.push(problem('error', 'CG_CRL_ISSUER', named.length > 0
+        ? `${crlText(ref)} does not verify with the key of ${certText(named[0] as CertRef, ref.file)}, the client CA of that name (a different key: an old or re-created CA?)`
+        : `${crlText(ref)} is issued by ${crlIssuerLabel(ref.crl)}, which is not in tls.client_ca (${cas.map((c) => displayName(c.cert.subject)).join(', ') || 'empty'})`,
+      { file: ref.file }));
+      continue;
+    }
+    issuers.set(ref, issuer);
+    const usage = keyUsageOf(issuer.cert);
+    if (usage !== undefined && !usage.cRLSign) {
+      problems.push(problem('error', 'CG_CRL_ISSUER',
+        `${crlText(ref)} is signed by ${certText(issuer, ref.file)}, whose keyUsage lacks cRLSign; OpenSSL rejects the CRL and every client of that CA`,
+        { file: ref.file, hint: 'reissue the CA certificate with keyUsage cRLSign, or sign CRLs with a CA that has it' }));
+    }
+  }
+
+  // Freshness. With several CRLs of one CA, OpenSSL picks a current one; only a CA whose every
+  // CRL is stale locks its clients out.
+  const byCa = new Map<CertRef, CrlRef[]>();
+  for (const [crl, ca] of issuers) byCa.set(ca, [...(byCa.get(ca) ?? []), crl]);
+  const current = (r: CrlRef): boolean =>
+    r.crl.thisUpdate <= now && (r.crl.nextUpdate === undefined || r.crl.nextUpdate >= now);
+  for (const ref of crls) {
+    const ca = issuers.get(ref);
+    const fallback = ca !== undefined && (byCa.get(ca) ?? []).some((o) => o !== ref && current(o));
+    const severity = fallback || mode === 'leaf' ? 'warning' : 'error';
+    const consequence = fallback
+      ? 'another CRL of that CA is current, so it is ignored'
+      : mode === 'chain'
+        ? 'Node refuses every client of that CA'
+        : input.stale === 'allow'
+          ? 'tls.crl_stale: allow keeps using it'
+          : 'certgate refuses that CA\'s clients (crl_expired) until a fresh CRL arrives';
+    const next = ref.crl.nextUpdate;
+    if (next !== undefined && next < now) {
+      problems.push(problem(severity, 'CG_CRL_EXPIRED',
+        `${crlText(ref)} expired: its nextUpdate was ${next.toISOString()}; ${consequence} (CRL_HAS_EXPIRED)`, { file: ref.file }));
+    } else if (ref.crl.thisUpdate > now) {
+      problems.push(problem(severity, 'CG_CRL_NOT_YET_VALID',
+        `${crlText(ref)} is not valid yet: its thisUpdate is ${ref.crl.thisUpdate.toISOString()} (now ${now.toISOString()}); ${consequence} (CRL_NOT_YET_VALID)`,
+        { file: ref.file }));
+    }
+  }
+
+  for (const ca of cas) {
+    if (mode === 'chain' && !byCa.has(ca) && isCa(ca.cert)) {
+      problems.push(problem('error', 'CG_CRL_MISSING_CA',
+        `the client CA ${certText(ca, file)} has no CRL in this file; with tls.crl set Node checks every CA of a client's chain, so all its clients would be refused (UNABLE_TO_GET_CRL)`,
+        { file, hint: `add the current CRL of ${displayName(ca.cert.subject)} to tls.crl` }));
+    }
+  }
+  return { problems, issuers };
+}
