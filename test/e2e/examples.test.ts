@@ -9,13 +9,15 @@
  * know certgate's server must fail (the server really is verified), and an expired client certificate
  * must come back with certgate's reason, not a bare TLS error.
  *
- * Upstreams (examples/upstreams/): Flask, FastAPI (uvicorn) and Node apps behind certgate must see the
+ * Upstreams (examples/upstreams/): Flask, FastAPI (uvicorn), Express (its own package.json, installed here
+ * with npm ci) and dependency-free Node apps behind certgate must see the
  * verified subject and fingerprint, authorize /admin on the SAN URI, refuse a request without
  * X-Client-Cert-Verified: SUCCESS, and never see identity headers a client forged through certgate.
  * And the reason for the README's "bind to 127.0.0.1" rule: an app reached directly accepts forged ones.
  *
  * A missing tool or Python library is a skip naming it (`t.skip('flask not installed')`), never a pass;
- * .ci/run installs the Debian packages (python3-requests, -aiohttp, -httpx, -flask, -fastapi, uvicorn).
+ * .ci/run installs the Debian packages (python3-requests, -aiohttp, -httpx, -flask, -fastapi, uvicorn);
+ * Express comes from the npm registry (an npm ci that fails, e.g. offline, is a skip saying so).
  */
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -260,8 +262,26 @@ const UPSTREAMS: readonly UpstreamExample[] = [
       return interpreter === undefined ? 'fastapi + uvicorn not installed (Debian: python3-fastapi uvicorn)' : [interpreter, path.join(EXAMPLES, 'upstreams/fastapi/app.py')];
     },
   },
+  {
+    name: 'Express (examples/upstreams/express/app.mjs)',
+    command: () => {
+      const missing = installExampleDependencies('upstreams/express');
+      return missing ?? [process.execPath, path.join(EXAMPLES, 'upstreams/express/app.mjs')];
+    },
+  },
   { name: 'Node (examples/upstreams/node/server.mjs)', command: () => [process.execPath, path.join(EXAMPLES, 'upstreams/node/server.mjs')] },
 ];
+
+/**
+ * `npm ci` in an example with its own package.json, as its README says (every run: the lock file decides,
+ * not what an earlier run left in node_modules). undefined when installed, else the skip reason.
+ */
+function installExampleDependencies(example: string): string | undefined {
+  const r = spawnSync('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts'],
+    { cwd: path.join(EXAMPLES, example), encoding: 'utf8', timeout: 120_000 });
+  if (r.error === undefined && r.status === 0) return undefined;
+  return `npm ci in examples/${example} failed (offline?): ${r.error?.message ?? r.stderr.trim().split('\n').slice(-3).join(' ')}`;
+}
 
 interface AppWhoami {
   readonly app: string;
@@ -362,7 +382,7 @@ for (const example of UPSTREAMS) {
 
 describe('the docs point at files that exist', () => {
   const docs = ['README.md', 'deploy/kubernetes/README.md', 'examples/README.md', 'examples/clients/README.md',
-    ...readdirSync(path.join(EXAMPLES, 'upstreams'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('README.md')).map((f) => `examples/upstreams/${f}`)];
+    ...readdirSync(path.join(EXAMPLES, 'upstreams'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('README.md') && !f.split(path.sep).includes('node_modules')).map((f) => `examples/upstreams/${f}`)];
 
   it('README has the deployment sections the issue asks for', () => {
     const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
