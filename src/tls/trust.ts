@@ -8,7 +8,9 @@ import type { TlsConfig } from '../config/types.js';
 import type { ClientIdentity } from '../identity/types.js';
 import type { RecheckOutcome, TrustCheck } from '../proxy/verdict.js';
 import type { TlsMaterial } from './material.js';
-import { buildRevocationIndex, checkChainRevocation, reverifyTrust, type RevocationIndex, type RevocationStatus } from './revocation.js';
+import { checkChainRevocation, type RevocationStatus } from './revocation/check.js';
+import { buildRevocationIndex, type RevocationIndex } from './revocation/crl-index.js';
+import { reverifyTrust } from './revocation/reverify.js';
 
 export interface TrustState {
   readonly material: TlsMaterial;

@@ -1,5 +1,5 @@
 /**
- * certgate's own CRL check and trust re-check (src/tls/revocation.ts), over an in-memory PKI:
+ * certgate's own CRL check and trust re-check (src/tls/revocation/), over an in-memory PKI:
  *
  *   root ── inter ── leaves            fakeInter: inter's name, another key (also signed by root)
  *        └─ direct (a leaf of the root) otherRoot: trusted by nobody
@@ -10,9 +10,9 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { KeyObject, X509Certificate, sign } from 'node:crypto';
-import {
-  buildRevocationIndex, checkChainRevocation, checkRevocation, reverifyTrust, type RevocationIndex,
-} from '../../dist/tls/revocation.js';
+import { checkChainRevocation, checkRevocation } from '../../dist/tls/revocation/check.js';
+import { buildRevocationIndex, type RevocationIndex } from '../../dist/tls/revocation/crl-index.js';
+import { reverifyTrust } from '../../dist/tls/revocation/reverify.js';
 import { createCa, createCrl, createLeaf, crlToPem, generateKeyPair, randomSerial, x509, type Issued } from '../../dist/pki/x509.js';
 import { children, readCertificate, readOne, TAG } from '../../dist/x509/der.js';
 
