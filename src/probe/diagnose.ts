@@ -12,7 +12,7 @@ import type { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { CODES, problem, type Problem } from '../errors.js';
 import { isSelfSigned, issuedBy } from '../x509/certificate.js';
-import type { Anchor } from './material.js';
+import type { Anchor } from './client-files.js';
 import { namesOf, summarize } from './names.js';
 import type { Attempt } from './connect.js';
 import { refusalHint } from './refusal-hints.js';
@@ -33,7 +33,8 @@ const subjectOf = (c: X509Certificate): string => namesOf(c).subject;
 // ---------------------------------------------------------------------------------------------
 // The server's chain
 
-export interface ServerChainInput {
+/** The chain a server presented to the probe, and what the client trusts to verify it. */
+export interface PresentedChain {
   /** As sent, leaf first. */
   readonly chain: readonly X509Certificate[];
   readonly anchors: readonly Anchor[];
@@ -54,7 +55,7 @@ export interface ServerChainDiagnosis {
   readonly problems: Problem[];
 }
 
-export function diagnoseServerChain(input: ServerChainInput): ServerChainDiagnosis {
+export function diagnoseServerChain(input: PresentedChain): ServerChainDiagnosis {
   const { chain, anchors, caLabel, now } = input;
   const leaf = chain[0];
   if (leaf === undefined) return { trusted: false, path: [], problems: [] };
@@ -126,14 +127,14 @@ function serverPurpose(leaf: X509Certificate): Problem[] {
     { hint: 'the server\'s operator must use a certificate with extendedKeyUsage serverAuth' })];
 }
 
-function caHolds(input: ServerChainInput): string {
+function caHolds(input: PresentedChain): string {
   if (input.caFile === undefined) return input.caLabel;
   const names = input.anchors.map((a) => subjectOf(a.cert));
   return `${input.caLabel} (which holds ${names.length === 0 ? 'no certificate' : names.join('; ')})`;
 }
 
 /** When the CA file holds the issuer of the client's own certificate: the classic two-CA mix-up. */
-function clientCaNote(input: ServerChainInput): string {
+function clientCaNote(input: PresentedChain): string {
   const leaf = input.clientSent?.[0];
   if (leaf === undefined || input.caFile === undefined) return '';
   const mine = input.anchors.find((a) => issuedBy(leaf, a.cert) || (input.clientSent ?? []).some((c) => c !== leaf && issuedBy(c, a.cert)));
@@ -141,14 +142,14 @@ function clientCaNote(input: ServerChainInput): string {
     : `. ${input.caLabel} holds ${subjectOf(mine.cert)}, the CA of your client certificate: verifying the server needs the CA that issued the server's certificate, which may be a different one`;
 }
 
-function untrustedRoot(root: X509Certificate, isLeaf: boolean, input: ServerChainInput): Problem {
+function untrustedRoot(root: X509Certificate, isLeaf: boolean, input: PresentedChain): Problem {
   const what = isLeaf ? `the server certificate ${subjectOf(root)} is self-signed` : `the server's chain ends at the root ${subjectOf(root)}`;
   return problem('error', 'CG_PROBE_SERVER_UNTRUSTED',
     `${what}, which is not in ${caHolds(input)} (clients say: ${isLeaf ? 'self-signed certificate' : 'self-signed certificate in certificate chain'})${clientCaNote(input)}`,
     { file: input.caFile, hint: `if you trust it, pass that certificate with --ca (curl --cacert, requests verify=FILE, ssl.create_default_context(cafile=FILE)); never verify=False` });
 }
 
-function missingIssuer(cur: X509Certificate, isLeaf: boolean, path: readonly string[], input: ServerChainInput): Problem {
+function missingIssuer(cur: X509Certificate, isLeaf: boolean, path: readonly string[], input: PresentedChain): Problem {
   const name = namesOf(cur).issuer;
   const impostor = input.anchors.find((a) => subjectOf(a.cert) === name);
   if (impostor !== undefined) {

@@ -8,7 +8,7 @@
  *   4 certgate only: GET whoami_path → the identity headers the upstream sees, the route
  */
 import { CODES, type Problem } from '../errors.js';
-import { loadProbeMaterial, type ClientMaterial, type ProbeFiles } from './material.js';
+import { readClientFiles, type ClientFilePaths, type ClientFiles } from './client-files.js';
 import { observe, type Observation } from './observe.js';
 import { attempt, type Attempt, type ClientTls } from './connect.js';
 import { clientCertificate, clientVersusCaNames, diagnoseServerChain, outcome } from './diagnose.js';
@@ -18,7 +18,7 @@ import { WHOAMI_MARK, type WhoamiAnswer } from '../proxy/whoami-endpoint.js';
 
 export interface ProbeOptions {
   readonly url: URL;
-  readonly files: ProbeFiles;
+  readonly files: ClientFilePaths;
   /** Where certgate answers whoami (its config's whoami_path). */
   readonly whoamiPath: string;
   readonly timeoutMs: number;
@@ -32,18 +32,18 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeReport> {
   const port = url.port === '' ? 443 : Number(url.port);
   const path = `${url.pathname}${url.search}`;
 
-  const material = await loadProbeMaterial(files);
-  const findings: Problem[] = [...material.problems];
+  const client = await readClientFiles(files);
+  const findings: Problem[] = [...client.problems];
   const certGiven = files.cert !== undefined;
-  const presented = material.tls !== undefined;
-  const tls: ClientTls = { ...material.tls, ...(material.ca !== undefined && { ca: material.ca }) };
+  const presented = client.tls !== undefined;
+  const tls: ClientTls = { ...client.tls, ...(client.ca !== undefined && { ca: client.ca }) };
   // requests refuses to start without a readable CA bundle; so does the probe's verified GET.
-  const observeAs = material.tls !== undefined && material.leafFirst && files.cert !== undefined && material.keyFile !== undefined
-    ? { cert: files.cert, key: material.keyFile, ...(files.passFile !== undefined && { passFile: files.passFile }) }
+  const observeAs = client.tls !== undefined && client.leafFirst && files.cert !== undefined && client.keyFile !== undefined
+    ? { cert: files.cert, key: client.keyFile, ...(files.passFile !== undefined && { passFile: files.passFile }) }
     : undefined;
   const [seen, main] = await Promise.all([
     observe(host, port, opts.timeoutMs, observeAs),
-    material.caUsable ? attempt(url, path, tls, opts.timeoutMs) : Promise.resolve(undefined),
+    client.caUsable ? attempt(url, path, tls, opts.timeoutMs) : Promise.resolve(undefined),
   ]);
   if (!seen.available) {
     findings.push({ severity: 'warning', code: 'CG_PROBE_NO_OPENSSL', message: `${seen.reason ?? 'openssl failed'}: the chain as sent and the CA names the server accepts cannot be shown`, hint: CODES.CG_PROBE_NO_OPENSSL });
@@ -52,14 +52,14 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeReport> {
   // 3 the server's chain: what openssl saw it send, else what Node linked after verifying it
   const chain = seen.chain.length > 0 ? seen.chain : (main?.peerChain ?? []);
   const server = diagnoseServerChain({
-    chain, anchors: material.anchors, caLabel: material.caLabel, host, now, clientSent: material.sent,
+    chain, anchors: client.anchors, caLabel: client.caLabel, host, now, clientSent: client.sent,
     ...(files.ca !== undefined && { caFile: files.ca }),
   });
   findings.push(...server.problems);
-  const leaf = presented ? material.sent[0] : undefined;
+  const leaf = presented ? client.sent[0] : undefined;
   if (leaf !== undefined) findings.push(...clientCertificate(leaf, now, files.cert));
 
-  const request = certificateRequest(seen, material, files.cert, certGiven, findings);
+  const request = certificateRequest(seen, client, files.cert, certGiven, findings);
   if (main !== undefined) {
     const said = outcome(main, { presented, serverExplained: server.problems.some((p) => p.severity === 'error'), host, port })
       // a --cert that could not be used is explained already; "none was given" would mislead
@@ -80,7 +80,7 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeReport> {
     : undefined;
 
   const report: ProbeReport = {
-    url: url.href, host, port, ca: material.caLabel,
+    url: url.href, host, port, ca: client.caLabel,
     ...(files.cert !== undefined && { certFile: files.cert }),
     ...(files.key !== undefined && { keyFile: files.key }),
     server: {
@@ -90,7 +90,7 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeReport> {
       path: server.path,
     },
     ...(leaf !== undefined && {
-      client: { certificate: summarize(leaf, now), sendsAlong: material.sent.slice(1).map((c) => namesOf(c).subject) },
+      client: { certificate: summarize(leaf, now), sendsAlong: client.sent.slice(1).map((c) => namesOf(c).subject) },
     }),
     ...(request !== undefined && { certificateRequest: request }),
     handshake: { ...handshakeOf(main), clientCertificateSent: presented },
@@ -99,7 +99,7 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeReport> {
     findings: order(findings),
     ok: !findings.some((p) => p.severity === 'error'),
     equivalent: equivalentCalls({
-      url: url.href, encryptedKey: material.encryptedKey,
+      url: url.href, encryptedKey: client.encryptedKey,
       ...(files.cert !== undefined && { cert: files.cert }),
       ...(files.key !== undefined && { key: files.key }),
       ...(files.passFile !== undefined && { passFile: files.passFile }),
@@ -111,7 +111,7 @@ export async function runProbe(opts: ProbeOptions): Promise<ProbeReport> {
 
 /** The CertificateRequest as openssl saw it, and whether this client chains to a listed CA. */
 function certificateRequest(
-  seen: Observation, material: ClientMaterial, certFile: string | undefined, certGiven: boolean, findings: Problem[],
+  seen: Observation, client: ClientFiles, certFile: string | undefined, certGiven: boolean, findings: Problem[],
 ): ProbeReport['certificateRequest'] {
   if (seen.certificateRequested === undefined) return undefined;
   if (!seen.certificateRequested) {
@@ -121,8 +121,8 @@ function certificateRequest(
     }
     return { requested: false, caNames: [] };
   }
-  const pool = material.anchors.filter((a) => a.source !== 'built-in roots').map((a) => a.cert);
-  const verdict = material.tls !== undefined ? clientVersusCaNames(material.sent, seen.caNames, pool, certFile) : undefined;
+  const pool = client.anchors.filter((a) => a.source !== 'built-in roots').map((a) => a.cert);
+  const verdict = client.tls !== undefined ? clientVersusCaNames(client.sent, seen.caNames, pool, certFile) : undefined;
   findings.push(...(verdict?.problems ?? []));
   return {
     requested: true, caNames: seen.caNames,

@@ -15,7 +15,7 @@ import { refusalHint } from '../../dist/probe/refusal-hints.js';
 import { createWhoamiEndpoint } from '../../dist/proxy/whoami-endpoint.js';
 import { authorityKeyId } from '../../dist/x509/certificate.js';
 import { REFUSAL_REASONS } from '../../dist/tls/handshake.js';
-import type { Anchor } from '../../dist/probe/material.js';
+import type { Anchor } from '../../dist/probe/client-files.js';
 
 let pki: TestPki;
 let root: X509Certificate;

@@ -8,7 +8,8 @@ import { problem, type Problem } from '../../errors.js';
 import { isCa, isSelfSigned, issuedBy, notAfter, notBefore, sameCertificate } from '../../x509/certificate.js';
 import { certText, day, displayName, missingIssuer, where, type CertRef, type KeyRef } from './refs.js';
 
-export interface ServerChainInput {
+/** certgate's own private key and the certificates of its cert file (tls.bundle, or tls.cert + tls.key), as loaded. */
+export interface ServerBundle {
   readonly key: KeyRef;
   /** Certificates in file order (bundle, or the cert file). */
   readonly certs: readonly CertRef[];
@@ -98,7 +99,7 @@ function chainEndProblems(leaf: CertRef, last: CertRef, pool: CertRef[], knownIs
  * Find the leaf (the certificate matching the key, wherever it sits), order the rest by issuer
  * links, and report mismatch, reordering, broken links, missing issuers and stray certificates.
  */
-export function checkServerChain(input: ServerChainInput): ServerChainResult {
+export function checkServerChain(input: ServerBundle): ServerChainResult {
   const { key, certs } = input;
   const certFile = certs[0]?.file ?? key.file;
   const first = certs[0];

@@ -14,7 +14,7 @@ import { problem, type Problem } from '../errors.js';
 import { parsePem, looksLikeDer, type PemBlock } from '../x509/pem.js';
 import { namesOf } from './names.js';
 
-export interface ProbeFiles {
+export interface ClientFilePaths {
   readonly cert?: string;
   readonly key?: string;
   readonly passFile?: string;
@@ -28,7 +28,7 @@ export interface Anchor {
   readonly source: string;
 }
 
-export interface ClientMaterial {
+export interface ClientFiles {
   readonly problems: Problem[];
   /** The client leaf, then the other certificates of the cert file (sent along, in file order). */
   readonly sent: readonly X509Certificate[];
@@ -87,7 +87,7 @@ function certsOf(blocks: PemBlock[]): X509Certificate[] {
 }
 
 /** Reads --ca (or takes the built-in roots). Problems: unreadable, empty, or a non-CA certificate. */
-async function loadAnchors(caFile: string | undefined, problems: Problem[]): Promise<Pick<ClientMaterial, 'anchors' | 'ca' | 'caLabel' | 'caUsable'>> {
+async function loadAnchors(caFile: string | undefined, problems: Problem[]): Promise<Pick<ClientFiles, 'anchors' | 'ca' | 'caLabel' | 'caUsable'>> {
   if (caFile === undefined) {
     return { anchors: rootCertificates.map((pem) => ({ cert: new X509Certificate(pem), source: 'built-in roots' })), caLabel: BUILTIN_ROOTS, caUsable: true };
   }
@@ -114,7 +114,7 @@ interface KeyFound {
 }
 
 /** The key block: --key, else the first key in the cert file. */
-async function findKey(files: ProbeFiles, certBlocks: PemBlock[], problems: Problem[]): Promise<KeyFound> {
+async function findKey(files: ClientFilePaths, certBlocks: PemBlock[], problems: Problem[]): Promise<KeyFound> {
   if (files.key !== undefined) {
     const bytes = await read(files.key, '--key', problems);
     if (bytes === undefined) return {};
@@ -136,7 +136,7 @@ async function findKey(files: ProbeFiles, certBlocks: PemBlock[], problems: Prob
 }
 
 /** Decrypts/loads the key; reports a missing or wrong passphrase in the client's terms (seed 002). */
-async function openKey(found: KeyFound, files: ProbeFiles, problems: Problem[]): Promise<{ key?: KeyObject; passphrase?: string; encrypted: boolean }> {
+async function openKey(found: KeyFound, files: ClientFilePaths, problems: Problem[]): Promise<{ key?: KeyObject; passphrase?: string; encrypted: boolean }> {
   const { block, path } = found;
   if (block === undefined || path === undefined) return { encrypted: false };
   let passphrase: string | undefined;
@@ -166,7 +166,7 @@ async function openKey(found: KeyFound, files: ProbeFiles, problems: Problem[]):
 }
 
 /** Everything the probe needs from the user's files; never throws. */
-export async function loadProbeMaterial(files: ProbeFiles): Promise<ClientMaterial> {
+export async function readClientFiles(files: ClientFilePaths): Promise<ClientFiles> {
   const problems: Problem[] = [];
   const anchors = await loadAnchors(files.ca, problems);
   if (files.cert === undefined) return { problems, sent: [], encryptedKey: false, leafFirst: false, ...anchors };
