@@ -12,33 +12,10 @@ import type { TLSSocket } from 'node:tls';
 import type { ClientIdentity } from '../identity/types.js';
 import { identityOf, sentChainOf } from '../identity/identity.js';
 import { refusalReason, type RefusalReason } from '../tls/handshake.js';
+import type { HandshakeBasis, PeerChains, RecheckOutcome, TrustCheck } from '../tls/trust.js';
 
-export type RecheckOutcome = 'ok' | 'revoked' | 'crl_expired' | 'unknown_ca' | 'expired' | 'inconclusive';
-
-/** What a later re-check needs to know about the handshake; opaque here (tls/trust.ts defines it). */
-export type HandshakeBasis = unknown;
-
-/** The current trust, as the verdicts need it (implemented by tls/trust.ts over the reloader). */
-export interface TrustCheck {
-  /** Changes whenever a verdict made before may no longer hold. Cheap: read per request. */
-  generation(now: number): number;
-  /**
-   * At the handshake, after OpenSSL verified the chain: certgate's own revocation check. `chain` gives
-   * the intermediates OpenSSL validated with (read only when a CRL check needs them).
-   */
-  atHandshake(identity: ClientIdentity, chain: () => readonly Buffer[], now: number): { readonly status: 'ok' | 'revoked' | 'crl_expired'; readonly basis: HandshakeBasis };
-  /**
-   * For a connection verified under an older generation: trust path and revocation, no handshake.
-   * `chains` gives the intermediates the client itself sent (sentChainOf; undefined where Node does not
-   * tell) and those OpenSSL validated the handshake with (sent ones and client_ca's, identityOf's chain).
-   */
-  recheck(identity: ClientIdentity, chains: PeerChains, basis: HandshakeBasis, now: number): RecheckOutcome;
-}
-
-export interface PeerChains {
-  sent(): readonly Buffer[] | undefined;
-  validated(): readonly Buffer[];
-}
+// The trust interface lives with its implementation (tls/trust.ts); re-exported for the pipeline's importers.
+export type { HandshakeBasis, PeerChains, RecheckOutcome, TrustCheck } from '../tls/trust.js';
 
 export type ConnectionVerdict =
   | {

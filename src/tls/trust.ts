@@ -6,11 +6,37 @@
 import { X509Certificate } from 'node:crypto';
 import type { TlsConfig } from '../config/types.js';
 import type { ClientIdentity } from '../identity/types.js';
-import type { RecheckOutcome, TrustCheck } from '../proxy/verdict.js';
 import type { TlsMaterial } from './material.js';
 import { checkChainRevocation, type RevocationStatus } from './revocation/check.js';
 import { buildRevocationIndex, type RevocationIndex } from './revocation/crl-index.js';
 import { reverifyTrust } from './revocation/reverify.js';
+
+export type RecheckOutcome = 'ok' | 'revoked' | 'crl_expired' | 'unknown_ca' | 'expired' | 'inconclusive';
+
+/** What a later re-check needs to know about the handshake; opaque to the verdicts (proxy/verdict.ts). */
+export type HandshakeBasis = unknown;
+
+/** The current trust, as the connection verdicts (proxy/verdict.ts) need it; createTrustCheck implements it. */
+export interface TrustCheck {
+  /** Changes whenever a verdict made before may no longer hold. Cheap: read per request. */
+  generation(now: number): number;
+  /**
+   * At the handshake, after OpenSSL verified the chain: certgate's own revocation check. `chain` gives
+   * the intermediates OpenSSL validated with (read only when a CRL check needs them).
+   */
+  atHandshake(identity: ClientIdentity, chain: () => readonly Buffer[], now: number): { readonly status: 'ok' | 'revoked' | 'crl_expired'; readonly basis: HandshakeBasis };
+  /**
+   * For a connection verified under an older generation: trust path and revocation, no handshake.
+   * `chains` gives the intermediates the client itself sent (sentChainOf; undefined where Node does not
+   * tell) and those OpenSSL validated the handshake with (sent ones and client_ca's, identityOf's chain).
+   */
+  recheck(identity: ClientIdentity, chains: PeerChains, basis: HandshakeBasis, now: number): RecheckOutcome;
+}
+
+export interface PeerChains {
+  sent(): readonly Buffer[] | undefined;
+  validated(): readonly Buffer[];
+}
 
 export interface TrustState {
   readonly material: TlsMaterial;
