@@ -52,7 +52,7 @@ export function isLoopbackHost(host: string): boolean {
  * A warning when admin.listen leaves loopback without admin.token_file: then anyone who can reach the
  * port reads /clients and the status page. `certgate check` prints it; start-up logs it at warn level.
  */
-export function adminExposure(config: Config): Problem | undefined {
+export function adminExposure(config: Pick<Config, 'admin' | 'file'>): Problem | undefined {
   const { listen, token_file: token, line } = config.admin;
   if (token !== undefined || isLoopbackHost(listen.host)) return undefined;
   const at = `${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;

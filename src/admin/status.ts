@@ -145,7 +145,7 @@ export function localCounters(metrics: Metrics): () => Promise<CounterSnapshot> 
 }
 
 export interface StatusOptions {
-  readonly config: Config;
+  readonly config: Pick<Config, 'routes' | 'tls' | 'admin'>;
   readonly history: ReloadHistory;
   readonly readCounters: () => Promise<CounterSnapshot>;
   /** The material serving new handshakes now (the reloader's `current`). */

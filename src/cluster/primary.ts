@@ -24,22 +24,18 @@
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import tls from 'node:tls';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Config } from '../config/types.js';
-import { CertgateError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { createClusterMetrics, createMetrics } from '../admin/metrics.js';
-import { createAdminServer } from '../admin/server.js';
-import { loadAdminToken } from '../admin/auth.js';
-import { adminExposure } from '../admin/host.js';
 import { mergeClientRecords, type ClientRecord } from '../proxy/clients.js';
-import { createStatus, ReloadHistory, type CounterSnapshot } from '../admin/status.js';
-import { loadTls } from '../tls/material.js';
+import type { CounterSnapshot } from '../admin/status.js';
+import { createSessionTickets } from '../tls/context.js';
 import { createReloader } from '../tls/reloader.js';
+import { createAdminSide, listen, loadAdminInputs, loadStartMaterial, servingFields, startupHistory, urlOf } from '../app/parts.js';
 import { askWorkers, isToPrimary, type ToWorker } from './messages.js';
 import { sumCounters } from './merge.js';
 
@@ -88,17 +84,14 @@ const RESTART_DELAY_MAX_MS = 10_000;
 export async function runPrimary(config: Config, count: number): Promise<number> {
   const log = createLogger({ level: config.log.level, format: config.log.format });
   // Everything a worker would refuse, refused here once, before any fork (exit 2 with file:line).
-  const material = await loadTls(config.tls, { listenHost: config.listen.host });
-  for (const p of material.problems) log[p.severity === 'info' ? 'info' : 'warn']({ msg: p.message, code: p.code, file: p.file, hint: p.hint });
-  const exposed = adminExposure(config);
-  if (exposed !== undefined) log.warn({ msg: exposed.message, code: exposed.code, file: exposed.file, line: exposed.line, hint: exposed.hint });
+  const material = await loadStartMaterial(config, log, true);
   const metrics = createMetrics();
   const clusterMetrics = createClusterMetrics(metrics.registry);
-  const adminToken = config.admin.token_file === undefined ? undefined : await loadAdminToken(config.admin.token_file);
-  const enrollment = config.enrollment === undefined ? undefined
-    : await (await import('../enroll/handler.js')).createEnrollment(config, { counter: metrics.enrollments, log });
+  const inputs = await loadAdminInputs(config, metrics, log);
 
-  const ticketSecret = randomBytes(32).toString('hex');
+  // The session-ticket secret every worker derives its keys from (cluster/worker.ts).
+  const secret = randomBytes(32);
+  const ticketSecret = secret.toString('hex');
   const workers = new Map<Worker, { ready: boolean; startedAt: number }>();
   let url: string | undefined;
   let stopping = false;
@@ -114,12 +107,9 @@ export async function runPrimary(config: Config, count: number): Promise<number>
     }
   };
 
-  const history = new ReloadHistory(20);
-  history.record({ time: Date.now(), trigger: 'startup', file: 'all', result: 'success', serial: material.leaf.serialNumber.toUpperCase() });
+  const history = startupHistory(material);
   const reloader = createReloader({
-    tls: config.tls, listenHost: config.listen.host, initial: material, metrics, log,
-    // Validate-only: building the secure context is the check the workers' setSecureContext will make.
-    server: { setSecureContext: (options) => void tls.createSecureContext(options) },
+    tls: config.tls, listenHost: config.listen.host, initial: material, tickets: createSessionTickets(secret), metrics, log,
     onReload: (event) => {
       history.record(event);
       if (event.result === 'success') broadcast({ cg: 'reload', reason: event.trigger, file: event.file });
@@ -128,9 +118,6 @@ export async function runPrimary(config: Config, count: number): Promise<number>
 
   const readCounters = async (): Promise<CounterSnapshot> => sumCounters(await askWorkers(live(), 'counters', ASK_TIMEOUT_MS) as CounterSnapshot[]);
   const ready = (): boolean => !stopping && [...workers.values()].some((w) => w.ready);
-  const status = createStatus({
-    config, history, readCounters, material: () => reloader.current, ready, url: () => url, auth: adminToken !== undefined,
-  });
   const aggregated = {
     contentType: metrics.registry.contentType,
     async metrics(): Promise<string> {
@@ -139,12 +126,12 @@ export async function runPrimary(config: Config, count: number): Promise<number>
       return AggregatorRegistry.aggregate([own, ...theirs]).metrics();
     },
   };
-  const admin = createAdminServer({
-    registry: aggregated, ready, status, allowedHosts: config.admin.allowed_hosts,
-    clients: { list: async () => mergeClientRecords(await askWorkers(live(), 'clients', ASK_TIMEOUT_MS) as ClientRecord[][], config.admin.clients_max) },
-    ...(adminToken !== undefined && { token: adminToken }),
-    ...(enrollment !== undefined && { enroll: enrollment.handle }),
+  const clients = { list: async () => mergeClientRecords(await askWorkers(live(), 'clients', ASK_TIMEOUT_MS) as ClientRecord[][], config.admin.clients_max) };
+  const admin = createAdminSide({
+    config, inputs, registry: aggregated, readCounters, clients, history, material: () => reloader.current, ready, url: () => url,
   });
+  // Validate-only: building the secure context is the check the workers' setSecureContext will make.
+  const watching = reloader.start({ setSecureContext: (options) => void tls.createSecureContext(options) });
 
   // SCHED_NONE: every worker accepts on the shared socket itself. SCHED_RR (the primary accepts and passes
   // each connection over IPC) measured slower for new connections on this kind of machine (bench/README.md).
@@ -164,7 +151,11 @@ export async function runPrimary(config: Config, count: number): Promise<number>
     worker.on('message', (m: unknown) => {
       if (!isToPrimary(m)) return;
       if (m.cg === 'hello') {
-        worker.send({ cg: 'init', ticketSecret } satisfies ToWorker);
+        // A worker forked just before shutdown began (a replacement) asks only now: it must not start
+        // serving. Its 'hello' is the first moment it can hear anything (a drain broadcast while it was
+        // still loading had no listener), so it is told to stop here, and exits without listening.
+        const reply: ToWorker = stopping ? { cg: 'drain', ms: config.shutdown.drain_timeout_ms } : { cg: 'init', ticketSecret };
+        worker.send(reply);
       } else if (m.cg === 'ready') {
         const state = workers.get(worker);
         if (state !== undefined) state.ready = true;
@@ -213,26 +204,26 @@ export async function runPrimary(config: Config, count: number): Promise<number>
 
   let adminAddress: AddressInfo;
   try {
-    adminAddress = await listenAdmin(admin, config);
+    adminAddress = await listen(admin.server, config.admin.listen, 'admin.listen');
   } catch (err) {
     stopping = true;
     killAll('SIGKILL');
     await reloader.close();
     throw err;
   }
-  await reloader.ready;
-  const adminUrl = `http://${hostForUrl(adminAddress.address)}:${adminAddress.port}`;
+  await watching;
+  const adminUrl = urlOf('http', adminAddress);
   log.info({
     msg: 'certgate listening', url, admin: adminUrl, workers: count, worker_pids: [...workers.keys()].map((w) => w.process.pid),
-    routes: config.routes.map((r) => `${r.name} -> ${r.upstream.href}`), client_auth: config.tls.client_auth,
+    ...servingFields(config),
   });
 
   return new Promise<number>((resolve) => {
     let signalled = false;
     const finish = (code: number): void => {
-      status.close();
-      admin.closeAllConnections();
-      admin.close();
+      admin.status.close();
+      admin.server.closeAllConnections();
+      admin.server.close();
       log.info({ msg: 'certgate stopped', code });
       log.flush(() => resolve(code));
     };
@@ -263,18 +254,4 @@ export async function runPrimary(config: Config, count: number): Promise<number>
     process.on('SIGINT', stop);
     process.on('SIGHUP', () => void reloader.reload('signal'));
   });
-}
-
-function listenAdmin(server: http.Server, config: Config): Promise<AddressInfo> {
-  const at = config.admin.listen;
-  return new Promise((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => {
-      reject(new CertgateError('CG_LISTEN', `admin.listen ${at.host}:${at.port}: ${err.code ?? err.message}`, { cause: err }));
-    });
-    server.listen(at.port, at.host, () => resolve(server.address() as AddressInfo));
-  });
-}
-
-function hostForUrl(address: string): string {
-  return address.includes(':') ? `[${address}]` : address;
 }

@@ -9,26 +9,37 @@
  * ones are the primary's to act on. SIGHUP is ignored here (the primary reloads and tells us).
  */
 import type { Config } from '../config/types.js';
-import { startCertgate, type Certgate } from '../app.js';
+import { startCertgate, type Certgate } from '../app/start.js';
 import { localCounters } from '../admin/status.js';
-import { useTicketSecret } from '../tls/context.js';
+import { createSessionTickets } from '../tls/context.js';
 import { isToWorker, type Question, type ToPrimary } from './messages.js';
 
 export async function runWorker(config: Config): Promise<number> {
   const send = (m: ToPrimary): void => {
     if (process.connected) process.send!(m);
   };
-  const secret = await new Promise<string>((resolve) => {
+  // A drain can come before we serve: instead of init (shutdown began while we were forked), or while
+  // certgate starts. Either way we never announce ourselves ready, and stop as soon as we can.
+  let drainBeforeReady: number | undefined;
+  const early = (m: unknown): void => {
+    if (isToWorker(m) && m.cg === 'drain') drainBeforeReady ??= m.ms;
+  };
+  process.on('message', early);
+  const secret = await new Promise<string | undefined>((resolve) => {
     const onInit = (m: unknown): void => {
-      if (!isToWorker(m) || m.cg !== 'init') return;
+      if (!isToWorker(m) || (m.cg !== 'init' && m.cg !== 'drain')) return;
       process.off('message', onInit);
-      resolve(m.ticketSecret);
+      resolve(m.cg === 'init' ? m.ticketSecret : undefined);
     };
     process.on('message', onInit);
     send({ cg: 'hello' });
   });
-  useTicketSecret(Buffer.from(secret, 'hex'));
-  const app = await startCertgate(config, { role: 'worker' });
+  if (secret === undefined) {
+    process.off('message', early);
+    return 0;
+  }
+  const app = await startCertgate(config, { role: 'worker', tickets: createSessionTickets(Buffer.from(secret, 'hex')) });
+  process.off('message', early);
 
   return new Promise<number>((resolve) => {
     let draining = false;
@@ -63,7 +74,8 @@ export async function runWorker(config: Config): Promise<number> {
     process.on('SIGHUP', () => undefined);
     // The primary is gone (killed, crashed): nobody would stop us any more.
     process.on('disconnect', own);
-    send({ cg: 'ready', url: app.url });
+    if (drainBeforeReady !== undefined) drain(drainBeforeReady);
+    else send({ cg: 'ready', url: app.url });
   });
 }
 

@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.js';
 import cluster from 'node:cluster';
-import { startCertgate } from '../app.js';
+import { startCertgate } from '../app/start.js';
 import { runPrimary, workerCount } from '../cluster/primary.js';
 import { runWorker } from '../cluster/worker.js';
 import type { CommandIo } from './io.js';

@@ -12,7 +12,7 @@ import { createLogLimiter, type Logger } from '../log.js';
 import type { Metrics } from '../admin/metrics.js';
 import type { TlsMaterial } from '../tls/material.js';
 import { tlsClientErrorReason } from '../tls/handshake.js';
-import { secureContextOptions } from '../tls/context.js';
+import { secureContextOptions, type SessionTickets } from '../tls/context.js';
 import { sendErrorOnSocket } from '../respond.js';
 import type { Pipeline } from './pipeline.js';
 
@@ -21,6 +21,7 @@ export interface ListenerOptions {
   readonly tls: TlsConfig;
   /** The material serving the first handshakes (the reloader's current). */
   readonly material: TlsMaterial;
+  readonly tickets: SessionTickets;
   readonly pipeline: Pipeline;
   readonly metrics: Metrics;
   readonly log: Logger;
@@ -29,7 +30,7 @@ export interface ListenerOptions {
 export function createListener(opts: ListenerOptions): https.Server {
   const { limits, pipeline, metrics, log } = opts;
   const server = https.createServer({
-    ...secureContextOptions(opts.material, opts.tls),
+    ...secureContextOptions(opts.material, opts.tls, opts.tickets),
     requestCert: true,
     rejectUnauthorized: false,
     // http/1.0 too: a client offering only it would otherwise get a bare no_application_protocol alert.

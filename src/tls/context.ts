@@ -16,29 +16,33 @@ export const CIPHERS = [
 ].join(':');
 
 /**
- * The secret session-ticket keys derive from: random per process, or under `workers: N` the primary's,
- * handed to every worker (cluster/worker.ts), so a ticket issued by one worker resumes on another.
- */
-let ticketSecret = randomBytes(32);
-
-export function useTicketSecret(secret: Uint8Array): void {
-  if (secret.length < 32) throw new Error('session ticket secret: at least 32 bytes');
-  ticketSecret = Buffer.from(secret);
-}
-
-/**
  * Ticket keys rotate on this period (wall-clock epochs, so every worker rotates at the same moment):
  * a stolen key opens at most one period's sessions. Tickets from the previous period fall back to a
  * full handshake.
  */
 export const TICKET_ROTATION_MS = 3_600_000;
 
-/** 48 bytes for tls.Server ticketKeys: HKDF(secret; trust material digest, rotation epoch). */
-export function ticketKeys(material: TlsMaterial, now = Date.now()): Buffer {
-  const trust = createHash('sha256').update(material.ca.join('\n')).update('\0').update((material.crl ?? []).join('\n')).digest();
-  const epoch = Buffer.alloc(8);
-  epoch.writeBigUInt64BE(BigInt(Math.floor(now / TICKET_ROTATION_MS)));
-  return Buffer.from(hkdfSync('sha256', ticketSecret, Buffer.concat([trust, epoch]), 'certgate session tickets', 48));
+/** The session-ticket keys of one process; its secret is held here and nowhere else. */
+export interface SessionTickets {
+  /** 48 bytes for tls.Server ticketKeys: HKDF(secret; trust material digest, rotation epoch). */
+  keys(material: TlsMaterial, now?: number): Buffer;
+}
+
+/**
+ * `secret`: random per process by default; under `workers: N` the primary's, handed to every worker
+ * (cluster/worker.ts), so a ticket issued by one worker resumes on another.
+ */
+export function createSessionTickets(secret: Uint8Array = randomBytes(32)): SessionTickets {
+  if (secret.length < 32) throw new Error('session ticket secret: at least 32 bytes');
+  const own = Buffer.from(secret);
+  return {
+    keys(material, now = Date.now()) {
+      const trust = createHash('sha256').update(material.ca.join('\n')).update('\0').update((material.crl ?? []).join('\n')).digest();
+      const epoch = Buffer.alloc(8);
+      epoch.writeBigUInt64BE(BigInt(Math.floor(now / TICKET_ROTATION_MS)));
+      return Buffer.from(hkdfSync('sha256', own, Buffer.concat([trust, epoch]), 'certgate session tickets', 48));
+    },
+  };
 }
 
 /** Milliseconds until the next ticket-key rotation. */
@@ -52,7 +56,7 @@ export function untilNextRotation(now = Date.now()): number {
  * Ticket keys derive from the trust material: when client_ca or crl change, old tickets stop resuming,
  * because a resumed session skips certificate verification (a revoked client would get back in).
  */
-export function secureContextOptions(material: TlsMaterial, tls: TlsConfig): SecureContextOptions {
+export function secureContextOptions(material: TlsMaterial, tls: TlsConfig, tickets: SessionTickets): SecureContextOptions {
   return {
     key: material.key,
     cert: material.cert,
@@ -65,7 +69,7 @@ export function secureContextOptions(material: TlsMaterial, tls: TlsConfig): Sec
     maxVersion: 'TLSv1.3',
     ciphers: CIPHERS,
     honorCipherOrder: true,
-    ticketKeys: ticketKeys(material),
+    ticketKeys: tickets.keys(material),
   };
 }
 

@@ -16,7 +16,7 @@ import type { Metrics } from '../admin/metrics.js';
 import type { ReloadEvent } from '../admin/status.js';
 import type { Problem } from '../errors.js';
 import { inspectTls, type TlsMaterial } from './material.js';
-import { secureContextOptions } from './context.js';
+import { secureContextOptions, type SessionTickets } from './context.js';
 import { watchFiles, type FileWatch } from './watch.js';
 import { printDn } from '../x509/dn.js';
 import { readCertificate } from '../x509/der.js';
@@ -31,8 +31,12 @@ export interface Reloader {
   readonly current: TlsMaterial;
   /** Moves when client_ca or crl content changed. */
   readonly generation: number;
-  /** Resolves once file watching is armed (at once when tls.watch is false). */
-  readonly ready: Promise<void>;
+  /**
+   * From now on, validated material is published to `server` (the TLS listener; the cluster primary passes
+   * a validate-only stand-in), and the triggers run. Resolves once file watching is armed (at once when
+   * tls.watch is false). Once; before it, the reloader only holds the initial material.
+   */
+  start(server: Pick<tls.Server, 'setSecureContext'>): Promise<void>;
   reload(reason: string, file?: string): Promise<ReloadResult>;
   close(): Promise<void>;
 }
@@ -40,8 +44,8 @@ export interface Reloader {
 export interface ReloaderOptions {
   readonly tls: TlsConfig;
   readonly listenHost: string;
-  /** Where validated material is published; the cluster primary passes a validate-only stand-in. */
-  readonly server: Pick<tls.Server, 'setSecureContext'>;
+  /** The process's session-ticket keys, part of every secure context published. */
+  readonly tickets: SessionTickets;
   /**
    * Watch the files and re-read them periodically (default true). A cluster worker passes false: the
    * primary's reloader watches, validates, and tells the workers to reload (cluster/primary.ts).
@@ -57,7 +61,8 @@ export interface ReloaderOptions {
 }
 
 export function createReloader(opts: ReloaderOptions): Reloader {
-  const { tls: tlsConfig, server, metrics, log } = opts;
+  const { tls: tlsConfig, metrics, log } = opts;
+  let server: Pick<tls.Server, 'setSecureContext'> | undefined;
   let current = opts.initial;
   let generation = 0;
   let running: Promise<ReloadResult> | undefined;
@@ -76,8 +81,9 @@ export function createReloader(opts: ReloaderOptions): Reloader {
       // the serving chain is complete and the new one is not. Clients that trust only the root would fail.
       return fail(reason, file, [{ ...downgrade, severity: 'error', message: `${downgrade.message}; the serving chain is complete, so this rotation is refused` }]);
     }
+    if (server === undefined) throw new Error('the reloader was not started');
     try {
-      server.setSecureContext(secureContextOptions(material, tlsConfig));
+      server.setSecureContext(secureContextOptions(material, tlsConfig, opts.tickets));
     } catch (err) {
       return fail(reason, file, [{ severity: 'error', code: 'CG_TLS_REJECTED', message: `the TLS stack refused the new material: ${(err as Error).message}` }]);
     }
@@ -147,11 +153,8 @@ export function createReloader(opts: ReloaderOptions): Reloader {
   const files = [tlsConfig.bundle, tlsConfig.cert, tlsConfig.key, tlsConfig.passphrase_file, tlsConfig.client_ca, tlsConfig.crl]
     .filter((f): f is string => f !== undefined);
   const ownTriggers = opts.ownTriggers !== false;
-  const watch: FileWatch | undefined = tlsConfig.watch && ownTriggers
-    ? watchFiles(files, (label) => void reload('watch', label), { onError: (err) => log.warn({ msg: 'file watch error', err: String(err) }) })
-    : undefined;
-  const poll = ownTriggers ? setInterval(() => void reload('poll'), tlsConfig.recheck_interval_ms) : undefined;
-  poll?.unref();
+  let watch: FileWatch | undefined;
+  let poll: NodeJS.Timeout | undefined;
 
   return {
     get current() {
@@ -160,7 +163,16 @@ export function createReloader(opts: ReloaderOptions): Reloader {
     get generation() {
       return generation;
     },
-    ready: watch?.ready ?? Promise.resolve(),
+    start(target) {
+      if (server !== undefined) throw new Error('the reloader was started already');
+      server = target;
+      watch = tlsConfig.watch && ownTriggers
+        ? watchFiles(files, (label) => void reload('watch', label), { onError: (err) => log.warn({ msg: 'file watch error', err: String(err) }) })
+        : undefined;
+      poll = ownTriggers ? setInterval(() => void reload('poll'), tlsConfig.recheck_interval_ms) : undefined;
+      poll?.unref();
+      return watch?.ready ?? Promise.resolve();
+    },
     reload,
     async close() {
       closed = true;

@@ -9,7 +9,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../dist/config/load.js';
-import { startCertgate, type Certgate } from '../../dist/app.js';
+import { startCertgate, type Certgate } from '../../dist/app/start.js';
 import { createLogger } from '../../dist/log.js';
 import { listenEchoUpstream } from '../../dist/echo-upstream.js';
 import type { Config } from '../../dist/config/types.js';

@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 import { test } from 'node:test';
 import { sumCounters } from '../../dist/cluster/merge.js';
 import { cgroupCpuQuota, parseCpuMax, workerCount } from '../../dist/cluster/primary.js';
-import { TICKET_ROTATION_MS, ticketKeys, untilNextRotation, useTicketSecret } from '../../dist/tls/context.js';
+import { createSessionTickets, TICKET_ROTATION_MS, untilNextRotation } from '../../dist/tls/context.js';
 import type { CounterSnapshot } from '../../dist/admin/status.js';
 import type { TlsMaterial } from '../../dist/tls/material.js';
 
@@ -33,7 +33,8 @@ test('sumCounters adds samples per label set, whatever the label order, and keep
 
 test('ticket keys: same secret, trust and epoch → the same 48 bytes in every process; any change → others', () => {
   const material = (ca: string[], crl?: string[]): TlsMaterial => ({ ca, ...(crl && { crl }) }) as unknown as TlsMaterial;
-  useTicketSecret(Buffer.alloc(32, 1));
+  let tickets = createSessionTickets(Buffer.alloc(32, 1));
+  const ticketKeys = (m: TlsMaterial, now: number): Buffer => tickets.keys(m, now);
   const t = 10 * TICKET_ROTATION_MS + 5;
   const k = ticketKeys(material(['ca']), t);
   assert.equal(k.length, 48);
@@ -41,9 +42,10 @@ test('ticket keys: same secret, trust and epoch → the same 48 bytes in every p
   assert.notDeepEqual(ticketKeys(material(['ca']), t + TICKET_ROTATION_MS), k, 'next epoch rotates');
   assert.notDeepEqual(ticketKeys(material(['ca', 'ca2']), t), k, 'a client_ca change renews');
   assert.notDeepEqual(ticketKeys(material(['ca'], ['crl']), t), k, 'a CRL change renews');
-  useTicketSecret(Buffer.alloc(32, 2));
+  assert.deepEqual(createSessionTickets(Buffer.alloc(32, 1)).keys(material(['ca']), t), k, 'another process, the same secret');
+  tickets = createSessionTickets(Buffer.alloc(32, 2));
   assert.notDeepEqual(ticketKeys(material(['ca']), t), k, 'another secret');
-  assert.throws(() => useTicketSecret(Buffer.alloc(16)), /at least 32 bytes/);
+  assert.throws(() => createSessionTickets(Buffer.alloc(16)), /at least 32 bytes/);
   assert.equal(untilNextRotation(t), TICKET_ROTATION_MS - 5);
 });
 

@@ -1,0 +1,153 @@
+/**
+ * The parts every certgate process is assembled from, each built once, from the slice of config it uses.
+ * Two assemblies use them: app/start.ts (one process serving TLS: `workers: 1`, or one worker of the
+ * cluster) and cluster/primary.ts (the cluster's primary: the admin listener and the one watcher).
+ *
+ * Order, for every assembly: what can refuse start-up (TLS material, admin token, enrollment files,
+ * upstream_ca) is loaded before anything that needs closing; the reloader exists before anything reads
+ * the serving material (the trust check, the status page); it starts (publishes, watches) once the
+ * listener it publishes to exists.
+ */
+import type http from 'node:http';
+import type { AddressInfo, Server } from 'node:net';
+import type tls from 'node:tls';
+import type { Config, HostPort } from '../config/types.js';
+import { CertgateError, type Problem } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../admin/metrics.js';
+import { createAdminServer, type AdminOptions } from '../admin/server.js';
+import { loadAdminToken, type AdminToken } from '../admin/auth.js';
+import { adminExposure } from '../admin/host.js';
+import { createStatus, ReloadHistory, type CounterSnapshot, type StatusSource } from '../admin/status.js';
+import type { ClientsView } from '../proxy/clients.js';
+import type { VerdictContext, TrustCheck } from '../proxy/verdict.js';
+import type { Enrollment } from '../enroll/handler.js';
+import { loadTls, type TlsMaterial } from '../tls/material.js';
+import { untilNextRotation, type SessionTickets } from '../tls/context.js';
+
+/**
+ * The TLS material certgate starts with (refuses start-up with file:line when unusable). `report`: log its
+ * problems and warn when the admin listener is exposed without a token (a cluster worker does not: its
+ * primary has, once).
+ */
+export async function loadStartMaterial(
+  config: Pick<Config, 'tls' | 'listen' | 'admin' | 'file'>, log: Logger, report: boolean,
+): Promise<TlsMaterial> {
+  const material = await loadTls(config.tls, { listenHost: config.listen.host });
+  if (!report) return material;
+  for (const p of material.problems) logProblem(log, p);
+  const exposed = adminExposure(config);
+  if (exposed !== undefined) log.warn({ msg: exposed.message, code: exposed.code, file: exposed.file, line: exposed.line, hint: exposed.hint });
+  return material;
+}
+
+function logProblem(log: Logger, p: Problem): void {
+  log[p.severity === 'info' ? 'info' : 'warn']({ msg: p.message, code: p.code, file: p.file, hint: p.hint });
+}
+
+/** What the admin listener needs from files: both refuse start-up with file:line, neither needs closing. */
+export interface AdminInputs {
+  readonly token?: AdminToken;
+  readonly enrollment?: Enrollment;
+}
+
+export async function loadAdminInputs(config: Config, metrics: Metrics, log: Logger): Promise<AdminInputs> {
+  const token = config.admin.token_file === undefined ? undefined : await loadAdminToken(config.admin.token_file);
+  // Imported only when configured: the CSR/PKI libraries cost ~10 MB of RSS per process.
+  const enrollment = config.enrollment === undefined ? undefined
+    : await (await import('../enroll/handler.js')).createEnrollment(config, { counter: metrics.enrollments, log });
+  return { ...(token !== undefined && { token }), ...(enrollment !== undefined && { enrollment }) };
+}
+
+/** The status page's reload history, starting with the material certgate started with. */
+export function startupHistory(material: TlsMaterial): ReloadHistory {
+  const history = new ReloadHistory(20);
+  history.record({ time: Date.now(), trigger: 'startup', file: 'all', result: 'success', serial: material.leaf.serialNumber.toUpperCase() });
+  return history;
+}
+
+/** The connection verdicts' context: the client_auth mode, whether the headers carry the chain, the trust. */
+export function verdictContext(config: Pick<Config, 'tls' | 'headers'>, trust: TrustCheck): VerdictContext {
+  return {
+    mode: config.tls.client_auth,
+    needChain: config.headers.rfc9440 || (config.headers.xfcc && config.headers.forward_cert),
+    trust,
+  };
+}
+
+export interface AdminSideOptions {
+  readonly config: Pick<Config, 'routes' | 'tls' | 'admin'>;
+  readonly inputs: AdminInputs;
+  /** This process's registry, or the primary's aggregate of every worker's. */
+  readonly registry: AdminOptions['registry'];
+  readonly readCounters: () => Promise<CounterSnapshot>;
+  readonly clients: ClientsView;
+  readonly history: ReloadHistory;
+  /** The material serving now (the reloader's current). */
+  readonly material: () => TlsMaterial;
+  readonly ready: () => boolean;
+  /** The TLS listener's URL once listening. */
+  readonly url: () => string | undefined;
+}
+
+export interface AdminSide {
+  readonly server: http.Server;
+  readonly status: StatusSource;
+}
+
+/** The admin listener (not listening yet) and the status page's data behind it. */
+export function createAdminSide(opts: AdminSideOptions): AdminSide {
+  const { config, inputs } = opts;
+  const status = createStatus({
+    config, history: opts.history, readCounters: opts.readCounters, material: opts.material, ready: opts.ready, url: opts.url,
+    auth: inputs.token !== undefined,
+  });
+  const server = createAdminServer({
+    registry: opts.registry, ready: opts.ready, status, clients: opts.clients, allowedHosts: config.admin.allowed_hosts,
+    ...(inputs.token !== undefined && { token: inputs.token }),
+    ...(inputs.enrollment !== undefined && { enroll: inputs.enrollment.handle }),
+  });
+  return { server, status };
+}
+
+/**
+ * Session-ticket keys rotate on wall-clock epochs (the same moment in every worker; tls/context.ts).
+ * Returns the stop.
+ */
+export function rotateTicketKeys(server: tls.Server, tickets: SessionTickets, material: () => TlsMaterial): () => void {
+  let rotation: NodeJS.Timeout | undefined;
+  const next = (): void => {
+    rotation = setTimeout(() => {
+      server.setTicketKeys(tickets.keys(material()));
+      next();
+    }, untilNextRotation() + 50);
+    rotation.unref();
+  };
+  next();
+  return () => clearTimeout(rotation);
+}
+
+/** Listens; a failure is CG_LISTEN naming the config key (`listen`, `admin.listen`) and the address. */
+export function listen(server: Server, at: HostPort, key: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      reject(new CertgateError('CG_LISTEN', `${key} ${at.host}:${at.port}: ${err.code ?? err.message}`, { cause: err }));
+    };
+    server.once('error', onError);
+    server.listen(at.port, at.host, () => {
+      server.off('error', onError);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+/** `scheme://host:port` of a listening address (IPv6 in brackets). */
+export function urlOf(scheme: 'https' | 'http', address: AddressInfo): string {
+  const host = address.address.includes(':') ? `[${address.address}]` : address.address;
+  return `${scheme}://${host}:${address.port}`;
+}
+
+/** The start-up line's description of the proxy: every route and where it goes, the client_auth mode. */
+export function servingFields(config: Pick<Config, 'routes' | 'tls'>): { routes: string[]; client_auth: string } {
+  return { routes: config.routes.map((r) => `${r.name} -> ${r.upstream.href}`), client_auth: config.tls.client_auth };
+}

@@ -1,0 +1,158 @@
+/**
+ * The composition root of a process that serves TLS: `workers: 1`, or one worker of the cluster
+ * (cluster/worker.ts). startCertgate(config) assembles the parts (app/parts.ts), starts the admin
+ * listener and the TLS listener, and returns a handle to stop them. If any part fails to start, the
+ * parts already started are closed. The cluster's primary is assembled from the same parts
+ * (cluster/primary.ts).
+ */
+import type { Server, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { Config } from '../config/types.js';
+import { createLogger, type Logger } from '../log.js';
+import { createMetrics, type Metrics } from '../admin/metrics.js';
+import { localCounters } from '../admin/status.js';
+import { createSessionTickets, type SessionTickets } from '../tls/context.js';
+import { createReloader, type ReloadResult } from '../tls/reloader.js';
+import { createTrustCheck } from '../tls/trust.js';
+import { ClientStore, type ClientsView } from '../proxy/clients.js';
+import { createTelemetry } from '../proxy/telemetry.js';
+import { buildGeneration } from '../proxy/generation.js';
+import { createPipeline } from '../proxy/pipeline.js';
+import { createListener } from '../proxy/listener.js';
+import {
+  createAdminSide, listen, loadAdminInputs, loadStartMaterial, rotateTicketKeys, servingFields, startupHistory, urlOf, verdictContext,
+} from './parts.js';
+
+export interface Certgate {
+  /** https://host:port of the TLS listener (the actual port when the config said 0). */
+  readonly url: string;
+  readonly adminUrl: string;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  /** The client certificates this process saw recently (the cluster primary merges every worker's). */
+  readonly clients: ClientsView;
+  /** Listening, TLS material loaded, not draining. */
+  ready(): boolean;
+  /** Re-reads and validates all TLS material; swaps it in only when valid (SIGHUP does this). */
+  reload(reason: string, file?: string): Promise<ReloadResult>;
+  /** Stops accepting, lets in-flight requests finish (up to drainMs), then closes everything. */
+  close(drainMs?: number): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly log?: Logger;
+  /**
+   * `worker`: one of the cluster's proxy processes (workers: N; cluster/worker.ts). It has no admin
+   * listener (the primary serves /metrics, /clients, the status page and /enroll for all) and does not
+   * watch files itself: the primary's reloader validates each change first and then tells it to reload.
+   */
+  readonly role?: 'single' | 'worker';
+  /** This process's session-ticket keys: a worker's derive from the primary's secret. Default: a random secret. */
+  readonly tickets?: SessionTickets;
+}
+
+export async function startCertgate(config: Config, opts: StartOptions = {}): Promise<Certgate> {
+  const log = opts.log ?? createLogger({ level: config.log.level, format: config.log.format });
+  const worker = opts.role === 'worker';
+  // Before anything that needs closing: bad TLS material, admin token, enrollment files or upstream_ca
+  // refuse start-up with file:line. A worker's primary has checked and reported them already, once.
+  const material = await loadStartMaterial(config, log, !worker);
+  const metrics = createMetrics();
+  const inputs = worker ? {} : await loadAdminInputs(config, metrics, log);
+  const generation = await buildGeneration(config, 1);
+  const generations = { current: generation };
+
+  const tickets = opts.tickets ?? createSessionTickets();
+  const history = startupHistory(material);
+  // The one owner of the serving material: the trust check, the listener and the status page read it here.
+  const reloader = createReloader({
+    tls: config.tls, listenHost: config.listen.host, initial: material, tickets, metrics, log,
+    onReload: (event) => history.record(event), ownTriggers: !worker,
+  });
+  const trust = createTrustCheck(config.tls, () => ({ material: reloader.current, generation: reloader.generation }));
+  const clients = new ClientStore(config.admin.clients_max);
+  const telemetry = createTelemetry({ metrics, log, clients, access: config.log.access });
+  telemetry.routes(generation.routes.map((r) => r.name));
+
+  let stopping = false;
+  let listening = false;
+  let tlsUrl: string | undefined;
+  const ready = (): boolean => listening && !stopping;
+  const pipeline = createPipeline({
+    verdicts: verdictContext(config, trust), telemetry, metrics, log, generations, draining: () => stopping,
+  });
+  const tlsServer = createListener({ limits: config.limits, tls: config.tls, material: reloader.current, tickets, pipeline, metrics, log });
+  const openSockets = new Set<Socket>();
+  tlsServer.on('connection', (socket: Socket) => {
+    openSockets.add(socket);
+    socket.once('close', () => openSockets.delete(socket));
+  });
+  const watching = reloader.start(tlsServer);
+  const stopRotation = rotateTicketKeys(tlsServer, tickets, () => reloader.current);
+  const admin = worker ? undefined : createAdminSide({
+    config, inputs, registry: metrics.registry, readCounters: localCounters(metrics), clients, history,
+    material: () => reloader.current, ready, url: () => tlsUrl,
+  });
+
+  const started: Server[] = [];
+  let adminAddress: AddressInfo | undefined;
+  let tlsAddress: AddressInfo;
+  try {
+    if (admin !== undefined) {
+      adminAddress = await listen(admin.server, config.admin.listen, 'admin.listen');
+      started.push(admin.server);
+    }
+    tlsAddress = await listen(tlsServer, config.listen, 'listen');
+    // node:cluster hands every worker the first worker's ticket keys when it listens (Server._setServerData),
+    // which for a worker started later (a replacement) would be keys of an older epoch and trust: ours again.
+    tlsServer.setTicketKeys(tickets.keys(reloader.current));
+    started.push(tlsServer);
+  } catch (err) {
+    stopRotation();
+    await Promise.all(started.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    await reloader.close();
+    generation.close();
+    admin?.status.close();
+    throw err;
+  }
+  await watching;
+  listening = true;
+  const url = urlOf('https', tlsAddress);
+  tlsUrl = url;
+  const adminUrl = adminAddress === undefined ? '' : urlOf('http', adminAddress);
+  if (worker) {
+    log.info({ msg: 'worker listening', url });
+  } else {
+    log.info({ msg: 'certgate listening', url, admin: adminUrl, ...servingFields(config) });
+  }
+
+  return {
+    url, adminUrl, metrics, log, clients, ready,
+    reload: (reason, file) => reloader.reload(reason, file),
+    async close(drainMs = config.shutdown.drain_timeout_ms) {
+      if (stopping) return;
+      stopping = true;
+      stopRotation();
+      await reloader.close();
+      const drained = new Promise<void>((resolve) => tlsServer.close(() => resolve()));
+      tlsServer.closeIdleConnections();
+      const timer = setTimeout(() => {
+        // Past the drain budget: cut what is left, including upgraded (WebSocket) sockets, which the HTTP
+        // server no longer tracks, and connections still in their handshake.
+        tlsServer.closeAllConnections();
+        for (const socket of openSockets) socket.destroy();
+      }, drainMs);
+      timer.unref();
+      await drained;
+      clearTimeout(timer);
+      pipeline.tunnels.close();
+      generation.close();
+      if (admin !== undefined) {
+        admin.status.close();
+        admin.server.closeAllConnections();
+        await new Promise<void>((resolve) => admin.server.close(() => resolve()));
+      }
+      log.info({ msg: worker ? 'worker stopped' : 'certgate stopped' });
+    },
+  };
+}
