@@ -10,7 +10,7 @@ import path from 'node:path';
 import { CertgateError } from '../errors.js';
 import { buildP12 } from './p12.js';
 import {
-  certToPem, createCa, createCrl, createLeaf, crlNumberOf, crlToPem, importSigningKey, keyToPem, parseCert, parseCrl,
+  certToPem, createCa, createCrl, createLeaf, crlFromPem, crlNumberOf, crlToPem, importSigningKey, keyToPem, parseCert,
   signCsr as signCsrWith, type CrlEntry, type Issuer, type KeyType, type NameSpec,
 } from './x509.js';
 
@@ -204,7 +204,7 @@ export async function revoke(dir: string, certPem: string): Promise<{ serial: st
   let entries: CrlEntry[] = [];
   let crlNumber = 0n;
   if (await exists(crlPath)) {
-    const old = parseCrl(await readFile(crlPath, 'utf8'));
+    const old = crlFromPem(await readFile(crlPath, 'utf8'));
     if (!(await old.verify({ publicKey: ca.cert.publicKey }))) {
       throw new CertgateError('CG_CRL_ISSUER', `${crlPath} is not signed by the dev CA`);
     }

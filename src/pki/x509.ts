@@ -279,7 +279,11 @@ export function parseCert(pem: string): x509.X509Certificate {
   return new x509.X509Certificate(pem);
 }
 
-export function parseCrl(pem: string): x509.X509Crl {
+/**
+ * A CRL as @peculiar/x509 reads it, to carry its entries into the next CRL (dev-pki revoke). certgate
+ * itself reads CRLs with x509/crl.ts.
+ */
+export function crlFromPem(pem: string): x509.X509Crl {
   return new x509.X509Crl(x509.PemConverter.decodeFirst(pem));
 }
 
