@@ -12,8 +12,8 @@
  *   systems serve `/ADMIN` as `/admin`, so `/ADMIN` must meet the `/admin` route's policy.
  * - host compares case-insensitively, without the Host header's port and without one trailing
  *   dot (`example.com.` is the same name); IPv6 `[::1]:8443` compares as `::1` (canonical form, so
- *   `[0::1]` too). A malformed Host never gets here: the handler refuses it (host.ts). A route without
- *   host matches every host, and a request without Host matches only such routes.
+ *   `[0::1]` too). A malformed Host never gets here: the admit step refuses it (admit.ts, host.ts). A
+ *   route without host matches every host, and a request without Host matches only such routes.
  */
 import type { RouteConfig } from '../config/types.js';
 import { CertgateError } from '../errors.js';
@@ -99,7 +99,7 @@ export function defaultRouteName(host: string | undefined, pathPrefix: string): 
  * The host name in a Host header, as routes compare it (host.ts parseHost): lower-cased, port and
  * brackets removed, one trailing dot removed, IPv6 in canonical form. `[::1]:8443` → `::1`,
  * `Example.COM:8443` → `example.com`. A Host that parseHost refuses is returned lower-cased as it
- * is; no request with it is routed (the handler answers 400 invalid_host first).
+ * is; no request with it is routed (the admit step answers 400 invalid_host first).
  */
 export function hostFromHeader(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
