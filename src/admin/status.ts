@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import type { X509Certificate } from 'node:crypto';
 import type { Config } from '../config/types.js';
 import type { TlsMaterial } from '../tls/material.js';
+import type { ReloadEvent } from '../tls/reloader.js';
 import { readCertificate } from '../x509/der.js';
 import { printDn } from '../x509/dn.js';
 import { REFUSAL_REASONS } from '../tls/handshake.js';
@@ -19,19 +20,8 @@ import type { Metrics } from './metrics.js';
 const DAY_MS = 86_400_000;
 
 /** One reload attempt that did something (an unchanged re-read is not history). */
-export interface ReloadEvent {
-  /** ms since the epoch. */
-  readonly time: number;
-  /** What triggered it: startup, watch, signal, poll, retry. */
-  readonly trigger: string;
-  /** The file that changed (basename), or "all". */
-  readonly file: string;
-  readonly result: 'success' | 'failure';
-  /** On failure: the error code and message; on success: the new leaf's serial. */
-  readonly code?: string;
-  readonly message?: string;
-  readonly serial?: string;
-}
+// The reloader emits these (tls/reloader.ts defines the type); re-exported for admin's importers.
+export type { ReloadEvent } from '../tls/reloader.js';
 
 /** The last `max` reloads, newest first. */
 export class ReloadHistory {

@@ -12,14 +12,41 @@
 import type tls from 'node:tls';
 import type { TlsConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import type { Metrics } from '../admin/metrics.js';
-import type { ReloadEvent } from '../admin/status.js';
 import type { Problem } from '../errors.js';
 import { inspectTls, type TlsMaterial } from './material.js';
 import { secureContextOptions, type SessionTickets } from './context.js';
 import { watchFiles, type FileWatch } from './watch.js';
 import { printDn } from '../x509/dn.js';
 import { readCertificate } from '../x509/der.js';
+
+/** One reload that swapped material or failed, as the status page's history keeps it (admin/status.ts). */
+export interface ReloadEvent {
+  /** ms since the epoch. */
+  readonly time: number;
+  /** What triggered it: startup, watch, signal, poll, retry. */
+  readonly trigger: string;
+  /** The file that changed (basename), or "all". */
+  readonly file: string;
+  readonly result: 'success' | 'failure';
+  /** On failure: the error code and message; on success: the new leaf's serial. */
+  readonly code?: string;
+  readonly message?: string;
+  readonly serial?: string;
+}
+
+/**
+ * The counter and gauges the reloader keeps, by shape: admin/metrics.ts creates and names them (its Metrics
+ * fits), so tls/ needs nothing from admin/.
+ */
+export interface ReloadMetrics {
+  readonly reloads: { inc(labels: { file: string; result: 'success' | 'failure' }): void };
+  readonly lastReloadSuccess: { set(value: number): void };
+  readonly certificateExpiry: {
+    reset(): void;
+    set(labels: { kind: 'server' | 'chain' | 'client_ca'; subject: string }, value: number): void;
+  };
+  readonly crlNextUpdate: { reset(): void; set(labels: { issuer: string }, value: number): void };
+}
 
 export interface ReloadResult {
   readonly result: 'success' | 'unchanged' | 'failure';
@@ -52,7 +79,7 @@ export interface ReloaderOptions {
    */
   readonly ownTriggers?: boolean;
   readonly initial: TlsMaterial;
-  readonly metrics: Metrics;
+  readonly metrics: ReloadMetrics;
   readonly log: Logger;
   /** Delay of the single retry after a failed reload (default 500 ms). */
   readonly retryMs?: number;
@@ -193,7 +220,7 @@ function subjectOf(cert: { raw: Buffer }): string {
 }
 
 /** Expiry gauges describe the material serving now: reset, then set, on every successful load. */
-export function publishMetrics(metrics: Metrics, material: TlsMaterial): void {
+export function publishMetrics(metrics: ReloadMetrics, material: TlsMaterial): void {
   metrics.lastReloadSuccess.set(Date.now() / 1000);
   metrics.certificateExpiry.reset();
   const seconds = (validTo: string): number => new Date(validTo).getTime() / 1000;
