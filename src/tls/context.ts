@@ -61,7 +61,7 @@ export function secureContextOptions(material: TlsMaterial, tls: TlsConfig, tick
     key: material.key,
     cert: material.cert,
     ca: [...material.ca],
-    // leaf mode: certgate checks revocation itself (tls/revocation.ts); handing CRLs to OpenSSL would
+    // leaf mode: certgate checks revocation itself (tls/revocation/); handing CRLs to OpenSSL would
     // switch on CRL_CHECK_ALL, which demands a current CRL for every CA of every chain.
     ...(tls.crl_mode === 'chain' && material.crl !== undefined && material.crl.length > 0 && { crl: [...material.crl] }),
     ...(material.passphrase !== undefined && { passphrase: material.passphrase }),
