@@ -15,7 +15,7 @@ import http from 'node:http';
 import type { Registry } from 'prom-client';
 import { authorized, type AdminToken } from './auth.js';
 import { adminHostAllowed } from './host.js';
-import type { ClientsView } from '../proxy/clients.js';
+import type { ClientsView } from './clients.js';
 import type { StatusSource } from './status.js';
 import { STATUS_PAGE, STATUS_PAGE_HEADERS } from './status-page.js';
 import { sendJson } from '../respond.js';

@@ -19,7 +19,7 @@ import { createAdminServer, type AdminOptions } from '../admin/server.js';
 import { loadAdminToken, type AdminToken } from '../admin/auth.js';
 import { adminExposure } from '../admin/host.js';
 import { createStatus, ReloadHistory, type CounterSnapshot, type StatusSource } from '../admin/status.js';
-import type { ClientsView } from '../proxy/clients.js';
+import type { ClientsView } from '../admin/clients.js';
 import type { VerdictContext, TrustCheck } from '../proxy/verdict.js';
 import type { Enrollment } from '../enroll/handler.js';
 import { loadTls, type TlsMaterial } from '../tls/material.js';

@@ -31,7 +31,7 @@ import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } fro
 import type { Config } from '../config/types.js';
 import { createLogger } from '../log.js';
 import { createClusterMetrics, createMetrics } from '../admin/metrics.js';
-import { mergeClientRecords, type ClientRecord } from '../proxy/clients.js';
+import { mergeClientRecords, type ClientRecord } from '../admin/clients.js';
 import type { CounterSnapshot } from '../admin/status.js';
 import { createSessionTickets } from '../tls/context.js';
 import { createReloader } from '../tls/reloader.js';

@@ -5,7 +5,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ClientStore, mergeClientRecords, type ClientRecord } from '../../dist/proxy/clients.js';
+import { ClientStore } from '../../dist/proxy/clients.js';
+import { mergeClientRecords, type ClientRecord } from '../../dist/admin/clients.js';
 import type { ClientIdentity } from '../../dist/identity/types.js';
 
 const DAY = 86_400_000;
