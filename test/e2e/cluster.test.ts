@@ -235,3 +235,38 @@ test('SIGTERM drains every worker: in-flight requests on both finish, /readyz go
   const stopped = s.logs.filter((l) => l.msg === 'worker stopped').map((l) => l.pid);
   assert.deepEqual(stopped.sort(), [...pids].sort(), 'every worker drained and stopped');
 });
+
+/** The primary's child processes now (/proc), for catching a worker between fork and "listening". */
+function childPids(parent: number): number[] {
+  const out: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === parent) out.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+test('SIGTERM while a worker is being replaced: the replacement never starts serving, the primary exits once the workers drained, 0',
+  { ...TEST_OPTS, skip: fs.existsSync('/proc/self/stat') ? false : 'needs /proc to see the replacement before it listens' }, async (t) => {
+    // A drain budget far beyond this test's own wait: a replacement that missed the drain would hold the
+    // primary until drain_timeout_ms + 5 s, the backstop (issue 14: 30 s with the defaults).
+    const s = await serveCluster(bundleCopy('e.pem'), { shutdown: { drain_timeout_ms: 60_000 } });
+    const [victim, survivor] = await waitFor(() => workerPids(s).length === 2 && workerPids(s), 'two "worker listening" lines');
+    process.kill(victim!, 'SIGKILL');
+    // Forked, not yet listening: loading certgate takes far longer than this poll.
+    const replacement = await waitFor(() => childPids(s.child.pid!).find((p) => p !== victim && p !== survivor), 'the replacement worker forked');
+    s.child.kill('SIGTERM');
+    const stopping = await waitFor(() => s.logs.find((l) => l.msg === 'stopping'), 'the "stopping" line');
+    if (workerPids(s).includes(replacement)) t.diagnostic('the replacement was listening before SIGTERM arrived: the race was not hit');
+    const exit = await waitFor(() => s.exit(), 'the primary to exit once its workers drained, not at the backstop (drain_timeout_ms + 5 s)', 20_000)
+      .catch((err: Error) => assert.fail(`${err.message}; last log lines: ${JSON.stringify(s.logs.slice(-6))}`));
+    assert.equal(exit.code, 0, s.stderr());
+    const lateListening = s.logs.filter((l) => l.msg === 'worker listening' && l.pid === replacement && Number(l.time) > Number(stopping.time));
+    assert.deepEqual(lateListening, [], 'no worker starts listening after "stopping"');
+    assert.ok(!fs.existsSync(`/proc/${replacement}/cmdline`) || fs.readFileSync(`/proc/${replacement}/stat`, 'utf8').includes(') Z '), 'the replacement is gone');
+  });
