@@ -18,7 +18,7 @@ import { checkLeaf } from './checks/leaf.js';
 import type { CertRef } from './checks/refs.js';
 import { checkChainValidity, checkServerChain } from './checks/server-chain.js';
 import { validateContext } from './material/confirm.js';
-import { checkPermissions, digestOf, readInputs } from './material/files.js';
+import { checkPermissions, digestOf, fileDigestsOf, readInputs } from './material/files.js';
 import { blocksOf, foundLabels, loadCrls, loadKey, parseCerts } from './material/parse.js';
 
 export interface TlsCrlInfo {
@@ -46,6 +46,8 @@ export interface TlsMaterial {
   readonly crls: readonly TlsCrlInfo[];
   /** sha256 (hex) over every input file's bytes and whether a passphrase is set. */
   readonly digest: string;
+  /** sha256 (hex) of each input file's bytes, by its configured path: which files a reload changed. */
+  readonly fileDigests: Readonly<Record<string, string>>;
   /** Warnings and info found (material exists only when there were no errors). */
   readonly problems: readonly Problem[];
 }
@@ -128,6 +130,7 @@ export async function inspectTls(tls: TlsConfig, opts: InspectOptions = {}): Pro
     clientCas: cas.map((c) => c.cert),
     crls: crls.map((c) => ({ issuer: crlIssuerLabel(c.crl), thisUpdate: c.crl.thisUpdate, nextUpdate: c.crl.nextUpdate ?? NEVER })),
     digest: digestOf(inputs),
+    fileDigests: fileDigestsOf(inputs),
     problems: [...problems],
   };
   return { material, problems };

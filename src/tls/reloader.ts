@@ -6,9 +6,13 @@
  *
  * Triggers: file events (watch.ts), SIGHUP, and a slow periodic re-check (the backstop for watches lost
  * with a recreated folder). Reloads run one at a time; triggers arriving meanwhile merge into one more run.
+ * A swap or a failure is always logged and counted. A re-read that finds nothing new is silent, except for
+ * an explicit trigger (EXPLICIT_TRIGGERS): an operator who sent SIGHUP gets one line saying what was re-read
+ * and that nothing changed, and certgate_reloads_total{result="unchanged"} moves once per file re-read.
  * A `generation` counter moves whenever the trust inputs (client_ca, crl) change, so established
  * connections re-check their client certificate on their next request (proxy/verdict.ts).
  */
+import { basename } from 'node:path';
 import type tls from 'node:tls';
 import type { TlsConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
@@ -39,7 +43,7 @@ export interface ReloadEvent {
  * fits), so tls/ needs nothing from admin/.
  */
 export interface ReloadMetrics {
-  readonly reloads: { inc(labels: { file: string; result: 'success' | 'failure' }): void };
+  readonly reloads: { inc(labels: { file: string; result: 'success' | 'failure' | 'unchanged' }): void };
   readonly lastReloadSuccess: { set(value: number): void };
   readonly certificateExpiry: {
     reset(): void;
@@ -47,6 +51,12 @@ export interface ReloadMetrics {
   };
   readonly crlNextUpdate: { reset(): void; set(labels: { issuer: string }, value: number): void };
 }
+
+/**
+ * The reasons an operator asked for (SIGHUP now; the admin reload endpoint's reason joins here). Only these
+ * are answered when nothing changed; file events and the periodic backstop find "unchanged" all the time.
+ */
+export const EXPLICIT_TRIGGERS: ReadonlySet<string> = new Set(['signal']);
 
 export interface ReloadResult {
   readonly result: 'success' | 'unchanged' | 'failure';
@@ -75,7 +85,9 @@ export interface ReloaderOptions {
   readonly tickets: SessionTickets;
   /**
    * Watch the files and re-read them periodically (default true). A cluster worker passes false: the
-   * primary's reloader watches, validates, and tells the workers to reload (cluster/primary.ts).
+   * primary's reloader watches, validates, and tells the workers to reload (cluster/primary.ts). The
+   * primary also answers an explicit trigger that changed nothing (it tells no worker then), so a
+   * reloader without own triggers never logs or counts an unchanged re-read: the line appears once.
    */
   readonly ownTriggers?: boolean;
   readonly initial: TlsMaterial;
@@ -93,15 +105,27 @@ export function createReloader(opts: ReloaderOptions): Reloader {
   let current = opts.initial;
   let generation = 0;
   let running: Promise<ReloadResult> | undefined;
-  let queued: { file: string; promise: Promise<ReloadResult> } | undefined;
+  let queued: { reason: string; file: string; promise: Promise<ReloadResult> } | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
   let closed = false;
   publishMetrics(metrics, current);
+  const ownTriggers = opts.ownTriggers !== false;
+  /** Every file a reload re-reads, once each (config order). */
+  const files = [...new Set([tlsConfig.bundle, tlsConfig.cert, tlsConfig.key, tlsConfig.passphrase_file, tlsConfig.client_ca, tlsConfig.crl]
+    .filter((f): f is string => f !== undefined))];
+  /** The same files as the logs and metrics name them: the basename, as watch.ts labels a file event. */
+  const labels = files.map((f) => basename(f));
 
   async function runOnce(reason: string, file: string): Promise<ReloadResult> {
     const { material, problems } = await inspectTls(tlsConfig, { listenHost: opts.listenHost });
     if (material === undefined) return fail(reason, file, problems);
-    if (material.digest === current.digest) return { result: 'unchanged' };
+    if (material.digest === current.digest) {
+      if (EXPLICIT_TRIGGERS.has(reason) && ownTriggers) {
+        for (const label of labels) metrics.reloads.inc({ file: label, result: 'unchanged' });
+        log.info({ msg: 'TLS material re-read: nothing changed', reason, files: labels, changed: [], serial: current.leaf.serialNumber });
+      }
+      return { result: 'unchanged' };
+    }
     const downgrade = material.problems.find((p) => p.code === 'CG_CHAIN_INCOMPLETE' && p.severity !== 'info');
     if (downgrade !== undefined && !current.problems.some((p) => p.code === 'CG_CHAIN_INCOMPLETE' && p.severity !== 'info')) {
       // The classic rotation mistake (cert.pem instead of fullchain.pem, or another CA's leaf alone):
@@ -120,8 +144,9 @@ export function createReloader(opts: ReloaderOptions): Reloader {
     current = material;
     metrics.reloads.inc({ file, result: 'success' });
     publishMetrics(metrics, material);
+    const changed = files.filter((f) => material.fileDigests[f] !== previous.fileDigests[f]).map((f) => basename(f));
     log.info({
-      msg: 'TLS material reloaded', reason, file, serial: material.leaf.serialNumber, not_after: material.leaf.validTo,
+      msg: 'TLS material reloaded', reason, file, files: labels, changed, serial: material.leaf.serialNumber, not_after: material.leaf.validTo,
       previous_serial: previous.leaf.serialNumber, trust_changed: trustChanged,
     });
     opts.onReload?.({ time: Date.now(), trigger: reason, file, result: 'success', serial: material.leaf.serialNumber.toUpperCase() });
@@ -134,7 +159,7 @@ export function createReloader(opts: ReloaderOptions): Reloader {
     const first = errors[0];
     metrics.reloads.inc({ file, result: 'failure' });
     log.warn({
-      msg: 'TLS reload failed', reason, file, code: first?.code, problem_file: first?.file, message: first?.message, hint: first?.hint,
+      msg: 'TLS reload failed', reason, file, files: labels, code: first?.code, problem_file: first?.file, message: first?.message, hint: first?.hint,
       errors: errors.length, kept_serial: current.leaf.serialNumber,
     });
     opts.onReload?.({
@@ -161,25 +186,24 @@ export function createReloader(opts: ReloaderOptions): Reloader {
   }
 
   function reload(reason: string, file = 'all'): Promise<ReloadResult> {
-    // A run is waiting already: this trigger merges into it.
+    // A run is waiting already: this trigger merges into it (an explicit one gives it its reason, so the
+    // operator's SIGHUP is still answered by its line).
     if (queued !== undefined) {
       if (queued.file !== file) queued.file = 'all';
+      if (EXPLICIT_TRIGGERS.has(reason)) queued.reason = reason;
       return queued.promise;
     }
     if (running === undefined) return start(reason, file);
     // A run is under way and may have read the files before this change: exactly one more run follows it.
-    const entry: { file: string; promise: Promise<ReloadResult> } = { file, promise: Promise.resolve({ result: 'unchanged' }) };
+    const entry: { reason: string; file: string; promise: Promise<ReloadResult> } = { reason, file, promise: Promise.resolve({ result: 'unchanged' }) };
     entry.promise = running.then(() => {
       queued = undefined;
-      return start(reason, entry.file);
+      return start(entry.reason, entry.file);
     });
     queued = entry;
     return entry.promise;
   }
 
-  const files = [tlsConfig.bundle, tlsConfig.cert, tlsConfig.key, tlsConfig.passphrase_file, tlsConfig.client_ca, tlsConfig.crl]
-    .filter((f): f is string => f !== undefined);
-  const ownTriggers = opts.ownTriggers !== false;
   let watch: FileWatch | undefined;
   let poll: NodeJS.Timeout | undefined;
 

@@ -845,3 +845,51 @@ test('certgate serve with tls.watch: false: SIGHUP reloads; a bad file on SIGHUP
   const exit = await waitFor(() => serve.exit(), 'serve to exit after SIGTERM', 10_000);
   assert.deepEqual({ code: exit.code, signal: exit.signal }, { code: 0, signal: null }, `stderr: ${serve.stderr()}`);
 });
+
+/**
+ * issue 14: an operator who sent SIGHUP and changed nothing saw nothing. Now one line answers every SIGHUP
+ * (from the process that re-read: under workers: N the primary, which tells no worker when nothing changed)
+ * and certgate_reloads_total{file,result="unchanged"} moves once per file re-read.
+ */
+for (const workers of [1, 2]) {
+  test(`SIGHUP with nothing changed leaves a trace (workers: ${workers}): one "nothing changed" line naming the files re-read, unchanged counted per file`, { timeout: 60_000 }, async (t) => {
+    const dir = tempDir(t);
+    const bundle = path.join(dir, 'server.pem');
+    const ca = path.join(dir, 'client-ca.pem');
+    const crl = path.join(dir, 'crl.pem');
+    fs.writeFileSync(bundle, pki.serverBundle.pem, { mode: 0o600 });
+    fs.writeFileSync(ca, pki.clientCa.pem);
+    fs.writeFileSync(crl, pki.crlPem);
+    const config = path.join(dir, 'certgate.yaml');
+    fs.writeFileSync(config, JSON.stringify({
+      listen: '127.0.0.1:0', admin: { listen: '127.0.0.1:0' }, log: { level: 'info' }, workers,
+      // watch: false: the rotation below must reach certgate by the SIGHUP, not by a file event racing it.
+      tls: { bundle, client_ca: ca, crl, watch: false },
+      routes: [{ name: 'all', upstream: upstream.url }],
+    }));
+    const serve = await startServe(t, config);
+    const metrics = async (): Promise<string> => (await fetch(`${serve.admin}/metrics`)).text();
+    const unchanged = (text: string, file: string): number => metricValue(text, 'certgate_reloads_total', { file, result: 'unchanged' }) ?? 0;
+    const nothing = (): Record<string, unknown>[] => serve.logs.filter((l) => l.msg === 'TLS material re-read: nothing changed');
+
+    serve.child.kill('SIGHUP');
+    const line = await waitFor(() => nothing()[0], 'PRODUCT BUG: a SIGHUP that changed nothing must be answered by a log line', PICKUP_MS);
+    assert.equal(line.reason, 'signal');
+    assert.deepEqual(line.files, ['server.pem', 'client-ca.pem', 'crl.pem']);
+    assert.equal(line.pid, serve.child.pid, 'logged by the process that received the signal and re-read (the primary under workers: N)');
+    await waitFor(async () => unchanged(await metrics(), 'crl.pem') === 1, 'certgate_reloads_total{file="crl.pem",result="unchanged"} to be 1', PICKUP_MS);
+    const text = await metrics();
+    for (const file of ['server.pem', 'client-ca.pem']) assert.equal(unchanged(text, file), 1, `unchanged counted once for ${file}`);
+    assert.equal(nothing().length, 1, `one line for one SIGHUP, not one per process: ${JSON.stringify(nothing())}`);
+    assert.equal(samples(text, 'certgate_reloads_total').filter((s) => s.labels.result !== 'unchanged').length, 0, 'nothing was swapped or failed');
+
+    const next = await newServerLeaf(`sighup-trace-${workers}`);
+    renameOver(bundle, next.pem);
+    serve.child.kill('SIGHUP');
+    const reloaded = await waitFor(() => serve.logs.find((l) => l.msg === 'TLS material reloaded' && l.pid === serve.child.pid),
+      'the SIGHUP after a change to be logged as a reload', PICKUP_MS);
+    assert.equal(reloaded.reason, 'signal');
+    assert.deepEqual(reloaded.changed, ['server.pem'], 'the line says which file changed');
+    assert.equal(nothing().length, 1);
+  });
+}

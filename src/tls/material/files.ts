@@ -92,3 +92,15 @@ export function digestOf(inputs: Inputs): string {
   }
   return hash.update(`passphrase\0${inputs.pass !== undefined ? 1 : 0}`).digest('hex');
 }
+
+/**
+ * sha256 of each file read, by path: lets a reload say which files changed (the whole-set digest above
+ * decides whether anything did). A file that could not be read is absent.
+ */
+export function fileDigestsOf(inputs: Inputs): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of [inputs.cert, inputs.key, inputs.pass, inputs.ca, inputs.crl]) {
+    if (f?.bytes !== undefined) out[f.path] = createHash('sha256').update(f.bytes).digest('hex');
+  }
+  return out;
+}
