@@ -9,8 +9,8 @@ import type { z } from 'zod';
 import { CertgateError, type Problem } from '../errors.js';
 import { CONFIG_SCHEMA, knownKeys, type RawConfig } from './schema.js';
 import type { Config, EnrollmentConfig, HostPort, RouteConfig } from './types.js';
-import { defaultRouteName, pathPrefixProblem } from '../proxy/routes.js';
-import { routeHostProblem } from '../proxy/host.js';
+import { defaultRouteName, pathPrefixProblem } from '../http/route-values.js';
+import { routeHostProblem } from '../http/host.js';
 import { foldHeaderName, passThroughProblem } from '../identity/headers.js';
 
 /** Reads and validates a config file. Throws CertgateError (with every problem in `.problems`). */

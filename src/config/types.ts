@@ -97,7 +97,7 @@ export interface Config {
     readonly access: boolean;
   };
   readonly errors: { readonly verbose: boolean };
-  /** Refuse path segments that upstreams fold into other names (proxy/path.ts, strict). Default true. */
+  /** Refuse path segments that upstreams fold into other names (http/path.ts, strict). Default true. */
   readonly strict_paths: boolean;
   readonly limits: LimitsConfig;
   readonly shutdown: { readonly drain_timeout_ms: number };

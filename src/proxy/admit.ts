@@ -9,8 +9,8 @@ import type { ClientIdentity } from '../identity/types.js';
 import type { ErrorBody } from '../respond.js';
 import { refusalHint } from './refusal-hints.js';
 import type { ConnectionVerdict } from './verdict.js';
-import { PATH_REFUSAL_MESSAGES, normalizeRequestPath } from './path.js';
-import { parseHost } from './host.js';
+import { PATH_REFUSAL_MESSAGES, normalizeRequestPath } from '../http/path.js';
+import { parseHost } from '../http/host.js';
 import type { PolicyDecision } from './policy.js';
 import type { Generation } from './generation.js';
 import type { RequestView } from './request-view.js';
@@ -53,7 +53,7 @@ export function verdictRefusal(verdict: Refused): Refusal {
 
 /** path → host → route → policy → guards, for a connection the verdict admitted (`identity` undefined: anonymous). */
 export function admitRequest(req: RequestView, identity: ClientIdentity | undefined, gen: Generation): Admitted | Refusal {
-  // path: strict_paths also refuses names that upstreams fold into others (/admin., /admin%20, %252e; path.ts).
+  // path: strict_paths also refuses names that upstreams fold into others (/admin., /admin%20, %252e; http/path.ts).
   const target = normalizeRequestPath(req.url ?? '', { strict: gen.strictPaths });
   if (!target.ok) return { step: 'path', status: 400, close: true, body: { error: 'bad_request', reason: target.reason, message: PATH_REFUSAL_MESSAGES[target.reason] } };
   const host = hostRefusal(req);
@@ -65,7 +65,7 @@ export function admitRequest(req: RequestView, identity: ClientIdentity | undefi
   return guardRefusal(req, route) ?? { route, identity, ...(decision.matched !== undefined && { matched: decision.matched }) };
 }
 
-/** host: one Host line, present on HTTP/1.1, and name[:port] only (host.ts). */
+/** host: one Host line, present on HTTP/1.1, and name[:port] only (http/host.ts). */
 function hostRefusal(req: RequestView): Refusal | undefined {
   // RFC 9112 §3.2: more than one Host line is a 400. Node keeps the first and drops the rest, so routing
   // and the upstream would agree, but a front proxy that kept the last one would not.
@@ -74,7 +74,7 @@ function hostRefusal(req: RequestView): Refusal | undefined {
   if (req.headers.host === undefined && req.httpVersion !== '1.0') return { step: 'host', status: 400, close: true, body: { error: 'bad_request', reason: 'missing_host', message: 'HTTP/1.1 requests need a Host header' } };
   // A Host that the upstream could read as another host (admin.example.com:1:2, x@admin.example.com, …)
   // would pass a host route's allow list by matching a laxer route: only name[:port] is accepted
-  // (host.ts), on HTTP/1.0 too. The value is then forwarded, and copied to X-Forwarded-Host, unchanged.
+  // (http/host.ts), on HTTP/1.0 too. The value is then forwarded, and copied to X-Forwarded-Host, unchanged.
   if (req.headers.host !== undefined && parseHost(req.headers.host) === undefined) {
     return { step: 'host', status: 400, close: true, body: { error: 'bad_request', reason: 'invalid_host', message: 'the Host header must be a host name, an IPv4 address or a bracketed IPv6 address, with an optional port 1-65535' } };
   }

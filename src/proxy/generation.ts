@@ -23,7 +23,7 @@ export interface Generation {
   /** Every route's compiled allow list, by route name. */
   readonly policies: ReadonlyMap<string, Policy>;
   readonly headers: HeadersConfig;
-  /** strict_paths (path.ts). */
+  /** strict_paths (http/path.ts). */
   readonly strictPaths: boolean;
   /** errors.verbose: 403 bodies name the rule kinds that refused. */
   readonly verboseErrors: boolean;

@@ -12,13 +12,13 @@
  *   systems serve `/ADMIN` as `/admin`, so `/ADMIN` must meet the `/admin` route's policy.
  * - host compares case-insensitively, without the Host header's port and without one trailing
  *   dot (`example.com.` is the same name); IPv6 `[::1]:8443` compares as `::1` (canonical form, so
- *   `[0::1]` too). A malformed Host never gets here: the admit step refuses it (admit.ts, host.ts). A
+ *   `[0::1]` too). A malformed Host never gets here: the admit step refuses it (admit.ts, http/host.ts). A
  *   route without host matches every host, and a request without Host matches only such routes.
  */
 import type { RouteConfig } from '../config/types.js';
 import { CertgateError } from '../errors.js';
-import { PATH_REFUSAL_MESSAGES, normalizeRequestPath } from './path.js';
-import { parseHost, routeHostName, routeHostProblem } from './host.js';
+import { parseHost, routeHostName, routeHostProblem } from '../http/host.js';
+import { pathPrefixProblem, stripTrailingSlashes } from '../http/route-values.js';
 
 export type Router = (host: string | undefined, path: string) => RouteConfig | undefined;
 
@@ -65,38 +65,7 @@ export function createRouter(routes: readonly RouteConfig[]): Router {
 }
 
 /**
- * Why a path_prefix can never match as written (undefined when it is fine). Prefixes are written
- * decoded (`/café`, not `/caf%C3%A9`) because they are compared with decoded paths, and must
- * already be in the form normalizeRequestPath() gives: no "..", ".", "//", ";params", backslash, NUL.
- */
-export function pathPrefixProblem(prefix: string): string | undefined {
-  if (prefix.includes('?') || prefix.includes('#')) return `path_prefix "${prefix}" must not hold "?" or "#"`;
-  let encoded: string;
-  try {
-    // Re-encode so that normalizeRequestPath() sees what a client would send; ";" stays raw
-    // because a raw ";" starts path parameters.
-    encoded = prefix
-      .split('/')
-      .map((s) => encodeURIComponent(s).replaceAll('%3B', ';'))
-      .join('/');
-  } catch {
-    return `path_prefix "${prefix}" is not valid Unicode text`;
-  }
-  const n = normalizeRequestPath(encoded);
-  if (!n.ok) return `path_prefix "${prefix}" is not usable: ${PATH_REFUSAL_MESSAGES[n.reason]}`;
-  const want = n.path === '/' ? '/' : stripTrailingSlashes(n.path);
-  const have = prefix === '/' ? '/' : stripTrailingSlashes(prefix);
-  if (want !== have) return `path_prefix "${prefix}" is not in normal form: write "${want}"`;
-  return undefined;
-}
-
-/** The name of a route without `name`: host + path_prefix, e.g. `api.example.com/api`, or `/api`. */
-export function defaultRouteName(host: string | undefined, pathPrefix: string): string {
-  return host === undefined ? pathPrefix : normalizeHost(host) + pathPrefix;
-}
-
-/**
- * The host name in a Host header, as routes compare it (host.ts parseHost): lower-cased, port and
+ * The host name in a Host header, as routes compare it (http/host.ts parseHost): lower-cased, port and
  * brackets removed, one trailing dot removed, IPv6 in canonical form. `[::1]:8443` → `::1`,
  * `Example.COM:8443` → `example.com`. A Host that parseHost refuses is returned lower-cased as it
  * is; no request with it is routed (the admit step answers 400 invalid_host first).
@@ -109,10 +78,4 @@ export function hostFromHeader(header: string | undefined): string | undefined {
 /** Route hosts come lower-cased without port; brackets and a trailing dot are tolerated. */
 function normalizeHost(host: string): string {
   return routeHostName(host);
-}
-
-function stripTrailingSlashes(p: string): string {
-  let end = p.length;
-  while (end > 0 && p.charCodeAt(end - 1) === 0x2f) end--;
-  return p.slice(0, end);
 }

@@ -15,7 +15,7 @@ import { isClientControlledHeader } from '../identity/headers.js';
 import type { ConnectionVerdict } from './verdict.js';
 import type { Router } from './routes.js';
 import type { Policy } from './policy.js';
-import { normalizeRequestPath } from './path.js';
+import { normalizeRequestPath } from '../http/path.js';
 import { sendJson } from '../respond.js';
 import type { RequestView } from './request-view.js';
 

@@ -29,8 +29,9 @@ import { identityFromCertificate } from '../../dist/identity/identity.js';
 import { identityHeaders } from '../../dist/identity/headers.js';
 import type { ClientIdentity } from '../../dist/identity/types.js';
 import { xfccElement } from '../../dist/identity/xfcc.js';
-import { normalizeRequestPath } from '../../dist/proxy/path.js';
-import { createRouter, hostFromHeader, pathPrefixProblem } from '../../dist/proxy/routes.js';
+import { normalizeRequestPath } from '../../dist/http/path.js';
+import { pathPrefixProblem } from '../../dist/http/route-values.js';
+import { createRouter, hostFromHeader } from '../../dist/proxy/routes.js';
 import type { RouteConfig } from '../../dist/config/types.js';
 import { ava, craftCertificate, name, rdn, tlv } from '../helpers/openssl.js';
 

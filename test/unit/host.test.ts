@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parseHost, routeHostName, routeHostProblem } from '../../dist/proxy/host.js';
+import { parseHost, routeHostName, routeHostProblem } from '../../dist/http/host.js';
 import { parseConfig } from '../../dist/config/load.js';
 import { CertgateError } from '../../dist/errors.js';
 

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { PATH_REFUSAL_MESSAGES, normalizeRequestPath } from '../../dist/proxy/path.js';
+import { PATH_REFUSAL_MESSAGES, normalizeRequestPath } from '../../dist/http/path.js';
 import { parseConfig } from '../../dist/config/load.js';
 
 type Case = readonly [target: string, want: string];

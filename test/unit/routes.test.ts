@@ -2,7 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RouteConfig } from '../../dist/config/types.js';
 import { CertgateError } from '../../dist/errors.js';
-import { createRouter, defaultRouteName, hostFromHeader, pathPrefixProblem } from '../../dist/proxy/routes.js';
+import { createRouter, hostFromHeader } from '../../dist/proxy/routes.js';
+import { defaultRouteName, pathPrefixProblem } from '../../dist/http/route-values.js';
 
 function route(name: string, path_prefix: string, host?: string): RouteConfig {
   return {
