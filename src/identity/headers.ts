@@ -8,7 +8,6 @@
  * are removed the same way, unless `headers.pass_through` names them (issue 13 finding 11).
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { HeadersConfig } from '../config/types.js';
 import { byteSequence, escapedPem, percentEncode } from './encode.js';
 import type { ClientIdentity } from './types.js';
 import { xfccElement } from './xfcc.js';
@@ -156,8 +155,16 @@ export function stripClientControlled(headers: IncomingHttpHeaders, passThrough:
   }
 }
 
-/** The options that shape the identity headers (pass_through only shapes stripping). */
-export type IdentityHeaderOptions = Pick<HeadersConfig, 'xfcc' | 'forward_cert' | 'rfc9440'>;
+/**
+ * The options that shape the identity headers (pass_through only shapes stripping): config's `headers`
+ * (config/types.ts HeadersConfig) by shape, since config/ checks `headers.pass_through` with the rules
+ * above and so stands a floor higher.
+ */
+export interface IdentityHeaderOptions {
+  readonly xfcc: boolean;
+  readonly forward_cert: boolean;
+  readonly rfc9440: boolean;
+}
 
 const NONE: Readonly<Record<string, string>> = Object.freeze({ 'x-client-cert-verified': 'NONE' });
 
