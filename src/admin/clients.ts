@@ -1,41 +1,18 @@
 /**
- * The admin API's view of who is calling (`GET /clients`, the status page): the rows, and how the rows of
- * several workers combine. The store behind it is the pipeline's (proxy/clients.ts).
+ * The admin API's view of who is calling (`GET /clients`, the status page), and how the rows of several
+ * workers combine. The store behind it and its rows are the pipeline's (proxy/clients.ts).
  *
  * Multi-core seam: the admin listener reads clients only through `ClientsView.list()`. Under node:cluster
  * the primary's view asks each worker for its store's `snapshot()` and combines them with mergeClientRecords().
  */
+import { sortByExpiry, type ClientRecord } from '../proxy/clients.js';
 
-/** One row of `GET /clients` (JSON field names are part of the admin API). */
-export interface ClientRecord {
-  readonly subject: string;
-  readonly fingerprint: string;
-  readonly san_uri: readonly string[];
-  readonly issuer: string;
-  readonly serial: string;
-  /** ISO 8601. */
-  readonly not_after: string;
-  readonly first_seen: string;
-  readonly last_seen: string;
-  /** Connections (handshakes) and requests made with this certificate since first_seen. */
-  readonly connections: number;
-  readonly requests: number;
-  /** The route of the last request, or null before the first one. */
-  readonly last_route: string | null;
-  /** Why certgate last refused this certificate (expired, revoked, unknown_ca, forbidden, ...), or null. */
-  readonly last_refusal: string | null;
-  readonly last_refusal_at: string | null;
-}
+// The admin API's row, defined where the store writes it.
+export type { ClientRecord } from '../proxy/clients.js';
 
 /** What the admin listener reads (async: in multi-core mode the answer comes from every worker). */
 export interface ClientsView {
   list(): Promise<readonly ClientRecord[]>;
-}
-
-/** Soonest not_after first; ties by subject, then fingerprint, so the order is stable. */
-export function sortByExpiry(rows: ClientRecord[]): ClientRecord[] {
-  return rows.sort((a, b) => (a.not_after < b.not_after ? -1 : a.not_after > b.not_after ? 1
-    : a.subject < b.subject ? -1 : a.subject > b.subject ? 1 : a.fingerprint < b.fingerprint ? -1 : a.fingerprint > b.fingerprint ? 1 : 0));
 }
 
 /**

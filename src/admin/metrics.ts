@@ -6,6 +6,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { REFUSAL_REASONS } from '../tls/handshake.js';
 
+/** Every metric; the pipeline names the ones it writes by shape (proxy/metrics.ts ProxyMetrics). */
 export interface Metrics {
   readonly registry: Registry;
   readonly httpRequests: Counter<'route' | 'method' | 'code'>;
@@ -35,12 +36,6 @@ export const LATENCY_BUCKETS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0
 const DAY = 86_400;
 /** Time left on client certificates: "breaks within a day / week / two weeks / month / quarter / year". */
 export const CLIENT_EXPIRY_BUCKETS: readonly number[] = [DAY, 7 * DAY, 14 * DAY, 30 * DAY, 90 * DAY, 365 * DAY];
-
-/** Bounded label values for `method`: anything else is counted as OTHER (a client controls the method). */
-const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'CONNECT', 'TRACE']);
-export function methodLabel(method: string | undefined): string {
-  return method !== undefined && KNOWN_METHODS.has(method) ? method : 'OTHER';
-}
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();

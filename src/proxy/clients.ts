@@ -8,10 +8,10 @@
  * the entry its connection already holds (request()), no lookup, no allocation. A long keep-alive
  * connection whose entry was evicted meanwhile puts it back on its next request.
  *
- * The admin listener reads it as a ClientsView (admin/clients.ts: the rows and their merge across workers).
+ * The admin listener reads it as a ClientsView (admin/clients.ts: that view and the merge of the rows across
+ * workers; the rows are written here, so the pipeline imports nothing of admin/).
  */
 import type { ClientIdentity } from '../identity/types.js';
-import { sortByExpiry, type ClientRecord, type ClientsView } from '../admin/clients.js';
 
 /** The mutable entry a connection holds on to. */
 export interface ClientEntry {
@@ -32,7 +32,34 @@ export interface ClientEntry {
   evicted: boolean;
 }
 
-export class ClientStore implements ClientsView {
+/** One row of `GET /clients` (JSON field names are part of the admin API, which serves them: admin/clients.ts). */
+export interface ClientRecord {
+  readonly subject: string;
+  readonly fingerprint: string;
+  readonly san_uri: readonly string[];
+  readonly issuer: string;
+  readonly serial: string;
+  /** ISO 8601. */
+  readonly not_after: string;
+  readonly first_seen: string;
+  readonly last_seen: string;
+  /** Connections (handshakes) and requests made with this certificate since first_seen. */
+  readonly connections: number;
+  readonly requests: number;
+  /** The route of the last request, or null before the first one. */
+  readonly last_route: string | null;
+  /** Why certgate last refused this certificate (expired, revoked, unknown_ca, forbidden, ...), or null. */
+  readonly last_refusal: string | null;
+  readonly last_refusal_at: string | null;
+}
+
+/** Soonest not_after first; ties by subject, then fingerprint, so the order is stable. */
+export function sortByExpiry(rows: ClientRecord[]): ClientRecord[] {
+  return rows.sort((a, b) => (a.not_after < b.not_after ? -1 : a.not_after > b.not_after ? 1
+    : a.subject < b.subject ? -1 : a.subject > b.subject ? 1 : a.fingerprint < b.fingerprint ? -1 : a.fingerprint > b.fingerprint ? 1 : 0));
+}
+
+export class ClientStore {
   readonly #max: number;
   /** Map iteration order is insertion order: the first key is the least recently connected. */
   readonly #entries = new Map<string, ClientEntry>();

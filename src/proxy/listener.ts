@@ -9,7 +9,7 @@ import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { LimitsConfig, TlsConfig } from '../config/types.js';
 import { createLogLimiter, type Logger } from '../log.js';
-import type { Metrics } from '../admin/metrics.js';
+import type { ProxyMetrics } from './metrics.js';
 import type { TlsMaterial } from '../tls/material.js';
 import { tlsClientErrorReason } from '../tls/handshake.js';
 import { secureContextOptions, type SessionTickets } from '../tls/context.js';
@@ -23,7 +23,7 @@ export interface ListenerOptions {
   readonly material: TlsMaterial;
   readonly tickets: SessionTickets;
   readonly pipeline: Pipeline;
-  readonly metrics: Metrics;
+  readonly metrics: ProxyMetrics;
   readonly log: Logger;
 }
 

@@ -23,7 +23,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../log.js';
-import type { Metrics } from '../admin/metrics.js';
+import type { ProxyMetrics } from './metrics.js';
 import { sendError, sendErrorOnSocket } from '../respond.js';
 import { connectionVerdict, type ConnectionVerdict, type VerdictContext } from './verdict.js';
 import { admitRequest, verdictRefusal, type Admitted, type Refusal } from './admit.js';
@@ -40,7 +40,7 @@ import { WHOAMI_ROUTE } from './whoami-endpoint.js';
 export interface PipelineOptions {
   readonly verdicts: VerdictContext;
   readonly telemetry: Telemetry;
-  readonly metrics: Metrics;
+  readonly metrics: ProxyMetrics;
   readonly log: Logger;
   /** The configuration generation each new request takes. */
   readonly generations: Generations;

@@ -22,7 +22,7 @@ import type { ConnectionVerdict } from './verdict.js';
 import type { RequestView } from './request-view.js';
 import type { UpstreamErrorKind } from './upstream-error.js';
 import type { ClientEntry, ClientStore } from './clients.js';
-import { methodLabel, type Metrics } from '../admin/metrics.js';
+import { methodLabel, type ProxyMetrics } from './metrics.js';
 
 /** proxy/upstream-error.ts's kinds, pre-created per route so a ratio over them is 0, not absent. */
 const UPSTREAM_ERROR_KINDS = ['refused', 'reset', 'timeout', 'dns', 'tls', 'other'] as const satisfies readonly UpstreamErrorKind[];
@@ -45,7 +45,7 @@ export function requestIdFor(sent: string | string[] | undefined): string {
 }
 
 export interface TelemetryOptions {
-  readonly metrics: Metrics;
+  readonly metrics: ProxyMetrics;
   readonly log: Logger;
   readonly clients: ClientStore;
   /** log.access: one info line per request. */
@@ -142,7 +142,7 @@ interface RouteSeries {
 }
 
 class RequestTelemetry implements Telemetry {
-  readonly #metrics: Metrics;
+  readonly #metrics: ProxyMetrics;
   readonly #log: Logger;
   /** Access lines carry only the fixed fields below (no headers, no key material): redaction is skipped for them. */
   readonly #accessLog: Logger;

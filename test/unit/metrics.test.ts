@@ -6,7 +6,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createMetrics, CLIENT_EXPIRY_BUCKETS, LATENCY_BUCKETS, methodLabel } from '../../dist/admin/metrics.js';
+import { createMetrics, CLIENT_EXPIRY_BUCKETS, LATENCY_BUCKETS } from '../../dist/admin/metrics.js';
+import { methodLabel } from '../../dist/proxy/metrics.js';
 import { requestIdFor } from '../../dist/proxy/telemetry.js';
 import { createLogLimiter, type Logger } from '../../dist/log.js';
 

@@ -1,0 +1,28 @@
+/**
+ * The metrics the pipeline and its listener write, by shape. admin/metrics.ts creates them (every metric
+ * name and help text lives there) and the admin listener serves them; proxy/ names only the fields it
+ * counts with, so the pipeline imports nothing of admin/, which stands a floor higher and reads the
+ * pipeline's stores. app/ passes admin's Metrics, which has these and more.
+ */
+import type { Counter, Gauge, Histogram } from 'prom-client';
+
+export interface ProxyMetrics {
+  readonly httpRequests: Counter<'route' | 'method' | 'code'>;
+  readonly httpDuration: Histogram<'route'>;
+  readonly httpInFlight: Gauge;
+  readonly handshakeFailures: Counter<'reason'>;
+  readonly handshakes: Counter<'version' | 'resumed'>;
+  readonly connectionsOpen: Gauge;
+  readonly connectionsRejected: Counter<'reason'>;
+  readonly authzDenied: Counter<'route'>;
+  readonly upstreamErrors: Counter<'route' | 'kind'>;
+  readonly tunnelsClosed: Counter<'reason'>;
+  readonly upstreamDuration: Histogram<'route'>;
+  readonly clientCertExpiry: Histogram;
+}
+
+/** Bounded label values for `method`: anything else is counted as OTHER (a client controls the method). */
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'CONNECT', 'TRACE']);
+export function methodLabel(method: string | undefined): string {
+  return method !== undefined && KNOWN_METHODS.has(method) ? method : 'OTHER';
+}
