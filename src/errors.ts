@@ -69,6 +69,23 @@ export interface Problem {
   readonly file?: string;
   readonly line?: number;
   readonly col?: number;
+  /**
+   * An error whose effect is on clients, not on loading: the material still loads with it (e.g. a stale CRL
+   * refuses every client of its CA, but must never stop the server or block a server-certificate
+   * rotation). `certgate check` counts it as an error (exit 1); serve and reloads load the material and
+   * log it at error level. Only errors carry it.
+   */
+  readonly loadable?: true;
+}
+
+/** The finding stops TLS material from loading (start-up refuses, a reload keeps the old material). */
+export function blocksLoading(p: Problem): boolean {
+  return p.severity === 'error' && p.loadable !== true;
+}
+
+/** The log level a finding is logged at (pino has no "warning"). */
+export function logLevelOf(p: Problem): 'error' | 'warn' | 'info' {
+  return p.severity === 'warning' ? 'warn' : p.severity;
 }
 
 /**
@@ -77,9 +94,12 @@ export interface Problem {
  */
 export function problem(
   severity: Problem['severity'], code: ErrorCode, message: string,
-  more: { readonly file?: string | undefined; readonly hint?: string | undefined } = {},
+  more: { readonly file?: string | undefined; readonly hint?: string | undefined; readonly loadable?: boolean } = {},
 ): Problem {
-  return { severity, code, message, hint: more.hint ?? CODES[code], ...(more.file !== undefined && { file: more.file }) };
+  return {
+    severity, code, message, hint: more.hint ?? CODES[code], ...(more.file !== undefined && { file: more.file }),
+    ...(severity === 'error' && more.loadable === true && { loadable: true as const }),
+  };
 }
 
 /** An error the user can act on. Printed as one line by the CLI, never with a stack. */

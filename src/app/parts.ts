@@ -12,7 +12,7 @@ import type http from 'node:http';
 import type { AddressInfo, Server } from 'node:net';
 import type tls from 'node:tls';
 import type { Config, HostPort } from '../config/types.js';
-import { CertgateError, type Problem } from '../errors.js';
+import { CertgateError, logLevelOf, type Problem } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../admin/metrics.js';
 import { createAdminServer, type AdminOptions } from '../admin/server.js';
@@ -42,7 +42,7 @@ export async function loadStartMaterial(
 }
 
 function logProblem(log: Logger, p: Problem): void {
-  log[p.severity === 'info' ? 'info' : 'warn']({ msg: p.message, code: p.code, file: p.file, hint: p.hint });
+  log[logLevelOf(p)]({ msg: p.message, code: p.code, file: p.file, hint: p.hint });
 }
 
 /** What the admin listener needs from files: both refuse start-up with file:line, neither needs closing. */

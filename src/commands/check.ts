@@ -6,7 +6,7 @@
 import { access } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.js';
-import { CertgateError, formatProblem, type Problem } from '../errors.js';
+import { blocksLoading, CertgateError, formatProblem, type Problem } from '../errors.js';
 import { adminExposure } from '../admin/host.js';
 import { inspectTls } from '../tls/material.js';
 import type { CommandIo } from './io.js';
@@ -23,7 +23,8 @@ Options:
   --json          print the findings as a JSON array instead
   -h, --help      show this help
 
-Exit status: 0 usable (warnings allowed), 1 errors found, 2 usage error.
+Exit status: 0 usable (warnings allowed), 1 errors found (including those serve starts with but that
+refuse clients, e.g. a stale CRL under crl_stale: refuse), 2 usage error.
 Example: certgate check --config config/certgate.yaml`;
 
 export async function runCheck(argv: string[], io: CommandIo): Promise<number> {
@@ -43,7 +44,9 @@ export async function runCheck(argv: string[], io: CommandIo): Promise<number> {
     for (const p of problems) io.stdout(formatProblem(p));
     const errors = problems.filter((p) => p.severity === 'error').length;
     const warnings = problems.filter((p) => p.severity === 'warning').length;
-    io.stdout(errors === 0 ? `ok: ${file} is usable (${warnings} warning(s))` : `${errors} error(s), ${warnings} warning(s): ${file} is not usable`);
+    // Some errors refuse clients rather than stop the server (a stale CRL): serve starts, and says so.
+    const verdict = problems.some(blocksLoading) ? 'is not usable' : 'loads, but refuses clients (see the errors above)';
+    io.stdout(errors === 0 ? `ok: ${file} is usable (${warnings} warning(s))` : `${errors} error(s), ${warnings} warning(s): ${file} ${verdict}`);
   }
   return problems.some((p) => p.severity === 'error') ? 1 : 0;
 }

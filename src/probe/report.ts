@@ -5,7 +5,7 @@
 import { formatProblem, type Problem } from '../errors.js';
 import type { CertSummary } from './names.js';
 import { validityText } from './names.js';
-import type { WhoamiAnswer } from '../answers/whoami.js';
+import type { WhoamiAnswer } from '../proxy/whoami-endpoint.js';
 
 export interface ProbeReport {
   readonly url: string;

@@ -8,7 +8,7 @@
  * → let OpenSSL confirm (material/confirm.ts).
  */
 import type { X509Certificate } from 'node:crypto';
-import { CertgateError, problem, type Problem } from '../errors.js';
+import { blocksLoading, CertgateError, problem, type Problem } from '../errors.js';
 import type { TlsConfig } from '../config/types.js';
 import { toPem } from '../x509/pem.js';
 import { crlIssuerLabel } from '../x509/crl.js';
@@ -106,7 +106,8 @@ export async function inspectTls(tls: TlsConfig, opts: InspectOptions = {}): Pro
   if (inputs.crl?.bytes !== undefined && crls.length > 0) {
     problems.push(...(checkCrls({ crls, cas, file: inputs.crl.path, now, mode: tls.crl_mode, stale: tls.crl_stale })).problems);
   }
-  if (problems.some((p) => p.severity === 'error')) return { problems };
+  // A loadable error (a stale CRL, an expired client CA) refuses clients, not the material: it loads.
+  if (problems.some(blocksLoading)) return { problems };
   if (leaf === undefined || keyBlock === undefined) {
     // Defensive: every path that leaves no leaf has reported an error above.
     problems.push(problem('error', 'CG_KEY_MISSING', 'no usable private key and certificate', { file: certPath }));
@@ -136,12 +137,12 @@ export async function inspectTls(tls: TlsConfig, opts: InspectOptions = {}): Pro
   return { material, problems };
 }
 
-/** Like inspectTls, but throws a CertgateError (first error; `problems` = all errors) when unusable. */
+/** Like inspectTls, but throws a CertgateError (first error that stops loading; `problems` = all errors) when unusable. */
 export async function loadTls(tls: TlsConfig, opts: InspectOptions = {}): Promise<TlsMaterial> {
   const { material, problems } = await inspectTls(tls, opts);
   if (material !== undefined) return material;
   const errors = problems.filter((p) => p.severity === 'error');
-  const first = errors[0] ?? problem('error', 'CG_KEY_MISSING', 'the TLS material is not usable');
+  const first = errors.find(blocksLoading) ?? problem('error', 'CG_KEY_MISSING', 'the TLS material is not usable');
   throw new CertgateError(first.code, first.message, {
     ...(first.hint !== undefined && { hint: first.hint }),
     ...(first.file !== undefined && { file: first.file }),

@@ -16,7 +16,7 @@ import { basename } from 'node:path';
 import type tls from 'node:tls';
 import type { TlsConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import type { Problem } from '../errors.js';
+import { blocksLoading, logLevelOf, type Problem } from '../errors.js';
 import { inspectTls, type TlsMaterial } from './material.js';
 import { secureContextOptions, type SessionTickets } from './context.js';
 import { watchFiles, type FileWatch } from './watch.js';
@@ -150,13 +150,14 @@ export function createReloader(opts: ReloaderOptions): Reloader {
       previous_serial: previous.leaf.serialNumber, trust_changed: trustChanged,
     });
     opts.onReload?.({ time: Date.now(), trigger: reason, file, result: 'success', serial: material.leaf.serialNumber.toUpperCase() });
-    for (const p of material.problems) log[p.severity === 'info' ? 'info' : 'warn']({ msg: p.message, code: p.code, file: p.file, hint: p.hint });
+    // A loadable error (a stale CRL: every client of a CA refused) loaded, but is logged as the error it is.
+    for (const p of material.problems) log[logLevelOf(p)]({ msg: p.message, code: p.code, file: p.file, hint: p.hint });
     return { result: 'success' };
   }
 
   function fail(reason: string, file: string, problems: readonly Problem[]): ReloadResult {
     const errors = problems.filter((p) => p.severity === 'error');
-    const first = errors[0];
+    const first = errors.find(blocksLoading) ?? errors[0];
     metrics.reloads.inc({ file, result: 'failure' });
     log.warn({
       msg: 'TLS reload failed', reason, file, files: labels, code: first?.code, problem_file: first?.file, message: first?.message, hint: first?.hint,

@@ -228,9 +228,18 @@ describe('certgate check: client CAs and CRLs', () => {
       'info: <dir>/client-ca.pem: tls.client_ca holds only the CA(s) that issued the server certificate (CN=certgate test root CA, CN=certgate test intermediate CA); only clients issued by them are accepted (fix: nothing to do if that is intended; otherwise add the CAs that issue your client certificates) [CG_CA_SELF_ONLY]');
   });
 
-  it('a stale CRL (nextUpdate passed), crl_mode leaf: a warning (its CA\'s clients are refused by name), exit 0', { timeout: TIMEOUT }, async () => {
-    await expectFinding(config('stale-leaf', { bundle: S().pemPath, client_ca: pki.clientCa.path, crl: pki.expiredCrlPath }), 0,
-      'warning: <dir>/crl-expired.pem: the CRL (block 1) of CN=certgate test intermediate CA expired: its nextUpdate was <time>; certgate refuses that CA\'s clients (crl_expired) until a fresh CRL arrives (CRL_HAS_EXPIRED) (fix: a CRL is past its nextUpdate: every client would be refused; fetch a fresh CRL) [CG_CRL_EXPIRED]');
+  // issue 14: this was a warning with exit 0 ("usable") while every client of that CA was refused.
+  it('a stale CRL (nextUpdate passed), crl_mode leaf, crl_stale refuse (the defaults): an error, exit 1 (its CA\'s clients are refused)', { timeout: TIMEOUT }, async () => {
+    await expectFinding(config('stale-leaf', { bundle: S().pemPath, client_ca: pki.clientCa.path, crl: pki.expiredCrlPath }), 1,
+      'error: <dir>/crl-expired.pem: the CRL (block 1) of CN=certgate test intermediate CA expired: its nextUpdate was <time>; certgate refuses that CA\'s clients (crl_expired) until a fresh CRL arrives (CRL_HAS_EXPIRED) (fix: a CRL is past its nextUpdate: every client would be refused; fetch a fresh CRL) [CG_CRL_EXPIRED]');
+    // serve starts with it (a stale CRL never stops the server): the summary says what holds.
+    const r = await runCheck(path.join(tmp, 'stale-leaf.yaml'));
+    assert.match(r.stdout, /1 error\(s\), 0 warning\(s\): .*stale-leaf\.yaml loads, but refuses clients/);
+  });
+
+  it('a stale CRL under crl_stale: allow: a warning, exit 0 (the last CRL keeps being used)', { timeout: TIMEOUT }, async () => {
+    await expectFinding(config('stale-allow', { bundle: S().pemPath, client_ca: pki.clientCa.path, crl: pki.expiredCrlPath, crl_stale: 'allow' }), 0,
+      'warning: <dir>/crl-expired.pem: the CRL (block 1) of CN=certgate test intermediate CA expired: its nextUpdate was <time>; tls.crl_stale: allow keeps using it (CRL_HAS_EXPIRED) (fix: a CRL is past its nextUpdate: every client would be refused; fetch a fresh CRL) [CG_CRL_EXPIRED]');
   });
 
   it('a stale CRL, crl_mode chain: error (Node refuses every client of that CA)', { timeout: TIMEOUT }, async () => {

@@ -893,3 +893,39 @@ for (const workers of [1, 2]) {
     assert.equal(nothing().length, 1);
   });
 }
+
+/**
+ * issue 14: a stale CRL refuses its CA's clients (crl_expired, or OpenSSL in chain mode) — `certgate check`
+ * calls that an error — but it must never stop the server or block a server-certificate rotation: start-up
+ * and reloads load such material and log the finding at error level.
+ */
+for (const crlMode of ['leaf', 'chain'] as const) {
+  test(`a stale CRL (crl_mode ${crlMode}) neither stops start-up nor blocks a server-certificate rotation; it is logged at error level`, async (t) => {
+    let gate: RunningCertgate | undefined;
+    const dir = tempDir(t, async () => gate?.close());
+    const bundle = path.join(dir, 'server.pem');
+    fs.writeFileSync(bundle, pki.serverBundle.pem, { mode: 0o600 });
+    // The intermediate's CRL is stale; the root's is current (chain mode needs one for every CA).
+    try {
+      gate = await startTestCertgate({
+        tls: { bundle, client_ca: pki.clientCa.path, crl: pki.expiredCrlPath, crl_mode: crlMode, crl_stale: 'refuse', watch: false },
+        routes: [{ name: 'all', upstream: upstream.url }],
+      });
+    } catch (err) {
+      assert.fail(`PRODUCT BUG: a stale CRL stopped certgate from starting (crl_mode ${crlMode}): ${String(err)}`);
+    }
+    const errorLines = (): Record<string, unknown>[] => gate!.logs.lines.filter((l) => l.code === 'CG_CRL_EXPIRED');
+    assert.deepEqual(errorLines().map((l) => l.level), [50], 'logged once at start-up, at error level (pino 50)');
+    // A client of the root (whose CRL is current) is served; the intermediate's clients are refused.
+    const direct = await send(gate.url, pki.clients.direct, { path: '/probe' });
+    assert.equal(direct.status, 200, direct.body);
+    assert.equal(direct.serial, pki.serverBundle.x509.serialNumber);
+
+    const next = await newServerLeaf(`stale-crl-${crlMode}`);
+    renameOver(bundle, next.pem);
+    const r = await gate.app.reload('test: rotation with a stale CRL');
+    assert.equal(r.result, 'success', `PRODUCT BUG: a stale CRL blocked the server-certificate rotation: ${JSON.stringify(r)}`);
+    assert.equal((await send(gate.url, pki.clients.direct, { path: '/probe' })).serial, next.x509.serialNumber, 'the new leaf is served');
+    assert.deepEqual(errorLines().map((l) => l.level), [50, 50], 'the reload logs it again, at error level');
+  });
+}

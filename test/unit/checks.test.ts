@@ -260,6 +260,47 @@ test('CRLs: past nextUpdate is an error, unless another current CRL of that CA e
   assert.deepEqual(codes((await checkCrls({ crls: [future], cas, file: CRL_FILE, now })).problems), ['error:CG_CRL_NOT_YET_VALID']);
 });
 
+/**
+ * issue 14: `check` called a config "usable" while it refused every client of a CA. A finding whose effect is
+ * "every client of that CA is refused" is an error (check exits 1) — but one that still loads (`loadable`):
+ * a stale CRL must never stop the server or block a server-certificate rotation.
+ */
+test('a stale CRL that refuses its CA\'s clients is a loadable error (leaf + refuse, chain); a warning under crl_stale: allow or with a current CRL beside it', async () => {
+  const cas = [at(pki.root, undefined, CA_FILE)];
+  const now = new Date();
+  const stale = crlRef(await createCrl({ issuer: pki.root, thisUpdate: new Date(now.getTime() - 10 * DAY), nextUpdate: new Date(now.getTime() - DAY) }), 1);
+  const future = crlRef(await createCrl({ issuer: pki.root, thisUpdate: new Date(now.getTime() + DAY) }), 1);
+  const fresh = crlRef(await createCrl({ issuer: pki.root }), 2);
+  const loadable = (ps: readonly Problem[]): string[] => ps.map((p) => `${p.severity}:${p.code}${p.loadable === true ? ':loadable' : ''}`).sort();
+  for (const crl of [stale, future]) {
+    const code = crl === stale ? 'CG_CRL_EXPIRED' : 'CG_CRL_NOT_YET_VALID';
+    assert.deepEqual(loadable((await checkCrls({ crls: [crl], cas, file: CRL_FILE, now, mode: 'leaf', stale: 'refuse' })).problems), [`error:${code}:loadable`],
+      'leaf + refuse: certgate refuses that CA\'s clients (crl_expired): an error for check, but the material loads');
+    assert.deepEqual(loadable((await checkCrls({ crls: [crl], cas, file: CRL_FILE, now, mode: 'chain', stale: 'refuse' })).problems), [`error:${code}:loadable`],
+      'chain: OpenSSL refuses that CA\'s clients: an error, and still loadable');
+    assert.deepEqual(loadable((await checkCrls({ crls: [crl], cas, file: CRL_FILE, now, mode: 'leaf', stale: 'allow' })).problems), [`warning:${code}`],
+      'leaf + allow: the last CRL keeps being used, nobody is refused');
+  }
+  assert.deepEqual(loadable((await checkCrls({ crls: [stale, fresh], cas, file: CRL_FILE, now, mode: 'leaf', stale: 'refuse' })).problems), ['warning:CG_CRL_EXPIRED']);
+});
+
+test('an expired client CA refuses every client it issued: a loadable error; a current certificate of the same CA beside it makes it a warning', async () => {
+  const now = new Date();
+  const old = await createCa({ subject: [['CN', 'Checks Expiring Root']], notBefore: new Date(now.getTime() - 30 * DAY), notAfter: new Date(now.getTime() - DAY) });
+  const expired = checkClientCas({ cas: [at(old, 1, CA_FILE)], file: CA_FILE, now });
+  assert.deepEqual(expired.map((p) => `${p.severity}:${p.code}:${String(p.loadable)}`), ['error:CG_CERT_EXPIRED:true']);
+  assert.match(find(expired, 'CG_CERT_EXPIRED').message, /clients it issued are refused/);
+  // The CA renewed its certificate (same name, same key): OpenSSL picks the current one.
+  const renewed = await x509.X509CertificateGenerator.create({
+    serialNumber: '0a', subject: old.cert.subject, issuer: old.cert.subject, publicKey: old.publicKey, signingKey: old.privateKey,
+    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' }, notBefore: new Date(now.getTime() - DAY), notAfter: new Date(now.getTime() + 365 * DAY),
+    extensions: [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true)],
+  });
+  const twin = checkClientCas({ cas: [at(old, 1, CA_FILE), at({ cert: renewed }, 2, CA_FILE)], file: CA_FILE, now });
+  assert.deepEqual(codes(twin), ['warning:CG_CERT_EXPIRED']);
+  assert.equal(find(twin, 'CG_CERT_EXPIRED').loadable, undefined);
+});
+
 test('CRLs: an RSA CA\'s CRL signed with SHA-384 or SHA-512 verifies (the check once bound the CA key to SHA-256 and called it foreign)', async () => {
   const rsaCa = await createCa({ subject: [['CN', 'Checks RSA Root']], keyType: 'rsa' });
   const cas = [at(rsaCa, undefined, CA_FILE)];

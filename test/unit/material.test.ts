@@ -312,6 +312,22 @@ test('CRLs: expired, from an unknown issuer, a client CA without CRL', async () 
   assert.equal(find(r3.problems, 'CG_CRL_MISSING_CA').file, pki.crlRootPath);
 });
 
+test('a stale CRL never stops loading (crl_mode leaf and chain): the material loads, the finding stays an error for check', async () => {
+  const { bundle, client_ca } = good();
+  for (const crl_mode of ['leaf', 'chain'] as const) {
+    // chain mode needs a CRL of every CA: the expired file holds the intermediate's (stale) and the root's.
+    const r = await inspectTls(config({ bundle, client_ca, crl: pki.expiredCrlPath, crl_mode, crl_stale: 'refuse' }));
+    assert.deepEqual(errors(r.problems), ['CG_CRL_EXPIRED'], crl_mode);
+    assert.ok(r.material !== undefined, `PRODUCT BUG (${crl_mode}): a stale CRL stopped the material from loading: ${JSON.stringify(r.problems)}`);
+    assert.ok(r.material.problems.some((p) => p.code === 'CG_CRL_EXPIRED' && p.severity === 'error'), 'the loaded material carries the error, for serve to log');
+    const m = await loadTls(config({ bundle, client_ca, crl: pki.expiredCrlPath, crl_mode }));
+    assert.equal(m.leaf.serialNumber, server().x509.serialNumber);
+  }
+  // An error that does stop the load still does, beside it.
+  const mismatched = file('mismatched.pem', pki.clients.good.key + server().cert);
+  await assert.rejects(loadTls(config({ bundle: mismatched, client_ca, crl: pki.expiredCrlPath })), (err: CertgateError) => err.code === 'CG_KEY_MISMATCH');
+});
+
 test('a CRL labelled "BEGIN CRL" (the @peculiar/x509 default) is re-labelled so Node accepts it', async () => {
   const { bundle, client_ca } = good();
   const label = (p: string): string => p.replace(/X509 CRL/g, 'CRL');

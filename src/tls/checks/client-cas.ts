@@ -1,7 +1,7 @@
 /** tls.client_ca (pure; `now` is passed in): CA flags and key usage, expiry, roots present, whom it admits. */
 import type { X509Certificate } from 'node:crypto';
 import { problem, type Problem } from '../../errors.js';
-import { isCa, isSelfSigned, issuedBy, keyUsageOf, notAfter, sameCertificate } from '../../x509/certificate.js';
+import { isCa, isSelfSigned, issuedBy, keyUsageOf, notAfter, notBefore, publicKeyOf, sameCertificate } from '../../x509/certificate.js';
 import { certText, day, displayName, missingIssuer, type CertRef } from './refs.js';
 
 export interface ClientCaInput {
@@ -30,9 +30,14 @@ export function checkClientCas(input: ClientCaInput): Problem[] {
         `${certText(ca)} has keyUsage without keyCertSign; OpenSSL will not accept certificates it signed`, { file }));
     }
     if (notAfter(ca.cert) < now) {
-      out.push(problem('warning', 'CG_CERT_EXPIRED',
-        `the client CA ${certText(ca)} expired on ${day(notAfter(ca.cert))}; clients it issued are refused (CERT_HAS_EXPIRED)`,
-        { file, hint: 'replace it with the CA\'s current certificate' }));
+      // Every client it issued is refused — an error for `certgate check`, yet loadable (expiry comes with
+      // time; it must not stop the server). Unless the CA's renewed certificate (same name and key) is here
+      // too and current: OpenSSL picks that one, and nobody is refused.
+      const renewed = cas.some((o) => o !== ca && o.cert.subject === ca.cert.subject && notBefore(o.cert) <= now && now <= notAfter(o.cert)
+        && publicKeyOf(o.cert).equals(publicKeyOf(ca.cert)));
+      out.push(problem(renewed ? 'warning' : 'error', 'CG_CERT_EXPIRED',
+        `the client CA ${certText(ca)} expired on ${day(notAfter(ca.cert))}; ${renewed ? 'a current certificate of that CA is also in the file, so clients are verified with that one' : 'clients it issued are refused (CERT_HAS_EXPIRED)'}`,
+        { file, hint: renewed ? 'remove the expired certificate from the file' : 'replace it with the CA\'s current certificate', loadable: true }));
     }
   }
 

@@ -16,7 +16,9 @@ export interface CrlInput {
   /**
    * chain (OpenSSL's CRL_CHECK_ALL): a stale CRL or a CA without one locks out all its clients — errors.
    * leaf (certgate's own check, the default): a CA without a CRL means "not revoked"; a stale CRL refuses
-   * that CA's clients by name (crl_expired) unless crl_stale is allow — warnings, the rest keeps working.
+   * that CA's clients by name (crl_expired) unless crl_stale is allow. A stale CRL that refuses clients is
+   * an error either way, but a loadable one: staleness comes with time, and must never stop the server
+   * or block a server-certificate rotation (the rest keeps working).
    */
   readonly mode?: 'leaf' | 'chain';
   readonly stale?: 'refuse' | 'allow';
@@ -73,7 +75,10 @@ export function checkCrls(input: CrlInput): CrlResult {
   for (const ref of crls) {
     const ca = issuers.get(ref);
     const fallback = ca !== undefined && (byCa.get(ca) ?? []).some((o) => o !== ref && current(o));
-    const severity = fallback || mode === 'leaf' ? 'warning' : 'error';
+    // Who is refused decides the severity: nobody (another CRL is current, or crl_stale: allow in leaf
+    // mode) is a warning; every client of that CA is an error for `certgate check`, loadable all the same.
+    const refuses = !fallback && (mode === 'chain' || input.stale !== 'allow');
+    const severity = refuses ? 'error' : 'warning';
     const consequence = fallback
       ? 'another CRL of that CA is current, so it is ignored'
       : mode === 'chain'
@@ -84,11 +89,11 @@ export function checkCrls(input: CrlInput): CrlResult {
     const next = ref.crl.nextUpdate;
     if (next !== undefined && next < now) {
       problems.push(problem(severity, 'CG_CRL_EXPIRED',
-        `${crlText(ref)} expired: its nextUpdate was ${next.toISOString()}; ${consequence} (CRL_HAS_EXPIRED)`, { file: ref.file }));
+        `${crlText(ref)} expired: its nextUpdate was ${next.toISOString()}; ${consequence} (CRL_HAS_EXPIRED)`, { file: ref.file, loadable: true }));
     } else if (ref.crl.thisUpdate > now) {
       problems.push(problem(severity, 'CG_CRL_NOT_YET_VALID',
         `${crlText(ref)} is not valid yet: its thisUpdate is ${ref.crl.thisUpdate.toISOString()} (now ${now.toISOString()}); ${consequence} (CRL_NOT_YET_VALID)`,
-        { file: ref.file }));
+        { file: ref.file, loadable: true }));
     }
   }
 
