@@ -15,7 +15,7 @@ import { isSelfSigned, issuedBy } from '../x509/certificate.js';
 import type { Anchor } from './client-files.js';
 import { namesOf, summarize } from './names.js';
 import type { Attempt } from './connect.js';
-import { refusalHint } from '../proxy/refusal-hints.js';
+import { refusalHint } from '../answers/refusal-hints.js';
 import { REFUSAL_REASONS, type RefusalReason } from '../tls/handshake.js';
 
 const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';

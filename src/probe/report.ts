@@ -5,7 +5,7 @@
 import { formatProblem, type Problem } from '../errors.js';
 import type { CertSummary } from './names.js';
 import { validityText } from './names.js';
-import type { WhoamiAnswer } from '../proxy/whoami-endpoint.js';
+import type { WhoamiAnswer } from '../answers/whoami.js';
 
 export interface ProbeReport {
   readonly url: string;

@@ -14,7 +14,7 @@ import { attempt, type Attempt, type ClientTls } from './connect.js';
 import { clientCertificate, clientVersusCaNames, diagnoseServerChain, outcome } from './diagnose.js';
 import { namesOf, summarize } from './names.js';
 import { equivalentCalls, type ProbeReport } from './report.js';
-import { WHOAMI_MARK, type WhoamiAnswer } from '../proxy/whoami-endpoint.js';
+import { WHOAMI_MARK, type WhoamiAnswer } from '../answers/whoami.js';
 
 export interface ProbeOptions {
   readonly url: URL;

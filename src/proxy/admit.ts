@@ -7,7 +7,7 @@
 import type { RouteConfig } from '../config/types.js';
 import type { ClientIdentity } from '../identity/types.js';
 import type { ErrorBody } from '../respond.js';
-import { refusalHint } from './refusal-hints.js';
+import { refusalHint } from '../answers/refusal-hints.js';
 import type { ConnectionVerdict } from './verdict.js';
 import { PATH_REFUSAL_MESSAGES, normalizeRequestPath } from '../http/path.js';
 import { parseHost } from '../http/host.js';

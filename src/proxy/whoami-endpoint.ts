@@ -18,27 +18,10 @@ import type { Policy } from './policy.js';
 import { normalizeRequestPath } from '../http/path.js';
 import { sendJson } from '../respond.js';
 import type { RequestView } from './request-view.js';
+import { WHOAMI_MARK, type WhoamiAnswer } from '../answers/whoami.js';
 
 /** Route label of whoami answers in metrics and access logs (bounded, never a client string). */
 export const WHOAMI_ROUTE = '(whoami)';
-
-/** Marks the JSON as certgate's, so a probe can tell it from an upstream's page at that path. */
-export const WHOAMI_MARK = 'certgate-whoami/1';
-
-export interface WhoamiAnswer {
-  readonly certgate: typeof WHOAMI_MARK;
-  readonly client: 'verified';
-  /** The headers certgate sets on a forwarded request for this connection (lower-case names). */
-  readonly headers: Readonly<Record<string, string>>;
-  readonly route: {
-    readonly path: string;
-    /** null when no route matches `path` (the request would get 404 no_route). */
-    readonly name: string | null;
-    readonly allowed?: boolean;
-    /** Only with errors.verbose, as in 403 bodies: the allow rule kinds that refused. */
-    readonly rule?: string;
-  };
-}
 
 export interface WhoamiOptions {
   readonly path: string;

@@ -11,7 +11,7 @@ import { parseSClient } from '../../dist/probe/observe.js';
 import { clientCertificate, clientVersusCaNames, diagnoseServerChain, effectiveClientChain, outcome } from '../../dist/probe/diagnose.js';
 import { equivalentCalls } from '../../dist/probe/report.js';
 import { opensslText } from '../../dist/probe/connect.js';
-import { refusalHint } from '../../dist/proxy/refusal-hints.js';
+import { refusalHint } from '../../dist/answers/refusal-hints.js';
 import { createWhoamiEndpoint } from '../../dist/proxy/whoami-endpoint.js';
 import { authorityKeyId } from '../../dist/x509/certificate.js';
 import { REFUSAL_REASONS } from '../../dist/tls/handshake.js';

@@ -4,6 +4,8 @@
  * `reason` tells a program what happened, the hint tells a person what to do next.
  * Never names an identity or CA that *would* be allowed beyond what the TLS handshake already
  * announces (the CA names in the CertificateRequest, which `certgate probe` lists).
+ * Here, a floor below the server (proxy/admit.ts) and the client-side doctor (probe/diagnose.ts), which
+ * share only what a client sees on the wire.
  */
 import type { RefusalReason } from '../tls/handshake.js';
 
