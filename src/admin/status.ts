@@ -3,44 +3,22 @@
  * chain and client CAs with days left, CRLs, the reload history, and request/refusal rates.
  *
  * Nothing here is on the request path. Counts are read from the prom-client metrics (the one source of
- * truth), sampled every 5 s into a ring that spans the last minute; rates are (now − oldest sample) / Δt.
- * Multi-core seam: `readCounters` is the only way in; under node:cluster it reads the aggregated
- * metrics instead of this process's.
+ * truth; counters.ts), sampled every 5 s into a ring that spans the last minute; rates are (now − oldest
+ * sample) / Δt. Multi-core seam: `readCounters` is the only way in; under node:cluster it reads the
+ * aggregated metrics instead of this process's. The reload history is kept in reload-history.ts.
  */
 import { readFileSync } from 'node:fs';
 import type { X509Certificate } from 'node:crypto';
 import type { Config } from '../config/types.js';
 import type { TlsMaterial } from '../tls/material.js';
 import type { ReloadEvent } from '../tls/reloader.js';
+import type { ReloadHistory } from './reload-history.js';
+import type { CounterSnapshot, Samples } from './counters.js';
 import { readCertificate } from '../x509/der.js';
 import { printDn } from '../x509/dn.js';
 import { REFUSAL_REASONS } from '../tls/handshake.js';
-import type { Metrics } from './metrics.js';
 
 const DAY_MS = 86_400_000;
-
-/** One reload attempt that did something (an unchanged re-read is not history). */
-// The reloader emits these (tls/reloader.ts defines the type); re-exported for admin's importers.
-export type { ReloadEvent } from '../tls/reloader.js';
-
-/** The last `max` reloads, newest first. */
-export class ReloadHistory {
-  readonly #max: number;
-  readonly #events: ReloadEvent[] = [];
-
-  constructor(max = 20) {
-    this.#max = max;
-  }
-
-  record(event: ReloadEvent): void {
-    this.#events.unshift(event);
-    if (this.#events.length > this.#max) this.#events.length = this.#max;
-  }
-
-  list(): readonly ReloadEvent[] {
-    return [...this.#events];
-  }
-}
 
 export interface CertificateRow {
   readonly kind: 'server' | 'chain' | 'client_ca';
@@ -102,35 +80,6 @@ export interface StatusJson {
     readonly connections_rejected: number;
     /** By reason: the handshake refusal reasons, plus "forbidden" for allow-list denials. */
     readonly refusals: Readonly<Record<string, number>>;
-  };
-}
-
-/** Label sets and values of one metric, as prom-client's `get()` gives them. */
-export type Samples = readonly { readonly labels: Readonly<Partial<Record<string, string | number>>>; readonly value: number }[];
-
-export interface CounterSnapshot {
-  readonly requests: Samples;
-  readonly handshakes: Samples;
-  readonly handshakeFailures: Samples;
-  readonly authzDenied: Samples;
-  readonly upstreamErrors: Samples;
-  readonly connectionsRejected: Samples;
-  readonly connectionsOpen: Samples;
-  readonly inFlight: Samples;
-}
-
-/** This process's counters (the default `readCounters`). */
-export function localCounters(metrics: Metrics): () => Promise<CounterSnapshot> {
-  return async () => {
-    const [requests, handshakes, handshakeFailures, authzDenied, upstreamErrors, connectionsRejected, connectionsOpen, inFlight] = await Promise.all([
-      metrics.httpRequests.get(), metrics.handshakes.get(), metrics.handshakeFailures.get(), metrics.authzDenied.get(),
-      metrics.upstreamErrors.get(), metrics.connectionsRejected.get(), metrics.connectionsOpen.get(), metrics.httpInFlight.get(),
-    ]);
-    return {
-      requests: requests.values, handshakes: handshakes.values, handshakeFailures: handshakeFailures.values, authzDenied: authzDenied.values,
-      upstreamErrors: upstreamErrors.values, connectionsRejected: connectionsRejected.values,
-      connectionsOpen: connectionsOpen.values, inFlight: inFlight.values,
-    };
   };
 }
 

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from '../config/types.js';
 import { createLogger, type Logger } from '../log.js';
 import { createMetrics, type Metrics } from '../admin/metrics.js';
-import { localCounters } from '../admin/status.js';
+import { localCounters } from '../admin/counters.js';
 import { createSessionTickets, type SessionTickets } from '../tls/context.js';
 import { createReloader, type ReloadResult } from '../tls/reloader.js';
 import { createTrustCheck } from '../tls/trust.js';

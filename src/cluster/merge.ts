@@ -1,5 +1,5 @@
 /** Pure merges of what the workers answer the primary (workers: N). */
-import type { CounterSnapshot, Samples } from '../admin/status.js';
+import type { CounterSnapshot, Samples } from '../admin/counters.js';
 
 const COUNTER_KEYS = [
   'requests', 'handshakes', 'handshakeFailures', 'authzDenied', 'upstreamErrors', 'connectionsRejected', 'connectionsOpen', 'inFlight',

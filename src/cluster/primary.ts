@@ -32,7 +32,7 @@ import type { Config } from '../config/types.js';
 import { createLogger } from '../log.js';
 import { createClusterMetrics, createMetrics } from '../admin/metrics.js';
 import { mergeClientRecords, type ClientRecord } from '../admin/clients.js';
-import type { CounterSnapshot } from '../admin/status.js';
+import type { CounterSnapshot } from '../admin/counters.js';
 import { createSessionTickets } from '../tls/context.js';
 import { createReloader } from '../tls/reloader.js';
 import { createAdminSide, listen, loadAdminInputs, loadStartMaterial, servingFields, startupHistory, urlOf } from '../app/parts.js';

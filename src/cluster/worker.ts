@@ -10,7 +10,7 @@
  */
 import type { Config } from '../config/types.js';
 import { startCertgate, type Certgate } from '../app/start.js';
-import { localCounters } from '../admin/status.js';
+import { localCounters } from '../admin/counters.js';
 import { createSessionTickets } from '../tls/context.js';
 import { isToWorker, type Question, type ToPrimary } from './messages.js';
 

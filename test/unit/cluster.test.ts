@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { sumCounters } from '../../dist/cluster/merge.js';
 import { cgroupCpuQuota, parseCpuMax, workerCount } from '../../dist/cluster/primary.js';
 import { createSessionTickets, TICKET_ROTATION_MS, untilNextRotation } from '../../dist/tls/context.js';
-import type { CounterSnapshot } from '../../dist/admin/status.js';
+import type { CounterSnapshot } from '../../dist/admin/counters.js';
 import type { TlsMaterial } from '../../dist/tls/material.js';
 
 const EMPTY: CounterSnapshot = {
