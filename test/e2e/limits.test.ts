@@ -140,7 +140,7 @@ describe('per-connection and per-request limits', () => {
       agent.destroy();
     }
     assert.deepEqual(seen.map(([s]) => s), [200, 200, 200, 200, 200],
-      `PRODUCT BUG: a keep-alive client got ${JSON.stringify(seen)} (the response at the limit must carry Connection: close; forward.ts forces keep-alive)`);
+      `PRODUCT BUG: a keep-alive client got ${JSON.stringify(seen)} (the response at the limit must carry Connection: close: proxy/pipeline.ts marks it, and proxy/hop.ts must never set keep-alive by hand)`);
     assert.equal(seen[1]![1], 'close', 'the 2nd response on a connection closes it');
     assert.equal(await handshakes(), h0 + 3, '5 requests at 2 per connection = 3 connections');
     await waitForNoConnections(gate);

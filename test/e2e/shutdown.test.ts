@@ -160,7 +160,7 @@ test('SIGTERM during a 1.5 s upstream response: readyz 503 at once, new connecti
   assert.deepEqual([exit.code, exit.signal], [0, null], 'exit 0 after the drain');
   assert.ok(s.logs.some((l) => l.msg === 'certgate stopped'), 'logged "certgate stopped" (log flushed before exit)');
   assert.ok(exit.at - f.at < 1000, `PRODUCT BUG: the process lingered ${exit.at - f.at} ms after the last in-flight response (the drained keep-alive connection is held until keepalive_timeout_ms)`);
-  assert.equal(f.connection, 'close', 'PRODUCT BUG: a response finished while draining must say Connection: close (forward.ts decides keep-alive when the request starts, before the signal)');
+  assert.equal(f.connection, 'close', 'PRODUCT BUG: a response finished while draining must say Connection: close (proxy/hop.ts must read draining when the upstream answers, not only when the request started, before the signal)');
 });
 
 test('a second signal during the drain exits at once with status 1 (the in-flight request is cut)', TEST_OPTS, async () => {
