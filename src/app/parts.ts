@@ -18,6 +18,7 @@ import type { Metrics } from '../admin/metrics.js';
 import { createAdminServer, type AdminOptions } from '../admin/server.js';
 import { loadAdminToken, type AdminToken } from '../admin/auth.js';
 import { adminExposure } from '../admin/host.js';
+import { keepAliveAdvice } from '../config/keepalive.js';
 import { createStatus, type StatusSource } from '../admin/status.js';
 import { ReloadHistory } from '../admin/reload-history.js';
 import type { CounterSnapshot } from '../admin/counters.js';
@@ -29,15 +30,18 @@ import { untilNextRotation, type SessionTickets } from '../tls/context.js';
 
 /**
  * The TLS material certgate starts with (refuses start-up with file:line when unusable). `report`: log its
- * problems and warn when the admin listener is exposed without a token (a cluster worker does not: its
- * primary has, once).
+ * problems (each at its own level), warn when limits.keepalive_timeout_ms is too short for Node.js clients
+ * to reuse connections, and when the admin listener is exposed without a token (a cluster worker does
+ * not: its primary has, once).
  */
 export async function loadStartMaterial(
-  config: Pick<Config, 'tls' | 'listen' | 'admin' | 'file'>, log: Logger, report: boolean,
+  config: Pick<Config, 'tls' | 'listen' | 'admin' | 'file' | 'limits'>, log: Logger, report: boolean,
 ): Promise<TlsMaterial> {
   const material = await loadTls(config.tls, { listenHost: config.listen.host });
   if (!report) return material;
   for (const p of material.problems) logProblem(log, p);
+  const keepAlive = keepAliveAdvice(config);
+  if (keepAlive !== undefined) logProblem(log, keepAlive);
   const exposed = adminExposure(config);
   if (exposed !== undefined) log.warn({ msg: exposed.message, code: exposed.code, file: exposed.file, line: exposed.line, hint: exposed.hint });
   return material;

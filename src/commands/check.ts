@@ -6,6 +6,7 @@
 import { access } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.js';
+import { keepAliveAdvice } from '../config/keepalive.js';
 import { blocksLoading, CertgateError, formatProblem, type Problem } from '../errors.js';
 import { adminExposure } from '../admin/host.js';
 import { inspectTls } from '../tls/material.js';
@@ -68,6 +69,8 @@ export async function findProblems(file: string): Promise<Problem[]> {
       problems.push({ severity: 'error', code: 'CG_FILE_READ', message: `routes[${route.name}].upstream_ca: cannot read ${route.upstream_ca}`, file: route.upstream_ca });
     }
   }
+  const keepAlive = keepAliveAdvice(config);
+  if (keepAlive !== undefined) problems.push(keepAlive);
   const exposed = adminExposure(config);
   if (exposed !== undefined) problems.push(exposed);
   return problems;

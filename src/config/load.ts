@@ -81,18 +81,63 @@ function issueToProblems(issue: Issue, doc: Document, lc: LineCounter, file: str
       const siblings = knownKeys().get(schemaPath(base)) ?? [];
       const near = nearest(key, siblings);
       return problemAt(doc, lc, file, keyPath, `unknown key "${key}"`,
-        near ? `did you mean "${near}"?` : `valid keys here: ${siblings.join(', ')}`, true);
+        near ? `rename it to "${near}" if that is what you meant, or remove it` : `remove it, or use a key valid here: ${siblings.join(', ')}`, true);
     });
   }
   let message = issue.message;
-  if (issue.code === 'invalid_type' && valueAt(doc, base) === undefined) message = 'is required';
-  return [problemAt(doc, lc, file, base, message, hintFor(issue), false)];
+  const missing = issue.code === 'invalid_type' && valueAt(doc, base) === undefined;
+  if (missing) message = 'is required';
+  return [problemAt(doc, lc, file, base, message, hintFor(issue, missing), false)];
 }
 
-function hintFor(issue: Issue): string {
-  if (issue.code === 'invalid_value' && 'values' in issue) return `use one of: ${issue.values.map(String).join(', ')}`;
-  if (issue.code === 'invalid_type') return `write a ${issue.expected} here`;
-  return 'fix the value shown';
+/** What to write instead, from the issue (never "fix it": test/unit/hints.test.ts). */
+function hintFor(issue: Issue, missing: boolean): string {
+  switch (issue.code) {
+    case 'invalid_value':
+      return `use one of: ${issue.values.map(String).join(', ')}`;
+    case 'invalid_type': {
+      const what = typeWord(issue.expected);
+      return missing ? `add this key with ${what}` : `write ${what} here`;
+    }
+    case 'too_small':
+      return bound(issue.origin, issue.inclusive === false ? 'greater than' : 'at least', issue.minimum);
+    case 'too_big':
+      return bound(issue.origin, issue.inclusive === false ? 'less than' : 'at most', issue.maximum);
+    case 'not_multiple_of':
+      return `use a multiple of ${String(issue.divisor)}`;
+    default:
+      // The schema's own messages say what the value must be ("must be HOST:PORT, e.g. …"): said as what to write.
+      return instructionFrom(issue.message) ?? 'write the value as config/certgate.schema.json describes this key';
+  }
+}
+
+function typeWord(expected: string): string {
+  // Every number in the schema is an integer (durations in ms, counts, sizes).
+  if (expected === 'number' || expected === 'int') return 'a whole number';
+  if (expected === 'string') return 'a string (quote it if it holds ": " or " #")';
+  if (expected === 'boolean') return 'true or false';
+  if (expected === 'array') return 'a list';
+  if (expected === 'object') return 'a mapping of keys';
+  return `a value of type ${expected}`;
+}
+
+/** "use a whole number of at least 1", "list at least 1 entry here", "write at least 1 character". */
+function bound(origin: string, relation: string, n: number | bigint): string {
+  const count = Number(n);
+  if (origin === 'array' || origin === 'set') return `list ${relation} ${count} ${count === 1 ? 'entry' : 'entries'} here`;
+  if (origin === 'string') return `write ${relation} ${count} ${count === 1 ? 'character' : 'characters'}`;
+  return `use a whole number ${relation.startsWith('at ') ? 'of ' : ''}${relation} ${count}`;
+}
+
+/** "must be X" → "write X"; "must start with X" → "start it with X"; "may hold X only" → "use X only". */
+function instructionFrom(message: string): string | undefined {
+  const be = /^must be (.+)$/s.exec(message);
+  if (be !== null) return `write ${be[1]}`;
+  const start = /^must start with (.+)$/s.exec(message);
+  if (start !== null) return `start it with ${start[1]}`;
+  const only = /^may hold (.+) only$/s.exec(message);
+  if (only !== null) return `use ${only[1]} only`;
+  return undefined;
 }
 
 function problemAt(

@@ -90,9 +90,8 @@ export const LIMITS_SCHEMA = z
     handshake_timeout_ms: durationMs(10_000).describe('a TLS connection must finish its handshake within this'),
     header_timeout_ms: durationMs(10_000).describe('a request\'s headers must arrive within this (slowloris)'),
     request_timeout_ms: durationMs(60_000).describe('a whole request (headers + body) must arrive within this'),
-    keepalive_timeout_ms: z
-      .number().int().min(2000, { message: 'must be at least 2000: Node advertises whole seconds and Node clients keep a connection 1 s less than advertised, so shorter values make them drop every connection' })
-      .max(86_400_000).default(5_000).describe('idle keep-alive connections are closed after this'),
+    // Below 2000 Node.js clients reuse no connection (config/keepalive.ts): a warning, never a refusal.
+    keepalive_timeout_ms: durationMs(5_000).describe('idle keep-alive connections are closed after this; below 2000 Node.js clients reuse no connection (a warning)'),
     max_header_bytes: z.number().int().min(1024).max(1_048_576).default(16_384).describe('request header size limit; beyond it 431'),
     max_requests_per_connection: z.number().int().nonnegative().default(0).describe('requests served per connection before it is closed; 0 = unlimited'),
   })

@@ -137,7 +137,7 @@ describe('certgate check: server bundle', () => {
     const bundle = write('encrypted-2.pem', encrypted + S().cert + INTER());
     const pass = write('wrong.pass', 'not-it\n');
     await expectFinding(config('wrong-pass', { bundle, passphrase_file: pass, client_ca: pki.clientCa.path }), 1,
-      'error: <dir>/encrypted-2.pem: the passphrase in <dir>/wrong.pass does not decrypt the private key (block 1): bad decrypt (ERR_OSSL_BAD_DECRYPT) (fix: the passphrase does not decrypt the key: check tls.passphrase_file) [CG_KEY_PASSPHRASE]');
+      'error: <dir>/encrypted-2.pem: the passphrase in <dir>/wrong.pass does not decrypt the private key (block 1): bad decrypt (ERR_OSSL_BAD_DECRYPT) (fix: the passphrase does not decrypt the key: put the key\'s passphrase, alone on one line, in tls.passphrase_file) [CG_KEY_PASSPHRASE]');
   });
 
   it('with the right passphrase: usable (exit 0)', { timeout: TIMEOUT }, async () => {
@@ -179,7 +179,7 @@ describe('certgate check: server bundle', () => {
     const bundle = write('future.pem', leaf.key + leaf.cert + INTER());
     const r = await runCheck(config('future', { bundle, client_ca: pki.clientCa.path }));
     assert.equal(r.code, 1, normalise(r.stdout));
-    assert.match(normalise(r.stdout), /^error: <dir>\/future\.pem: the leaf certificate CN=localhost \(block 2\) is valid only from <time> \(now <time>\) \(fix: the certificate is not valid yet: check the clock or the issuance date\) \[CG_CERT_NOT_YET_VALID\]$/m);
+    assert.match(normalise(r.stdout), /^error: <dir>\/future\.pem: the leaf certificate CN=localhost \(block 2\) is valid only from <time> \(now <time>\) \(fix: the certificate is not valid yet: set this host's clock right \(NTP\), or use a certificate whose notBefore has passed\) \[CG_CERT_NOT_YET_VALID\]$/m);
   });
 
   it('when listen names a DNS host the SANs lack: a warning naming the host and the SANs', { timeout: TIMEOUT }, async () => {
@@ -231,7 +231,7 @@ describe('certgate check: client CAs and CRLs', () => {
   // issue 14: this was a warning with exit 0 ("usable") while every client of that CA was refused.
   it('a stale CRL (nextUpdate passed), crl_mode leaf, crl_stale refuse (the defaults): an error, exit 1 (its CA\'s clients are refused)', { timeout: TIMEOUT }, async () => {
     await expectFinding(config('stale-leaf', { bundle: S().pemPath, client_ca: pki.clientCa.path, crl: pki.expiredCrlPath }), 1,
-      'error: <dir>/crl-expired.pem: the CRL (block 1) of CN=certgate test intermediate CA expired: its nextUpdate was <time>; certgate refuses that CA\'s clients (crl_expired) until a fresh CRL arrives (CRL_HAS_EXPIRED) (fix: a CRL is past its nextUpdate: every client would be refused; fetch a fresh CRL) [CG_CRL_EXPIRED]');
+      'error: <dir>/crl-expired.pem: the CRL (block 1) of CN=certgate test intermediate CA expired: its nextUpdate was <time>; certgate refuses that CA\'s clients (crl_expired) until a fresh CRL arrives (CRL_HAS_EXPIRED) (fix: a CRL is past its nextUpdate: the clients of its CA are refused (unless tls.crl_stale: allow); write a fresh CRL from that CA to tls.crl) [CG_CRL_EXPIRED]');
     // serve starts with it (a stale CRL never stops the server): the summary says what holds.
     const r = await runCheck(path.join(tmp, 'stale-leaf.yaml'));
     assert.match(r.stdout, /1 error\(s\), 0 warning\(s\): .*stale-leaf\.yaml loads, but refuses clients/);
@@ -239,12 +239,12 @@ describe('certgate check: client CAs and CRLs', () => {
 
   it('a stale CRL under crl_stale: allow: a warning, exit 0 (the last CRL keeps being used)', { timeout: TIMEOUT }, async () => {
     await expectFinding(config('stale-allow', { bundle: S().pemPath, client_ca: pki.clientCa.path, crl: pki.expiredCrlPath, crl_stale: 'allow' }), 0,
-      'warning: <dir>/crl-expired.pem: the CRL (block 1) of CN=certgate test intermediate CA expired: its nextUpdate was <time>; tls.crl_stale: allow keeps using it (CRL_HAS_EXPIRED) (fix: a CRL is past its nextUpdate: every client would be refused; fetch a fresh CRL) [CG_CRL_EXPIRED]');
+      'warning: <dir>/crl-expired.pem: the CRL (block 1) of CN=certgate test intermediate CA expired: its nextUpdate was <time>; tls.crl_stale: allow keeps using it (CRL_HAS_EXPIRED) (fix: a CRL is past its nextUpdate: the clients of its CA are refused (unless tls.crl_stale: allow); write a fresh CRL from that CA to tls.crl) [CG_CRL_EXPIRED]');
   });
 
   it('a stale CRL, crl_mode chain: error (Node refuses every client of that CA)', { timeout: TIMEOUT }, async () => {
     await expectFinding(config('stale-chain', { bundle: S().pemPath, client_ca: pki.clientCa.path, crl: pki.expiredCrlPath, crl_mode: 'chain' }), 1,
-      'error: <dir>/crl-expired.pem: the CRL (block 1) of CN=certgate test intermediate CA expired: its nextUpdate was <time>; Node refuses every client of that CA (CRL_HAS_EXPIRED) (fix: a CRL is past its nextUpdate: every client would be refused; fetch a fresh CRL) [CG_CRL_EXPIRED]');
+      'error: <dir>/crl-expired.pem: the CRL (block 1) of CN=certgate test intermediate CA expired: its nextUpdate was <time>; Node refuses every client of that CA (CRL_HAS_EXPIRED) (fix: a CRL is past its nextUpdate: the clients of its CA are refused (unless tls.crl_stale: allow); write a fresh CRL from that CA to tls.crl) [CG_CRL_EXPIRED]');
   });
 
   it('a CRL signed by no configured CA: error naming its issuer and the configured CAs', { timeout: TIMEOUT }, async () => {
@@ -252,6 +252,25 @@ describe('certgate check: client CAs and CRLs', () => {
     const crl = write('foreign-crl.pem', crlToPem(await createCrl({ issuer: other })), 0o644);
     await expectFinding(config('foreign-crl', { bundle: S().pemPath, client_ca: pki.clientCa.path, crl }), 1,
       'error: <dir>/foreign-crl.pem: the CRL of CN=unrelated root CA is issued by O=elsewhere, CN=unrelated root CA, which is not in tls.client_ca (CN=certgate test root CA, CN=certgate test intermediate CA) (fix: a CRL is signed by no CA in tls.client_ca: use the CRL of a configured client CA) [CG_CRL_ISSUER]');
+  });
+});
+
+// issue 14: below 2000 was a start-up error; nginx users write `keepalive_timeout 1s`.
+describe('certgate check: limits.keepalive_timeout_ms below 2000', () => {
+  it('is accepted with a warning saying why and what to do, exit 0', { timeout: TIMEOUT }, async () => {
+    const file = write('keepalive-1500.yaml', [
+      'listen: "127.0.0.1:0"',
+      'tls:',
+      `  bundle: ${JSON.stringify(S().pemPath)}`,
+      `  client_ca: ${JSON.stringify(pki.rootOnlyCa.path)}`,
+      'limits:',
+      '  keepalive_timeout_ms: 1500',
+      'routes:',
+      '  - upstream: http://127.0.0.1:9',
+      '',
+    ].join('\n'), 0o644);
+    await expectFinding(file, 0,
+      'warning: <dir>/keepalive-1500.yaml: limits.keepalive_timeout_ms is 1500: Node advertises it as "Keep-Alive: timeout=1" (whole seconds, rounded down) and Node.js clients (http.Agent) keep a connection 1 s less than advertised, so they reuse none: each of their requests opens a new TLS connection. Other clients (curl, Go, Python, browsers) reuse connections for 1500 ms (fix: set limits.keepalive_timeout_ms: 2000 (or more) if Node.js clients call certgate; nothing to do if none do) [CG_KEEPALIVE_SHORT]');
   });
 });
 

@@ -17,6 +17,10 @@ import { startTestCertgate, startRecordingUpstream, metricValue, type RunningCer
 import { mtlsRequest, type ClientCreds } from '../helpers/client.js';
 import { assertStillServing, parseAnswer, rawTcp, rawTls, waitForNoConnections, type RawSession } from '../helpers/hostile.js';
 import { waitFor } from '../helpers/wait.js';
+import { spawnServe } from '../helpers/serve.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 /** No test may hang the suite (other files run after this one). */
 const TEST_OPTS = { timeout: 20_000 };
@@ -106,7 +110,7 @@ describe('limits.max_connections', () => {
 
 describe('per-connection and per-request limits', () => {
   let gate: RunningCertgate;
-  // Node advertises Keep-Alive in whole seconds and its clients keep a connection 1 s less: 2 s is the floor.
+  // Node advertises Keep-Alive in whole seconds and its clients keep a connection 1 s less: from 2 s on they reuse it.
   const KEEPALIVE_MS = 2000;
   const REQUEST_MS = 1000;
   before(async () => {
@@ -211,5 +215,57 @@ describe('per-connection and per-request limits', () => {
     await waitFor(() => /"url":"\/ka"/.test(s.received().toString()), 'the response');
     await closedWithin(s, KEEPALIVE_MS + NODE_KEEPALIVE_BUFFER_MS, 'idle keep-alive connection (timer started at the response)');
     await assertStillServing(gate, good);
+  });
+});
+
+/**
+ * issue 14: keepalive_timeout_ms below 2000 was a start-up error. Now it serves, and start-up warns once
+ * (the cluster's primary, not every worker) why Node.js clients will reuse no connection. The advertised
+ * value is Node's own: whole seconds, rounded down.
+ */
+describe('limits.keepalive_timeout_ms below 2000', () => {
+  test('1000 ms: serves, advertises Keep-Alive: timeout=1, and start-up warns once (CG_KEEPALIVE_SHORT)', TEST_OPTS, async () => {
+    let gate: RunningCertgate | undefined;
+    try {
+      gate = await startTestCertgate({
+        tls: tlsSettings(), routes: [{ name: 'open', path_prefix: '/', upstream: api.url }], limits: { keepalive_timeout_ms: 1000 },
+      });
+    } catch (err) {
+      assert.fail(`PRODUCT BUG: keepalive_timeout_ms: 1000 refused start-up: ${String(err)}`);
+    }
+    const agent = new https.Agent({ keepAlive: true });
+    try {
+      const reply = await mtlsRequest(gate.url, good, { path: '/ka-short', agent });
+      assert.equal(reply.status, 200, reply.body);
+      assert.equal(reply.headers['keep-alive'], 'timeout=1', 'Node advertises whole seconds, rounded down');
+      const warned = gate.logs.lines.filter((l) => l.code === 'CG_KEEPALIVE_SHORT');
+      assert.equal(warned.length, 1, JSON.stringify(warned));
+      assert.equal(warned[0]!.level, 40, 'at warn level');
+      assert.match(String(warned[0]!.hint), /2000/);
+    } finally {
+      agent.destroy();
+      await gate.close();
+    }
+  });
+
+  test('workers: 2 — the warning is logged once, by the primary', { timeout: 30_000 }, async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'certgate-keepalive-'));
+    try {
+      const serve = await spawnServe(dir, {
+        listen: '127.0.0.1:0', admin: { listen: '127.0.0.1:0' }, log: { level: 'info' }, workers: 2,
+        tls: tlsSettings(), routes: [{ name: 'open', path_prefix: '/', upstream: api.url }], limits: { keepalive_timeout_ms: 1500 },
+      });
+      try {
+        const reply = await mtlsRequest(serve.url.origin, good, { path: '/ka-short-cluster' });
+        assert.equal(reply.status, 200, reply.body);
+        const warned = serve.logs.filter((l) => l.code === 'CG_KEEPALIVE_SHORT');
+        assert.deepEqual(warned.map((l) => l.pid), [serve.child.pid], `once, by the primary: ${JSON.stringify(warned)}`);
+      } finally {
+        serve.child.kill('SIGTERM');
+        await serve.exited;
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

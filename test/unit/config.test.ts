@@ -55,7 +55,7 @@ test('IPv6 listen addresses keep their brackets out of the host', () => {
 test('an unknown key names file:line:col and the nearest valid key', () => {
   const lines = problemsOf(MINIMAL.replace('  client_ca: ca.crt', '  client_ca: ca.crt\n  cleint_auth: require'));
   assert.equal(lines.length, 1);
-  assert.match(lines[0]!, /^error: \/etc\/certgate\/certgate\.yaml:5:3: tls\.cleint_auth: unknown key "cleint_auth" \(fix: did you mean "client_auth"\?\) \[CG_CONFIG_INVALID\]$/);
+  assert.match(lines[0]!, /^error: \/etc\/certgate\/certgate\.yaml:5:3: tls\.cleint_auth: unknown key "cleint_auth" \(fix: rename it to "client_auth" if that is what you meant, or remove it\) \[CG_CONFIG_INVALID\]$/);
 });
 
 test('a wrong enum value points at the value and lists the choices', () => {
@@ -78,7 +78,7 @@ bogus: 1
   assert.ok(lines.some((l) => /:3:14: tls\.client_ca: /.test(l)), lines.join('\n'));
   assert.ok(lines.some((l) => /:5:15: routes\[0\]\.upstream: must be an http:\/\/ or https:\/\/ URL/.test(l)), lines.join('\n'));
   assert.ok(lines.some((l) => /:6:17: routes\[0\]\.timeout_ms: /.test(l)), lines.join('\n'));
-  assert.ok(lines.some((l) => /:7:1: bogus: unknown key "bogus" \(fix: valid keys here: .*listen, tls/.test(l)), lines.join('\n'));
+  assert.ok(lines.some((l) => /:7:1: bogus: unknown key "bogus" \(fix: remove it, or use a key valid here: .*listen, tls/.test(l)), lines.join('\n'));
 });
 
 test('a missing required key says "is required"', () => {
@@ -153,4 +153,14 @@ test('admin.listen: its line is kept for the exposure warning', () => {
   const c = parseConfig(MINIMAL + 'admin:\n  listen: 0.0.0.0:9090\n', FILE);
   assert.equal(c.admin.line, 8);
   assert.equal(parseConfig(MINIMAL, FILE).admin.line, undefined);
+});
+
+// issue 14: 1000 and 1500 were a start-up error; nginx users write `keepalive_timeout 1s`.
+test('limits.keepalive_timeout_ms below 2000 (1000, 1500) is accepted; 0 (no idle limit at all) is refused with what to write', () => {
+  for (const ms of [1000, 1500]) {
+    const c = parseConfig(`${MINIMAL}limits:\n  keepalive_timeout_ms: ${ms}\n`, FILE);
+    assert.equal(c.limits.keepalive_timeout_ms, ms);
+  }
+  const lines = problemsOf(`${MINIMAL}limits:\n  keepalive_timeout_ms: 0\n`);
+  assert.match(lines[0]!, /:8:25: limits\.keepalive_timeout_ms: .*\(fix: use a whole number greater than 0\)/, lines[0]);
 });
