@@ -27,6 +27,12 @@ const MiB = 1024 * 1024;
  * answer itself. Without backpressure the relay passes this within milliseconds (seen: 21 MiB, growing).
  */
 const AHEAD_BOUND = 24 * MiB;
+/**
+ * The same once the client has read at full speed: Linux then autotunes the client's receive buffer (up to
+ * net.ipv4.tcp_rmem's max, 32 MiB here), which holds what the client has not read yet — kernel, not
+ * certgate (seen up to 25.4 MiB on Node 26 under CI load). Still far below the 512 MiB answer.
+ */
+const AHEAD_AFTER_READING_BOUND = 64 * MiB;
 /** The endless answer's cap: an unbounded relay swallows it all long before the client reads a byte. */
 const ANSWER_CAP = 512 * MiB;
 
@@ -149,9 +155,9 @@ for (const [name, request] of [
       const target = upstream.state.flushed + 8 * MiB;
       await waitFor(() => received >= target, 'the client to read 8 MiB more', 30_000);
       socket.pause();
-      await waitFor(() => upstream.state.flushed - received > AHEAD_BOUND || stalled(upstream.state), 'the upstream to stall again or pass the bound', 30_000);
+      await waitFor(() => upstream.state.flushed - received > AHEAD_AFTER_READING_BOUND || stalled(upstream.state), 'the upstream to stall again or pass the bound', 30_000);
       t.diagnostic(`ahead after reading: ${((upstream.state.flushed - received) / MiB).toFixed(1)} MiB`);
-      assert.ok(upstream.state.flushed - received <= AHEAD_BOUND,
+      assert.ok(upstream.state.flushed - received <= AHEAD_AFTER_READING_BOUND,
         `the upstream got ${((upstream.state.flushed - received) / MiB).toFixed(1)} MiB ahead of the client`);
     } finally {
       socket.destroy();
