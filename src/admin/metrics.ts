@@ -9,7 +9,7 @@ import { REFUSAL_REASONS } from '../tls/handshake.js';
 /** Every metric; the pipeline names the ones it writes by shape (proxy/metrics.ts ProxyMetrics). */
 export interface Metrics {
   readonly registry: Registry;
-  readonly httpRequests: Counter<'route' | 'method' | 'code'>;
+  readonly httpRequests: Counter<'route' | 'method' | 'code' | 'protocol'>;
   readonly httpDuration: Histogram<'route'>;
   readonly httpInFlight: Gauge;
   readonly handshakeFailures: Counter<'reason'>;
@@ -28,7 +28,14 @@ export interface Metrics {
   readonly certificateExpiry: Gauge<'kind' | 'subject'>;
   readonly crlNextUpdate: Gauge<'issuer'>;
   readonly enrollments: Counter<'result'>;
+  /** Open HTTP/2 client sessions (proxy/http2.ts). */
+  readonly http2SessionsOpen: Gauge;
+  /** HTTP/2 streams or sessions certgate refused or reset itself, by reason (fixed set: HTTP2_REFUSAL_REASONS). */
+  readonly http2StreamsRefused: Counter<'reason'>;
 }
+
+/** Why certgate refused or reset HTTP/2 streams (certgate_http2_streams_refused_total{reason}). */
+export const HTTP2_REFUSAL_REASONS = ['concurrency', 'header_list_size', 'rapid_reset', 'flood', 'trust'] as const;
 
 /** Request and upstream latency buckets: 1 ms (a local upstream) .. 30 s (the default route timeout). */
 export const LATENCY_BUCKETS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -52,8 +59,8 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     registry,
     handshakeFailures,
     httpRequests: new Counter({
-      name: 'certgate_http_requests_total', help: 'HTTP requests answered, by route, method and status code',
-      labelNames: ['route', 'method', 'code'] as const, registers,
+      name: 'certgate_http_requests_total', help: 'HTTP requests answered, by route, method, status code and protocol (http/1.0 | http/1.1 | h2)',
+      labelNames: ['route', 'method', 'code', 'protocol'] as const, registers,
     }),
     httpDuration: new Histogram({
       name: 'certgate_http_request_duration_seconds', help: 'Time from request to response end, by route',
@@ -115,7 +122,18 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'certgate_enrollments_total', help: 'POST /enroll attempts, by result (issued or why refused)',
       labelNames: ['result'] as const, registers,
     }),
+    http2SessionsOpen: new Gauge({ name: 'certgate_http2_sessions_open', help: 'Open HTTP/2 client sessions', registers, aggregator: 'sum' }),
+    http2StreamsRefused: http2Refused(registers),
   };
+}
+
+function http2Refused(registers: Registry[]): Counter<'reason'> {
+  const c = new Counter({
+    name: 'certgate_http2_streams_refused_total', help: 'HTTP/2 streams (or whole sessions) refused or reset by certgate, by reason',
+    labelNames: ['reason'] as const, registers,
+  });
+  for (const reason of HTTP2_REFUSAL_REASONS) c.inc({ reason }, 0);
+  return c;
 }
 
 /** The cluster primary's own metrics (workers: N), next to the aggregated ones of its workers. */

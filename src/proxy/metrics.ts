@@ -7,7 +7,7 @@
 import type { Counter, Gauge, Histogram } from 'prom-client';
 
 export interface ProxyMetrics {
-  readonly httpRequests: Counter<'route' | 'method' | 'code'>;
+  readonly httpRequests: Counter<'route' | 'method' | 'code' | 'protocol'>;
   readonly httpDuration: Histogram<'route'>;
   readonly httpInFlight: Gauge;
   readonly handshakeFailures: Counter<'reason'>;
@@ -19,6 +19,8 @@ export interface ProxyMetrics {
   readonly tunnelsClosed: Counter<'reason'>;
   readonly upstreamDuration: Histogram<'route'>;
   readonly clientCertExpiry: Histogram;
+  readonly http2SessionsOpen: Gauge;
+  readonly http2StreamsRefused: Counter<'reason'>;
 }
 
 /** Bounded label values for `method`: anything else is counted as OTHER (a client controls the method). */

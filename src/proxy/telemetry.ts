@@ -40,6 +40,12 @@ export const REQUEST_ID_HEADER = 'x-request-id';
  */
 const SANE_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
+/** The `protocol` field and label: `http/1.0` | `http/1.1` | `h2` (bounded: Node parses only these). */
+export function protocolLabel(httpVersion: string): string {
+  if (httpVersion === '2.0') return 'h2';
+  return httpVersion === '1.0' ? 'http/1.0' : 'http/1.1';
+}
+
 export function requestIdFor(sent: string | string[] | undefined): string {
   return typeof sent === 'string' && SANE_REQUEST_ID.test(sent) ? sent : randomUUID();
 }
@@ -135,10 +141,12 @@ function upstreamResponded(res: ServerResponse): void {
   if (!res.headersSent && res.getHeader(REQUEST_ID_HEADER) !== x.id) res.setHeader(REQUEST_ID_HEADER, x.id);
 }
 
+type RequestLabels = { route: string; method: string; code: string; protocol: string };
+
 interface RouteSeries {
   readonly labels: { readonly route: string };
-  /** method → code → labels object, reused for every request with that combination. */
-  readonly byMethod: Map<string, Map<number, { route: string; method: string; code: string }>>;
+  /** protocol → method → code → labels object, reused for every request with that combination. */
+  readonly byProtocol: Map<string, Map<string, Map<number, RequestLabels>>>;
 }
 
 class RequestTelemetry implements Telemetry {
@@ -198,13 +206,14 @@ class RequestTelemetry implements Telemetry {
     socket.once('close', () => {
       const ms = performance.now() - started;
       const series = this.#seriesOf(record.route);
-      this.#metrics.httpRequests.inc(this.#labels(series, methodLabel(req.method), record.status));
+      this.#metrics.httpRequests.inc(this.#labels(series, methodLabel(req.method), record.status, protocolLabel(req.httpVersion)));
       this.#metrics.httpDuration.observe(series.labels, ms / 1000);
       const conn = this.#connections.get(tls);
       if (conn?.client !== undefined && record.status === 101) conn.client = this.#clients.request(conn.client, record.route, Date.now());
       if (!this.#access || !this.#accessLog.isLevelEnabled('info')) return;
       this.#accessLog.info({
         msg: 'request', request_id: id, method: req.method, path: req.url, status: record.status, upgrade: String(req.headers.upgrade ?? ''),
+        protocol: protocolLabel(req.httpVersion),
         duration_ms: Math.round(ms * 1000) / 1000, route: record.route, error: record.error,
         bytes_in: tls.bytesRead - bytesIn0, bytes_out: tls.bytesWritten - bytesOut0,
         remote_address: tls.remoteAddress, remote_addr: tls.remoteAddress, tls_version: conn?.version, tls_resumed: conn?.resumed,
@@ -263,7 +272,7 @@ class RequestTelemetry implements Telemetry {
     const ms = performance.now() - x.started;
     const code = res.headersSent ? res.statusCode : 0;
     const series = this.#seriesOf(x.route);
-    this.#metrics.httpRequests.inc(this.#labels(series, methodLabel(x.req.method), code));
+    this.#metrics.httpRequests.inc(this.#labels(series, methodLabel(x.req.method), code, protocolLabel(x.req.httpVersion)));
     this.#metrics.httpDuration.observe(series.labels, ms / 1000);
     if (x.upstreamMs >= 0) this.#metrics.upstreamDuration.observe(series.labels, x.upstreamMs / 1000);
     this.#metrics.httpInFlight.dec();
@@ -272,7 +281,7 @@ class RequestTelemetry implements Telemetry {
     if (!this.#access || !this.#accessLog.isLevelEnabled('info')) return;
     const socket = x.req.socket;
     this.#accessLog.info({
-      msg: 'request', request_id: x.id, method: x.req.method, path: x.req.url, status: code,
+      msg: 'request', request_id: x.id, method: x.req.method, path: x.req.url, status: code, protocol: protocolLabel(x.req.httpVersion),
       duration_ms: Math.round(ms * 1000) / 1000, upstream_ms: x.upstreamMs >= 0 ? Math.round(x.upstreamMs * 1000) / 1000 : undefined,
       route: x.route, error: x.error, bytes_in: x.bytesIn, bytes_out: socket.bytesWritten - x.bytesOut0,
       remote_address: socket.remoteAddress, remote_addr: socket.remoteAddress, tls_version: conn?.version, tls_resumed: conn?.resumed,
@@ -284,21 +293,26 @@ class RequestTelemetry implements Telemetry {
   #seriesOf(route: string): RouteSeries {
     let s = this.#series.get(route);
     if (s === undefined) {
-      s = { labels: Object.freeze({ route }), byMethod: new Map() };
+      s = { labels: Object.freeze({ route }), byProtocol: new Map() };
       this.#series.set(route, s);
     }
     return s;
   }
 
-  #labels(s: RouteSeries, method: string, code: number): { route: string; method: string; code: string } {
-    let byCode = s.byMethod.get(method);
+  #labels(s: RouteSeries, method: string, code: number, protocol: string): RequestLabels {
+    let byMethod = s.byProtocol.get(protocol);
+    if (byMethod === undefined) {
+      byMethod = new Map();
+      s.byProtocol.set(protocol, byMethod);
+    }
+    let byCode = byMethod.get(method);
     if (byCode === undefined) {
       byCode = new Map();
-      s.byMethod.set(method, byCode);
+      byMethod.set(method, byCode);
     }
     let labels = byCode.get(code);
     if (labels === undefined) {
-      labels = { route: s.labels.route, method, code: String(code) };
+      labels = { route: s.labels.route, method, code: String(code), protocol };
       byCode.set(code, labels);
     }
     return labels;

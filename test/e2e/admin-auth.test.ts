@@ -52,7 +52,7 @@ test('the probes and the scrape stay open with a token set', async () => {
     assert.equal(res.status, 200, p);
     await res.arrayBuffer();
   }
-  assert.match(await (await get(guarded, '/metrics')).text(), /^certgate_http_requests_total\{route="api",method="GET",code="200"\} 1$/m);
+  assert.match(await (await get(guarded, '/metrics')).text(), /^certgate_http_requests_total\{route="api",method="GET",code="200",protocol="http\/1\.1"\} 1$/m);
 });
 
 test('everything else answers 401 with a Bearer challenge; the status page\'s 401 is the page asking for the token', async () => {

@@ -29,10 +29,14 @@ const CONTRACT: Record<string, string> = {
   certgate_reloads_total: 'counter',
   certgate_last_reload_success_timestamp_seconds: 'gauge',
   certgate_client_certificate_expiry_seconds: 'histogram',
+  // Issue 16 (HTTP/2).
+  certgate_http2_sessions_open: 'gauge',
+  certgate_http2_streams_refused_total: 'counter',
 };
 
 const LABELS: Record<string, string[]> = {
-  certgate_http_requests_total: ['route', 'method', 'code'],
+  // protocol: http/1.0 | http/1.1 | h2 (issue 16).
+  certgate_http_requests_total: ['route', 'method', 'code', 'protocol'],
   certgate_http_request_duration_seconds: ['route'],
   certgate_tls_handshakes_total: ['version', 'resumed'],
   certgate_tls_handshake_failures_total: ['reason'],
@@ -45,6 +49,8 @@ const LABELS: Record<string, string[]> = {
   certgate_crl_next_update_timestamp_seconds: ['issuer'],
   certgate_reloads_total: ['file', 'result'],
   certgate_client_certificate_expiry_seconds: [],
+  certgate_http2_sessions_open: [],
+  certgate_http2_streams_refused_total: ['reason'],
 };
 
 describe('metric names (public contract)', () => {
