@@ -27,10 +27,23 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, ext
 
 const CLOSE: OutgoingHttpHeaders = { connection: 'close' };
 
+/** The HTTP/2 stream under a compat response (Http2ServerResponse), if `res` is one. */
+export function http2StreamOf(res: object): { readonly session?: { close(): void } | undefined } | undefined {
+  return (res as { stream?: { session?: { close(): void } } }).stream;
+}
+
 /** Writes a JSON error unless the response has started; then the stream is cut instead. */
 export function sendError(res: ServerResponse, status: number, body: ErrorBody, opts: { close?: boolean } = {}): void {
   if (res.headersSent) {
     res.destroy();
+    return;
+  }
+  const stream = http2StreamOf(res);
+  if (stream !== undefined) {
+    // HTTP/2 has no Connection header (a connection-specific field, RFC 9113 §8.2.2): "close" is a GOAWAY
+    // once this answer is out; streams already open finish.
+    sendJson(res, status, body);
+    if (opts.close) stream.session?.close();
     return;
   }
   if (opts.close) {

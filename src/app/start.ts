@@ -82,7 +82,10 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   const pipeline = createPipeline({
     verdicts: verdictContext(config, trust), telemetry, metrics, log, generations, draining: () => stopping,
   });
-  const tlsServer = createListener({ limits: config.limits, tls: config.tls, material: reloader.current, tickets, pipeline, metrics, log });
+  const listener = createListener({
+    limits: config.limits, http2: config.http2, tls: config.tls, material: reloader.current, tickets, pipeline, metrics, log,
+  });
+  const tlsServer = listener.server;
   const openSockets = new Set<Socket>();
   tlsServer.on('connection', (socket: Socket) => {
     openSockets.add(socket);
@@ -137,7 +140,10 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
       await reloader.close();
       const drained = new Promise<void>((resolve) => tlsServer.close(() => resolve()));
       tlsServer.closeIdleConnections();
+      // HTTP/2 sessions: GOAWAY now, streams in flight finish (node:http does not track these connections).
+      listener.http2?.close();
       const timer = setTimeout(() => {
+        listener.http2?.destroy();
         // Past the drain budget: cut what is left, including upgraded (WebSocket) sockets, which the HTTP
         // server no longer tracks, and connections still in their handshake.
         tlsServer.closeAllConnections();

@@ -94,6 +94,7 @@ export const LIMITS_SCHEMA = z
     keepalive_timeout_ms: durationMs(5_000).describe('idle keep-alive connections are closed after this; below 2000 Node.js clients reuse no connection (a warning)'),
     max_header_bytes: z.number().int().min(1024).max(1_048_576).default(16_384).describe('request header size limit; beyond it 431'),
     max_requests_per_connection: z.number().int().nonnegative().default(0).describe('requests served per connection before it is closed; 0 = unlimited'),
+    max_concurrent_streams: z.number().int().min(1).max(10_000).default(100).describe('HTTP/2: streams a client may have open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused'),
   })
   .prefault({});
 
@@ -160,6 +161,10 @@ export const CONFIG_SCHEMA = z.strictObject({
     .regex(/^\/[^?#\s]+$/, { message: 'must be a path other than "/", without query or spaces, e.g. /.certgate/whoami' })
     .optional()
     .describe('certgate answers GET on this exact path itself (never forwarded), for verified clients: the identity headers the upstream would see and the route that would match (certgate probe reads it); absent = off'),
+  http2: z
+    .boolean()
+    .default(true)
+    .describe('offer HTTP/2 (ALPN h2) beside HTTP/1.1 on the TLS listener; false = HTTP/1.1 only'),
   workers: z
     .union([z.literal('auto'), z.number().int().min(1).max(256)], { message: 'must be auto or a whole number of processes from 1 to 256' })
     .default('auto')

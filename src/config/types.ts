@@ -37,6 +37,8 @@ export interface LimitsConfig {
   readonly keepalive_timeout_ms: number;
   readonly max_header_bytes: number;
   readonly max_requests_per_connection: number;
+  /** HTTP/2: SETTINGS_MAX_CONCURRENT_STREAMS offered to every client session. */
+  readonly max_concurrent_streams: number;
 }
 
 export interface HeadersConfig {
@@ -103,6 +105,8 @@ export interface Config {
   readonly shutdown: { readonly drain_timeout_ms: number };
   /** Proxy processes: 'auto' = os.availableParallelism(); 1 = no cluster (cluster/primary.ts). */
   readonly workers: 'auto' | number;
+  /** Offer HTTP/2 (ALPN h2) on the TLS listener beside HTTP/1.1 (proxy/http2.ts). Default true. */
+  readonly http2: boolean;
   /** Absent = enrollment off. */
   readonly enrollment?: EnrollmentConfig;
   /** Exact request path certgate answers itself with the connection's identity (certgate probe); absent = off. */

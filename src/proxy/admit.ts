@@ -70,6 +70,12 @@ function hostRefusal(req: RequestView): Refusal | undefined {
   // RFC 9112 §3.2: more than one Host line is a 400. Node keeps the first and drops the rest, so routing
   // and the upstream would agree, but a front proxy that kept the last one would not.
   if (hostLines(req.rawHeaders) > 1) return { step: 'host', status: 400, close: true, body: { error: 'bad_request', reason: 'duplicate_host', message: 'a request may carry one Host header' } };
+  // HTTP/2 (RFC 9113 §8.3.1): a Host header beside :authority must name the same authority; routing reads
+  // one, an HTTP/1.1 upstream behind another proxy could read the other. Not the connection's fault: the
+  // stream is refused, the session stays.
+  if (req.httpVersion === '2.0' && authorityMismatch(req.rawHeaders)) {
+    return { step: 'host', status: 400, body: { error: 'bad_request', reason: 'authority_mismatch', message: 'the Host header must equal :authority' } };
+  }
   // Same section: HTTP/1.1 requires Host. Node would answer a bare 400 itself (listener.ts turns that off).
   if (req.headers.host === undefined && req.httpVersion !== '1.0') return { step: 'host', status: 400, close: true, body: { error: 'bad_request', reason: 'missing_host', message: 'HTTP/1.1 requests need a Host header' } };
   // A Host that the upstream could read as another host (admin.example.com:1:2, x@admin.example.com, …)
@@ -120,4 +126,16 @@ function hostLines(raw: readonly string[]): number {
     if (name.length === 4 && name.toLowerCase() === 'host') n += 1;
   }
   return n;
+}
+
+/** An HTTP/2 request's raw headers carry both :authority and Host, with different values. */
+export function authorityMismatch(raw: readonly string[]): boolean {
+  let authority: string | undefined;
+  let host: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name === ':authority') authority = raw[i + 1];
+    else if (name.length === 4 && name.toLowerCase() === 'host') host = raw[i + 1];
+  }
+  return authority !== undefined && host !== undefined && authority.toLowerCase() !== host.toLowerCase();
 }

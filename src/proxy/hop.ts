@@ -105,7 +105,9 @@ export function createHop(hooks: HopHooks): Hop {
       return;
     }
     const cl = h['content-length'];
-    const withBody = te !== undefined || (cl !== undefined && cl !== '0');
+    // HTTP/2 frames bodies itself (DATA frames, END_STREAM): a stream whose headers did not end it has one,
+    // declared length or not (gRPC declares none).
+    const withBody = x.h2 ? !(req as unknown as H2Request).stream.endAfterHeaders : te !== undefined || (cl !== undefined && cl !== '0');
     let reset: boolean | undefined;
     if (te !== undefined) {
       // Hop-by-hop, and undici rejects it: it frames the body itself. request-headers.ts's `Connection: close`
@@ -122,7 +124,7 @@ export function createHop(hooks: HopHooks): Hop {
       // telemetry's byte counter put req in flowing mode: hold the body until undici reads it (it resumes
       // req then), or chunks would reach the counter only.
       req.pause();
-      if (te === undefined) {
+      if (te === undefined && !x.h2) {
         // The stream itself, undici's fast path. undici destroys a body stream it is done with, and first
         // sets an IncomingMessage's socket to null (so that this does not close the client connection);
         // certgate reads req.socket later (telemetry.ts's access line, limitedBody's 413). Marked destroyed,
@@ -130,7 +132,7 @@ export function createHop(hooks: HopHooks): Hop {
         (req as unknown as Record<symbol, boolean>)[STREAM_DESTROYED] = true;
         body = req;
       } else {
-        // Chunked: as an iterator undici cannot measure, so the body goes chunked whatever has arrived (a
+        // Chunked (or an HTTP/2 stream's DATA frames): as an iterator undici cannot measure, so the body goes chunked whatever has arrived (a
         // stream that had ended would go with its Content-Length: framing decided by packet timing).
         // Never destroys req; undici never destroys an iterator. With max_body_bytes the iterator is
         // limitedBody's, which throws before yielding byte limit + 1: undici then aborts the request and
@@ -164,6 +166,10 @@ function refuseTransferEncoding(res: ServerResponse, te: string): void {
 
 const HOP = Symbol('certgate.hop');
 type Carrier = { [HOP]?: Exchange };
+/** What the hop reads of an HTTP/2 compat request/response (node:http2 Http2ServerRequest/Response). */
+interface H2Request { readonly stream: { readonly endAfterHeaders: boolean } }
+interface H2Response { readonly stream: { readonly destroyed: boolean } }
+
 /** Node's and undici's shared "this stream is destroyed" mark (undici's util.isDestroyed reads it). */
 const STREAM_DESTROYED = Symbol.for('nodejs.stream.destroyed');
 
@@ -194,6 +200,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   streamsBody = false;
   /** The client connection (IncomingMessage.socket, kept: Node may detach it from res). */
   readonly socket: Socket;
+  /** An HTTP/2 stream (proxy/http2.ts): the client going away is its stream closing, not the connection. */
+  readonly h2: boolean;
 
   constructor(
     readonly ctx: HopHooks,
@@ -204,6 +212,12 @@ class Exchange implements Dispatcher.DispatchHandler {
     readonly closeAfter: boolean,
   ) {
     this.socket = req.socket;
+    this.h2 = req.httpVersionMajor === 2;
+  }
+
+  /** The client can no longer take this response: its connection (or, on HTTP/2, its stream) is gone. */
+  clientGone(): boolean {
+    return this.h2 ? (this.res as unknown as H2Response).stream.destroyed : this.socket.destroyed;
   }
 
   /** onError, once per request. */
@@ -243,7 +257,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     // connection): never set keep-alive by hand, only close.
     if (this.closeAfter || this.ctx.draining()) res.shouldKeepAlive = false;
     res.statusCode = statusCode;
-    if (statusText !== '') res.statusMessage = statusText;
+    // HTTP/2 has no reason phrase (Node warns on setting one).
+    if (statusText !== '' && !this.h2) res.statusMessage = statusText;
     let named: Set<string> | undefined;
     for (let i = 0; i < raw.length; i += 2) {
       if (isConnection(raw[i]!)) named = connectionNamed(raw[i + 1]!.toString('latin1'), named);
@@ -311,7 +326,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (this.givenUp) return;
     const err = error as NodeJS.ErrnoException;
     const res = this.res;
-    if (this.socket.destroyed) {
+    if (this.clientGone()) {
       // The client went away (its request body errored, or the connection closed): not an upstream fault.
       res.destroy();
       return;
@@ -381,7 +396,8 @@ async function* limitedBody(x: Exchange, limit: number): AsyncGenerator<Buffer> 
     if (total > limit) {
       x.givenUp = true;
       sendError(x.res, 413, { error: 'body_too_large', limit }, { close: true });
-      x.socket.destroySoon();
+      // HTTP/2: the answer ends this stream only (Node resets the unread rest of its body).
+      if (!x.h2) x.socket.destroySoon();
       throw BODY_TOO_LARGE;
     }
     yield chunk;

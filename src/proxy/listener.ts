@@ -15,9 +15,12 @@ import { tlsClientErrorReason } from '../tls/handshake.js';
 import { secureContextOptions, type SessionTickets } from '../tls/context.js';
 import { sendErrorOnSocket } from '../respond.js';
 import type { Pipeline } from './pipeline.js';
+import { attachHttp2, type Http2Options, type Http2Sessions } from './http2.js';
 
 export interface ListenerOptions {
   readonly limits: LimitsConfig;
+  /** Offer HTTP/2 (ALPN h2) beside HTTP/1.1 (http2.ts). */
+  readonly http2: boolean;
   readonly tls: TlsConfig;
   /** The material serving the first handshakes (the reloader's current). */
   readonly material: TlsMaterial;
@@ -27,14 +30,21 @@ export interface ListenerOptions {
   readonly log: Logger;
 }
 
-export function createListener(opts: ListenerOptions): https.Server {
+/** The TLS listener; `http2`: its HTTP/2 sessions (undefined when `http2: false`). */
+export interface Listener {
+  readonly server: https.Server;
+  readonly http2: Http2Sessions | undefined;
+}
+
+export function createListener(opts: ListenerOptions): Listener {
   const { limits, pipeline, metrics, log } = opts;
   const server = https.createServer({
     ...secureContextOptions(opts.material, opts.tls, opts.tickets),
     requestCert: true,
     rejectUnauthorized: false,
     // http/1.0 too: a client offering only it would otherwise get a bare no_application_protocol alert.
-    ALPNProtocols: ['http/1.1', 'http/1.0'],
+    // h2 first: a client offering both gets HTTP/2 (http2.ts); node:http keeps the rest.
+    ALPNProtocols: opts.http2 ? ['h2', 'http/1.1', 'http/1.0'] : ['http/1.1', 'http/1.0'],
     // A missing Host gets certgate's JSON 400 (admit.ts), not Node's bare one.
     requireHostHeader: false,
     handshakeTimeout: limits.handshake_timeout_ms,
@@ -51,6 +61,9 @@ export function createListener(opts: ListenerOptions): https.Server {
   server.on('drop', () => metrics.connectionsRejected.inc({ reason: 'max_connections' }));
   if (limits.max_requests_per_connection > 0) server.maxRequestsPerSocket = limits.max_requests_per_connection;
   server.on('request', pipeline.request);
+  const h2 = opts.http2
+    ? attachHttp2(server, { limits, metrics, log, request: pipeline.request as unknown as Http2Options['request'] })
+    : undefined;
   server.on('upgrade', pipeline.upgrade);
   // A flood of failing handshakes must not fill the disk: per reason, 10 lines a minute, then a summary
   // line counting the rest (metrics still count every one). Pending summaries are written on close.
@@ -95,7 +108,7 @@ export function createListener(opts: ListenerOptions): https.Server {
     }
     log.debug({ msg: 'malformed or slow request', code: err.code, remote_address: (socket as { remoteAddress?: string }).remoteAddress });
   });
-  return server;
+  return { server, http2: h2 };
 }
 
 function clientErrorAnswer(code: string | undefined): { status: number; body: { error: string; reason?: string } } | undefined {

@@ -65,7 +65,7 @@ test('documented defaults: limits and shutdown', () => {
   const config = parseConfig('tls: {bundle: s.pem, client_ca: ca.pem}\nroutes: [{upstream: "http://127.0.0.1:1"}]\n', '/tmp/certgate.yaml');
   assert.deepEqual({ ...config.limits }, {
     max_connections: 10_000, handshake_timeout_ms: 10_000, header_timeout_ms: 10_000, request_timeout_ms: 60_000,
-    keepalive_timeout_ms: 5_000, max_header_bytes: 16_384, max_requests_per_connection: 0,
+    keepalive_timeout_ms: 5_000, max_header_bytes: 16_384, max_requests_per_connection: 0, max_concurrent_streams: 100,
   });
   assert.equal(config.shutdown.drain_timeout_ms, 25_000);
   assert.equal(config.routes[0]!.max_body_bytes, undefined, 'no body limit unless configured');

@@ -1,0 +1,225 @@
+/**
+ * HTTP/2 on the TLS listener (issue 16): one port, ALPN h2 and http/1.1; every h2 stream goes through the
+ * same pipeline as an HTTP/1.1 request (verdict, admit, identity headers, the undici hop, telemetry).
+ * Real sockets, real TLS, node:http2's client and curl --http2.
+ */
+import { test, before, after, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import tls from 'node:tls';
+import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
+import { startTestCertgate, startRecordingUpstream, metricValue, type RunningCertgate, type RecordingUpstream } from '../helpers/certgate.js';
+import { mtlsRequest } from '../helpers/client.js';
+import { h2Connect, h2Once, h2Request } from '../helpers/h2.js';
+import { waitFor } from '../helpers/wait.js';
+
+let pki: TestPki;
+let upstream: RecordingUpstream;
+let gate: RunningCertgate;
+let h1only: RunningCertgate;
+
+before(async () => {
+  pki = await createTestPki();
+  upstream = await startRecordingUpstream();
+  const tlsConf = { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path };
+  const routes = [
+    { name: 'small', upstream: upstream.url, path_prefix: '/small', max_body_bytes: 10 },
+    { name: 'all', upstream: upstream.url },
+  ];
+  [gate, h1only] = await Promise.all([
+    startTestCertgate({ tls: tlsConf, routes, workers: 1 }),
+    startTestCertgate({ tls: tlsConf, routes, workers: 1, http2: false }),
+  ]);
+});
+after(async () => {
+  await Promise.all([gate?.close(), h1only?.close(), upstream?.close()]);
+  pki?.cleanup();
+});
+
+const as = (c: TestCert | undefined) => ({ ca: pki.root.cert, ...(c && { cert: c.pem, key: c.key }) });
+const lastRequest = () => upstream.requests[upstream.requests.length - 1]!;
+
+function alpn(url: string, offer: string[]): Promise<string | false | null> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: u.hostname, port: Number(u.port), servername: 'localhost', ca: pki.root.cert, cert: pki.clients.good.pem, key: pki.clients.good.key, ALPNProtocols: offer }, () => {
+      resolve(s.alpnProtocol);
+      s.end();
+    });
+    s.on('error', reject);
+  });
+}
+
+describe('one port, both protocols', () => {
+  test('ALPN: h2 is offered beside http/1.1 (and http/1.0); http2: false offers HTTP/1.1 only', async () => {
+    assert.equal(await alpn(gate.url, ['h2', 'http/1.1']), 'h2');
+    assert.equal(await alpn(gate.url, ['http/1.1']), 'http/1.1');
+    assert.equal(await alpn(h1only.url, ['h2', 'http/1.1']), 'http/1.1');
+  });
+
+  test('an HTTP/2 stream reaches the HTTP/1.1 upstream with the verified identity; HTTP/1.1 on the same port too', async () => {
+    const before = upstream.requests.length;
+    const reply = await h2Once(gate.url, as(pki.clients.good), { ':path': '/h2/hello?x=1', 'x-request-id': 'h2-one' });
+    assert.equal(reply.status, 200, reply.body);
+    assert.equal(reply.headers['x-request-id'], 'h2-one');
+    assert.equal(upstream.requests.length, before + 1);
+    const seen = lastRequest();
+    assert.equal(seen.url, '/h2/hello?x=1');
+    assert.equal(seen.headers['x-client-cert-verified'], 'SUCCESS');
+    assert.match(String(seen.headers['x-client-cert-subject']), /CN=svc-/);
+    assert.equal(seen.headers.host, `localhost:${gate.port}`, ':authority becomes Host');
+    assert.equal(seen.headers['x-forwarded-host'], `localhost:${gate.port}`);
+    assert.equal(seen.headers['x-forwarded-proto'], 'https');
+    assert.ok(!seen.rawHeaders.some(([n]) => n.startsWith(':')), 'no pseudo-header reaches an HTTP/1.1 upstream');
+    const h1 = await mtlsRequest(gate.url, as(pki.clients.good), { path: '/h1/hello' });
+    assert.equal(h1.status, 200);
+    assert.equal(lastRequest().url, '/h1/hello');
+  });
+
+  test('access lines carry protocol h2 / http/1.1', async () => {
+    await h2Once(gate.url, as(pki.clients.good), { ':path': '/proto/h2' });
+    await mtlsRequest(gate.url, as(pki.clients.good), { path: '/proto/h1' });
+    const lines = await waitFor(() => {
+      const l = gate.logs.find('request').filter((r) => String(r.path).startsWith('/proto/'));
+      return l.length === 2 ? l : undefined;
+    }, 'two access lines');
+    assert.deepEqual(lines.map((l) => [l.path, l.protocol]).sort(), [['/proto/h1', 'http/1.1'], ['/proto/h2', 'h2']]);
+  });
+
+  test('curl --http2 and --http1.1 on the same port', async () => {
+    const curl = (flag: string) => new Promise<string>((resolve, reject) => {
+      execFile('curl', ['-sS', flag, '--cacert', pki.root.certPath, '--cert', pki.clients.good.certPath, '--key', pki.clients.good.keyPath,
+        '--resolve', `localhost:${gate.port}:127.0.0.1`, '-o', '/dev/null', '-w', '%{http_version} %{http_code}', `https://localhost:${gate.port}/curl`],
+      (err, stdout) => (err ? reject(err) : resolve(stdout)));
+    });
+    assert.equal(await curl('--http2'), '2 200');
+    assert.equal(await curl('--http1.1'), '1.1 200');
+  });
+});
+
+describe('HTTP/2 streams through the pipeline', () => {
+  test('several streams on one session share its verdict; each is forwarded', async () => {
+    const session = await h2Connect(gate.url, as(pki.clients.good));
+    try {
+      const replies = await Promise.all([1, 2, 3, 4, 5].map((i) => h2Request(session, { ':path': `/multi/${i}` })));
+      assert.deepEqual(replies.map((r) => r.status), [200, 200, 200, 200, 200]);
+    } finally {
+      session.close();
+    }
+  });
+
+  test('a request body without content-length (DATA frames) reaches the upstream whole', async () => {
+    const reply = await h2Once(gate.url, as(pki.clients.good), { ':method': 'POST', ':path': '/post', 'content-type': 'text/plain' }, 'hello over h2');
+    assert.equal(reply.status, 200, reply.body);
+    assert.equal(lastRequest().body, 'hello over h2');
+    assert.equal(lastRequest().method, 'POST');
+  });
+
+  test('max_body_bytes: a body over the route limit → 413, the rest never reaches the upstream', async () => {
+    const before = upstream.requests.length;
+    const session = await h2Connect(gate.url, as(pki.clients.good));
+    try {
+      const reply = await h2Request(session, { ':method': 'POST', ':path': '/small/x' }, ['0123456789', 'abcdef']).catch((e: Error) => e);
+      if (!(reply instanceof Error)) {
+        assert.equal(reply.status, 413, reply.body);
+        assert.equal(reply.json().error, 'body_too_large');
+      }
+      assert.equal(upstream.requests.filter((r) => r.url === '/small/x').length, 0);
+      assert.ok(upstream.requests.length >= before);
+    } finally {
+      session.close();
+    }
+  });
+
+  test('spoofing: client copies of identity headers are stripped on HTTP/2 streams', async () => {
+    await h2Once(gate.url, as(pki.clients.good), {
+      ':path': '/spoof', 'x-client-cert-subject': 'CN=admin', 'x-client-cert-verified': 'SUCCESS', 'x-forwarded-for': '10.0.0.1',
+      'x-ssl-client-s-dn': 'CN=admin', 'x-forwarded-client-cert': 'By=x', 'x_client_cert_subject': 'CN=admin',
+    });
+    const seen = lastRequest();
+    assert.match(String(seen.headers['x-client-cert-subject']), /CN=svc-/);
+    assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1');
+    assert.equal(seen.headers['x-ssl-client-s-dn'], undefined);
+    assert.equal(seen.headers['x-forwarded-client-cert'], undefined);
+    assert.ok(!seen.rawHeaders.some(([n]) => n.toLowerCase() === 'x_client_cert_subject'));
+  });
+
+  test('cookie crumbs are joined with "; " for the HTTP/1.1 upstream (RFC 9113 §8.2.3)', async () => {
+    const session = await h2Connect(gate.url, as(pki.clients.good));
+    try {
+      // An array value goes as one field per element: two cookie crumbs.
+      const stream = session.request({ ':path': '/cookies', cookie: ['a=1', 'b=2'] });
+      await new Promise((resolve, reject) => {
+        stream.on('error', reject);
+        stream.resume();
+        stream.on('end', resolve);
+      });
+    } finally {
+      session.close();
+    }
+    assert.equal(lastRequest().url, '/cookies');
+    assert.equal(lastRequest().headers.cookie, 'a=1; b=2');
+  });
+
+  test('host ≠ :authority → 400 authority_mismatch, never forwarded', async () => {
+    const before = upstream.requests.length;
+    const reply = await h2Once(gate.url, as(pki.clients.good), { ':path': '/mismatch', ':authority': `localhost:${gate.port}`, host: 'admin.example.com' });
+    assert.equal(reply.status, 400, reply.body);
+    assert.equal(reply.json().reason, 'authority_mismatch');
+    assert.equal(upstream.requests.length, before);
+  });
+
+  test(':authority is validated like Host → 400 invalid_host', async () => {
+    const before = upstream.requests.length;
+    const reply = await h2Once(gate.url, as(pki.clients.good), { ':path': '/bad-authority', ':authority': 'admin.example.com:1:2' }).catch((e: Error) => e);
+    if (!(reply instanceof Error)) {
+      assert.equal(reply.status, 400, reply.body);
+      assert.equal(reply.json().reason, 'invalid_host');
+    }
+    assert.equal(upstream.requests.length, before);
+  });
+
+  test('no client certificate → 400 client_certificate_required JSON, then GOAWAY', async () => {
+    const before = upstream.requests.length;
+    const session = await h2Connect(gate.url, as(undefined));
+    const goaway = new Promise((resolve) => session.once('goaway', resolve));
+    const reply = await h2Request(session, { ':path': '/anon' });
+    assert.equal(reply.status, 400);
+    assert.equal(reply.headers['content-type'], 'application/json');
+    assert.equal(reply.json().error, 'client_certificate_required');
+    assert.equal(reply.headers.connection, undefined, 'no connection-specific header on HTTP/2');
+    await goaway;
+    session.close();
+    assert.equal(upstream.requests.length, before);
+  });
+
+  test('an expired certificate → 400 client_certificate_invalid/expired on HTTP/2', async () => {
+    const reply = await h2Once(gate.url, as(pki.clients.expired), { ':path': '/expired' });
+    assert.equal(reply.status, 400);
+    assert.equal(reply.json().reason, 'expired');
+  });
+
+  test('no route → 404 no_route JSON', async () => {
+    const g = await startTestCertgate({
+      tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path }, workers: 1,
+      routes: [{ name: 'only', upstream: upstream.url, path_prefix: '/only' }],
+    });
+    try {
+      const reply = await h2Once(g.url, as(pki.clients.good), { ':path': '/elsewhere' });
+      assert.equal(reply.status, 404);
+      assert.equal(reply.json().error, 'no_route');
+      await waitFor(async () => metricValue(await g.metricsText(), 'certgate_http_requests_total', { route: '(none)', method: 'GET', code: '404' }) === 1,
+        'the 404 counted like an HTTP/1.1 request');
+    } finally {
+      await g.close();
+    }
+  });
+
+  test('certgate_http2_sessions_open counts open sessions', async () => {
+    const session = await h2Connect(gate.url, as(pki.clients.good));
+    await h2Request(session, { ':path': '/count' });
+    await waitFor(async () => (metricValue(await gate.metricsText(), 'certgate_http2_sessions_open') ?? 0) >= 1, 'an open session counted');
+    session.close();
+    await waitFor(async () => metricValue(await gate.metricsText(), 'certgate_http2_sessions_open') === 0, 'the session closed');
+  });
+});
