@@ -7,6 +7,9 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import tls from 'node:tls';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createCrl, crlToPem, importSigningKey, parseCert } from '../../dist/pki/x509.js';
 import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
 import { startTestCertgate, startRecordingUpstream, metricValue, type RunningCertgate, type RecordingUpstream } from '../helpers/certgate.js';
 import { mtlsRequest } from '../helpers/client.js';
@@ -221,5 +224,43 @@ describe('HTTP/2 streams through the pipeline', () => {
     await waitFor(async () => (metricValue(await gate.metricsText(), 'certgate_http2_sessions_open') ?? 0) >= 1, 'an open session counted');
     session.close();
     await waitFor(async () => metricValue(await gate.metricsText(), 'certgate_http2_sessions_open') === 0, 'the session closed');
+  });
+});
+
+describe('trust on every stream', () => {
+  test('revocation of a live HTTP/2 session: the next stream is refused (400 revoked), then GOAWAY', async () => {
+    const victim = await pki.issueClient({ name: 'h2-crl-victim', subject: [['CN', 'svc-h2-victim']] });
+    const issuer = { cert: parseCert(pki.intermediate.cert), privateKey: await importSigningKey(pki.intermediate.key) };
+    const nextUpdate = new Date(Math.floor((Date.now() + 10 * 86_400_000) / 1000) * 1000);
+    const [clean, revoking] = await Promise.all([
+      createCrl({ issuer, crlNumber: 20n }),
+      createCrl({ issuer, crlNumber: 21n, nextUpdate, entries: [{ serial: victim.x509.serialNumber }] }),
+    ]);
+    const dir = fs.mkdtempSync(path.join(pki.dir, 'h2-crl-'));
+    const crlFile = path.join(dir, 'crl.pem');
+    fs.writeFileSync(crlFile, crlToPem(clean) + pki.crlRootPem);
+    const g = await startTestCertgate({
+      tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path, crl: crlFile }, workers: 1,
+      routes: [{ name: 'all', upstream: upstream.url }],
+    });
+    try {
+      const session = await h2Connect(g.url, as(victim));
+      const goaway = new Promise((resolve) => session.once('goaway', resolve));
+      const first = await h2Request(session, { ':path': '/h2-crl/before' });
+      assert.equal(first.status, 200, first.body);
+      fs.writeFileSync(crlFile, crlToPem(revoking) + pki.crlRootPem);
+      const reload = await g.app.reload('test');
+      assert.equal(reload.result, 'success');
+      const before = upstream.requests.length;
+      const second = await h2Request(session, { ':path': '/h2-crl/after' });
+      assert.equal(second.status, 400, second.body);
+      assert.equal(second.json().error, 'client_certificate_invalid');
+      assert.equal(second.json().reason, 'revoked');
+      assert.equal(upstream.requests.length, before, 'the revoked client reaches nothing');
+      await goaway;
+      session.close();
+    } finally {
+      await g.close();
+    }
   });
 });
