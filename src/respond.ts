@@ -42,7 +42,12 @@ export function sendError(res: ServerResponse, status: number, body: ErrorBody, 
   if (stream !== undefined) {
     // HTTP/2 has no Connection header (a connection-specific field, RFC 9113 §8.2.2): "close" is a GOAWAY
     // once this answer is out; streams already open finish.
-    sendJson(res, status, body);
+    const req = (res as unknown as { req?: { headers?: Record<string, string | string[] | undefined> } }).req;
+    if (isGrpcContentType(req?.headers?.['content-type'])) {
+      sendGrpcError(res, status, body);
+    } else {
+      sendJson(res, status, body);
+    }
     if (opts.close) stream.session?.close();
     return;
   }
@@ -53,6 +58,20 @@ export function sendError(res: ServerResponse, status: number, body: ErrorBody, 
   } else {
     sendJson(res, status, body);
   }
+}
+
+/**
+ * A refusal of a gRPC call (grpc.ts): HTTP 200, trailers-only (one HEADERS frame ending the stream) with
+ * grpc-status and grpc-message, so that the client prints our reason.
+ */
+function sendGrpcError(res: ServerResponse, status: number, body: ErrorBody): void {
+  const id = res.getHeader('x-request-id');
+  const stream = (res as unknown as { stream: { respond(h: OutgoingHttpHeaders, o: { endStream: boolean }): void } }).stream;
+  stream.respond({
+    ':status': 200, 'content-type': 'application/grpc',
+    'grpc-status': String(grpcStatusFor(status, body.error)), 'grpc-message': grpcPercentEncode(grpcMessageFor(body)),
+    ...(id !== undefined && { 'x-request-id': id }),
+  }, { endStream: true });
 }
 
 /** The same answer on a raw socket (upgrade requests have no ServerResponse). Ends the socket. */
@@ -88,4 +107,59 @@ export function endSocketAnswer(socket: Socket): void {
 
 function destroySocket(socket: Socket): void {
   socket.destroy();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// gRPC's view of certgate's refusals (issue 16). A gRPC client reads the call's outcome from
+// `grpc-status` and `grpc-message`, not from the HTTP status: a JSON 403 would surface as "protocol error"
+// or "unexpected content-type". A refusal of a gRPC request (content-type application/grpc*) is answered
+// HTTP 200, trailers-only, with certgate's own mapping of its refusals onto gRPC codes and our reason in
+// grpc-message (sendError → sendGrpcError). Pure.
+
+/** gRPC status codes certgate answers with (grpc/doc/statuscodes.md). */
+export const GRPC = {
+  UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8,
+  UNIMPLEMENTED: 12, UNAVAILABLE: 14, UNAUTHENTICATED: 16,
+} as const;
+
+/** `content-type: application/grpc`, `application/grpc+proto`, `application/grpc;...` (not grpc-web). */
+export function isGrpcContentType(value: string | string[] | undefined): boolean {
+  if (typeof value !== 'string' || value.length < 16) return false;
+  const v = value.toLowerCase();
+  if (!v.startsWith('application/grpc')) return false;
+  const next = v.charAt(16);
+  return next === '' || next === '+' || next === ';';
+}
+
+/**
+ * certgate's mapping: certificate refusals 16 UNAUTHENTICATED, the allow list 7 PERMISSION_DENIED,
+ * bad_request 3 INVALID_ARGUMENT, no route 12 UNIMPLEMENTED, size limits 8 RESOURCE_EXHAUSTED, 504/408
+ * 4 DEADLINE_EXCEEDED, an unreachable upstream (502) and 421 14 UNAVAILABLE (retryable).
+ */
+export function grpcStatusFor(status: number, error: string): number {
+  if (error.startsWith('client_certificate')) return GRPC.UNAUTHENTICATED;
+  switch (status) {
+    case 403: return GRPC.PERMISSION_DENIED;
+    case 404: return GRPC.UNIMPLEMENTED;
+    case 413: case 431: return GRPC.RESOURCE_EXHAUSTED;
+    case 408: case 504: return GRPC.DEADLINE_EXCEEDED;
+    case 421: case 502: case 503: return GRPC.UNAVAILABLE;
+    case 501: return GRPC.UNIMPLEMENTED;
+    default: return status >= 400 && status < 500 ? GRPC.INVALID_ARGUMENT : GRPC.UNKNOWN;
+  }
+}
+
+/** grpc-message: percent-encoded UTF-8, every byte outside 0x20..0x7E and "%" itself (the gRPC HTTP/2 spec). */
+export function grpcPercentEncode(text: string): string {
+  let out = '';
+  for (const byte of Buffer.from(text, 'utf8')) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** The message a gRPC client prints: `error[/reason]: message`. */
+export function grpcMessageFor(body: { readonly error: string; readonly reason?: unknown; readonly message?: unknown }): string {
+  const head = typeof body.reason === 'string' ? `${body.error}/${body.reason}` : body.error;
+  return typeof body.message === 'string' ? `${head}: ${body.message}` : head;
 }

@@ -255,9 +255,16 @@ function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter,
     if (hostProblem !== undefined) {
       problems.push(problemAt(doc, lc, file, ['routes', i, 'host'], hostProblem, 'write the host name alone, e.g. api.example.com (routes match any port)', false));
     }
+    const scheme = new URL(r.upstream).protocol;
+    if ((r.upstream_protocol === 'h2c' && scheme !== 'http:') || (r.upstream_protocol === 'h2' && scheme !== 'https:')) {
+      problems.push(problemAt(doc, lc, file, ['routes', i, 'upstream_protocol'],
+        `upstream_protocol ${r.upstream_protocol} needs an ${r.upstream_protocol === 'h2c' ? 'http' : 'https'}:// upstream, not ${scheme}//`,
+        'h2c is cleartext HTTP/2 (http://host:port); h2 is HTTP/2 over TLS (https://host:port)', false));
+    }
     const line = lc.linePos(positionOf(doc, ['routes', i], false) ?? 0).line;
     return {
       name, path_prefix: r.path_prefix, upstream: new URL(r.upstream), timeout_ms: r.timeout_ms, line,
+      upstream_protocol: r.upstream_protocol,
       ...(host !== undefined && { host }),
       ...(r.upstream_ca !== undefined && { upstream_ca: resolve(r.upstream_ca)! }),
       ...(r.max_body_bytes !== undefined && { max_body_bytes: r.max_body_bytes }),

@@ -54,6 +54,10 @@ export const ROUTE_SCHEMA = z.strictObject({
   host: z.string().min(1).optional().describe('match the Host header (case-insensitive, port ignored)'),
   upstream: upstreamUrl,
   upstream_ca: filePath.optional().describe('CA bundle to verify an https:// upstream'),
+  upstream_protocol: z
+    .enum(['http1', 'h2c', 'h2'])
+    .default('http1')
+    .describe('how certgate talks to the upstream: http1 (HTTP/1.1), h2c (cleartext HTTP/2 with prior knowledge, an http:// upstream: how gRPC servers listen behind a proxy) or h2 (HTTP/2 over TLS, an https:// upstream). gRPC needs h2c or h2'),
   timeout_ms: durationMs(30_000).describe('upstream response timeout; past it the client gets 504'),
   max_body_bytes: z.number().int().nonnegative().optional().describe('largest request body accepted on this route; beyond it 413'),
   allow: ALLOW_SCHEMA.optional(),

@@ -58,6 +58,8 @@ export interface RouteConfig {
   readonly upstream: URL;
   /** Absolute path. */
   readonly upstream_ca?: string;
+  /** How the hop speaks to the upstream (upstreams.ts); absent = http1. */
+  readonly upstream_protocol?: 'http1' | 'h2c' | 'h2';
   readonly timeout_ms: number;
   readonly max_body_bytes?: number;
   readonly allow?: AllowConfig;

@@ -11,6 +11,7 @@ import { refusalHint } from '../answers/refusal-hints.js';
 import type { ConnectionVerdict } from './verdict.js';
 import { PATH_REFUSAL_MESSAGES, normalizeRequestPath } from '../http/path.js';
 import { parseHost } from '../http/host.js';
+import { isGrpcContentType } from '../respond.js';
 import type { PolicyDecision } from './policy.js';
 import type { Generation } from './generation.js';
 import type { RequestView } from './request-view.js';
@@ -111,6 +112,14 @@ function guardRefusal(req: RequestView, route: RouteConfig): Refusal | undefined
     // after it was a second request upstream (CVE-2026-29057). hop.ts (undici) frames it correctly, and a
     // client has no reason to send this: refused.
     return { step: 'guard', status: 411, close: true, route: route.name, body: { error: 'length_required', message: 'send a Content-Length with a body on DELETE/OPTIONS' } };
+  }
+  if ((route.upstream_protocol ?? 'http1') === 'http1' && isGrpcContentType(req.headers['content-type'])) {
+    // gRPC needs HTTP/2 end to end (trailers): an HTTP/1.1 upstream cannot answer it. Told which route and
+    // why (grpc-status 14 for a gRPC client, respond.ts).
+    return {
+      step: 'guard', status: 502, route: route.name,
+      body: { error: 'upstream_protocol', route: route.name, message: `route ${route.name} forwards over HTTP/1.1 (upstream_protocol: http1); gRPC needs upstream_protocol h2c or h2` },
+    };
   }
   const declared = req.headers['content-length'];
   if (route.max_body_bytes !== undefined && declared !== undefined && Number(declared) > route.max_body_bytes) {

@@ -315,9 +315,13 @@ class Exchange implements Dispatcher.DispatchHandler {
     return false;
   }
 
-  onComplete(): void {
+  onComplete(trailers: string[] | null): void {
     this.done = true;
     clearTimeout(this.timer);
+    // Trailers (gRPC's grpc-status) go on to an HTTP/2 client; HTTP/1.1 responses are relayed without them,
+    // as before.
+    // (undici's types say string[]; its HTTP/1.1 parser gives Buffers, its HTTP/2 client an object.)
+    if (this.h2 && trailers != null) relayTrailers(this.res, trailers as unknown as Buffer[] | Record<string, string | string[] | undefined>);
     this.res.end();
   }
 
@@ -406,6 +410,18 @@ async function* limitedBody(x: Exchange, limit: number): AsyncGenerator<Buffer> 
 
 function drainRequestBody(req: IncomingMessage): void {
   if (!req.readableEnded && !req.destroyed) req.resume();
+}
+
+/** The upstream's trailers (undici: raw name/value Buffers from HTTP/1.1, an object from HTTP/2) onto `res`. */
+function relayTrailers(res: ServerResponse, trailers: Buffer[] | Record<string, string | string[] | undefined>): void {
+  const out: Record<string, string | string[]> = {};
+  if (Array.isArray(trailers)) {
+    for (let i = 0; i < trailers.length; i += 2) out[String(trailers[i]).toLowerCase()] = String(trailers[i + 1]);
+  } else {
+    for (const [name, value] of Object.entries(trailers)) if (value !== undefined && !name.startsWith(':')) out[name] = value;
+  }
+  for (const name of Object.keys(out)) if (RESPONSE_HOP_BY_HOP.has(name)) delete out[name];
+  if (Object.keys(out).length > 0) res.addTrailers(out);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -138,7 +138,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
         return;
       }
       const clientWantsClose = draining() || /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
-      prepareHeaders(req, a.identity, false, gen.headers);
+      prepareHeaders(req, a.identity, false, gen.headers, (a.route.upstream_protocol ?? 'http1') !== 'http1');
       // Counts the body from here on. max_body_bytes: a declared length was checked by admit; a chunked
       // body is cut by the hop itself, before the chunk that crosses the limit reaches the upstream.
       telemetry.forwarding(req, res, a.route.name);

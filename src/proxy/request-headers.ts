@@ -11,9 +11,13 @@ import type { RequestView } from './request-view.js';
 
 export function prepareHeaders(
   req: Pick<RequestView, 'headers' | 'socket'>, identity: ClientIdentity | undefined, upgrade: boolean, options: HeadersConfig,
+  h2Upstream = false,
 ): void {
   const h = req.headers;
+  const te = h.te;
   stripHopByHop(h, upgrade);
+  // `te: trailers` is the one TE an HTTP/2 hop carries (RFC 9113 §8.2.2), and gRPC servers require it.
+  if (h2Upstream && typeof te === 'string' && te.trim().toLowerCase() === 'trailers') h.te = 'trailers';
   stripClientControlled(h, options.pass_through);
   Object.assign(h, identityHeaders(identity, options));
   h['x-forwarded-for'] = req.socket.remoteAddress ?? '';

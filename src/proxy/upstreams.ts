@@ -98,15 +98,21 @@ function poolFor(route: RouteConfig, ca: Buffer | undefined): Dispatcher {
     headersTimeout: timeout, bodyTimeout: timeout, connectTimeout: timeout,
   };
   const origin = route.upstream.origin;
+  // upstream_protocol h2c / h2: undici's HTTP/2 client, one multiplexed session per connection, reused
+  // across client streams (gRPC); trailers come back through the same handler (hop.ts onComplete).
+  const h2 = route.upstream_protocol === 'h2c' || route.upstream_protocol === 'h2';
   let pool: UndiciPool;
   if (route.upstream.protocol !== 'https:') {
-    pool = new Pool(origin, options);
+    // h2c: undici's Pool does not pass useH2c on to its connector (7.30): the connector is built here.
+    pool = h2
+      ? new Pool(origin, { ...options, allowH2: true, connect: buildConnector({ allowH2: true, useH2c: true, timeout } as Parameters<typeof buildConnector>[0]) })
+      : new Pool(origin, options);
   } else {
     const hostname = upstreamHostname(route.upstream);
     const sni = isIP(hostname) === 0 ? hostname : undefined;
-    const connector = buildConnector({ ...(ca !== undefined && { ca }), rejectUnauthorized: true, timeout });
+    const connector = buildConnector({ ...(ca !== undefined && { ca }), rejectUnauthorized: true, timeout, ...(h2 && { allowH2: true }) });
     pool = new Pool(origin, {
-      ...options,
+      ...options, ...(h2 && { allowH2: true }),
       // The servername undici hands the connector comes from the request (hop.ts sends the URL's host
       // name); an IP gets none (RFC 6066), so Node verifies the certificate against the IP.
       connect: (opts, callback) => connector({ ...opts, servername: sni }, callback),
