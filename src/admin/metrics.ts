@@ -30,12 +30,16 @@ export interface Metrics {
   readonly enrollments: Counter<'result'>;
   /** Open HTTP/2 client sessions (proxy/http2.ts). */
   readonly http2SessionsOpen: Gauge;
-  /** HTTP/2 streams or sessions certgate refused or reset itself, by reason (fixed set: HTTP2_REFUSAL_REASONS). */
+  /**
+   * HTTP/2 streams or sessions certgate refused or reset itself, by reason (fixed set: HTTP2_REFUSAL_REASONS):
+   * header_list_size (431), request_timeout (408), rapid_reset (the session closed), protocol (node:http2
+   * ended the session: SETTINGS/PING/CONTINUATION floods, streams over max_concurrent_streams, bad frames).
+   */
   readonly http2StreamsRefused: Counter<'reason'>;
 }
 
-/** Why certgate refused or reset HTTP/2 streams (certgate_http2_streams_refused_total{reason}). */
-export const HTTP2_REFUSAL_REASONS = ['concurrency', 'header_list_size', 'rapid_reset', 'flood', 'trust'] as const;
+/** Why certgate refused or reset HTTP/2 streams or sessions (certgate_http2_streams_refused_total{reason}). */
+export const HTTP2_REFUSAL_REASONS = ['header_list_size', 'request_timeout', 'rapid_reset', 'protocol'] as const;
 
 /** Request and upstream latency buckets: 1 ms (a local upstream) .. 30 s (the default route timeout). */
 export const LATENCY_BUCKETS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];

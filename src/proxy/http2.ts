@@ -14,11 +14,12 @@
  */
 import http2 from 'node:http2';
 import type https from 'node:https';
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { LimitsConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { ProxyMetrics as Metrics } from './metrics.js';
+import { isGrpcContentType, sendError } from '../respond.js';
 
 export interface Http2Options {
   readonly limits: LimitsConfig;
@@ -105,7 +106,11 @@ export function attachHttp2(server: https.Server, opts: Http2Options): Http2Sess
       metrics.http2SessionsOpen.dec();
     });
     session.on('error', (err: NodeJS.ErrnoException) => {
-      log.debug({ msg: 'http2 session error', code: err.code, remote_address: socket.remoteAddress });
+      // nghttp2's own defences (SETTINGS/PING answers piling up unread, CONTINUATION floods CVE-2024-27983,
+      // streams over max_concurrent_streams, invalid frames) end the session with an error: counted.
+      // (ERR_HTTP2_SESSION_ERROR is certgate's own destroy with a code, counted where it is decided.)
+      if (err.code === 'ERR_HTTP2_ERROR') metrics.http2StreamsRefused.inc({ reason: 'protocol' });
+      log.debug({ msg: 'http2 session error', code: err.code, detail: err.message, remote_address: socket.remoteAddress });
     });
     // An idle session (no stream for keepalive_timeout_ms) ends with GOAWAY, as an idle HTTP/1.1 keep-alive
     // connection is closed.
@@ -118,12 +123,38 @@ export function attachHttp2(server: https.Server, opts: Http2Options): Http2Sess
     const session = stream.session!;
     streamCount.set(session, openStreams(session) + 1);
     stream.once('close', () => streamCount.set(session, openStreams(session) - 1));
+    // Rapid Reset (CVE-2023-44487): streams the client opens and cancels at once cost certgate (and the
+    // upstream) a request each while never counting against max_concurrent_streams. Past the cap the
+    // session gets GOAWAY ENHANCE_YOUR_CALM and is closed.
+    stream.once('aborted', () => {
+      if (!resets(session).take()) return;
+      metrics.http2StreamsRefused.inc({ reason: 'rapid_reset' });
+      log.warn({ msg: 'http2 session closed: too many streams reset by the client (Rapid Reset)', remote_address: (session as unknown as WithSocket)[TLS_SOCKET]?.remoteAddress });
+      // The number form: destroy(undefined, code) would send NO_ERROR.
+      session.destroy(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM as unknown as Error);
+    });
   });
   h2.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     const socket = streamSocket(req.stream);
     if (socket === undefined) {
       res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       return;
+    }
+    // limits.max_header_bytes, measured by certgate itself (RFC 9113 §6.5.2's count): node:http2 enforces
+    // only its own, larger hard limit. The same 431 as HTTP/1.1's (grpc-status 8 for a gRPC call).
+    if (headerListSize(req.rawHeaders) > limits.max_header_bytes) {
+      metrics.http2StreamsRefused.inc({ reason: 'header_list_size' });
+      sendError(res as unknown as ServerResponse, 431, { error: 'headers_too_large', limit: limits.max_header_bytes });
+      return;
+    }
+    // limits.request_timeout_ms: the whole request (its body) must arrive in time, as on HTTP/1.1; a stream
+    // still sending after it gets 408 (or is reset once its response started). Not for gRPC calls:
+    // streaming calls send for as long as they live, and carry their own deadline.
+    if (!isGrpcContentType(req.headers['content-type']) && !req.stream.endAfterHeaders) {
+      const timer = setTimeout(requestTooSlow, limits.request_timeout_ms, req, res, metrics);
+      timer.unref();
+      req.once('end', () => clearTimeout(timer));
+      req.stream.once('close', () => clearTimeout(timer));
     }
     const { headers } = h2ViewHeaders(req.headers);
     // The pipeline's RequestView: own properties over the compat layer's getters.
@@ -160,6 +191,52 @@ export function attachHttp2(server: https.Server, opts: Http2Options): Http2Sess
       for (const s of sessions) s.destroy();
     },
   };
+}
+
+/** What the 408 answers: the request was too slow to arrive whole. */
+function requestTooSlow(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse, metrics: Metrics): void {
+  if (req.readableEnded || res.stream.destroyed) return;
+  metrics.http2StreamsRefused.inc({ reason: 'request_timeout' });
+  if (res.headersSent) {
+    res.stream.close(http2.constants.NGHTTP2_CANCEL);
+    return;
+  }
+  sendError(res as unknown as ServerResponse, 408, { error: 'request_timeout' });
+  res.stream.close(http2.constants.NGHTTP2_CANCEL);
+}
+
+/**
+ * The Rapid Reset cap: a token bucket per session, RESET_BURST streams cancelled by the client at once,
+ * refilled at RESET_RATE per second (nghttp2's own, 1000 at once and 33/s, comes later and resets the
+ * connection without a word).
+ */
+export const RESET_BURST = 200;
+export const RESET_RATE = 100;
+
+export class ResetBucket {
+  #tokens = RESET_BURST;
+  #at: number;
+  constructor(now = Date.now()) {
+    this.#at = now;
+  }
+
+  /** One more client reset: true when it is past the cap. */
+  take(now = Date.now()): boolean {
+    this.#tokens = Math.min(RESET_BURST, this.#tokens + ((now - this.#at) / 1000) * RESET_RATE);
+    this.#at = now;
+    this.#tokens -= 1;
+    return this.#tokens < 0;
+  }
+}
+
+const buckets = new WeakMap<http2.Http2Session, ResetBucket>();
+function resets(session: http2.Http2Session): ResetBucket {
+  let b = buckets.get(session);
+  if (b === undefined) {
+    b = new ResetBucket();
+    buckets.set(session, b);
+  }
+  return b;
 }
 
 const streamCount = new WeakMap<http2.Http2Session, number>();

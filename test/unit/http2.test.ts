@@ -11,7 +11,7 @@ import { admitRequest, authorityMismatch, type Refusal } from '../../dist/proxy/
 import type { Generation } from '../../dist/proxy/generation.js';
 import { createRouter } from '../../dist/proxy/routes.js';
 import { compileAllow } from '../../dist/proxy/policy.js';
-import { h2ViewHeaders } from '../../dist/proxy/http2.js';
+import { h2ViewHeaders, ResetBucket, RESET_BURST } from '../../dist/proxy/http2.js';
 import { grpcMessageFor, grpcPercentEncode, grpcStatusFor, isGrpcContentType } from '../../dist/respond.js';
 import { protocolLabel } from '../../dist/proxy/telemetry.js';
 import { prepareHeaders } from '../../dist/proxy/request-headers.js';
@@ -112,5 +112,16 @@ describe('the protocol label', () => {
     assert.equal(protocolLabel('1.0'), 'http/1.0');
     assert.equal(protocolLabel('1.1'), 'http/1.1');
     assert.equal(protocolLabel('2.0'), 'h2');
+  });
+});
+
+describe('the Rapid Reset cap (ResetBucket)', () => {
+  it('allows RESET_BURST resets at once, refills RESET_RATE per second', () => {
+    const b = new ResetBucket(0);
+    for (let i = 0; i < RESET_BURST; i++) assert.equal(b.take(0), false, `reset ${i + 1}`);
+    assert.equal(b.take(0), true, 'one more at the same instant is past the cap');
+    const later = new ResetBucket(0);
+    for (let i = 0; i < RESET_BURST; i++) later.take(0);
+    assert.equal(later.take(1000), false, 'a second later the bucket has refilled');
   });
 });
