@@ -66,10 +66,13 @@ export function sendError(res: ServerResponse, status: number, body: ErrorBody, 
  */
 function sendGrpcError(res: ServerResponse, status: number, body: ErrorBody): void {
   const id = res.getHeader('x-request-id');
+  const code = String(grpcStatusFor(status, body.error));
+  // Not sent from here (the stream answers below): read back by the access line (proxy/telemetry.ts).
+  res.setHeader('grpc-status', code);
   const stream = (res as unknown as { stream: { respond(h: OutgoingHttpHeaders, o: { endStream: boolean }): void } }).stream;
   stream.respond({
     ':status': 200, 'content-type': 'application/grpc',
-    'grpc-status': String(grpcStatusFor(status, body.error)), 'grpc-message': grpcPercentEncode(grpcMessageFor(body)),
+    'grpc-status': code, 'grpc-message': grpcPercentEncode(grpcMessageFor(body)),
     ...(id !== undefined && { 'x-request-id': id }),
   }, { endStream: true });
 }

@@ -412,6 +412,9 @@ function drainRequestBody(req: IncomingMessage): void {
   if (!req.readableEnded && !req.destroyed) req.resume();
 }
 
+/** A gRPC call's status from the upstream's trailers, for the access line (telemetry.ts). */
+export const GRPC_STATUS = Symbol.for('certgate.grpc-status');
+
 /** The upstream's trailers (undici: raw name/value Buffers from HTTP/1.1, an object from HTTP/2) onto `res`. */
 function relayTrailers(res: ServerResponse, trailers: Buffer[] | Record<string, string | string[] | undefined>): void {
   const out: Record<string, string | string[]> = {};
@@ -421,7 +424,9 @@ function relayTrailers(res: ServerResponse, trailers: Buffer[] | Record<string, 
     for (const [name, value] of Object.entries(trailers)) if (value !== undefined && !name.startsWith(':')) out[name] = value;
   }
   for (const name of Object.keys(out)) if (RESPONSE_HOP_BY_HOP.has(name)) delete out[name];
-  if (Object.keys(out).length > 0) res.addTrailers(out);
+  if (Object.keys(out).length === 0) return;
+  if (out['grpc-status'] !== undefined) (res as unknown as Record<symbol, unknown>)[GRPC_STATUS] = out['grpc-status'];
+  res.addTrailers(out);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import type { ClientIdentity } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import type { ConnectionVerdict } from './verdict.js';
 import type { RequestView } from './request-view.js';
+import { GRPC_STATUS } from './hop.js';
 import type { UpstreamErrorKind } from './upstream-error.js';
 import type { ClientEntry, ClientStore } from './clients.js';
 import { methodLabel, type ProxyMetrics } from './metrics.js';
@@ -39,6 +40,13 @@ export const REQUEST_ID_HEADER = 'x-request-id';
  * replaces it. Several X-Request-Id headers arrive joined by ", " and so are replaced too.
  */
 const SANE_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+
+function grpcStatusOf(res: ServerResponse): string | undefined {
+  const fromTrailers = (res as unknown as Record<symbol, unknown>)[GRPC_STATUS];
+  if (typeof fromTrailers === 'string') return fromTrailers;
+  const header = res.getHeader('grpc-status');
+  return header === undefined ? undefined : String(header);
+}
 
 /** The `protocol` field and label: `http/1.0` | `http/1.1` | `h2` (bounded: Node parses only these). */
 export function protocolLabel(httpVersion: string): string {
@@ -287,6 +295,8 @@ class RequestTelemetry implements Telemetry {
       remote_address: socket.remoteAddress, remote_addr: socket.remoteAddress, tls_version: conn?.version, tls_resumed: conn?.resumed,
       client_subject: conn?.identity?.subject, client_fingerprint: conn?.identity?.fingerprint, client_san_uri: conn?.sanUri,
       completed: res.writableFinished,
+      // gRPC calls: their status (the upstream's trailers or headers, or certgate's refusal).
+      grpc_status: x.req.httpVersion === '2.0' ? grpcStatusOf(res) : undefined,
     });
   }
 

@@ -117,6 +117,19 @@ describe('gRPC calls through certgate (h2c upstream)', { skip: SKIP }, () => {
     const line = gate.logs.find('request').find((l) => l.route === 'grpc');
     assert.equal(line?.protocol, 'h2');
   });
+
+  test('access lines carry the call\'s grpc-status: the upstream\'s (trailers) and certgate\'s refusals', async () => {
+    await call(gate, pki.clients.good, 'fail', 'logged');
+    await call(gate, pki.clients.good, 'whoami', '', 'denied.Demo');
+    const lines = await waitFor(() => {
+      const all = gate.logs.find('request');
+      const failed = all.find((l) => l.path === '/demo.Demo/Fail');
+      const denied = all.find((l) => l.path === '/denied.Demo/Whoami');
+      return failed !== undefined && denied !== undefined ? { failed, denied } : undefined;
+    }, 'both calls logged');
+    assert.equal(lines.failed.grpc_status, '5', 'NOT_FOUND, from the upstream\'s trailers');
+    assert.equal(lines.denied.grpc_status, '7', 'PERMISSION_DENIED, certgate\'s refusal');
+  });
 });
 
 describe('certgate\'s refusals as gRPC statuses, with our reason', { skip: SKIP }, () => {
