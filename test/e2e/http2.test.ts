@@ -5,8 +5,10 @@
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import tls from 'node:tls';
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createCrl, crlToPem, importSigningKey, parseCert } from '../../dist/pki/x509.js';
@@ -261,6 +263,86 @@ describe('trust on every stream', () => {
       session.close();
     } finally {
       await g.close();
+    }
+  });
+});
+
+describe('HTTP/2 upstreams and clients', () => {
+  test('upstream_protocol: h2 — HTTP/2 over TLS to an https:// upstream verified with upstream_ca; sessions reused', async () => {
+    const seen: { version: string; authority: string | undefined; subject: unknown; remotePort: number | undefined }[] = [];
+    const up = http2.createSecureServer({ cert: pki.serverBundle.pem, key: pki.serverBundle.pem }, (req, res) => {
+      seen.push({ version: req.httpVersion, authority: req.authority, subject: req.headers['x-client-cert-subject'], remotePort: req.socket.remotePort });
+      res.setHeader('content-type', 'text/plain');
+      res.end('from h2 upstream');
+    });
+    await new Promise<void>((resolve) => up.listen(0, '127.0.0.1', resolve));
+    const port = (up.address() as AddressInfo).port;
+    const g = await startTestCertgate({
+      tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path }, workers: 1,
+      routes: [{ name: 'h2up', upstream: `https://localhost:${port}`, upstream_protocol: 'h2', upstream_ca: pki.root.certPath }],
+    });
+    try {
+      const a = await h2Once(g.url, as(pki.clients.good), { ':path': '/one' });
+      const b = await mtlsRequest(g.url, as(pki.clients.good), { path: '/two' });
+      assert.equal(a.status, 200, a.body);
+      assert.equal(a.body, 'from h2 upstream');
+      assert.equal(b.status, 200, b.body);
+      assert.deepEqual(seen.map((s) => s.version), ['2.0', '2.0'], 'both reached the upstream over HTTP/2');
+      assert.match(String(seen[0]!.subject), /CN=svc-/);
+      assert.equal(seen[0]!.remotePort, seen[1]!.remotePort, 'one pooled upstream session served both');
+    } finally {
+      await g.close();
+      await new Promise<void>((resolve) => up.close(() => resolve()));
+    }
+  });
+
+  test('Python httpx with http2=True (python3-httpx + python3-h2)', async (t) => {
+    const py = ['/usr/bin/python3', 'python3'].find((p) => spawnSync(p, ['-c', 'import httpx, h2'], { stdio: 'ignore' }).status === 0);
+    if (py === undefined) {
+      t.skip('python3 with httpx and h2 not installed (Debian: python3-httpx python3-h2)');
+      return;
+    }
+    const script = [
+      'import httpx, json, sys',
+      'c = httpx.Client(http2=True, verify=sys.argv[2], cert=(sys.argv[3], sys.argv[4]))',
+      'r = c.get(sys.argv[1])',
+      'print(json.dumps({"version": r.http_version, "status": r.status_code}))',
+    ].join('\n');
+    const out = await new Promise<string>((resolve, reject) => {
+      execFile(py, ['-c', script, `https://localhost:${gate.port}/httpx`, pki.root.certPath, pki.clients.good.certPath, pki.clients.good.keyPath],
+        (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)));
+    });
+    assert.deepEqual(JSON.parse(out), { version: 'HTTP/2', status: 200 });
+    assert.equal(lastRequest().url, '/httpx');
+  });
+
+  test('shutdown: an open HTTP/2 session gets GOAWAY, its stream in flight finishes', async () => {
+    let release: (() => void) | undefined;
+    const slow = await startRecordingUpstream((req, res) => {
+      release = () => res.end('finished');
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      return true;
+    });
+    const g = await startTestCertgate({
+      tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path }, workers: 1,
+      routes: [{ name: 'slow', upstream: slow.url }],
+    });
+    try {
+      const session = await h2Connect(g.url, as(pki.clients.good));
+      const goaway = new Promise((resolve) => session.once('goaway', resolve));
+      const reply = h2Request(session, { ':path': '/in-flight' });
+      await waitFor(() => release !== undefined, 'the request at the upstream');
+      const closing = g.app.close(10_000);
+      await goaway;
+      release!();
+      const r = await reply;
+      assert.equal(r.status, 200);
+      assert.equal(r.body, 'finished');
+      await closing;
+      session.destroy();
+    } finally {
+      await g.close();
+      await slow.close();
     }
   });
 });
