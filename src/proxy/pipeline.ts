@@ -24,7 +24,7 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../log.js';
 import type { ProxyMetrics } from './metrics.js';
-import { sendError, sendErrorOnSocket } from '../respond.js';
+import { http2StreamOf, sendError, sendErrorOnSocket } from '../respond.js';
 import { connectionVerdict, type ConnectionVerdict, type VerdictContext } from './verdict.js';
 import { admitRequest, verdictRefusal, type Admitted, type Refusal } from './admit.js';
 import { prepareHeaders } from './request-headers.js';
@@ -92,7 +92,11 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     if (max === 0) return;
     const n = (requestCounts.get(req.socket) ?? 0) + 1;
     requestCounts.set(req.socket, n);
-    if (n >= max) res.shouldKeepAlive = false;
+    if (n < max) return;
+    // HTTP/2: the session's last stream; GOAWAY once its answer is out (streams already open finish).
+    const stream = http2StreamOf(res);
+    if (stream !== undefined) res.once('finish', () => stream.session?.close());
+    else res.shouldKeepAlive = false;
   }
 
   /** Step 3's failures, once per request: counted, logged, and answered 502/504 (a tunnel answers its own). */

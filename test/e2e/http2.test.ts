@@ -346,3 +346,50 @@ describe('HTTP/2 upstreams and clients', () => {
     }
   });
 });
+
+describe('HTTP/2 edge cases', () => {
+  test('max_requests_per_connection: the session\'s last stream is answered, then GOAWAY', async () => {
+    const g = await startTestCertgate({
+      tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path }, workers: 1,
+      limits: { max_requests_per_connection: 2 }, routes: [{ name: 'all', upstream: upstream.url }],
+    });
+    try {
+      const session = await h2Connect(g.url, as(pki.clients.good));
+      const goaway = new Promise((resolve) => session.once('goaway', resolve));
+      assert.equal((await h2Request(session, { ':path': '/mr/1' })).status, 200);
+      assert.equal((await h2Request(session, { ':path': '/mr/2' })).status, 200);
+      await goaway;
+      session.destroy();
+    } finally {
+      await g.close();
+    }
+  });
+
+  test('an upstream that resets the stream (h2c) → 502 JSON, grpc-status 14 for gRPC, counted as an upstream error', async () => {
+    const up = http2.createServer((req) => {
+      req.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    });
+    await new Promise<void>((resolve) => up.listen(0, '127.0.0.1', resolve));
+    const port = (up.address() as AddressInfo).port;
+    const g = await startTestCertgate({
+      tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path }, workers: 1,
+      routes: [{ name: 'resetting', upstream: `http://127.0.0.1:${port}`, upstream_protocol: 'h2c' }],
+    });
+    try {
+      const plain = await h2Once(g.url, as(pki.clients.good), { ':path': '/reset' });
+      assert.equal(plain.status, 502, plain.body);
+      assert.match(String(plain.json().error), /^upstream_/);
+      const grpc = await h2Once(g.url, as(pki.clients.good), { ':method': 'POST', ':path': '/svc/M', 'content-type': 'application/grpc', te: 'trailers' }, Buffer.alloc(5));
+      assert.equal(grpc.status, 200);
+      assert.equal(grpc.headers['grpc-status'], '14');
+      await waitFor(async () => {
+        const text = await g.metricsText();
+        const total = ['refused', 'reset', 'timeout', 'dns', 'tls', 'other'].reduce((n, kind) => n + (metricValue(text, 'certgate_upstream_errors_total', { route: 'resetting', kind }) ?? 0), 0);
+        return total === 2;
+      }, 'both counted as upstream errors');
+    } finally {
+      await g.close();
+      await new Promise<void>((resolve) => up.close(() => resolve()));
+    }
+  });
+});
