@@ -17,6 +17,7 @@ import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { metricValue } from '../helpers/certgate.js';
 import { killServeChildren, spawnServe, type ServingProcess } from '../helpers/serve.js';
 import { waitFor } from '../helpers/wait.js';
+import { h2Connect, h2Request } from '../helpers/h2.js';
 
 const TEST_OPTS = { timeout: 60_000 };
 let pki: TestPki;
@@ -148,6 +149,33 @@ test('workers: 2 — both workers serve; a ticket from one resumes on the other;
   assert.equal(status.ready, true);
   assert.equal(status.totals.requests, total);
 
+  s.child.kill('SIGTERM');
+  assert.equal((await s.exited).code, 0);
+});
+
+test('workers: 2 over HTTP/2 — sessions are per worker, both serve h2 streams; /metrics (protocol="h2") and /clients count them', TEST_OPTS, async () => {
+  const s = await serveCluster(bundleCopy('h2.pem'));
+  const pids = await waitFor(() => workerPids(s).length === 2 && workerPids(s), 'two "worker listening" lines');
+  const creds = { ca: pki.root.cert, cert: pki.clients.good.pem, key: pki.clients.good.key };
+  const seen = new Set<number>();
+  let n = 0;
+  for (let i = 0; i < 100 && seen.size < 2; i++) {
+    // A new session (a new connection) each time; two streams on it, served by the same worker.
+    const session = await h2Connect(`https://127.0.0.1:${s.url.port}`, creds);
+    const [a, b] = await Promise.all([h2Request(session, { ':path': `/h2-${i}-a` }), h2Request(session, { ':path': `/h2-${i}-b` })]);
+    session.close();
+    assert.equal(a.status, 200);
+    assert.equal(b.status, 200);
+    n += 2;
+    const [pa, pb] = await Promise.all([servedBy(s, `/h2-${i}-a`), servedBy(s, `/h2-${i}-b`)]);
+    assert.equal(pa, pb, 'both streams of a session are served by one worker');
+    seen.add(pa);
+  }
+  assert.deepEqual([...seen].sort(), [...pids].sort(), 'both workers served HTTP/2 sessions');
+  const metrics = await adminText(s, '/metrics');
+  assert.equal(metricValue(metrics, 'certgate_http_requests_total', { route: 'api', method: 'GET', code: '200', protocol: 'h2' }), n, 'h2 requests summed over the workers');
+  const clients = JSON.parse(await adminText(s, '/clients')) as { clients: { requests: number }[] };
+  assert.equal(clients.clients[0]!.requests, n);
   s.child.kill('SIGTERM');
   assert.equal((await s.exited).code, 0);
 });
