@@ -7,14 +7,18 @@ export const NGINX_PORT = PORT_BASE + 443;
 export const certgatePort = (i: number): number => PORT_BASE + 444 + i;
 export const certgateAdminPort = (i: number): number => PORT_BASE + 900 + i;
 
-export type PhaseId = 'keepalive' | 'newconn' | 'resume-new' | 'resume-reuse' | 'post64k' | 'get1m';
+export type PhaseId = 'keepalive' | 'newconn' | 'resume-new' | 'resume-reuse' | 'post64k' | 'get1m' | 'h2';
+
+/** The HTTP/2 phase's load: sessions (TLS connections) × streams kept in flight on each. */
+export const H2_SESSIONS = 8;
+export const H2_STREAMS = 16;
 
 export interface Phase {
   readonly id: PhaseId;
   readonly title: string;
   /** What one unit of work is: a request, or a connection (s_time). */
   readonly unit: 'req' | 'conn';
-  readonly tool: 'ab' | 's_time';
+  readonly tool: 'ab' | 's_time' | 'h2';
   readonly keepAlive?: boolean;
   readonly path?: string;
   readonly post?: boolean;
@@ -30,6 +34,7 @@ export const PHASES: readonly Phase[] = [
   { id: 'resume-reuse', title: 'openssl s_time -reuse: session resumption + GET / per connection', unit: 'conn', tool: 's_time', reuse: true, long: false },
   { id: 'post64k', title: 'keep-alive POST /post, 64 KiB body (ab -k -p)', unit: 'req', tool: 'ab', keepAlive: true, path: '/post', post: true, long: false },
   { id: 'get1m', title: 'keep-alive GET /1m, 1 MiB response (ab -k)', unit: 'req', tool: 'ab', keepAlive: true, path: '/1m', long: false },
+  { id: 'h2', title: `HTTP/2 GET /: ${H2_SESSIONS} sessions × ${H2_STREAMS} concurrent streams (node:http2, bench/_h2load.ts)`, unit: 'req', tool: 'h2', path: '/', long: false },
 ];
 
 export interface CertgateVariant {

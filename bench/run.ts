@@ -19,10 +19,11 @@ import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  NGINX_PORT, PHASES, UPSTREAM_PORT, certgateAdminPort, certgatePort, parseVariant,
+  H2_SESSIONS, H2_STREAMS, NGINX_PORT, PHASES, UPSTREAM_PORT, certgateAdminPort, certgatePort, parseVariant,
   type CertgateVariant, type Phase, type PhaseId,
 } from './_config.js';
 import { runAb, runSTime, type LoadResult } from './_load.js';
+import { runH2 } from './_h2load.js';
 import { CLK_TCK, establishedTo, machineTicks, processTree, reapedChildTicks, treeRss, treeTicks } from './_proc.js';
 import { fmtInt, fmtRatio, markdown, median, mib, phaseTable, summarize, type Sample, type Summary } from './_report.js';
 import { analyzeProfile } from './_profile.js';
@@ -320,6 +321,12 @@ function phaseSeconds(p: Phase): number {
 }
 
 async function load(p: Phase, t: Target, pki: Pki, seconds: number): Promise<LoadResult> {
+  if (p.tool === 'h2') {
+    return runH2({
+      url: `https://127.0.0.1:${t.port}${p.path ?? '/'}`, cert: pki.clientCrt, key: pki.clientKey, ca: pki.ca,
+      sessions: H2_SESSIONS, streams: H2_STREAMS, seconds,
+    });
+  }
   if (p.tool === 's_time') {
     return runSTime({ host: '127.0.0.1', port: t.port, cert: pki.clientCrt, key: pki.clientKey, ca: pki.ca, seconds, reuse: p.reuse === true, parallel: STIME_PARALLEL });
   }
