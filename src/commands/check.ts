@@ -3,18 +3,14 @@
  * finding (error, warning or info), each naming the file and what to do.
  * Exit 0 when usable (warnings allowed), 1 when there are errors, 2 on a usage error.
  */
-import { access } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../config/load.js';
-import { keepAliveAdvice } from '../config/keepalive.js';
-import { blocksLoading, CertgateError, formatProblem, type Problem } from '../errors.js';
-import { adminExposure } from '../admin/host.js';
-import { inspectTls } from '../tls/material.js';
+import { blocksLoading, formatProblem, type Problem } from '../errors.js';
+import { validateConfigFile } from '../app/validate.js';
 import type { CommandIo } from './io.js';
 
 export const CHECK_HELP = `Usage: certgate check --config FILE [--json]
 
-Validates the config file and every PEM it references: PEM blocks parse, the key matches the leaf,
+Validates the config file and every file it references (the same validation a live reload runs): PEM blocks parse, the key matches the leaf,
 the chain links up, certificates are within their validity, client CAs and CRLs are usable; warns
 when the admin listener is reachable beyond loopback without admin.token_file.
 Prints one line per finding: "error|warning|info: FILE[:LINE:COL]: what is wrong (fix: what to do) [CODE]".
@@ -52,26 +48,7 @@ export async function runCheck(argv: string[], io: CommandIo): Promise<number> {
   return problems.some((p) => p.severity === 'error') ? 1 : 0;
 }
 
+/** The problems of `file`: the same validation a live reload runs before it applies a config (app/validate.ts). */
 export async function findProblems(file: string): Promise<Problem[]> {
-  let config;
-  try {
-    config = await loadConfig(file);
-  } catch (err) {
-    if (err instanceof CertgateError) return err.problems.length > 0 ? [...err.problems] : [err.toProblem()];
-    throw err;
-  }
-  const { problems } = await inspectTls(config.tls, { listenHost: config.listen.host });
-  for (const route of config.routes) {
-    if (route.upstream_ca === undefined) continue;
-    try {
-      await access(route.upstream_ca);
-    } catch {
-      problems.push({ severity: 'error', code: 'CG_FILE_READ', message: `routes[${route.name}].upstream_ca: cannot read ${route.upstream_ca}`, file: route.upstream_ca });
-    }
-  }
-  const keepAlive = keepAliveAdvice(config);
-  if (keepAlive !== undefined) problems.push(keepAlive);
-  const exposed = adminExposure(config);
-  if (exposed !== undefined) problems.push(exposed);
-  return problems;
+  return (await validateConfigFile(file)).problems;
 }

@@ -169,6 +169,10 @@ export const CONFIG_SCHEMA = z.strictObject({
     .boolean()
     .default(true)
     .describe('offer HTTP/2 (ALPN h2) beside HTTP/1.1 on the TLS listener; false = HTTP/1.1 only'),
+  config_watch: z
+    .boolean()
+    .default(true)
+    .describe('watch the config file (and the folder holding it: a Kubernetes ConfigMap `..data` swap) and apply a valid change live, as SIGHUP and POST /-/reload on the admin listener do; false = only those'),
   workers: z
     .union([z.literal('auto'), z.number().int().min(1).max(256)], { message: 'must be auto or a whole number of processes from 1 to 256' })
     .default('auto')

@@ -107,6 +107,8 @@ export interface Config {
   readonly shutdown: { readonly drain_timeout_ms: number };
   /** Proxy processes: 'auto' = os.availableParallelism(); 1 = no cluster (cluster/primary.ts). */
   readonly workers: 'auto' | number;
+  /** Watch the config file and apply a valid change live (app/live-config.ts). Default true. */
+  readonly config_watch: boolean;
   /** Offer HTTP/2 (ALPN h2) on the TLS listener beside HTTP/1.1 (proxy/http2.ts). Default true. */
   readonly http2: boolean;
   /** Absent = enrollment off. */

@@ -1,0 +1,80 @@
+/**
+ * The one validation path `certgate check` and a live reload (app/live-config.ts) share: everything
+ * `serve` loads from files — the config schema (file:line:col), every PEM (tls/material.ts), each route's
+ * upstream_ca, admin.token_file, the enrollment files — plus the advice check prints (keep-alive timing,
+ * an exposed admin listener). A reload applies a config only when this finds no error; check prints it.
+ */
+import { createHash } from 'node:crypto';
+import { access, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseConfig } from '../config/load.js';
+import { keepAliveAdvice } from '../config/keepalive.js';
+import type { Config } from '../config/types.js';
+import { CertgateError, type Problem } from '../errors.js';
+import { adminExposure } from '../admin/host.js';
+import { loadAdminToken } from '../admin/auth.js';
+import { inspectTls, type TlsMaterial } from '../tls/material.js';
+
+export interface Validated {
+  /** Absent when the config itself does not parse or fit the schema. */
+  readonly config?: Config;
+  /** The loaded TLS material when every PEM is usable. */
+  readonly material?: TlsMaterial;
+  /** SHA-256 of the file's bytes (hex); absent when it cannot be read. */
+  readonly sha256?: string;
+  readonly problems: Problem[];
+}
+
+export async function validateConfigFile(file: string): Promise<Validated> {
+  const abs = path.resolve(file);
+  let source: string;
+  try {
+    source = await readFile(abs, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
+    return { problems: [{ severity: 'error', code: 'CG_CONFIG_READ', message: `cannot read config ${abs}: ${code}`, file: abs }] };
+  }
+  const sha256 = createHash('sha256').update(source).digest('hex');
+  let config: Config;
+  try {
+    config = parseConfig(source, abs);
+  } catch (err) {
+    if (err instanceof CertgateError) return { sha256, problems: err.problems.length > 0 ? [...err.problems] : [err.toProblem()] };
+    throw err;
+  }
+  const { material, problems } = await inspectTls(config.tls, { listenHost: config.listen.host });
+  for (const route of config.routes) {
+    if (route.upstream_ca === undefined) continue;
+    try {
+      await access(route.upstream_ca);
+    } catch {
+      problems.push({ severity: 'error', code: 'CG_FILE_READ', message: `routes[${route.name}].upstream_ca: cannot read ${route.upstream_ca}`, file: route.upstream_ca });
+    }
+  }
+  if (config.admin.token_file !== undefined) {
+    try {
+      await loadAdminToken(config.admin.token_file);
+    } catch (err) {
+      if (!(err instanceof CertgateError)) throw err;
+      problems.push(err.toProblem());
+    }
+  }
+  const enrollment = config.enrollment;
+  if (enrollment !== undefined) {
+    for (const key of ['ca_cert', 'ca_key', 'tokens_file'] as const) {
+      try {
+        await access(enrollment[key]);
+      } catch {
+        problems.push({
+          severity: 'error', code: 'CG_FILE_READ', message: `enrollment.${key}: cannot read ${enrollment[key]}`, file: config.file,
+          line: enrollment.lines[key], hint: `create ${enrollment[key]} or correct enrollment.${key}`,
+        });
+      }
+    }
+  }
+  const keepAlive = keepAliveAdvice(config);
+  if (keepAlive !== undefined) problems.push(keepAlive);
+  const exposed = adminExposure(config);
+  if (exposed !== undefined) problems.push(exposed);
+  return { config, sha256, problems, ...(material !== undefined && { material }) };
+}
