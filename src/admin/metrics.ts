@@ -28,6 +28,11 @@ export interface Metrics {
   readonly certificateExpiry: Gauge<'kind' | 'subject'>;
   readonly crlNextUpdate: Gauge<'issuer'>;
   readonly enrollments: Counter<'result'>;
+  /** Live config reloads (app/live-config.ts): success | failure | unchanged. */
+  readonly configReloads: Counter<'result'>;
+  readonly configLastReloadSuccess: Gauge;
+  /** The configuration generation serving new requests (1 = the config certgate started with). */
+  readonly configGeneration: Gauge;
   /** Open HTTP/2 client sessions (proxy/http2.ts). */
   readonly http2SessionsOpen: Gauge;
   /**
@@ -107,6 +112,16 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       // node:cluster: the primary validates every reload and each worker repeats it; a sum would count one
       // rotation once per process. The primary's count (the highest) is the one a single process would show.
       aggregator: 'max',
+    }),
+    configReloads: new Counter({
+      name: 'certgate_config_reloads_total', help: 'Live config reloads, by result (success: applied | failure: refused, the old config kept | unchanged: the file had not changed)',
+      labelNames: ['result'] as const, registers, aggregator: 'max',
+    }),
+    configLastReloadSuccess: new Gauge({
+      name: 'certgate_config_last_reload_success_timestamp_seconds', help: 'When a config was last applied (start-up included)', registers, aggregator: 'min',
+    }),
+    configGeneration: new Gauge({
+      name: 'certgate_config_generation', help: 'The configuration generation serving new requests (1 at start-up, +1 per applied config)', registers, aggregator: 'min',
     }),
     lastReloadSuccess: new Gauge({
       name: 'certgate_last_reload_success_timestamp_seconds', help: 'When TLS material was last loaded successfully', registers,

@@ -6,6 +6,7 @@
  *   /             the status page (self-contained HTML; admin/status-page.ts)
  *   /status.json  what the status page shows
  *   /clients      the client certificates seen recently, soonest-expiring first
+ *   /-/reload     POST: re-read and apply the config live, answer the outcome (app/live-config.ts)
  *   /enroll       client certificate enrollment, when configured (its own tokens; enroll/handler.ts)
  * With admin.token_file set, everything but the first three and /enroll needs `Authorization: Bearer`.
  * Before any of that, a Host that is not an IP literal, localhost or in admin.allowed_hosts gets 421
@@ -35,6 +36,11 @@ export interface AdminOptions {
   readonly clients?: ClientsView;
   /** admin.allowed_hosts: Host names answered besides IP literals and localhost (lower case). */
   readonly allowedHosts?: readonly string[];
+  /**
+   * POST /-/reload: re-read and apply the config (app/live-config.ts); answers its outcome (200 applied or
+   * unchanged, 422 refused: the old config keeps serving). Needs the token when admin.token_file is set.
+   */
+  readonly reload?: () => Promise<{ readonly result: string }>;
 }
 
 const ENDPOINTS = 'admin endpoints: / (status page) /status.json /clients /healthz /readyz /metrics';
@@ -66,6 +72,20 @@ async function route(req: http.IncomingMessage, res: http.ServerResponse, opts: 
   const path = (req.url ?? '/').split('?')[0] ?? '/';
   // Enrollment authenticates with its own one-time tokens, not the admin token.
   if (opts.enroll !== undefined && path === '/enroll') return opts.enroll(req, res);
+  if (path === '/-/reload' && opts.reload !== undefined) {
+    if (req.method !== 'POST') {
+      sendJson(res, 405, { error: 'method_not_allowed', reason: 'reload_is_post', message: 'POST /-/reload re-reads and applies the config' }, { allow: 'POST' });
+      return;
+    }
+    if (!authorized(opts.token, path, req)) {
+      sendJson(res, 401, { error: 'unauthorized', reason: 'admin_token', message: 'POST /-/reload needs Authorization: Bearer <token> (admin.token_file)' }, { 'www-authenticate': 'Bearer realm="certgate admin"' });
+      return;
+    }
+    req.resume();
+    const answer = await opts.reload();
+    sendJson(res, answer.result === 'failure' ? 422 : 200, answer);
+    return;
+  }
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'GET, HEAD' });
     return;

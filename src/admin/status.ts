@@ -59,6 +59,8 @@ export interface StatusJson {
     readonly requests_in_flight: number;
   };
   readonly admin: { readonly auth: boolean; readonly clients_max: number };
+  /** The live config (app/live-config.ts ConfigStatus): generation, sha256, last_failure, restart_to_apply. */
+  readonly config?: unknown;
   readonly routes: readonly RouteRow[];
   readonly certificates: readonly CertificateRow[];
   readonly crls: readonly { readonly issuer: string; readonly next_update: string | null; readonly days_left: number | null }[];
@@ -93,6 +95,10 @@ export interface StatusOptions {
   /** The TLS listener's URL once listening. */
   readonly url: () => string | undefined;
   readonly auth: boolean;
+  /** The routes serving now (a live reload changes them); default config.routes. */
+  readonly routes?: () => Config['routes'];
+  /** The live config's state (generation, SHA-256, last failure, restart-to-apply keys); absent = not shown. */
+  readonly liveConfig?: () => unknown;
   readonly now?: () => number;
   /** Sampling period of the rate ring (default 5000 ms; 13 samples span a minute). */
   readonly sampleMs?: number;
@@ -196,7 +202,7 @@ export function createStatus(opts: StatusOptions): StatusSource {
       const refusals: Record<string, number> = {};
       for (const reason of REFUSAL_REASONS) refusals[reason] = sum(counters.handshakeFailures, (l) => l.reason === reason);
       refusals.forbidden = sum(counters.authzDenied);
-      const routes = opts.config.routes.map((r): RouteRow => {
+      const routes = (opts.routes?.() ?? opts.config.routes).map((r): RouteRow => {
         const cur = current.perRoute.get(r.name) ?? { requests: 0, errors: 0 };
         const old = oldest.perRoute.get(r.name) ?? { requests: 0, errors: 0 };
         const requests = cur.requests - old.requests;
@@ -218,6 +224,7 @@ export function createStatus(opts: StatusOptions): StatusSource {
           connections_open: sum(counters.connectionsOpen), requests_in_flight: sum(counters.inFlight),
         },
         admin: { auth: opts.auth, clients_max: opts.config.admin.clients_max },
+        ...(opts.liveConfig !== undefined && { config: opts.liveConfig() }),
         routes,
         certificates: rowsOf(material).map((c) => ({ ...c, days_left: daysLeft(Date.parse(c.not_after), t) })),
         crls: material.crls.map((c) => {

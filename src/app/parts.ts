@@ -27,6 +27,7 @@ import type { VerdictContext, TrustCheck } from '../proxy/verdict.js';
 import type { Enrollment } from '../enroll/handler.js';
 import { loadTls, type TlsMaterial } from '../tls/material.js';
 import { untilNextRotation, type SessionTickets } from '../tls/context.js';
+import type { LiveConfig } from './live-config.js';
 
 /**
  * The TLS material certgate starts with (refuses start-up with file:line when unusable). `report`: log its
@@ -94,6 +95,8 @@ export interface AdminSideOptions {
   readonly ready: () => boolean;
   /** The TLS listener's URL once listening. */
   readonly url: () => string | undefined;
+  /** The live config (app/live-config.ts): POST /-/reload, the status page's routes and config state. */
+  readonly live?: Pick<LiveConfig, 'reload' | 'status' | 'config'>;
 }
 
 export interface AdminSide {
@@ -107,11 +110,13 @@ export function createAdminSide(opts: AdminSideOptions): AdminSide {
   const status = createStatus({
     config, history: opts.history, readCounters: opts.readCounters, material: opts.material, ready: opts.ready, url: opts.url,
     auth: inputs.token !== undefined,
+    ...(opts.live !== undefined && { routes: () => opts.live!.config.routes, liveConfig: () => opts.live!.status() }),
   });
   const server = createAdminServer({
     registry: opts.registry, ready: opts.ready, status, clients: opts.clients, allowedHosts: config.admin.allowed_hosts,
     ...(inputs.token !== undefined && { token: inputs.token }),
     ...(inputs.enrollment !== undefined && { enroll: inputs.enrollment.handle }),
+    ...(opts.live !== undefined && { reload: () => opts.live!.reload('admin') }),
   });
   return { server, status };
 }

@@ -17,7 +17,8 @@ import { createTrustCheck } from '../tls/trust.js';
 import type { ClientsView } from '../admin/clients.js';
 import { ClientStore } from '../proxy/clients.js';
 import { createTelemetry } from '../proxy/telemetry.js';
-import { buildGeneration } from '../proxy/generation.js';
+import { buildGeneration, type Generation } from '../proxy/generation.js';
+import { createLiveConfig, type ConfigReloadAnswer } from './live-config.js';
 import { createPipeline } from '../proxy/pipeline.js';
 import { createListener } from '../proxy/listener.js';
 import {
@@ -34,8 +35,13 @@ export interface Certgate {
   readonly clients: ClientsView;
   /** Listening, TLS material loaded, not draining. */
   ready(): boolean;
-  /** Re-reads and validates all TLS material; swaps it in only when valid (SIGHUP does this). */
+  /** Re-reads and validates all TLS material; swaps it in only when valid. */
   reload(reason: string, file?: string): Promise<ReloadResult>;
+  /**
+   * Re-reads the config file and applies it live when valid (app/live-config.ts); absent for a cluster
+   * worker (its primary reads the file).
+   */
+  reloadConfig?(reason: string): Promise<ConfigReloadAnswer>;
   /** Stops accepting, lets in-flight requests finish (up to drainMs), then closes everything. */
   close(drainMs?: number): Promise<void>;
 }
@@ -50,6 +56,8 @@ export interface StartOptions {
   readonly role?: 'single' | 'worker';
   /** This process's session-ticket keys: a worker's derive from the primary's secret. Default: a random secret. */
   readonly tickets?: SessionTickets;
+  /** SHA-256 of the config file's bytes as loaded (status.json; a reload of the same bytes is "unchanged"). */
+  readonly sha256?: string;
 }
 
 export async function startCertgate(config: Config, opts: StartOptions = {}): Promise<Certgate> {
@@ -61,7 +69,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   const metrics = createMetrics();
   const inputs = worker ? {} : await loadAdminInputs(config, metrics, log);
   const generation = await buildGeneration(config, 1);
-  const generations = { current: generation };
+  const generations: { current: Generation } = { current: generation };
 
   const tickets = opts.tickets ?? createSessionTickets();
   const history = startupHistory(material);
@@ -70,6 +78,8 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     tls: config.tls, listenHost: config.listen.host, initial: material, tickets, metrics, log,
     onReload: (event) => history.record(event), ownTriggers: !worker,
   });
+  // Live config (issue 17): the one writer of generations.current after start-up. A worker's primary reads the file.
+  const live = worker ? undefined : createLiveConfig({ initial: config, ...(opts.sha256 !== undefined && { sha256: opts.sha256 }), generations, metrics, log, history });
   const trust = createTrustCheck(config.tls, () => ({ material: reloader.current, generation: reloader.generation }));
   const clients = new ClientStore(config.admin.clients_max);
   const telemetry = createTelemetry({ metrics, log, clients, access: config.log.access });
@@ -95,7 +105,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   const stopRotation = rotateTicketKeys(tlsServer, tickets, () => reloader.current);
   const admin = worker ? undefined : createAdminSide({
     config, inputs, registry: metrics.registry, readCounters: localCounters(metrics), clients, history,
-    material: () => reloader.current, ready, url: () => tlsUrl,
+    material: () => reloader.current, ready, url: () => tlsUrl, ...(live !== undefined && { live }),
   });
 
   const started: Server[] = [];
@@ -115,11 +125,13 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     stopRotation();
     await Promise.all(started.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     await reloader.close();
+    await live?.close();
     generation.close();
     admin?.status.close();
     throw err;
   }
   await watching;
+  await live?.start();
   listening = true;
   const url = urlOf('https', tlsAddress);
   tlsUrl = url;
@@ -133,11 +145,13 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   return {
     url, adminUrl, metrics, log, clients, ready,
     reload: (reason, file) => reloader.reload(reason, file),
+    ...(live !== undefined && { reloadConfig: (reason: string) => live.reload(reason) }),
     async close(drainMs = config.shutdown.drain_timeout_ms) {
       if (stopping) return;
       stopping = true;
       stopRotation();
       await reloader.close();
+      await live?.close();
       const drained = new Promise<void>((resolve) => tlsServer.close(() => resolve()));
       tlsServer.closeIdleConnections();
       // HTTP/2 sessions: GOAWAY now, streams in flight finish (node:http does not track these connections).
@@ -153,7 +167,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
       await drained;
       clearTimeout(timer);
       pipeline.tunnels.close();
-      generation.close();
+      generations.current.close();
       if (admin !== undefined) {
         admin.status.close();
         admin.server.closeAllConnections();

@@ -19,7 +19,9 @@ Options:
   --config FILE   the config (default: $CERTGATE_CONFIG, else config/certgate.yaml)
   -h, --help      show this help
 
-Signals: SIGHUP reloads the TLS material (validated; a bad file keeps the old one serving).
+Signals: SIGHUP re-reads the config (applied live when valid) and then the TLS material (validated;
+         a bad file keeps the old one serving). POST /-/reload on the admin listener and
+         \`certgate reload\` re-read the config too; config_watch (default true) on every change of the file.
          SIGTERM/SIGINT stop gracefully (in-flight requests finish); a second one exits at once.
          With workers: N > 1, send them to the primary (the process started); it tells every worker.
 Exit status: 0 stopped by a signal, 1 runtime failure, 2 invalid config or TLS material at start-up.
@@ -57,7 +59,14 @@ export async function runServe(argv: string[], io: CommandIo): Promise<number> {
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
-    // SIGHUP reloads the TLS material (same validation as file watching); routes need a restart.
-    process.on('SIGHUP', () => void app.reload('signal'));
+    // SIGHUP: the config first (validated; applied live when valid), then the TLS material. The reloader
+    // re-reads the files of the config it started with (tls.* is restart-to-apply), so a broken config
+    // still gets its TLS files re-read.
+    process.on('SIGHUP', () => {
+      void (async () => {
+        await app.reloadConfig?.('signal');
+        await app.reload('signal');
+      })();
+    });
   });
 }

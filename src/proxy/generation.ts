@@ -35,8 +35,15 @@ export interface Generation {
   /** certgate's own answer at whoami_path; undefined when not configured. */
   readonly whoami: WhoamiEndpoint | undefined;
   readonly upstreams: Upstreams;
-  /** Closes the upstream pools (requests still on them fail). */
+  /** Closes the upstream pools now (requests still on them fail): shutdown, after its drain. */
   close(): void;
+  /** A request or tunnel served by this generation began; the returned function says it ended (idempotent). */
+  hold(): () => void;
+  /**
+   * No new request takes this generation (a reload swapped in the next): its pools close once every request
+   * holding it has ended, so a request in flight finishes on its own route and upstream.
+   */
+  retire(): void;
 }
 
 /** Where the pipeline finds the generation a new request takes. */
@@ -58,9 +65,31 @@ export async function buildGeneration(config: GenerationConfig, id: number): Pro
       return view.headers;
     },
   });
+  let held = 0;
+  let retired = false;
+  let closed = false;
+  const close = (): void => {
+    if (closed) return;
+    closed = true;
+    upstreams.close();
+  };
   return {
     id, routes: config.routes, match, policies, headers, strictPaths: config.strict_paths, verboseErrors: config.errors.verbose,
     maxRequestsPerConnection: config.limits.max_requests_per_connection, whoami, upstreams,
-    close: () => upstreams.close(),
+    close,
+    hold() {
+      held += 1;
+      let done = false;
+      return () => {
+        if (done) return;
+        done = true;
+        held -= 1;
+        if (retired && held === 0) close();
+      };
+    },
+    retire() {
+      retired = true;
+      if (held === 0) close();
+    },
   };
 }

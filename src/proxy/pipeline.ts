@@ -124,6 +124,8 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
 
     request(req, res) {
       const gen = generations.current;
+      // Holds this generation's pools open until the answer has ended, even if a reload retires it meanwhile.
+      res.once('close', gen.hold());
       telemetry.begin(req, res);
       lastRequestClosesConnection(req, res, gen.maxRequestsPerConnection);
       const socket = req.socket as TLSSocket;
@@ -151,6 +153,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
 
     upgrade(req, socket, head) {
       const gen = generations.current;
+      socket.once('close', gen.hold());
       const record = telemetry.upgrade(req, socket);
       // whoami_path is certgate's own, plain GET only: an upgrade there is never forwarded either.
       if (gen.whoami?.matches(req.url) === true) {

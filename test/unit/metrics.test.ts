@@ -32,6 +32,10 @@ const CONTRACT: Record<string, string> = {
   // Issue 16 (HTTP/2).
   certgate_http2_sessions_open: 'gauge',
   certgate_http2_streams_refused_total: 'counter',
+  // Issue 17 (live configuration).
+  certgate_config_reloads_total: 'counter',
+  certgate_config_last_reload_success_timestamp_seconds: 'gauge',
+  certgate_config_generation: 'gauge',
 };
 
 const LABELS: Record<string, string[]> = {
@@ -51,6 +55,9 @@ const LABELS: Record<string, string[]> = {
   certgate_client_certificate_expiry_seconds: [],
   certgate_http2_sessions_open: [],
   certgate_http2_streams_refused_total: ['reason'],
+  certgate_config_reloads_total: ['result'],
+  certgate_config_last_reload_success_timestamp_seconds: [],
+  certgate_config_generation: [],
 };
 
 describe('metric names (public contract)', () => {

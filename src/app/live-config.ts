@@ -1,0 +1,219 @@
+/**
+ * Live configuration (issue 17): re-read the config file, validate it on the one path `certgate check`
+ * uses (app/validate.ts), build the whole new Generation to the side (router, policies, header options,
+ * upstream pools) and only then make it current — one assignment, so a request sees either the old or the
+ * new configuration, never a mix. The old generation is retired: requests holding it finish on it, its
+ * pools close once they have (proxy/generation.ts). Anything wrong: nothing changes, the old config keeps
+ * serving; the failure is logged with file:line and fix, counted, kept for the status page.
+ *
+ * Keys that this process cannot change while running are listed in RESTART_TO_APPLY order: a reload that
+ * changes one applies everything else and warns once per key ("restart to apply"); the status page shows
+ * the keys until a restart. Reloads run one at a time (each waits for the one before).
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Config } from '../config/types.js';
+import type { Problem } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../admin/metrics.js';
+import type { ReloadHistory } from '../admin/reload-history.js';
+import { buildGeneration, type Generation } from '../proxy/generation.js';
+import { watchFiles, type FileWatch } from '../tls/watch.js';
+import { validateConfigFile } from './validate.js';
+
+/**
+ * Config keys applied live: the generation's parts (routes with their allow lists and upstreams, header
+ * options, error verbosity, strict_paths, whoami_path, limits.max_requests_per_connection) and the log
+ * level. Every other key that changes is "restart to apply" (reported, not applied).
+ */
+export const LIVE_KEYS: readonly string[] = [
+  'routes', 'headers', 'errors', 'strict_paths', 'whoami_path', 'limits.max_requests_per_connection', 'log.level',
+];
+
+export interface ConfigReloadAnswer {
+  readonly result: 'success' | 'unchanged' | 'failure';
+  /** The generation serving new requests after this reload. */
+  readonly generation: number;
+  /** SHA-256 of the config serving now. */
+  readonly sha256: string | undefined;
+  /** One line: routes added / removed / changed, other keys changed. */
+  readonly changes?: string;
+  /** Keys that changed but need a restart (not applied). */
+  readonly restart_to_apply?: readonly string[];
+  /** On failure: every error, each with file[:line:col] and fix. */
+  readonly problems?: readonly Problem[];
+}
+
+export interface ConfigStatus {
+  readonly file: string;
+  readonly generation: number;
+  readonly sha256: string | undefined;
+  readonly watch: boolean;
+  /** Keys changed in the file since start-up that a restart would apply. */
+  readonly restart_to_apply: readonly string[];
+  readonly last_failure: { readonly time: string; readonly problems: readonly Problem[] } | null;
+}
+
+export interface LiveConfig {
+  /** The config serving now (its generation is generations.current). */
+  readonly config: Config;
+  reload(reason: string): Promise<ConfigReloadAnswer>;
+  status(): ConfigStatus;
+  /** Arms the file watch (config_watch); resolves once armed. */
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface LiveConfigOptions {
+  readonly initial: Config;
+  readonly sha256?: string;
+  readonly generations: { current: Generation };
+  readonly metrics: Pick<Metrics, 'configReloads' | 'configLastReloadSuccess' | 'configGeneration'>;
+  readonly log: Logger;
+  readonly history: ReloadHistory;
+}
+
+export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
+  const { generations, metrics, log, history } = opts;
+  const file = opts.initial.file;
+  /** The config the process started with: restart-to-apply keys are compared against it. */
+  const started = opts.initial;
+  let config = opts.initial;
+  let sha256 = opts.sha256 ?? fileSha256(file);
+  let lastFailure: ConfigStatus['last_failure'] = null;
+  let pendingRestart: readonly string[] = [];
+  let chain: Promise<unknown> = Promise.resolve();
+  let watch: FileWatch | undefined;
+  let closed = false;
+  metrics.configGeneration.set(generations.current.id);
+  metrics.configLastReloadSuccess.set(Date.now() / 1000);
+
+  async function run(reason: string): Promise<ConfigReloadAnswer> {
+    const serving = (): Pick<ConfigReloadAnswer, 'generation' | 'sha256'> => ({ generation: generations.current.id, sha256 });
+    const v = await validateConfigFile(file);
+    const errors = v.problems.filter((p) => p.severity === 'error');
+    if (v.config !== undefined && errors.length === 0 && v.sha256 === sha256) {
+      // A file event in the config's folder (a TLS file beside it, an editor's temp file) that left the
+      // config as it was is no reload anyone asked for: only an explicit trigger is answered and counted.
+      if (reason === 'watch') return { result: 'unchanged', ...serving() };
+      metrics.configReloads.inc({ result: 'unchanged' });
+      log.info({ msg: 'config re-read: nothing changed', reason, file, generation: generations.current.id });
+      return { result: 'unchanged', ...serving() };
+    }
+    if (v.config === undefined || errors.length > 0) return fail(reason, errors, serving());
+    const next = v.config;
+    let generation: Generation;
+    try {
+      generation = await buildGeneration(next, generations.current.id + 1);
+    } catch (err) {
+      const problem: Problem = err instanceof Error && 'toProblem' in err && typeof err.toProblem === 'function'
+        ? (err.toProblem as () => Problem)()
+        : { severity: 'error', code: 'CG_CONFIG_INVALID', message: String(err), file };
+      return fail(reason, [problem], serving());
+    }
+    const restart = changedKeys(started, next).filter((k) => !LIVE_KEYS.some((live) => k === live || k.startsWith(`${live}.`)));
+    const changes = summary(config, next);
+    // The swap: one assignment. Requests that read the old generation keep it; the next ones take this.
+    const old = generations.current;
+    generations.current = generation;
+    old.retire();
+    // Only a changed log.level moves the level (a logger given another level at start-up keeps it otherwise).
+    if (next.log.level !== config.log.level) log.level = next.log.level;
+    config = next;
+    sha256 = v.sha256;
+    pendingRestart = restart;
+    metrics.configReloads.inc({ result: 'success' });
+    metrics.configLastReloadSuccess.set(Date.now() / 1000);
+    metrics.configGeneration.set(generation.id);
+    log.info({ msg: 'config reloaded', reason, file, generation: generation.id, sha256, changes });
+    for (const key of restart) {
+      log.warn({ msg: 'restart to apply', setting: key, file, hint: `${key} changed in ${path.basename(file)}; it takes effect at the next restart, everything else applied now` });
+    }
+    history.record({ time: Date.now(), trigger: reason, file: 'config', result: 'success', message: changes });
+    return { result: 'success', ...serving(), changes, ...(restart.length > 0 && { restart_to_apply: restart }) };
+  }
+
+  function fail(reason: string, problems: Problem[], serving: Pick<ConfigReloadAnswer, 'generation' | 'sha256'>): ConfigReloadAnswer {
+    const first = problems[0];
+    metrics.configReloads.inc({ result: 'failure' });
+    lastFailure = { time: new Date().toISOString(), problems };
+    log.warn({
+      msg: 'config reload failed: the old config keeps serving', reason, file, code: first?.code, problem_file: first?.file,
+      line: first?.line, col: first?.col, message: first?.message, hint: first?.hint, errors: problems.length, generation: serving.generation,
+    });
+    const where = first === undefined ? '' : `${first.file ?? file}${first.line !== undefined ? `:${first.line}` : ''}: `;
+    history.record({
+      time: Date.now(), trigger: reason, file: 'config', result: 'failure',
+      ...(first !== undefined && { code: first.code, message: `${where}${first.message}` }),
+    });
+    return { result: 'failure', ...serving, problems };
+  }
+
+  return {
+    get config() {
+      return config;
+    },
+    reload(reason) {
+      const p = chain.then(() => run(reason));
+      chain = p.catch(() => undefined);
+      return p;
+    },
+    status: () => ({
+      file, generation: generations.current.id, sha256, watch: started.config_watch, restart_to_apply: pendingRestart, last_failure: lastFailure,
+    }),
+    async start() {
+      if (!started.config_watch || closed) return;
+      // The folder is watched (tls/watch.ts): an editor's rename, and a ConfigMap's `..data` symlink swap.
+      watch = watchFiles([file], () => void this.reload('watch'), { onError: (err) => log.warn({ msg: 'config watch error', err: String(err) }) });
+      await watch.ready;
+    },
+    async close() {
+      closed = true;
+      await watch?.close();
+      await chain;
+    },
+  };
+}
+
+/** Leaf key paths whose values differ (arrays compared whole; `file` and config-file line numbers ignored). */
+export function changedKeys(a: unknown, b: unknown, prefix = ''): string[] {
+  const plain = (v: unknown): unknown => JSON.parse(JSON.stringify(v ?? null, (k, x: unknown) => (k === 'line' || k === 'lines' ? undefined : x)));
+  const pa = plain(a);
+  const pb = plain(b);
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (isObj(pa) && isObj(pb)) {
+    const keys = [...new Set([...Object.keys(pa), ...Object.keys(pb)])].filter((k) => !(prefix === '' && k === 'file'));
+    return keys.flatMap((k) => changedKeys(pa[k], pb[k], prefix === '' ? k : `${prefix}.${k}`));
+  }
+  return JSON.stringify(pa) === JSON.stringify(pb) ? [] : [prefix];
+}
+
+/** "routes added: a; removed: b; changed: c; limits changed: x" — the status page's one-line diff. */
+export function summary(before: Config, after: Config): string {
+  const byName = (c: Config): Map<string, string> => new Map(c.routes.map((r) => [r.name, JSON.stringify(r, (k, x: unknown) => (k === 'line' || k === 'lines' ? undefined : x))]));
+  const a = byName(before);
+  const b = byName(after);
+  const added = [...b.keys()].filter((n) => !a.has(n));
+  const removed = [...a.keys()].filter((n) => !b.has(n));
+  const changed = [...b.keys()].filter((n) => a.has(n) && a.get(n) !== b.get(n));
+  const parts: string[] = [];
+  if (added.length > 0) parts.push(`routes added: ${added.join(', ')}`);
+  if (removed.length > 0) parts.push(`routes removed: ${removed.join(', ')}`);
+  if (changed.length > 0) parts.push(`routes changed: ${changed.join(', ')}`);
+  const others = changedKeys({ ...before, routes: [] }, { ...after, routes: [] });
+  const limits = others.filter((k) => k.startsWith('limits.'));
+  if (limits.length > 0) parts.push(`limits changed: ${limits.map((k) => k.slice('limits.'.length)).join(', ')}`);
+  const rest = others.filter((k) => !k.startsWith('limits.'));
+  if (rest.length > 0) parts.push(`changed: ${rest.join(', ')}`);
+  return parts.length > 0 ? parts.join('; ') : 'no setting changed';
+}
+
+/** SHA-256 of the file the process started with (read again at start-up when the caller did not hash it). */
+function fileSha256(file: string): string | undefined {
+  try {
+    return createHash('sha256').update(readFileSync(file, 'utf8')).digest('hex');
+  } catch {
+    return undefined;
+  }
+}
