@@ -12,6 +12,7 @@ const HELP = `Usage: certgate [command] [options]
 Commands:
   serve --config FILE     run the mTLS proxy (default command)
   check --config FILE     validate the config and every PEM it names
+  reload --admin URL      apply the config file's changes to a running certgate (POST /-/reload)
   probe URL --cert FILE   connect as curl/requests would and explain a TLS failure in plain words
   certs init|issue|sign|revoke
                           a small dev PKI: CA, server bundle, client certificates, CRL
@@ -45,6 +46,8 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
         return await (await import('./commands/serve.js')).runServe(args, io);
       case 'check':
         return await (await import('./commands/check.js')).runCheck(args, io);
+      case 'reload':
+        return await (await import('./commands/reload.js')).runReload(args, io);
       case 'probe':
         return await (await import('./commands/probe.js')).runProbeCommand(args, io);
       case 'certs':
