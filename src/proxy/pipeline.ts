@@ -126,7 +126,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       const gen = generations.current;
       // Holds this generation's pools open until the answer has ended, even if a reload retires it meanwhile.
       res.once('close', gen.hold());
-      telemetry.begin(req, res);
+      telemetry.begin(req, res, gen.id);
       lastRequestClosesConnection(req, res, gen.maxRequestsPerConnection);
       const socket = req.socket as TLSSocket;
       const verdict = connectionVerdict(socket, verdicts);

@@ -89,7 +89,7 @@ export interface Telemetry {
    */
   upgrade(req: RequestView, socket: Duplex): UpgradeRecord;
   /** A request arrived: in-flight +1, X-Request-Id chosen (on req.headers and the response). Ends on the response's 'close'. */
-  begin(req: RequestView, res: ServerResponse): void;
+  begin(req: RequestView, res: ServerResponse, configGeneration?: number): void;
   /** certgate refuses this request itself (`status` with `body`) instead of forwarding it. */
   refused(res: ServerResponse, status: number, body: { readonly error: string; readonly reason?: unknown }, route: string | undefined): void;
   /** certgate answers this request itself on `route` (e.g. whoami_path). */
@@ -123,6 +123,8 @@ class InFlight {
   upstreamStarted = 0;
   upstreamMs = -1;
   error: string | undefined = undefined;
+  /** The configuration generation serving this request (proxy/generation.ts); on the access line. */
+  configGeneration: number | undefined = undefined;
   constructor(
     readonly telemetry: RequestTelemetry,
     readonly req: RequestView,
@@ -231,12 +233,13 @@ class RequestTelemetry implements Telemetry {
     return record;
   }
 
-  begin(req: RequestView, res: ServerResponse): void {
+  begin(req: RequestView, res: ServerResponse, configGeneration?: number): void {
     const id = requestIdFor(req.headers[REQUEST_ID_HEADER]);
     req.headers[REQUEST_ID_HEADER] = id;
     res.setHeader(REQUEST_ID_HEADER, id);
     const socket = req.socket as TLSSocket;
     const x = new InFlight(this, req, id, performance.now(), socket.bytesWritten, this.#connections.get(socket));
+    x.configGeneration = configGeneration;
     (res as Observed)[IN_FLIGHT] = x;
     this.#metrics.httpInFlight.inc();
     // 'on', not 'once': each fires once per response anyway, and once() allocates a wrapper per call.
@@ -294,7 +297,7 @@ class RequestTelemetry implements Telemetry {
       route: x.route, error: x.error, bytes_in: x.bytesIn, bytes_out: socket.bytesWritten - x.bytesOut0,
       remote_address: socket.remoteAddress, remote_addr: socket.remoteAddress, tls_version: conn?.version, tls_resumed: conn?.resumed,
       client_subject: conn?.identity?.subject, client_fingerprint: conn?.identity?.fingerprint, client_san_uri: conn?.sanUri,
-      completed: res.writableFinished,
+      completed: res.writableFinished, config_generation: x.configGeneration,
       // gRPC calls: their status (the upstream's trailers or headers, or certgate's refusal).
       grpc_status: x.req.httpVersion === '2.0' ? grpcStatusOf(res) : undefined,
     });

@@ -81,6 +81,12 @@ test('allow list change applies to the next request on a live keep-alive connect
     for (const list of Object.values(agent.sockets)) for (const s of list ?? []) sockets.add(s);
     for (const list of Object.values(agent.freeSockets)) for (const s of list ?? []) sockets.add(s);
     assert.equal(sockets.size, 1, 'the same kept-alive connection served both requests');
+    // The access line names the generation that served each request.
+    const lines = await waitFor(() => {
+      const l = gate.logs.find('request').filter((x) => x.path === '/x');
+      return l.length === 2 && l;
+    }, 'both access lines');
+    assert.deepEqual(lines.map((l) => [l.status, l.config_generation]), [[200, 1], [403, 2]]);
     const m = await gate.metricsText();
     assert.equal(metricValue(m, 'certgate_config_reloads_total', { result: 'success' }), 1);
     assert.equal(metricValue(m, 'certgate_config_generation'), 2);
