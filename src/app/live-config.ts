@@ -72,6 +72,8 @@ export interface LiveConfigOptions {
   readonly metrics: Pick<Metrics, 'configReloads' | 'configLastReloadSuccess' | 'configGeneration'>;
   readonly log: Logger;
   readonly history: ReloadHistory;
+  /** Told of each applied config, after the swap (the listener's own copy of a live limit). */
+  readonly onApplied?: (config: Config) => void;
 }
 
 export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
@@ -123,6 +125,7 @@ export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
     config = next;
     sha256 = v.sha256;
     pendingRestart = restart;
+    opts.onApplied?.(next);
     metrics.configReloads.inc({ result: 'success' });
     metrics.configLastReloadSuccess.set(Date.now() / 1000);
     metrics.configGeneration.set(generation.id);

@@ -79,7 +79,12 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     onReload: (event) => history.record(event), ownTriggers: !worker,
   });
   // Live config (issue 17): the one writer of generations.current after start-up. A worker's primary reads the file.
-  const live = worker ? undefined : createLiveConfig({ initial: config, ...(opts.sha256 !== undefined && { sha256: opts.sha256 }), generations, metrics, log, history });
+  const live = worker ? undefined : createLiveConfig({ initial: config, ...(opts.sha256 !== undefined && { sha256: opts.sha256 }), generations, metrics, log, history,
+    // Node's maxRequestsPerSocket, the backstop of limits.max_requests_per_connection (proxy/listener.ts), follows it.
+    onApplied: (next) => {
+      listener.server.maxRequestsPerSocket = next.limits.max_requests_per_connection > 0 ? next.limits.max_requests_per_connection : 0;
+    },
+  });
   const trust = createTrustCheck(config.tls, () => ({ material: reloader.current, generation: reloader.generation }));
   const clients = new ClientStore(config.admin.clients_max);
   const telemetry = createTelemetry({ metrics, log, clients, access: config.log.access });
