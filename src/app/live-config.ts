@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config/types.js';
-import type { Problem } from '../errors.js';
+import { CertgateError, type Problem } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../admin/metrics.js';
 import type { ReloadHistory } from '../admin/reload-history.js';
@@ -65,19 +65,48 @@ export interface LiveConfig {
   close(): Promise<void>;
 }
 
+/**
+ * Where a validated config goes: one process's generations (generationTarget), or under workers: N the
+ * primary's hand-over to every worker (cluster/primary.ts).
+ */
+export interface ConfigTarget {
+  /** The generation serving new requests. */
+  readonly id: number;
+  /**
+   * Builds generation `id` (default this.id + 1) from `next` completely and only then makes it current. Throws (a
+   * CertgateError, or an Error) when it cannot: then nothing changed in this process.
+   */
+  apply(next: Config, source: string, id?: number): Promise<void>;
+}
+
+/** One process's target: build the whole Generation to the side, swap it in with one assignment, retire the old. */
+export function generationTarget(generations: { current: Generation }, onApplied?: (config: Config) => void): ConfigTarget {
+  return {
+    get id() {
+      return generations.current.id;
+    },
+    async apply(next, _source, id = generations.current.id + 1) {
+      const generation = await buildGeneration(next, id);
+      // The swap: one assignment. Requests that read the old generation keep it; the next ones take this.
+      const old = generations.current;
+      generations.current = generation;
+      old.retire();
+      onApplied?.(next);
+    },
+  };
+}
+
 export interface LiveConfigOptions {
   readonly initial: Config;
   readonly sha256?: string;
-  readonly generations: { current: Generation };
+  readonly target: ConfigTarget;
   readonly metrics: Pick<Metrics, 'configReloads' | 'configLastReloadSuccess' | 'configGeneration'>;
   readonly log: Logger;
   readonly history: ReloadHistory;
-  /** Told of each applied config, after the swap (the listener's own copy of a live limit). */
-  readonly onApplied?: (config: Config) => void;
 }
 
 export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
-  const { generations, metrics, log, history } = opts;
+  const { target, metrics, log, history } = opts;
   const file = opts.initial.file;
   /** The config the process started with: restart-to-apply keys are compared against it. */
   const started = opts.initial;
@@ -88,11 +117,11 @@ export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
   let chain: Promise<unknown> = Promise.resolve();
   let watch: FileWatch | undefined;
   let closed = false;
-  metrics.configGeneration.set(generations.current.id);
+  metrics.configGeneration.set(target.id);
   metrics.configLastReloadSuccess.set(Date.now() / 1000);
 
   async function run(reason: string): Promise<ConfigReloadAnswer> {
-    const serving = (): Pick<ConfigReloadAnswer, 'generation' | 'sha256'> => ({ generation: generations.current.id, sha256 });
+    const serving = (): Pick<ConfigReloadAnswer, 'generation' | 'sha256'> => ({ generation: target.id, sha256 });
     const v = await validateConfigFile(file);
     const errors = v.problems.filter((p) => p.severity === 'error');
     if (v.config !== undefined && errors.length === 0 && v.sha256 === sha256) {
@@ -100,36 +129,30 @@ export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
       // config as it was is no reload anyone asked for: only an explicit trigger is answered and counted.
       if (reason === 'watch') return { result: 'unchanged', ...serving() };
       metrics.configReloads.inc({ result: 'unchanged' });
-      log.info({ msg: 'config re-read: nothing changed', reason, file, generation: generations.current.id });
+      log.info({ msg: 'config re-read: nothing changed', reason, file, generation: target.id });
       return { result: 'unchanged', ...serving() };
     }
     if (v.config === undefined || errors.length > 0) return fail(reason, errors, serving());
     const next = v.config;
-    let generation: Generation;
-    try {
-      generation = await buildGeneration(next, generations.current.id + 1);
-    } catch (err) {
-      const problem: Problem = err instanceof Error && 'toProblem' in err && typeof err.toProblem === 'function'
-        ? (err.toProblem as () => Problem)()
-        : { severity: 'error', code: 'CG_CONFIG_INVALID', message: String(err), file };
-      return fail(reason, [problem], serving());
-    }
     const restart = changedKeys(started, next).filter((k) => !LIVE_KEYS.some((live) => k === live || k.startsWith(`${live}.`)));
     const changes = summary(config, next);
-    // The swap: one assignment. Requests that read the old generation keep it; the next ones take this.
-    const old = generations.current;
-    generations.current = generation;
-    old.retire();
+    try {
+      await target.apply(next, v.source ?? '');
+    } catch (err) {
+      const problems: Problem[] = err instanceof CertgateError ? (err.problems.length > 0 ? [...err.problems] : [err.toProblem()])
+        : [{ severity: 'error', code: 'CG_CONFIG_INVALID', message: String(err), file }];
+      return fail(reason, problems, serving());
+    }
     // Only a changed log.level moves the level (a logger given another level at start-up keeps it otherwise).
+    // A single process's target moves it too (the same Logger): setting it twice is harmless.
     if (next.log.level !== config.log.level) log.level = next.log.level;
     config = next;
     sha256 = v.sha256;
     pendingRestart = restart;
-    opts.onApplied?.(next);
     metrics.configReloads.inc({ result: 'success' });
     metrics.configLastReloadSuccess.set(Date.now() / 1000);
-    metrics.configGeneration.set(generation.id);
-    log.info({ msg: 'config reloaded', reason, file, generation: generation.id, sha256, changes });
+    metrics.configGeneration.set(target.id);
+    log.info({ msg: 'config reloaded', reason, file, generation: target.id, sha256, changes });
     for (const key of restart) {
       log.warn({ msg: 'restart to apply', setting: key, file, hint: `${key} changed in ${path.basename(file)}; it takes effect at the next restart, everything else applied now` });
     }
@@ -163,7 +186,7 @@ export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
       return p;
     },
     status: () => ({
-      file, generation: generations.current.id, sha256, watch: started.config_watch, restart_to_apply: pendingRestart, last_failure: lastFailure,
+      file, generation: target.id, sha256, watch: started.config_watch, restart_to_apply: pendingRestart, last_failure: lastFailure,
     }),
     async start() {
       if (!started.config_watch || closed) return;

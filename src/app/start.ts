@@ -18,7 +18,7 @@ import type { ClientsView } from '../admin/clients.js';
 import { ClientStore } from '../proxy/clients.js';
 import { createTelemetry } from '../proxy/telemetry.js';
 import { buildGeneration, type Generation } from '../proxy/generation.js';
-import { createLiveConfig, type ConfigReloadAnswer } from './live-config.js';
+import { createLiveConfig, generationTarget, type ConfigReloadAnswer } from './live-config.js';
 import { createPipeline } from '../proxy/pipeline.js';
 import { createListener } from '../proxy/listener.js';
 import {
@@ -42,6 +42,8 @@ export interface Certgate {
    * worker (its primary reads the file).
    */
   reloadConfig?(reason: string): Promise<ConfigReloadAnswer>;
+  /** A cluster worker: build generation `id` from a config its primary validated and swap it in. */
+  applyConfig(next: Config, id: number): Promise<void>;
   /** Stops accepting, lets in-flight requests finish (up to drainMs), then closes everything. */
   close(drainMs?: number): Promise<void>;
 }
@@ -79,12 +81,15 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     onReload: (event) => history.record(event), ownTriggers: !worker,
   });
   // Live config (issue 17): the one writer of generations.current after start-up. A worker's primary reads the file.
-  const live = worker ? undefined : createLiveConfig({ initial: config, ...(opts.sha256 !== undefined && { sha256: opts.sha256 }), generations, metrics, log, history,
+  // Generation after generation: a live reload here, or (a worker) the primary's hand-over of the config it validated.
+  let logLevel = config.log.level;
+  const target = generationTarget(generations, (next) => {
+    // Only a changed log.level moves the level (a logger given another level at start-up keeps it otherwise).
+    if (next.log.level !== logLevel) log.level = logLevel = next.log.level;
     // Node's maxRequestsPerSocket, the backstop of limits.max_requests_per_connection (proxy/listener.ts), follows it.
-    onApplied: (next) => {
-      listener.server.maxRequestsPerSocket = next.limits.max_requests_per_connection > 0 ? next.limits.max_requests_per_connection : 0;
-    },
+    listener.server.maxRequestsPerSocket = next.limits.max_requests_per_connection > 0 ? next.limits.max_requests_per_connection : 0;
   });
+  const live = worker ? undefined : createLiveConfig({ initial: config, ...(opts.sha256 !== undefined && { sha256: opts.sha256 }), target, metrics, log, history });
   const trust = createTrustCheck(config.tls, () => ({ material: reloader.current, generation: reloader.generation }));
   const clients = new ClientStore(config.admin.clients_max);
   const telemetry = createTelemetry({ metrics, log, clients, access: config.log.access });
@@ -151,6 +156,11 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     url, adminUrl, metrics, log, clients, ready,
     reload: (reason, file) => reloader.reload(reason, file),
     ...(live !== undefined && { reloadConfig: (reason: string) => live.reload(reason) }),
+    async applyConfig(next, id) {
+      // The primary numbers the generations (a worker started later jumps to the primary's number).
+      if (generations.current.id >= id) return;
+      await target.apply(next, '', id);
+    },
     async close(drainMs = config.shutdown.drain_timeout_ms) {
       if (stopping) return;
       stopping = true;

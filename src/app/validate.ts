@@ -22,6 +22,8 @@ export interface Validated {
   readonly material?: TlsMaterial;
   /** SHA-256 of the file's bytes (hex); absent when it cannot be read. */
   readonly sha256?: string;
+  /** The file's text as validated (a cluster primary hands exactly these bytes to its workers). */
+  readonly source?: string;
   readonly problems: Problem[];
 }
 
@@ -76,5 +78,5 @@ export async function validateConfigFile(file: string): Promise<Validated> {
   if (keepAlive !== undefined) problems.push(keepAlive);
   const exposed = adminExposure(config);
   if (exposed !== undefined) problems.push(exposed);
-  return { config, sha256, problems, ...(material !== undefined && { material }) };
+  return { config, sha256, source, problems, ...(material !== undefined && { material }) };
 }
