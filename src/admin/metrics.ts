@@ -118,10 +118,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       labelNames: ['result'] as const, registers, aggregator: 'max',
     }),
     configLastReloadSuccess: new Gauge({
-      name: 'certgate_config_last_reload_success_timestamp_seconds', help: 'When a config was last applied (start-up included)', registers, aggregator: 'min',
+      // node:cluster: only the primary reloads the config (its workers' gauges stay 0): max is the primary's.
+      name: 'certgate_config_last_reload_success_timestamp_seconds', help: 'When a config was last applied (start-up included)', registers, aggregator: 'max',
     }),
     configGeneration: new Gauge({
-      name: 'certgate_config_generation', help: 'The configuration generation serving new requests (1 at start-up, +1 per applied config)', registers, aggregator: 'min',
+      name: 'certgate_config_generation', help: 'The configuration generation serving new requests (1 at start-up, +1 per applied config)', registers, aggregator: 'max',
     }),
     lastReloadSuccess: new Gauge({
       name: 'certgate_last_reload_success_timestamp_seconds', help: 'When TLS material was last loaded successfully', registers,

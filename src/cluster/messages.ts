@@ -6,15 +6,19 @@
  *   primary → worker  init {ticketSecret}   the shared session-ticket secret (hex)
  *   worker → primary  ready {url}           listening
  *   primary → worker  reload {reason,file}  the primary validated a change: re-read the files
+ *   primary → worker  config {id,source,file}  the primary validated this config text: build generation id, swap
+ *   worker → primary  applied {id, problems?}  done (or could not: the primary replaces the worker)
  *   primary → worker  drain {ms}            graceful shutdown with this budget
  *   primary → worker  ask {id, what}        metrics | counters | clients; answered by `answer {id, value}`
  */
 import type { Worker } from 'node:cluster';
+import type { Problem } from '../errors.js';
 
 export type Question = 'metrics' | 'counters' | 'clients';
 
 export type ToWorker =
-  | { readonly cg: 'init'; readonly ticketSecret: string }
+  | { readonly cg: 'init'; readonly ticketSecret: string; readonly config?: ConfigHandOver }
+  | ({ readonly cg: 'config' } & ConfigHandOver)
   | { readonly cg: 'reload'; readonly reason: string; readonly file: string }
   | { readonly cg: 'drain'; readonly ms: number }
   | { readonly cg: 'ask'; readonly id: number; readonly what: Question };
@@ -22,7 +26,15 @@ export type ToWorker =
 export type ToPrimary =
   | { readonly cg: 'hello' }
   | { readonly cg: 'ready'; readonly url: string }
-  | { readonly cg: 'answer'; readonly id: number; readonly value: unknown };
+  | { readonly cg: 'answer'; readonly id: number; readonly value: unknown }
+  | { readonly cg: 'applied'; readonly id: number; readonly problems?: readonly Problem[] };
+
+/** A config the primary validated (app/validate.ts): its text, parsed again by each worker, and its generation. */
+export interface ConfigHandOver {
+  readonly id: number;
+  readonly source: string;
+  readonly file: string;
+}
 
 function isCertgateMessage(m: unknown): boolean {
   return typeof m === 'object' && m !== null && typeof (m as { cg?: unknown }).cg === 'string';

@@ -17,7 +17,8 @@
  *   workers' lists, the status page sums their counters, /enroll runs here.
  * - Lifecycle: a worker that dies is logged and replaced (with a growing delay while it keeps dying);
  *   SIGTERM/SIGINT drain every worker (each finishes its in-flight requests within the budget), then the
- *   primary exits 0; a second signal kills them and exits 1. SIGHUP reloads.
+ *   primary exits 0; a second signal kills them and exits 1. SIGHUP reloads (the config, then TLS).
+ * - Live config: validated here once, the text handed to every worker (see `target` below).
  *
  * Limits (limits.*) apply per worker. A replaced worker reads the config file again.
  */
@@ -36,7 +37,9 @@ import type { CounterSnapshot } from '../admin/counters.js';
 import { createSessionTickets } from '../tls/context.js';
 import { createReloader } from '../tls/reloader.js';
 import { createAdminSide, listen, loadAdminInputs, loadStartMaterial, servingFields, startupHistory, urlOf } from '../app/parts.js';
-import { askWorkers, isToPrimary, type ToWorker } from './messages.js';
+import { askWorkers, isToPrimary, type ConfigHandOver, type ToWorker } from './messages.js';
+import { createLiveConfig, type ConfigTarget } from '../app/live-config.js';
+import type { Problem } from '../errors.js';
 import { sumCounters } from './merge.js';
 
 /**
@@ -73,6 +76,35 @@ function readQuiet(file: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** How long a config hand-over waits for a worker's answer before replacing the worker. */
+const HAND_OVER_TIMEOUT_MS = 10_000;
+
+/** Hands `m` to one worker; resolves with its problems, undefined once it has applied the config. */
+function applyOn(worker: Worker, m: ConfigHandOver, timeoutMs: number): Promise<readonly Problem[] | undefined> {
+  const noAnswer: Problem[] = [{ severity: 'error', code: 'CG_CONFIG_INVALID', message: `worker ${worker.process.pid} did not confirm generation ${m.id} in ${timeoutMs} ms` }];
+  if (!worker.isConnected()) return Promise.resolve(noAnswer);
+  return new Promise((resolve) => {
+    const done = (problems: readonly Problem[] | undefined): void => {
+      clearTimeout(timer);
+      worker.off('message', onMessage);
+      worker.off('exit', onExit);
+      resolve(problems);
+    };
+    const onMessage = (r: unknown): void => {
+      if (isToPrimary(r) && r.cg === 'applied' && r.id >= m.id) done(r.problems);
+    };
+    const onExit = (): void => done(undefined);
+    const timer = setTimeout(() => done(noAnswer), timeoutMs);
+    worker.on('message', onMessage);
+    worker.once('exit', onExit);
+    try {
+      worker.send({ cg: 'config', ...m } satisfies ToWorker);
+    } catch {
+      done(noAnswer);
+    }
+  });
 }
 
 /** How long /metrics, /clients and the status page wait for a worker's answer. */
@@ -116,6 +148,33 @@ export async function runPrimary(config: Config, count: number): Promise<number>
     },
   });
 
+  // Live config (issue 17): the primary validates once (app/validate.ts) and hands the text to every worker;
+  // each builds and swaps generation `id` and answers. A worker that cannot, or does not answer, is drained
+  // and replaced; its replacement (like any worker started later) starts on the config held here (init).
+  let configGeneration = 1;
+  let handOver: ConfigHandOver | undefined;
+  const target: ConfigTarget = {
+    get id() {
+      return configGeneration;
+    },
+    async apply(_next, source) {
+      const m: ConfigHandOver = { id: configGeneration + 1, source, file: config.file };
+      handOver = m;
+      configGeneration = m.id;
+      const outcomes = await Promise.all(live().map(async (w) => [w, await applyOn(w, m, HAND_OVER_TIMEOUT_MS)] as const));
+      for (const [w, problems] of outcomes) {
+        if (problems === undefined) continue;
+        log.error({ msg: 'worker did not apply the config: replacing it', pid: w.process.pid, generation: m.id, code: problems[0]?.code, message: problems[0]?.message });
+        try {
+          w.send({ cg: 'drain', ms: config.shutdown.drain_timeout_ms } satisfies ToWorker);
+        } catch {
+          // Exiting already; the exit handler replaces it.
+        }
+      }
+    },
+  };
+  const liveConfig = createLiveConfig({ initial: config, target, metrics, log, history });
+
   const readCounters = async (): Promise<CounterSnapshot> => sumCounters(await askWorkers(live(), 'counters', ASK_TIMEOUT_MS) as CounterSnapshot[]);
   const ready = (): boolean => !stopping && [...workers.values()].some((w) => w.ready);
   const aggregated = {
@@ -129,6 +188,7 @@ export async function runPrimary(config: Config, count: number): Promise<number>
   const clients = { list: async () => mergeClientRecords(await askWorkers(live(), 'clients', ASK_TIMEOUT_MS) as ClientRecord[][], config.admin.clients_max) };
   const admin = createAdminSide({
     config, inputs, registry: aggregated, readCounters, clients, history, material: () => reloader.current, ready, url: () => url,
+    live: liveConfig,
   });
   // Validate-only: building the secure context is the check the workers' setSecureContext will make.
   const watching = reloader.start({ setSecureContext: (options) => void tls.createSecureContext(options) });
@@ -154,7 +214,8 @@ export async function runPrimary(config: Config, count: number): Promise<number>
         // A worker forked just before shutdown began (a replacement) asks only now: it must not start
         // serving. Its 'hello' is the first moment it can hear anything (a drain broadcast while it was
         // still loading had no listener), so it is told to stop here, and exits without listening.
-        const reply: ToWorker = stopping ? { cg: 'drain', ms: config.shutdown.drain_timeout_ms } : { cg: 'init', ticketSecret };
+        const reply: ToWorker = stopping ? { cg: 'drain', ms: config.shutdown.drain_timeout_ms }
+          : { cg: 'init', ticketSecret, ...(handOver !== undefined && { config: handOver }) };
         worker.send(reply);
       } else if (m.cg === 'ready') {
         const state = workers.get(worker);
@@ -212,6 +273,7 @@ export async function runPrimary(config: Config, count: number): Promise<number>
     throw err;
   }
   await watching;
+  await liveConfig.start();
   const adminUrl = urlOf('http', adminAddress);
   log.info({
     msg: 'certgate listening', url, admin: adminUrl, workers: count, worker_pids: [...workers.keys()].map((w) => w.process.pid),
@@ -245,13 +307,16 @@ export async function runPrimary(config: Config, count: number): Promise<number>
       // A worker past its own drain budget (stuck, or deaf to IPC) is killed a little later.
       const backstop = setTimeout(() => killAll('SIGKILL'), config.shutdown.drain_timeout_ms + 5000);
       backstop.unref();
-      void reloader.close().then(() => allExited).then(() => {
+      void reloader.close().then(() => liveConfig.close()).then(() => allExited).then(() => {
         clearTimeout(backstop);
         finish(0);
       });
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
-    process.on('SIGHUP', () => void reloader.reload('signal'));
+    // SIGHUP: the config (handed to every worker when valid), then the TLS material of the config started with.
+    process.on('SIGHUP', () => {
+      void liveConfig.reload('signal').then(() => reloader.reload('signal'));
+    });
   });
 }

@@ -1,7 +1,8 @@
 /**
  * One proxy process of the cluster (workers: N): gets the shared ticket secret from the primary,
  * serves the TLS listener (shared with the other workers; the kernel hands each new connection to one
- * of them), and does what the primary asks: reload from the files it validated, answer for /metrics,
+ * of them), and does what the primary asks: reload from the files it validated, apply the config it
+ * validated (live reload: the text, parsed here again, built into a generation and swapped), answer for /metrics,
  * the status page and /clients, drain.
  *
  * Signals: the primary coordinates shutdown. A terminal's Ctrl-C also reaches every worker directly
@@ -12,7 +13,9 @@ import type { Config } from '../config/types.js';
 import { startCertgate, type Certgate } from '../app/start.js';
 import { localCounters } from '../admin/counters.js';
 import { createSessionTickets } from '../tls/context.js';
-import { isToWorker, type Question, type ToPrimary } from './messages.js';
+import { isToWorker, type ConfigHandOver, type Question, type ToPrimary } from './messages.js';
+import { parseConfig } from '../config/load.js';
+import { CertgateError } from '../errors.js';
 
 export async function runWorker(config: Config): Promise<number> {
   const send = (m: ToPrimary): void => {
@@ -21,14 +24,18 @@ export async function runWorker(config: Config): Promise<number> {
   // A drain can come before we serve: instead of init (shutdown began while we were forked), or while
   // certgate starts. Either way we never announce ourselves ready, and stop as soon as we can.
   let drainBeforeReady: number | undefined;
+  // A config handed over while we start (in init, or a reload meanwhile): the newest is applied before ready.
+  let handOver: ConfigHandOver | undefined;
   const early = (m: unknown): void => {
     if (isToWorker(m) && m.cg === 'drain') drainBeforeReady ??= m.ms;
+    if (isToWorker(m) && m.cg === 'config' && (handOver === undefined || m.id > handOver.id)) handOver = m;
   };
   process.on('message', early);
   const secret = await new Promise<string | undefined>((resolve) => {
     const onInit = (m: unknown): void => {
       if (!isToWorker(m) || (m.cg !== 'init' && m.cg !== 'drain')) return;
       process.off('message', onInit);
+      if (m.cg === 'init' && m.config !== undefined && (handOver === undefined || m.config.id > handOver.id)) handOver = m.config;
       resolve(m.cg === 'init' ? m.ticketSecret : undefined);
     };
     process.on('message', onInit);
@@ -39,6 +46,13 @@ export async function runWorker(config: Config): Promise<number> {
     return 0;
   }
   const app = await startCertgate(config, { role: 'worker', tickets: createSessionTickets(Buffer.from(secret, 'hex')) });
+  // Serve the config the primary holds, not the file as we read it: no second config serving after the hand-over.
+  // (A newer one may arrive while the first is applied: loop until the newest is.)
+  for (let applied = 0; handOver !== undefined && handOver.id > applied;) {
+    const h: ConfigHandOver = handOver;
+    await applyHandOver(app, h, send);
+    applied = h.id;
+  }
   process.off('message', early);
 
   return new Promise<number>((resolve) => {
@@ -54,6 +68,9 @@ export async function runWorker(config: Config): Promise<number> {
       switch (m.cg) {
         case 'reload':
           void app.reload(m.reason, m.file);
+          return;
+        case 'config':
+          void applyHandOver(app, m, send);
           return;
         case 'drain':
           drain(m.ms);
@@ -77,6 +94,20 @@ export async function runWorker(config: Config): Promise<number> {
     if (drainBeforeReady !== undefined) drain(drainBeforeReady);
     else send({ cg: 'ready', url: app.url });
   });
+}
+
+/** Builds and swaps in the primary's config; tells the primary the outcome (a failure gets this worker replaced). */
+async function applyHandOver(app: Certgate, m: ConfigHandOver, send: (m: ToPrimary) => void): Promise<void> {
+  try {
+    await app.applyConfig(parseConfig(m.source, m.file), m.id);
+    app.log.info({ msg: 'worker applied the config', generation: m.id });
+    send({ cg: 'applied', id: m.id });
+  } catch (err) {
+    const problems = err instanceof CertgateError ? (err.problems.length > 0 ? [...err.problems] : [err.toProblem()])
+      : [{ severity: 'error' as const, code: 'CG_CONFIG_INVALID' as const, message: String(err), file: m.file }];
+    app.log.error({ msg: 'worker could not apply the config the primary validated', generation: m.id, code: problems[0]?.code, message: problems[0]?.message });
+    send({ cg: 'applied', id: m.id, problems });
+  }
 }
 
 function answer(app: Certgate, what: Question): Promise<unknown> {

@@ -129,3 +129,33 @@ test('config_watch: a Kubernetes ConfigMap `..data` swap is applied without a re
     await stop(serve);
   }
 });
+
+test('workers: 2 — the primary validates once and hands the config to every worker; every new connection after the answer is served by the new config', async () => {
+  const file = path.join(dir, 'workers.yaml');
+  writeFileSync(file, config('svc-a', { workers: 2, config_watch: false }));
+  const serve = await spawnServeConfig(file);
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  try {
+    for (let i = 0; i < 6; i++) assert.equal((await mtlsRequest(serve.url.href, creds(), { path: '/' })).status, 200);
+    writeFileSync(file, config('nobody', { workers: 2, config_watch: false }));
+    const res = await fetch(`${serve.admin}/-/reload`, { method: 'POST', headers: auth });
+    const json = await res.json() as { result: string; generation: number };
+    assert.equal(res.status, 200, JSON.stringify(json));
+    assert.deepEqual([json.result, json.generation], ['success', 2]);
+    // The answer came after every worker confirmed; their log lines (asynchronous stdout) follow.
+    await waitFor(() => new Set(serve.logs.filter((l) => l.msg === 'worker applied the config' && l.generation === 2).map((l) => l.pid)).size === 2, 'both workers\' swap lines');
+    // New connections land on either worker (the kernel picks): none may still serve the old allow list.
+    const statuses = await Promise.all(Array.from({ length: 12 }, () => mtlsRequest(serve.url.href, creds(), { path: '/' }).then((r) => r.status)));
+    assert.deepEqual([...new Set(statuses)], [403]);
+    const status = await (await fetch(`${serve.admin}/status.json`, { headers: auth })).json() as { config: { generation: number } };
+    assert.equal(status.config.generation, 2);
+    await waitFor(() => serve.logs.some((l) => l.msg === 'request' && l.config_generation === 2), 'access lines naming generation 2');
+    // A broken edit: refused once by the primary, no worker touched.
+    writeFileSync(file, 'routes: [\n');
+    const refused = await fetch(`${serve.admin}/-/reload`, { method: 'POST', headers: auth });
+    assert.equal(refused.status, 422);
+    assert.deepEqual([...new Set(await Promise.all(Array.from({ length: 6 }, () => mtlsRequest(serve.url.href, creds(), { path: '/' }).then((r) => r.status))))], [403]);
+  } finally {
+    await stop(serve);
+  }
+});
