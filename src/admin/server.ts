@@ -30,6 +30,8 @@ export interface AdminOptions {
   readonly enroll?: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>;
   /** admin.token_file, loaded; absent = no token required. */
   readonly token?: AdminToken;
+  /** When given, the token in force now instead of `token` (a live config reload replaces it). */
+  readonly currentToken?: () => AdminToken | undefined;
   /** The status page's data; absent = no status page. */
   readonly status?: StatusSource;
   /** Recently seen clients; absent = no /clients. */
@@ -77,7 +79,7 @@ async function route(req: http.IncomingMessage, res: http.ServerResponse, opts: 
       sendJson(res, 405, { error: 'method_not_allowed', reason: 'reload_is_post', message: 'POST /-/reload re-reads and applies the config' }, { allow: 'POST' });
       return;
     }
-    if (!authorized(opts.token, path, req)) {
+    if (!authorized(opts.currentToken !== undefined ? opts.currentToken() : opts.token, path, req)) {
       sendJson(res, 401, { error: 'unauthorized', reason: 'admin_token', message: 'POST /-/reload needs Authorization: Bearer <token> (admin.token_file)' }, { 'www-authenticate': 'Bearer realm="certgate admin"' });
       return;
     }
@@ -90,7 +92,7 @@ async function route(req: http.IncomingMessage, res: http.ServerResponse, opts: 
     sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'GET, HEAD' });
     return;
   }
-  if (!authorized(opts.token, path, req)) {
+  if (!authorized(opts.currentToken !== undefined ? opts.currentToken() : opts.token, path, req)) {
     const challenge = { 'www-authenticate': 'Bearer realm="certgate admin"' };
     if (path === '/' && opts.status !== undefined) {
       // The page itself carries no data: it asks for the token and sends it with its own requests.

@@ -20,15 +20,15 @@ import type { Metrics } from '../admin/metrics.js';
 import type { ReloadHistory } from '../admin/reload-history.js';
 import { buildGeneration, type Generation } from '../proxy/generation.js';
 import { watchFiles, type FileWatch } from '../tls/watch.js';
-import { validateConfigFile } from './validate.js';
+import { validateConfigFile, type Validated } from './validate.js';
 
 /**
  * Config keys applied live: the generation's parts (routes with their allow lists and upstreams, header
- * options, error verbosity, strict_paths, whoami_path, limits.max_requests_per_connection) and the log
- * level. Every other key that changes is "restart to apply" (reported, not applied).
+ * options, error verbosity, strict_paths, whoami_path, limits.max_requests_per_connection), the log
+ * level and the admin token (admin.token_file; its content is re-read by every reload too). Every other key that changes is "restart to apply" (reported, not applied).
  */
 export const LIVE_KEYS: readonly string[] = [
-  'routes', 'headers', 'errors', 'strict_paths', 'whoami_path', 'limits.max_requests_per_connection', 'log.level',
+  'routes', 'headers', 'errors', 'strict_paths', 'whoami_path', 'limits.max_requests_per_connection', 'log.level', 'admin.token_file',
 ];
 
 export interface ConfigReloadAnswer {
@@ -103,6 +103,8 @@ export interface LiveConfigOptions {
   readonly metrics: Pick<Metrics, 'configReloads' | 'configLastReloadSuccess' | 'configGeneration'>;
   readonly log: Logger;
   readonly history: ReloadHistory;
+  /** Told of each applied config with what validation loaded for it (the admin token: put in force). */
+  readonly onApplied?: (config: Config, loaded: Pick<Validated, 'adminToken'>) => void;
 }
 
 export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
@@ -149,6 +151,7 @@ export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
     config = next;
     sha256 = v.sha256;
     pendingRestart = restart;
+    opts.onApplied?.(next, v);
     metrics.configReloads.inc({ result: 'success' });
     metrics.configLastReloadSuccess.set(Date.now() / 1000);
     metrics.configGeneration.set(target.id);

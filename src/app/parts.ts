@@ -102,6 +102,8 @@ export interface AdminSideOptions {
 export interface AdminSide {
   readonly server: http.Server;
   readonly status: StatusSource;
+  /** Puts another admin token in force (a live reload of admin.token_file or of its content); undefined = none. */
+  setToken(token: AdminToken | undefined): void;
 }
 
 /** The admin listener (not listening yet) and the status page's data behind it. */
@@ -112,13 +114,19 @@ export function createAdminSide(opts: AdminSideOptions): AdminSide {
     auth: inputs.token !== undefined,
     ...(opts.live !== undefined && { routes: () => opts.live!.config.routes, liveConfig: () => opts.live!.status() }),
   });
+  let token = inputs.token;
   const server = createAdminServer({
     registry: opts.registry, ready: opts.ready, status, clients: opts.clients, allowedHosts: config.admin.allowed_hosts,
-    ...(inputs.token !== undefined && { token: inputs.token }),
+    currentToken: () => token,
     ...(inputs.enrollment !== undefined && { enroll: inputs.enrollment.handle }),
     ...(opts.live !== undefined && { reload: () => opts.live!.reload('admin') }),
   });
-  return { server, status };
+  return {
+    server, status,
+    setToken(next) {
+      token = next;
+    },
+  };
 }
 
 /**

@@ -89,7 +89,9 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     // Node's maxRequestsPerSocket, the backstop of limits.max_requests_per_connection (proxy/listener.ts), follows it.
     listener.server.maxRequestsPerSocket = next.limits.max_requests_per_connection > 0 ? next.limits.max_requests_per_connection : 0;
   });
-  const live = worker ? undefined : createLiveConfig({ initial: config, ...(opts.sha256 !== undefined && { sha256: opts.sha256 }), target, metrics, log, history });
+  const live = worker ? undefined : createLiveConfig({ initial: config, ...(opts.sha256 !== undefined && { sha256: opts.sha256 }), target, metrics, log, history,
+    onApplied: (_next, loaded) => admin?.setToken(loaded.adminToken),
+  });
   const trust = createTrustCheck(config.tls, () => ({ material: reloader.current, generation: reloader.generation }));
   const clients = new ClientStore(config.admin.clients_max);
   const telemetry = createTelemetry({ metrics, log, clients, access: config.log.access });

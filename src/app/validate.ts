@@ -12,7 +12,7 @@ import { keepAliveAdvice } from '../config/keepalive.js';
 import type { Config } from '../config/types.js';
 import { CertgateError, type Problem } from '../errors.js';
 import { adminExposure } from '../admin/host.js';
-import { loadAdminToken } from '../admin/auth.js';
+import { loadAdminToken, type AdminToken } from '../admin/auth.js';
 import { inspectTls, type TlsMaterial } from '../tls/material.js';
 
 export interface Validated {
@@ -22,6 +22,8 @@ export interface Validated {
   readonly material?: TlsMaterial;
   /** SHA-256 of the file's bytes (hex); absent when it cannot be read. */
   readonly sha256?: string;
+  /** admin.token_file, loaded (a live reload puts it in force). */
+  readonly adminToken?: AdminToken;
   /** The file's text as validated (a cluster primary hands exactly these bytes to its workers). */
   readonly source?: string;
   readonly problems: Problem[];
@@ -53,9 +55,10 @@ export async function validateConfigFile(file: string): Promise<Validated> {
       problems.push({ severity: 'error', code: 'CG_FILE_READ', message: `routes[${route.name}].upstream_ca: cannot read ${route.upstream_ca}`, file: route.upstream_ca });
     }
   }
+  let adminToken: AdminToken | undefined;
   if (config.admin.token_file !== undefined) {
     try {
-      await loadAdminToken(config.admin.token_file);
+      adminToken = await loadAdminToken(config.admin.token_file);
     } catch (err) {
       if (!(err instanceof CertgateError)) throw err;
       problems.push(err.toProblem());
@@ -78,5 +81,5 @@ export async function validateConfigFile(file: string): Promise<Validated> {
   if (keepAlive !== undefined) problems.push(keepAlive);
   const exposed = adminExposure(config);
   if (exposed !== undefined) problems.push(exposed);
-  return { config, sha256, source, problems, ...(material !== undefined && { material }) };
+  return { config, sha256, source, problems, ...(material !== undefined && { material }), ...(adminToken !== undefined && { adminToken }) };
 }

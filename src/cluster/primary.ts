@@ -173,7 +173,9 @@ export async function runPrimary(config: Config, count: number): Promise<number>
       }
     },
   };
-  const liveConfig = createLiveConfig({ initial: config, target, metrics, log, history });
+  const liveConfig = createLiveConfig({
+    initial: config, target, metrics, log, history, onApplied: (_next, loaded) => admin.setToken(loaded.adminToken),
+  });
 
   const readCounters = async (): Promise<CounterSnapshot> => sumCounters(await askWorkers(live(), 'counters', ASK_TIMEOUT_MS) as CounterSnapshot[]);
   const ready = (): boolean => !stopping && [...workers.values()].some((w) => w.ready);

@@ -100,6 +100,16 @@ test('certgate reload: 2 without the admin token, 0 applied, 0 unchanged, 1 refu
     assert.equal(refused.code, 1, refused.stderr);
     assert.match(refused.stdout, new RegExp(`^error: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:1:\\d+: .*\\[CG_CONFIG_`, 'm'));
     assert.match(refused.stdout, /^refused: generation 2 keeps serving/m);
+    // admin.token_file is live: a reload that names another token file puts that token in force at once.
+    const newToken = path.join(dir, 'admin2.token');
+    writeFileSync(newToken, 'another-reload-token-of-enough-length\n');
+    writeFileSync(file, JSON.stringify({ ...JSON.parse(config('nobody', { config_watch: false })), admin: { listen: '127.0.0.1:0', token_file: newToken }, http2: false }));
+    const rotated = await reloadCli(['--admin', serve.admin, '--token-file', tokenFile]);
+    assert.equal(rotated.code, 0, rotated.stdout + rotated.stderr);
+    assert.match(rotated.stdout, /^applied: generation 3 \(changed: admin\.token_file, http2\)/m);
+    assert.match(rotated.stdout, /^warning: http2 changed: restart to apply/m);
+    assert.equal((await fetch(`${serve.admin}/status.json`, { headers: { authorization: `Bearer ${TOKEN}` } })).status, 401);
+    assert.equal((await fetch(`${serve.admin}/status.json`, { headers: { authorization: 'Bearer another-reload-token-of-enough-length' } })).status, 200);
   } finally {
     await stop(serve);
   }
