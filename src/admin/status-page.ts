@@ -125,7 +125,11 @@ const SCRIPT = `
       ['requests in flight', s.listener.requests_in_flight],
       ['uptime', Math.floor(s.uptime_s / 3600) + ' h ' + Math.floor((s.uptime_s % 3600) / 60) + ' min'],
       ['admin token', s.admin.auth ? 'required' : 'not set (loopback only?)'],
-    ]);
+    ].concat(s.config ? [
+      ['config generation', s.config.generation + ' · sha256 ' + String(s.config.sha256 || '').slice(0, 12)],
+      ['restart to apply', s.config.restart_to_apply.length > 0 ? s.config.restart_to_apply.join(', ') : '—'],
+      ['last config failure', s.config.last_failure ? when(s.config.last_failure.time) + ' ' + s.config.last_failure.problems.map((p) => (p.file || '') + (p.line ? ':' + p.line : '') + ': ' + p.message).join('; ') : '—'],
+    ] : []));
     list('rates', [
       ['requests', perS(s.rates.requests_per_s) + '  (' + s.totals.requests + ' total)'],
       ['refusals', perS(s.rates.refusals_per_s)],
@@ -148,7 +152,7 @@ const SCRIPT = `
     ]));
     table('reloads', ['time', 'trigger', 'file', 'result', 'detail'], s.reloads.map((r) => [
       when(r.time), r.trigger, { text: r.file, cls: 'mono' }, { text: r.result, cls: 'result ' + (r.result === 'success' ? 'ok' : 'crit') },
-      r.result === 'success' ? (r.serial ? 'serving serial ' + r.serial : '') : [r.code, r.message].filter(Boolean).join(': '),
+      r.result === 'success' ? (r.serial ? 'serving serial ' + r.serial : (r.message || '')) : [r.code, r.message].filter(Boolean).join(': '),
     ]));
     table('refusals', ['reason', 'count'], Object.entries(s.totals.refusals).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]).map(([k, n]) => [k, n]));
     table('clients', ['subject', 'SAN URI', 'issuer', 'not after', 'days left', 'first seen', 'last seen', 'requests', 'last route', 'last refusal'], clients.map((c) => [
