@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config/types.js';
-import { CertgateError, type Problem } from '../errors.js';
+import { blocksLoading, CertgateError, type Problem } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../admin/metrics.js';
 import type { ReloadHistory } from '../admin/reload-history.js';
@@ -125,7 +125,9 @@ export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
   async function run(reason: string): Promise<ConfigReloadAnswer> {
     const serving = (): Pick<ConfigReloadAnswer, 'generation' | 'sha256'> => ({ generation: target.id, sha256 });
     const v = await validateConfigFile(file);
-    const errors = v.problems.filter((p) => p.severity === 'error');
+    // What would stop `serve` from starting refuses the reload; a loadable error (a stale CRL under
+    // crl_stale: refuse) does not: serve starts with it, and it is the TLS material's state, not this edit's.
+    const errors = v.problems.filter(blocksLoading);
     if (v.config !== undefined && errors.length === 0 && v.sha256 === sha256) {
       // A file event in the config's folder (a TLS file beside it, an editor's temp file) that left the
       // config as it was is no reload anyone asked for: only an explicit trigger is answered and counted.

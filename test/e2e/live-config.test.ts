@@ -145,3 +145,20 @@ test('a request in flight during the swap completes on its old upstream; the nex
   const json = await again.json() as { result: string };
   assert.equal(json.result, 'unchanged');
 });
+
+test('a loadable error (a stale CRL under crl_stale: refuse) does not block a reload: serve starts with it, so a route edit applies', async () => {
+  const stale = (routes: unknown[]) => ({
+    listen: '127.0.0.1:0', admin: { listen: '127.0.0.1:0' }, config_watch: false,
+    tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path, crl: pki.expiredCrlPath, crl_stale: 'refuse' }, routes,
+  });
+  const g = await startTestCertgate(stale([{ name: 'one', path_prefix: '/', upstream: a.url }]));
+  try {
+    writeFileSync(g.config.file, stringify(stale([{ name: 'two', path_prefix: '/', upstream: b.url }])));
+    const res = await fetch(`${g.adminUrl}/-/reload`, { method: 'POST' });
+    const json = await res.json() as { result: string; changes: string };
+    assert.equal(json.result, 'success', JSON.stringify(json));
+    assert.match(json.changes, /routes added: two; routes removed: one/);
+  } finally {
+    await g.close();
+  }
+});
