@@ -20,7 +20,7 @@ import { createTelemetry } from '../proxy/telemetry.js';
 import { buildGeneration, type Generation } from '../proxy/generation.js';
 import { createLiveConfig, generationTarget, type ConfigReloadAnswer } from './live-config.js';
 import { createPipeline } from '../proxy/pipeline.js';
-import { createListener } from '../proxy/listener.js';
+import { createListener, type Listener } from '../proxy/listener.js';
 import {
   createAdminSide, listen, loadAdminInputs, loadStartMaterial, rotateTicketKeys, servingFields, startupHistory, urlOf, verdictContext,
 } from './parts.js';
@@ -88,6 +88,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     if (next.log.level !== logLevel) log.level = logLevel = next.log.level;
     // Node's maxRequestsPerSocket, the backstop of limits.max_requests_per_connection (proxy/listener.ts), follows it.
     listener.server.maxRequestsPerSocket = next.limits.max_requests_per_connection > 0 ? next.limits.max_requests_per_connection : 0;
+    applyListenerLimits(listener, next.limits);
   });
   const live = worker ? undefined : createLiveConfig({ initial: config, ...(opts.sha256 !== undefined && { sha256: opts.sha256 }), target, metrics, log, history,
     onApplied: (_next, loaded) => admin?.setToken(loaded.adminToken),
@@ -193,4 +194,20 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
       log.info({ msg: worker ? 'worker stopped' : 'certgate stopped' });
     },
   };
+}
+
+/**
+ * The limits Node reads from the running server (issue 17): node:http checks headersTimeout/requestTimeout
+ * on every connectionsCheckingInterval tick, takes keepAliveTimeout per response and maxConnections per
+ * accepted connection, so new values apply to the next check, response or connection. max_header_bytes is
+ * a node:http constructor option (each connection's parser is sized from it) with no documented setter,
+ * handshake_timeout_ms is tls.Server's private state: both stay restart to apply.
+ */
+function applyListenerLimits(listener: Listener, limits: Config['limits']): void {
+  const server = listener.server;
+  server.headersTimeout = limits.header_timeout_ms;
+  server.requestTimeout = limits.request_timeout_ms;
+  server.keepAliveTimeout = limits.keepalive_timeout_ms;
+  server.maxConnections = limits.max_connections;
+  listener.http2?.setLimits(limits);
 }

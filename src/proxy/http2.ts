@@ -36,6 +36,11 @@ export interface Http2Sessions {
   close(): void;
   /** Past the drain budget: every session destroyed. */
   destroy(): void;
+  /**
+   * A live reload's limits (issue 17): keepalive_timeout_ms for sessions opened after, request_timeout_ms for
+   * streams opened after. max_header_bytes and max_concurrent_streams stay as started (restart to apply).
+   */
+  setLimits(next: LimitsConfig): void;
 }
 
 /** The TLS socket under each session (session.socket is a Proxy). */
@@ -79,13 +84,15 @@ export function h2ViewHeaders(headers: IncomingHttpHeaders): { headers: Incoming
  * is node:http's connection handler: it keeps every other connection.
  */
 export function attachHttp2(server: https.Server, opts: Http2Options): Http2Sessions {
-  const { limits, metrics, log } = opts;
+  const { metrics, log } = opts;
+  const started = opts.limits;
+  let limits = opts.limits;
   const h2 = http2.createServer({
     settings: {
-      maxConcurrentStreams: limits.max_concurrent_streams,
+      maxConcurrentStreams: started.max_concurrent_streams,
       // Node refuses a header block over this (the stream is reset): the 431 for a list under it and over
       // max_header_bytes is the pipeline's. Room above max_header_bytes lets certgate answer 431 itself.
-      maxHeaderListSize: limits.max_header_bytes * 2 + 4096,
+      maxHeaderListSize: started.max_header_bytes * 2 + 4096,
     },
     maxHeaderListPairs: 1024,
     // Streams refused beyond SETTINGS_MAX_CONCURRENT_STREAMS before the session is closed.
@@ -142,9 +149,9 @@ export function attachHttp2(server: https.Server, opts: Http2Options): Http2Sess
     }
     // limits.max_header_bytes, measured by certgate itself (RFC 9113 §6.5.2's count): node:http2 enforces
     // only its own, larger hard limit. The same 431 as HTTP/1.1's (grpc-status 8 for a gRPC call).
-    if (headerListSize(req.rawHeaders) > limits.max_header_bytes) {
+    if (headerListSize(req.rawHeaders) > started.max_header_bytes) {
       metrics.http2StreamsRefused.inc({ reason: 'header_list_size' });
-      sendError(res as unknown as ServerResponse, 431, { error: 'headers_too_large', limit: limits.max_header_bytes });
+      sendError(res as unknown as ServerResponse, 431, { error: 'headers_too_large', limit: started.max_header_bytes });
       return;
     }
     // limits.request_timeout_ms: the whole request (its body) must arrive in time, as on HTTP/1.1; a stream
@@ -189,6 +196,9 @@ export function attachHttp2(server: https.Server, opts: Http2Options): Http2Sess
     },
     destroy() {
       for (const s of sessions) s.destroy();
+    },
+    setLimits(next) {
+      limits = next;
     },
   };
 }
