@@ -89,6 +89,8 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     // Node's maxRequestsPerSocket, the backstop of limits.max_requests_per_connection (proxy/listener.ts), follows it.
     listener.server.maxRequestsPerSocket = next.limits.max_requests_per_connection > 0 ? next.limits.max_requests_per_connection : 0;
     applyListenerLimits(listener, next.limits);
+    // log.access: requests beginning from now on (a request in flight keeps the setting it began under).
+    telemetry.setAccess(next.log.access);
   });
   const live = worker ? undefined : createLiveConfig({ initial: config, ...(opts.sha256 !== undefined && { sha256: opts.sha256 }), target, metrics, log, history,
     onApplied: (_next, loaded) => admin?.setToken(loaded.adminToken),

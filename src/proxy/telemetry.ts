@@ -104,6 +104,11 @@ export interface Telemetry {
    * time, and certgate's X-Request-Id again (the upstream may have sent its own). No `this`: passed as is.
    */
   readonly upstreamResponded: (res: ServerResponse) => void;
+  /**
+   * log.access after a live reload (issue 17): requests that begin from now on write their access line or
+   * not; a request already in flight keeps the setting it began under.
+   */
+  setAccess(on: boolean): void;
 }
 
 /** What is known about a TLS connection, computed once. */
@@ -125,6 +130,8 @@ class InFlight {
   error: string | undefined = undefined;
   /** The configuration generation serving this request (proxy/generation.ts); on the access line. */
   configGeneration: number | undefined = undefined;
+  /** log.access as it was when the request began (a live reload may change it while the request runs). */
+  access = false;
   constructor(
     readonly telemetry: RequestTelemetry,
     readonly req: RequestView,
@@ -165,7 +172,7 @@ class RequestTelemetry implements Telemetry {
   /** Access lines carry only the fixed fields below (no headers, no key material): redaction is skipped for them. */
   readonly #accessLog: Logger;
   readonly #clients: ClientStore;
-  readonly #access: boolean;
+  #access: boolean;
   readonly #connections = new WeakMap<TLSSocket, ConnectionInfo>();
   readonly #series = new Map<string, RouteSeries>();
 
@@ -179,6 +186,10 @@ class RequestTelemetry implements Telemetry {
   }
 
   readonly upstreamResponded = upstreamResponded;
+
+  setAccess(on: boolean): void {
+    this.#access = on;
+  }
 
   routes(names: readonly string[]): void {
     for (const route of names) {
@@ -210,6 +221,7 @@ class RequestTelemetry implements Telemetry {
     req.headers[REQUEST_ID_HEADER] = id;
     const tls = req.socket as TLSSocket;
     const record: UpgradeRecord = { id, route: NO_ROUTE, status: 0, error: undefined };
+    const access = this.#access;
     const started = performance.now();
     const bytesOut0 = tls.bytesWritten;
     const bytesIn0 = tls.bytesRead;
@@ -220,7 +232,7 @@ class RequestTelemetry implements Telemetry {
       this.#metrics.httpDuration.observe(series.labels, ms / 1000);
       const conn = this.#connections.get(tls);
       if (conn?.client !== undefined && record.status === 101) conn.client = this.#clients.request(conn.client, record.route, Date.now());
-      if (!this.#access || !this.#accessLog.isLevelEnabled('info')) return;
+      if (!access || !this.#accessLog.isLevelEnabled('info')) return;
       this.#accessLog.info({
         msg: 'request', request_id: id, method: req.method, path: req.url, status: record.status, upgrade: String(req.headers.upgrade ?? ''),
         protocol: protocolLabel(req.httpVersion),
@@ -240,6 +252,7 @@ class RequestTelemetry implements Telemetry {
     const socket = req.socket as TLSSocket;
     const x = new InFlight(this, req, id, performance.now(), socket.bytesWritten, this.#connections.get(socket));
     x.configGeneration = configGeneration;
+    x.access = this.#access;
     (res as Observed)[IN_FLIGHT] = x;
     this.#metrics.httpInFlight.inc();
     // 'on', not 'once': each fires once per response anyway, and once() allocates a wrapper per call.
@@ -289,7 +302,7 @@ class RequestTelemetry implements Telemetry {
     this.#metrics.httpInFlight.dec();
     const conn = x.conn;
     if (conn?.client !== undefined) conn.client = this.#clients.request(conn.client, x.route, Date.now());
-    if (!this.#access || !this.#accessLog.isLevelEnabled('info')) return;
+    if (!x.access || !this.#accessLog.isLevelEnabled('info')) return;
     const socket = x.req.socket;
     this.#accessLog.info({
       msg: 'request', request_id: x.id, method: x.req.method, path: x.req.url, status: code, protocol: protocolLabel(x.req.httpVersion),
