@@ -38,6 +38,8 @@ export interface AdminOptions {
   readonly clients?: ClientsView;
   /** admin.allowed_hosts: Host names answered besides IP literals and localhost (lower case). */
   readonly allowedHosts?: readonly string[];
+  /** When given, the names in force now instead of `allowedHosts` (a live config reload replaces them). */
+  readonly currentAllowedHosts?: () => ReadonlySet<string>;
   /**
    * POST /-/reload: re-read and apply the config (app/live-config.ts); answers its outcome (200 applied or
    * unchanged, 422 refused: the old config keeps serving). Needs the token when admin.token_file is set.
@@ -53,10 +55,10 @@ const MISDIRECTED = {
 };
 
 export function createAdminServer(opts: AdminOptions): http.Server {
-  const allowed: ReadonlySet<string> = new Set(opts.allowedHosts ?? []);
+  const fixed: ReadonlySet<string> = new Set(opts.allowedHosts ?? []);
   return http.createServer((req, res) => {
     // First, on every path and method: a DNS-rebinding page must not read anything, /enroll included.
-    if (!adminHostAllowed(req.headers.host, allowed)) {
+    if (!adminHostAllowed(req.headers.host, opts.currentAllowedHosts !== undefined ? opts.currentAllowedHosts() : fixed)) {
       sendJson(res, 421, MISDIRECTED);
       return;
     }

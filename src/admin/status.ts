@@ -95,6 +95,8 @@ export interface StatusOptions {
   /** The TLS listener's URL once listening. */
   readonly url: () => string | undefined;
   readonly auth: boolean;
+  /** admin.clients_max serving now (a live reload changes it); default config.admin.clients_max. */
+  readonly clientsMax?: () => number;
   /** The routes serving now (a live reload changes them); default config.routes. */
   readonly routes?: () => Config['routes'];
   /** The live config's state (generation, SHA-256, last failure, restart-to-apply keys); absent = not shown. */
@@ -223,7 +225,7 @@ export function createStatus(opts: StatusOptions): StatusSource {
           url: opts.url() ?? null, client_auth: opts.config.tls.client_auth, min_version: opts.config.tls.min_version,
           connections_open: sum(counters.connectionsOpen), requests_in_flight: sum(counters.inFlight),
         },
-        admin: { auth: opts.auth, clients_max: opts.config.admin.clients_max },
+        admin: { auth: opts.auth, clients_max: opts.clientsMax?.() ?? opts.config.admin.clients_max },
         ...(opts.liveConfig !== undefined && { config: opts.liveConfig() }),
         routes,
         certificates: rowsOf(material).map((c) => ({ ...c, days_left: daysLeft(Date.parse(c.not_after), t) })),

@@ -104,6 +104,8 @@ export interface AdminSide {
   readonly status: StatusSource;
   /** Puts another admin token in force (a live reload of admin.token_file or of its content); undefined = none. */
   setToken(token: AdminToken | undefined): void;
+  /** Puts another admin.allowed_hosts in force (a live reload): the next admin request's Host is checked against it. */
+  setAllowedHosts(hosts: readonly string[]): void;
 }
 
 /** The admin listener (not listening yet) and the status page's data behind it. */
@@ -112,12 +114,13 @@ export function createAdminSide(opts: AdminSideOptions): AdminSide {
   const status = createStatus({
     config, history: opts.history, readCounters: opts.readCounters, material: opts.material, ready: opts.ready, url: opts.url,
     auth: inputs.token !== undefined,
-    ...(opts.live !== undefined && { routes: () => opts.live!.config.routes, liveConfig: () => opts.live!.status() }),
+    ...(opts.live !== undefined && { routes: () => opts.live!.config.routes, clientsMax: () => opts.live!.config.admin.clients_max, liveConfig: () => opts.live!.status() }),
   });
   let token = inputs.token;
+  let allowedHosts: ReadonlySet<string> = new Set(config.admin.allowed_hosts);
   const server = createAdminServer({
-    registry: opts.registry, ready: opts.ready, status, clients: opts.clients, allowedHosts: config.admin.allowed_hosts,
-    currentToken: () => token,
+    registry: opts.registry, ready: opts.ready, status, clients: opts.clients, 
+    currentAllowedHosts: () => allowedHosts, currentToken: () => token,
     ...(inputs.enrollment !== undefined && { enroll: inputs.enrollment.handle }),
     ...(opts.live !== undefined && { reload: () => opts.live!.reload('admin') }),
   });
@@ -125,6 +128,9 @@ export function createAdminSide(opts: AdminSideOptions): AdminSide {
     server, status,
     setToken(next) {
       token = next;
+    },
+    setAllowedHosts(hosts) {
+      allowedHosts = new Set(hosts);
     },
   };
 }

@@ -91,9 +91,14 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     applyListenerLimits(listener, next.limits);
     // log.access: requests beginning from now on (a request in flight keeps the setting it began under).
     telemetry.setAccess(next.log.access);
+    // admin.clients_max: this process's /clients store (a worker's too: the primary merges theirs).
+    clients.setMax(next.admin.clients_max);
   });
   const live = worker ? undefined : createLiveConfig({ initial: config, ...(opts.sha256 !== undefined && { sha256: opts.sha256 }), target, metrics, log, history,
-    onApplied: (_next, loaded) => admin?.setToken(loaded.adminToken),
+    onApplied: (next, loaded) => {
+      admin?.setToken(loaded.adminToken);
+      admin?.setAllowedHosts(next.admin.allowed_hosts);
+    },
   });
   const trust = createTrustCheck(config.tls, () => ({ material: reloader.current, generation: reloader.generation }));
   const clients = new ClientStore(config.admin.clients_max);

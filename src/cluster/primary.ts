@@ -174,7 +174,10 @@ export async function runPrimary(config: Config, count: number): Promise<number>
     },
   };
   const liveConfig = createLiveConfig({
-    initial: config, target, metrics, log, history, onApplied: (_next, loaded) => admin.setToken(loaded.adminToken),
+    initial: config, target, metrics, log, history, onApplied: (next, loaded) => {
+      admin.setToken(loaded.adminToken);
+      admin.setAllowedHosts(next.admin.allowed_hosts);
+    },
   });
 
   const readCounters = async (): Promise<CounterSnapshot> => sumCounters(await askWorkers(live(), 'counters', ASK_TIMEOUT_MS) as CounterSnapshot[]);
@@ -187,7 +190,7 @@ export async function runPrimary(config: Config, count: number): Promise<number>
       return AggregatorRegistry.aggregate([own, ...theirs]).metrics();
     },
   };
-  const clients = { list: async () => mergeClientRecords(await askWorkers(live(), 'clients', ASK_TIMEOUT_MS) as ClientRecord[][], config.admin.clients_max) };
+  const clients = { list: async () => mergeClientRecords(await askWorkers(live(), 'clients', ASK_TIMEOUT_MS) as ClientRecord[][], liveConfig.config.admin.clients_max) };
   const admin = createAdminSide({
     config, inputs, registry: aggregated, readCounters, clients, history, material: () => reloader.current, ready, url: () => url,
     live: liveConfig,

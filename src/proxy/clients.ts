@@ -60,12 +60,18 @@ export function sortByExpiry(rows: ClientRecord[]): ClientRecord[] {
 }
 
 export class ClientStore {
-  readonly #max: number;
+  #max: number;
   /** Map iteration order is insertion order: the first key is the least recently connected. */
   readonly #entries = new Map<string, ClientEntry>();
 
   constructor(max: number) {
     this.#max = Math.max(1, Math.floor(max));
+  }
+
+  /** admin.clients_max after a live reload: a smaller bound evicts the least recently connected at once. */
+  setMax(max: number): void {
+    this.#max = Math.max(1, Math.floor(max));
+    this.#trim();
   }
 
   get size(): number {
@@ -123,6 +129,10 @@ export class ClientStore {
   #insert(entry: ClientEntry): void {
     entry.evicted = false;
     this.#entries.set(entry.fingerprint, entry);
+    this.#trim();
+  }
+
+  #trim(): void {
     while (this.#entries.size > this.#max) {
       const oldest = this.#entries.keys().next();
       if (oldest.done === true) break;
