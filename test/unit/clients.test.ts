@@ -58,6 +58,16 @@ describe('ClientStore', () => {
     assert.equal(store.size, 3, 'a client minting a certificate per connection costs a fixed amount');
   });
 
+  it('setMax (a live admin.clients_max): a smaller bound evicts the least recently connected at once; a larger one keeps more', () => {
+    const store = new ClientStore(5);
+    for (const n of [1, 2, 3, 4]) store.connection(identity(n, 30), T0 + n);
+    store.setMax(2);
+    assert.deepEqual(store.snapshot().map((r) => r.subject).sort(), ['CN=svc-3', 'CN=svc-4']);
+    store.setMax(3);
+    store.connection(identity(5, 30), T0 + 5);
+    assert.deepEqual(store.snapshot().map((r) => r.subject).sort(), ['CN=svc-3', 'CN=svc-4', 'CN=svc-5']);
+  });
+
   it('a live connection whose entry was evicted puts it back on its next request, counts intact', () => {
     const store = new ClientStore(1);
     const held = store.connection(identity(1, 10), T0);
