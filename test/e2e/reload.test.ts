@@ -873,11 +873,14 @@ for (const workers of [1, 2]) {
     const nothing = (): Record<string, unknown>[] => serve.logs.filter((l) => l.msg === 'TLS material re-read: nothing changed');
 
     serve.child.kill('SIGHUP');
-    const line = await waitFor(() => nothing()[0], 'PRODUCT BUG: a SIGHUP that changed nothing must be answered by a log line', PICKUP_MS);
+    // The 2 s pickup contract is for file changes; a SIGHUP's line only has to come. Seen once past 3 s under
+    // workers: 2 with the whole suite running on 2 cores.
+    const SIGNAL_MS = 10_000;
+    const line = await waitFor(() => nothing()[0], 'PRODUCT BUG: a SIGHUP that changed nothing must be answered by a log line', SIGNAL_MS);
     assert.equal(line.reason, 'signal');
     assert.deepEqual(line.files, ['server.pem', 'client-ca.pem', 'crl.pem']);
     assert.equal(line.pid, serve.child.pid, 'logged by the process that received the signal and re-read (the primary under workers: N)');
-    await waitFor(async () => unchanged(await metrics(), 'crl.pem') === 1, 'certgate_reloads_total{file="crl.pem",result="unchanged"} to be 1', PICKUP_MS);
+    await waitFor(async () => unchanged(await metrics(), 'crl.pem') === 1, 'certgate_reloads_total{file="crl.pem",result="unchanged"} to be 1', SIGNAL_MS);
     const text = await metrics();
     for (const file of ['server.pem', 'client-ca.pem']) assert.equal(unchanged(text, file), 1, `unchanged counted once for ${file}`);
     assert.equal(nothing().length, 1, `one line for one SIGHUP, not one per process: ${JSON.stringify(nothing())}`);
@@ -887,7 +890,7 @@ for (const workers of [1, 2]) {
     renameOver(bundle, next.pem);
     serve.child.kill('SIGHUP');
     const reloaded = await waitFor(() => serve.logs.find((l) => l.msg === 'TLS material reloaded' && l.pid === serve.child.pid),
-      'the SIGHUP after a change to be logged as a reload', PICKUP_MS);
+      'the SIGHUP after a change to be logged as a reload', SIGNAL_MS);
     assert.equal(reloaded.reason, 'signal');
     assert.deepEqual(reloaded.changed, ['server.pem'], 'the line says which file changed');
     assert.equal(nothing().length, 1);
