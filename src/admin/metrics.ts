@@ -5,24 +5,14 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { REFUSAL_REASONS } from '../tls/handshake.js';
+import type { ProxyMetrics } from '../proxy/metrics.js';
 
-/** Every metric; the pipeline names the ones it writes by shape (proxy/metrics.ts ProxyMetrics). */
-export interface Metrics {
+/**
+ * Every metric: the ones the pipeline writes (named by shape in proxy/metrics.ts, so proxy/ imports nothing
+ * of admin/) and those only the rest of certgate writes.
+ */
+export interface Metrics extends ProxyMetrics {
   readonly registry: Registry;
-  readonly httpRequests: Counter<'route' | 'method' | 'code' | 'protocol'>;
-  readonly httpDuration: Histogram<'route'>;
-  readonly httpInFlight: Gauge;
-  readonly handshakeFailures: Counter<'reason'>;
-  readonly handshakes: Counter<'version' | 'resumed'>;
-  readonly connectionsOpen: Gauge;
-  readonly connectionsRejected: Counter<'reason'>;
-  readonly authzDenied: Counter<'route'>;
-  readonly upstreamErrors: Counter<'route' | 'kind'>;
-  /** WebSocket tunnels closed because their client certificate stopped being trusted (revoked, expired, CA removed). */
-  readonly tunnelsClosed: Counter<'reason'>;
-  readonly upstreamDuration: Histogram<'route'>;
-  /** Time left on the client certificate of each new verified connection (no per-client label). */
-  readonly clientCertExpiry: Histogram;
   readonly reloads: Counter<'file' | 'result'>;
   readonly lastReloadSuccess: Gauge;
   readonly certificateExpiry: Gauge<'kind' | 'subject'>;
@@ -33,14 +23,6 @@ export interface Metrics {
   readonly configLastReloadSuccess: Gauge;
   /** The configuration generation serving new requests (1 = the config certgate started with). */
   readonly configGeneration: Gauge;
-  /** Open HTTP/2 client sessions (proxy/http2.ts). */
-  readonly http2SessionsOpen: Gauge;
-  /**
-   * HTTP/2 streams or sessions certgate refused or reset itself, by reason (fixed set: HTTP2_REFUSAL_REASONS):
-   * header_list_size (431), request_timeout (408), rapid_reset (the session closed), protocol (node:http2
-   * ended the session: SETTINGS/PING/CONTINUATION floods, streams over max_concurrent_streams, bad frames).
-   */
-  readonly http2StreamsRefused: Counter<'reason'>;
 }
 
 /** Why certgate refused or reset HTTP/2 streams or sessions (certgate_http2_streams_refused_total{reason}). */

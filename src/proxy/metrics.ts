@@ -16,10 +16,18 @@ export interface ProxyMetrics {
   readonly connectionsRejected: Counter<'reason'>;
   readonly authzDenied: Counter<'route'>;
   readonly upstreamErrors: Counter<'route' | 'kind'>;
+  /** WebSocket tunnels closed because their client certificate stopped being trusted (revoked, expired, CA removed). */
   readonly tunnelsClosed: Counter<'reason'>;
   readonly upstreamDuration: Histogram<'route'>;
+  /** Time left on the client certificate of each new verified connection (no per-client label). */
   readonly clientCertExpiry: Histogram;
+  /** Open HTTP/2 client sessions (proxy/http2.ts). */
   readonly http2SessionsOpen: Gauge;
+  /**
+   * HTTP/2 streams or sessions certgate refused or reset itself, by reason (fixed set: HTTP2_REFUSAL_REASONS):
+   * header_list_size (431), request_timeout (408), rapid_reset (the session closed), protocol (node:http2
+   * ended the session: SETTINGS/PING/CONTINUATION floods, streams over max_concurrent_streams, bad frames).
+   */
   readonly http2StreamsRefused: Counter<'reason'>;
 }
 
