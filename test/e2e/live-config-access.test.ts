@@ -4,10 +4,9 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, renameSync } from 'node:fs';
 import { stringify } from 'yaml';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { startTestCertgate, startRecordingUpstream, type RunningCertgate, type RecordingUpstream } from '../helpers/certgate.js';
+import { rewriteConfig, startTestCertgate, startRecordingUpstream, type RunningCertgate, type RecordingUpstream } from '../helpers/certgate.js';
 import { mtlsRequest } from '../helpers/client.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -25,12 +24,9 @@ function settings(access: boolean): Record<string, unknown> {
 }
 
 async function reloadWith(body: string): Promise<Record<string, unknown>> {
-  const tmp = `${gate.config.file}.tmp`;
-  writeFileSync(tmp, body);
-  renameSync(tmp, gate.config.file);
-  const res = await fetch(`${gate.adminUrl}/-/reload`, { method: 'POST' });
-  assert.equal(res.status, 200);
-  return await res.json() as Record<string, unknown>;
+  const { status, json } = await rewriteConfig(gate, body);
+  assert.equal(status, 200);
+  return json;
 }
 
 before(async () => {

@@ -7,10 +7,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
-import { writeFileSync, renameSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { startTestCertgate, startRecordingUpstream, metricValue, type RunningCertgate, type RecordingUpstream } from '../helpers/certgate.js';
+import { rewriteConfig, startTestCertgate, startRecordingUpstream, metricValue, type RunningCertgate, type RecordingUpstream } from '../helpers/certgate.js';
 import { mtlsRequest } from '../helpers/client.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -30,12 +30,8 @@ function settings(routes: unknown[], extra: Record<string, unknown> = {}): Recor
 }
 
 /** Writes the config as an editor does (temp file, then rename) and asks for a reload. */
-async function rewrite(body: string): Promise<{ status: number; json: Record<string, unknown> }> {
-  const tmp = `${gate.config.file}.tmp`;
-  writeFileSync(tmp, body);
-  renameSync(tmp, gate.config.file);
-  const res = await fetch(`${gate.adminUrl}/-/reload`, { method: 'POST' });
-  return { status: res.status, json: await res.json() as Record<string, unknown> };
+function rewrite(body: string): Promise<{ status: number; json: Record<string, unknown> }> {
+  return rewriteConfig(gate, body);
 }
 
 before(async () => {

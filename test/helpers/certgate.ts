@@ -2,7 +2,7 @@
  * Starts a real certgate (the product's startCertgate, real sockets on 127.0.0.1:0) from a config object
  * written to a temp YAML file, so the same loadConfig path as production runs. Logs go to memory.
  */
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -116,4 +116,16 @@ export async function startRecordingUpstream(
       server.close(() => resolve());
     }),
   };
+}
+
+/**
+ * Writes a running certgate's config file as an editor does (a temp file, then rename) and asks for a live
+ * reload on its admin listener: the answer's status and JSON.
+ */
+export async function rewriteConfig(gate: RunningCertgate, body: string): Promise<{ status: number; json: Record<string, unknown> }> {
+  const tmp = `${gate.config.file}.tmp`;
+  writeFileSync(tmp, body);
+  renameSync(tmp, gate.config.file);
+  const res = await fetch(`${gate.adminUrl}/-/reload`, { method: 'POST' });
+  return { status: res.status, json: await res.json() as Record<string, unknown> };
 }
