@@ -63,6 +63,9 @@ export interface InspectResult {
   readonly material?: TlsMaterial;
   /** Every finding: errors, warnings, info. */
   readonly problems: Problem[];
+  /** Per-file SHA-256 of what was read, also when the material was refused (the reloader credits a later success
+   * to the file whose change made it load). Absent when nothing could be read. */
+  readonly fileDigests?: Readonly<Record<string, string>>;
 }
 
 const NEVER = new Date(8.64e15);
@@ -107,11 +110,12 @@ export async function inspectTls(tls: TlsConfig, opts: InspectOptions = {}): Pro
     problems.push(...(checkCrls({ crls, cas, file: inputs.crl.path, now, mode: tls.crl_mode, stale: tls.crl_stale })).problems);
   }
   // A loadable error (a stale CRL, an expired client CA) refuses clients, not the material: it loads.
-  if (problems.some(blocksLoading)) return { problems };
+  const fileDigests = fileDigestsOf(inputs);
+  if (problems.some(blocksLoading)) return { problems, fileDigests };
   if (leaf === undefined || keyBlock === undefined) {
     // Defensive: every path that leaves no leaf has reported an error above.
     problems.push(problem('error', 'CG_KEY_MISSING', 'no usable private key and certificate', { file: certPath }));
-    return { problems };
+    return { problems, fileDigests };
   }
 
   // ---- assemble, then let OpenSSL confirm it
@@ -123,7 +127,7 @@ export async function inspectTls(tls: TlsConfig, opts: InspectOptions = {}): Pro
     ...(inputs.crl !== undefined && { crl: crlBlocks.map((b) => b.pem) }),
   };
   const contextError = validateContext(options, { cert: certPath, key: inputs.keyPath, ca: inputs.ca.path, crl: inputs.crl?.path });
-  if (contextError !== undefined) return { problems: [...problems, contextError] };
+  if (contextError !== undefined) return { problems: [...problems, contextError], fileDigests };
   const material: TlsMaterial = {
     ...options,
     leaf: leaf.cert,
@@ -131,7 +135,7 @@ export async function inspectTls(tls: TlsConfig, opts: InspectOptions = {}): Pro
     clientCas: cas.map((c) => c.cert),
     crls: crls.map((c) => ({ issuer: crlIssuerLabel(c.crl), thisUpdate: c.crl.thisUpdate, nextUpdate: c.crl.nextUpdate ?? NEVER })),
     digest: digestOf(inputs),
-    fileDigests: fileDigestsOf(inputs),
+    fileDigests,
     problems: [...problems],
   };
   return { material, problems };

@@ -116,9 +116,19 @@ export function createReloader(opts: ReloaderOptions): Reloader {
   /** The same files as the logs and metrics name them: the basename, as watch.ts labels a file event. */
   const labels = files.map((f) => basename(f));
 
-  async function runOnce(reason: string, file: string): Promise<ReloadResult> {
-    const { material, problems } = await inspectTls(tlsConfig, { listenHost: opts.listenHost });
-    if (material === undefined) return fail(reason, file, problems);
+  /** What the last refused read saw, until a read loads: a success after a refusal is credited to the file whose
+   * change since the refusal made it load (a key written first is refused; the certificate written next loads
+   * the pair — whether the certificate's own event or the refusal's retry reads it first). */
+  let refusedDigests: Readonly<Record<string, string>> | undefined;
+
+  async function runOnce(reason: string, triggerFile: string): Promise<ReloadResult> {
+    const { material, problems, fileDigests } = await inspectTls(tlsConfig, { listenHost: opts.listenHost });
+    if (material === undefined) {
+      if (fileDigests !== undefined) refusedDigests = fileDigests;
+      return fail(reason, triggerFile, problems);
+    }
+    const sinceRefusal = refusedDigests === undefined ? [] : files.filter((f) => material.fileDigests[f] !== refusedDigests?.[f]);
+    const file = sinceRefusal.length === 1 ? basename(sinceRefusal[0]!) : triggerFile;
     if (material.digest === current.digest) {
       if (EXPLICIT_TRIGGERS.has(reason) && ownTriggers) {
         for (const label of labels) metrics.reloads.inc({ file: label, result: 'unchanged' });
@@ -130,18 +140,21 @@ export function createReloader(opts: ReloaderOptions): Reloader {
     if (downgrade !== undefined && !current.problems.some((p) => p.code === 'CG_CHAIN_INCOMPLETE' && p.severity !== 'info')) {
       // The classic rotation mistake (cert.pem instead of fullchain.pem, or another CA's leaf alone):
       // the serving chain is complete and the new one is not. Clients that trust only the root would fail.
+      refusedDigests = material.fileDigests;
       return fail(reason, file, [{ ...downgrade, severity: 'error', message: `${downgrade.message}; the serving chain is complete, so this rotation is refused` }]);
     }
     if (server === undefined) throw new Error('the reloader was not started');
     try {
       server.setSecureContext(secureContextOptions(material, tlsConfig, opts.tickets));
     } catch (err) {
+      refusedDigests = material.fileDigests;
       return fail(reason, file, [{ severity: 'error', code: 'CG_TLS_REJECTED', message: `the TLS stack refused the new material: ${(err as Error).message}` }]);
     }
     const trustChanged = !sameList(material.ca, current.ca) || !sameList(material.crl ?? [], current.crl ?? []);
     if (trustChanged) generation += 1;
     const previous = current;
     current = material;
+    refusedDigests = undefined;
     metrics.reloads.inc({ file, result: 'success' });
     publishMetrics(metrics, material);
     const changed = files.filter((f) => material.fileDigests[f] !== previous.fileDigests[f]).map((f) => basename(f));
