@@ -1,10 +1,12 @@
 /** What the bench runs: ports, phases, and the certgate variants it can start. */
 
-/** Loopback ports, from BENCH_PORT_BASE (default 28000): upstream +80, nginx +443, certgate +444…, admin +900…. */
+/** Loopback ports, from BENCH_PORT_BASE (default 28000): upstream +80, bare Node +440/+441, nginx +443, certgate +444…, admin +900…. */
 export const PORT_BASE = Number(process.env.BENCH_PORT_BASE ?? 28000);
 export const UPSTREAM_PORT = PORT_BASE + 80;
 export const NGINX_PORT = PORT_BASE + 443;
 export const certgatePort = (i: number): number => PORT_BASE + 444 + i;
+/** The bare-Node references (_bare.ts): +440 answering itself, +441 the featureless proxy. */
+export const barePort = (mode: 'answer' | 'proxy'): number => PORT_BASE + (mode === 'answer' ? 440 : 441);
 export const certgateAdminPort = (i: number): number => PORT_BASE + 900 + i;
 
 export type PhaseId = 'keepalive' | 'newconn' | 'resume-new' | 'resume-reuse' | 'post64k' | 'get1m' | 'h2';

@@ -70,17 +70,20 @@ export function reapedChildTicks(): number {
   return readStat(process.pid)?.childTicks ?? 0;
 }
 
+/** VmRSS of one process, bytes (0 once it exited). */
+export function processRss(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** Sum of VmRSS over the tree, bytes. Shared pages count once per process (nginx workers share some). */
 export function treeRss(pids: readonly number[]): number {
   let sum = 0;
-  for (const pid of pids) {
-    try {
-      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      if (m) sum += Number(m[1]) * 1024;
-    } catch {
-      // exited
-    }
-  }
+  for (const pid of pids) sum += processRss(pid);
   return sum;
 }
 

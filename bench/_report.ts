@@ -21,6 +21,10 @@ export interface Sample {
   readonly peakRss: number;
   /** Most established connections from the proxy to the upstream seen during the round. */
   readonly upstreamConns: number;
+  /** Highest VmRSS of the tree's root process (nginx master, cluster primary, or the only process), bytes. */
+  readonly peakRootRss?: number;
+  /** Highest VmRSS of any other process of the tree (nginx or cluster workers), bytes; absent for one process. */
+  readonly peakWorkerRss?: number;
   readonly tls?: string;
   readonly failureKinds?: string;
   /** ab -k: share of requests sent on a reused connection (0..1). */
@@ -47,6 +51,8 @@ export interface Summary {
   readonly otherCores: number;
   readonly peakRss: number;
   readonly upstreamConns: number;
+  readonly peakRootRss: number | undefined;
+  readonly peakWorkerRss: number | undefined;
 }
 
 export function summarize(target: string, samples: readonly Sample[]): Summary {
@@ -69,6 +75,8 @@ export function summarize(target: string, samples: readonly Sample[]): Summary {
     otherCores: median(pick((s) => s.otherCores)),
     peakRss: median(pick((s) => s.peakRss)),
     upstreamConns: median(pick((s) => s.upstreamConns)),
+    peakRootRss: opt((s) => s.peakRootRss),
+    peakWorkerRss: opt((s) => s.peakWorkerRss),
   };
 }
 

@@ -19,12 +19,13 @@ import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  H2_SESSIONS, H2_STREAMS, NGINX_PORT, PHASES, UPSTREAM_PORT, certgateAdminPort, certgatePort, parseVariant,
+  H2_SESSIONS, H2_STREAMS, NGINX_PORT, PHASES, UPSTREAM_PORT, barePort, certgateAdminPort, certgatePort, parseVariant,
   type CertgateVariant, type Phase, type PhaseId,
 } from './_config.js';
 import { runAb, runSTime, type LoadResult } from './_load.js';
 import { runH2 } from './_h2load.js';
-import { CLK_TCK, establishedTo, machineTicks, processTree, reapedChildTicks, treeRss, treeTicks } from './_proc.js';
+import { CLK_TCK, establishedTo, machineTicks, processRss, processTree, reapedChildTicks, treeRss, treeTicks } from './_proc.js';
+import type { BareOptions } from './_bare.js';
 import { fmtInt, fmtRatio, markdown, median, mib, phaseTable, summarize, type Sample, type Summary } from './_report.js';
 import { analyzeProfile } from './_profile.js';
 
@@ -43,6 +44,7 @@ const { values: args } = parseArgs({
     dist: { type: 'string', default: join(ROOT, 'dist') },
     'nginx-workers': { type: 'string', default: 'auto' },
     'no-nginx': { type: 'boolean', default: false },
+    bare: { type: 'string', default: 'answer,proxy' },
     'no-access-log': { type: 'boolean', default: false },
     'stime-parallel': { type: 'string', default: '4' },
     profile: { type: 'string' },
@@ -65,6 +67,9 @@ if (args.help) {
   --dist DIR           certgate build to run (default dist/)
   --nginx-workers N    worker_processes (default auto = cores)
   --no-nginx           certgate variants only (ratios then against the first)
+  --bare LIST          bare-Node references (bench/_bare.ts), comma-separated, or none (default answer,proxy):
+                       answer = node:https with certgate's mTLS options answering 200 itself;
+                       proxy = the same forwarding on an undici Pool with no features
   --no-access-log      access log off for both (default: on for both)
   --stime-parallel N   concurrent openssl s_time processes (default 4)
   --profile SECONDS    profile certgate (node --cpu-prof) under --profile-phase load instead of comparing
@@ -86,6 +91,12 @@ const phases: Phase[] = args.phases.split(',').map((id) => {
   return p;
 });
 const variants: CertgateVariant[] = args.certgate.split(',').map((s) => parseVariant(s.trim(), resolve(args.dist)));
+const bareModes: ('answer' | 'proxy')[] = args.bare === 'none' || args.bare === '' ? [] : args.bare.split(',').map((m) => {
+  const mode = m.trim();
+  if (mode !== 'answer' && mode !== 'proxy') throw new Error(`--bare ${m}: answer, proxy or none`);
+  return mode;
+});
+const BARE_LABEL = { answer: 'node https (answers)', proxy: 'node proxy (no features)' } as const;
 
 const info = (msg: string): void => console.log(`=> ${msg}`);
 
@@ -252,7 +263,7 @@ ${existsSync(join(v.dist, 'cluster')) ? `workers: ${v.workers}` : '# a build fro
 
 interface Target {
   readonly label: string;
-  readonly kind: 'nginx' | 'certgate';
+  readonly kind: 'nginx' | 'certgate' | 'bare';
   readonly port: number;
   readonly adminPort?: number;
   readonly child: ChildProcess;
@@ -281,6 +292,17 @@ async function startCertgate(v: CertgateVariant, i: number, pki: Pki, extraNodeA
   return { label: v.label, kind: 'certgate', port: certgatePort(i), adminPort: admin, child };
 }
 
+/** A bare-Node reference (_bare.ts) with certgate's TLS suite list, read from the build under test. */
+async function startBare(mode: 'answer' | 'proxy', pki: Pki): Promise<Target> {
+  const dist = variants[0]?.dist ?? join(ROOT, 'dist');
+  const { CIPHERS } = (await import(join(dist, 'tls', 'context.js'))) as { CIPHERS: string };
+  const o: BareOptions = { mode, port: barePort(mode), bundle: pki.serverPem, ca: pki.ca, crl: pki.crl, upstreamPort: UPSTREAM_PORT, ciphers: CIPHERS };
+  const name = `bare-${mode}`;
+  const child = start(process.execPath, [join(HERE, '_bare.js'), JSON.stringify(o)], name);
+  await waitFor(name, () => tcpOpen(o.port), child, name);
+  return { label: BARE_LABEL[mode], kind: 'bare', port: o.port, child };
+}
+
 /** One request through a proxy with the client certificate, a forged identity header and a check of what arrived. */
 function probe(port: number, pki: Pki, withCert: boolean): Promise<{ status: number; body: string }> {
   return new Promise((res, rej) => {
@@ -304,6 +326,15 @@ function probe(port: number, pki: Pki, withCert: boolean): Promise<{ status: num
 async function validate(t: Target, pki: Pki): Promise<void> {
   const ok = await probe(t.port, pki, true);
   const problems: string[] = [];
+  if (t.kind === 'bare') {
+    // No features to check: it answers (or forwards) with the certificate and refuses the handshake without.
+    if (ok.status !== 200) problems.push(`status ${ok.status}`);
+    const refused = await probe(t.port, pki, false).catch((e: Error) => ({ status: 0, body: e.message }));
+    if (refused.status !== 0) problems.push(`a client without certificate got ${refused.status}`);
+    if (problems.length > 0) throw new Error(`${t.label} failed the check before measuring: ${problems.join('; ')}`);
+    console.log(`   ${t.label}: 200 with the certificate; no certificate → handshake refused`);
+    return;
+  }
   if (ok.status !== 200) problems.push(`status ${ok.status}`);
   if (!/^subject=CN=dev-client,/m.test(ok.body)) problems.push('subject header missing or forged');
   if (!/^fingerprint=[0-9a-f]{40,64}$/m.test(ok.body)) problems.push('fingerprint header missing');
@@ -338,10 +369,18 @@ async function load(p: Phase, t: Target, pki: Pki, seconds: number): Promise<Loa
 
 async function measure(p: Phase, t: Target, pki: Pki, round: number): Promise<Sample> {
   const pids = processTree(t.child.pid as number);
-  let peakRss = treeRss(pids);
+  let peakRss = 0;
+  let peakRootRss = 0;
+  let peakWorkerRss = 0;
   let upstreamConns = 0;
-  const sampler = setInterval(() => {
+  const sampleRss = (): void => {
     peakRss = Math.max(peakRss, treeRss(pids));
+    peakRootRss = Math.max(peakRootRss, processRss(pids[0] as number));
+    for (const pid of pids.slice(1)) peakWorkerRss = Math.max(peakWorkerRss, processRss(pid));
+  };
+  sampleRss();
+  const sampler = setInterval(() => {
+    sampleRss();
     upstreamConns = Math.max(upstreamConns, establishedTo(UPSTREAM_PORT, pids));
   }, 200);
   const m0 = machineTicks();
@@ -366,7 +405,7 @@ async function measure(p: Phase, t: Target, pki: Pki, round: number): Promise<Sa
     cpuUsPerReq: r.completed > 0 ? (proxyTicks * 1e6) / CLK_TCK / r.completed : Number.NaN,
     proxyCores: cores(proxyTicks), clientCores: cores(clientTicks),
     otherCores: Math.max(0, cores(m1.busy - m0.busy) - cores(proxyTicks) - cores(clientTicks)),
-    peakRss, upstreamConns, ...(r.tls !== undefined && { tls: r.tls }),
+    peakRss, upstreamConns, peakRootRss, ...(pids.length > 1 && { peakWorkerRss }), ...(r.tls !== undefined && { tls: r.tls }),
     ...(r.keepAliveRequests !== undefined && r.completed > 0 && { keepAliveShare: r.keepAliveRequests / r.completed }),
     ...(r.failures > 0 && { failureKinds: r.failureKinds ?? 'see the tool output' }),
   };
@@ -443,6 +482,7 @@ async function main(): Promise<void> {
     await sleep(300); // workers up
     targets.push({ label: 'nginx', kind: 'nginx', port: NGINX_PORT, child });
   }
+  for (const mode of bareModes) targets.push(await startBare(mode, pki));
   for (const [i, v] of variants.entries()) targets.push(await startCertgate(v, i, pki));
   const reference = targets[0]?.label as string;
 
@@ -524,11 +564,45 @@ async function main(): Promise<void> {
     ];
   });
   console.log(`### Summary (medians; ratios × ${reference}; p99 in whole ms)\n\n${markdown(head, body)}\n`);
+  console.log(issueTable(targets.map((t) => t.label), reference, get, byPhase));
   for (const t of targets) {
     const c = await handshakeCounts(t);
     if (c !== '') console.log(`${t.label} certgate_tls_handshakes_total: ${c}`);
   }
   if (args.json !== undefined) writeFileSync(args.json, JSON.stringify({ machine: os.cpus()[0]?.model, samples }, null, 2));
+}
+
+/**
+ * Issue 19's table: keep-alive req/s, CPU µs/req, p99, new conn/s, CPU µs per new connection (the newconn
+ * phase: one handshake + one request each), RSS (the whole tree, and its root / largest other process), and
+ * the HTTP/2 phase when it ran; each with its ratio to the reference (nginx).
+ */
+function issueTable(labels: readonly string[], reference: string, get: (id: PhaseId, label: string) => Summary | undefined,
+  byPhase: ReadonlyMap<PhaseId, Summary[]>): string {
+  const x = (v: number | undefined, r: number | undefined): string => (v === undefined || !Number.isFinite(v) ? '–' : `${fmtInt(v)} (${fmtRatio(v, r)}×)`);
+  const p99 = (s: Summary | undefined, r: Summary | undefined): string => (s?.p99Ms === undefined ? '–' : `${s.p99Ms} (${fmtRatio(s.p99Ms, r?.p99Ms)}×)`);
+  const withH2 = byPhase.has('h2');
+  const head = ['', 'keep-alive req/s', 'CPU µs/req', 'p99 ms', 'new conn/s', 'CPU µs/conn', 'p99 ms (new conn)', 'peak RSS MiB (root / largest other)',
+    ...(withH2 ? ['h2 req/s', 'h2 CPU µs/req'] : [])];
+  const rows = labels.map((label) => {
+    const ka = get('keepalive', label);
+    const nc = get('newconn', label);
+    const h2 = get('h2', label);
+    const rk = get('keepalive', reference);
+    const rn = get('newconn', reference);
+    const rh = get('h2', reference);
+    const all = [...byPhase.values()].map((rows) => rows.find((r) => r.target === label)).filter((r): r is Summary => r !== undefined);
+    const max = (f: (r: Summary) => number | undefined): number | undefined => {
+      const v = all.map(f).filter((n): n is number => n !== undefined && Number.isFinite(n));
+      return v.length === 0 ? undefined : Math.max(...v);
+    };
+    const worker = max((r) => r.peakWorkerRss);
+    const rss = `${mib(max((r) => r.peakRss) ?? NaN)} (${mib(max((r) => r.peakRootRss) ?? NaN)}${worker === undefined ? '' : ` / ${mib(worker)}`})`;
+    return [label, x(ka?.perSecond, rk?.perSecond), x(ka?.cpuUsPerReq, rk?.cpuUsPerReq), p99(ka, rk),
+      x(nc?.perSecond, rn?.perSecond), x(nc?.cpuUsPerReq, rn?.cpuUsPerReq), p99(nc, rn), rss,
+      ...(withH2 ? [x(h2?.perSecond, rh?.perSecond), x(h2?.cpuUsPerReq, rh?.cpuUsPerReq)] : [])];
+  });
+  return `### Issue 19's table (medians; (×) = ratio to ${reference}; CPU from /proc, the robust figure on a shared machine)\n\n${markdown(head, rows)}\n`;
 }
 
 function abVersion(): string {
