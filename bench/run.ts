@@ -232,7 +232,11 @@ function writeNginxConfigs(pki: Pki): { upstream: string; proxy: string } {
 }
 
 function writeCertgateConfig(pki: Pki, i: number, v: CertgateVariant): string {
-  const file = join(tmp, `certgate-${i}.yaml`);
+  // Its own folder, as in a deployment (/etc/certgate): certgate watches the config's folder, and a log
+  // written beside it would cost the watching process CPU per write (src/tls/watch.ts, issue 19).
+  const dir = join(tmp, `certgate-${i}`);
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'certgate.yaml');
   writeFileSync(file, `# written by bench/run.ts: the same PKI, upstream, policy and logging as bench/nginx.conf
 listen: 127.0.0.1:${certgatePort(i)}
 tls:

@@ -26,6 +26,24 @@ export interface WatchOptions {
   readonly onError?: (err: unknown) => void;
 }
 
+/**
+ * chokidar's `ignored` for a watch of these files' folders: every entry but our files, the folders
+ * themselves and `..`-names (a Secret/ConfigMap volume's `..data` and `..data_tmp` swap). Unignored,
+ * chokidar puts a watch on each neighbour and stats it on every write: an access log written beside the
+ * config cost the watching process 0.4-0.7 ms of CPU per proxied connection under load (issue 19,
+ * `workers: 2`, measured with /proc and strace); with this, 0.3 ms: chokidar still re-reads the folder
+ * (getdents + a stat of each remaining entry) on each write in it. A config in its own folder costs nothing.
+ */
+export function notOurs(files: readonly string[]): (p: string) => boolean {
+  const names = new Set(files.map((f) => path.basename(f)));
+  const dirs = new Set(files.map((f) => path.dirname(path.resolve(f))));
+  return (p) => {
+    if (dirs.has(p)) return false;
+    const name = path.basename(p);
+    return !names.has(name) && !name.startsWith('..');
+  };
+}
+
 /** Calls onChange(label) once per burst of events; label = the changed file's basename, else "all". */
 export function watchFiles(files: readonly string[], onChange: (label: string) => void, opts: WatchOptions = {}): FileWatch {
   const debounceMs = opts.debounceMs ?? 150;
@@ -34,7 +52,7 @@ export function watchFiles(files: readonly string[], onChange: (label: string) =
   let timer: NodeJS.Timeout | undefined;
   // Only our files' names label a reload; temp files, `..data` and `..<timestamp>` folders do not.
   let labels = new Set<string>();
-  const watcher: FSWatcher = watch(dirs, { ignoreInitial: true, depth: 0, followSymlinks: true, atomic: true });
+  const watcher: FSWatcher = watch(dirs, { ignoreInitial: true, depth: 0, followSymlinks: true, atomic: true, ignored: notOurs(files) });
   watcher.on('all', (_event, changed) => {
     const name = path.basename(changed);
     if (names.has(name)) labels.add(name);
