@@ -45,6 +45,7 @@ const { values: args } = parseArgs({
     'nginx-workers': { type: 'string', default: 'auto' },
     'no-nginx': { type: 'boolean', default: false },
     bare: { type: 'string', default: 'answer,proxy' },
+    'config-beside-logs': { type: 'boolean', default: false },
     'no-access-log': { type: 'boolean', default: false },
     'stime-parallel': { type: 'string', default: '4' },
     profile: { type: 'string' },
@@ -71,6 +72,8 @@ if (args.help) {
                        answer = node:https with certgate's mTLS options answering 200 itself;
                        proxy = the same forwarding on an undici Pool with no features
   --no-access-log      access log off for both (default: on for both)
+  --config-beside-logs certgate's config in the folder its log is written to (before issue 19's watch fix,
+                       chokidar then stat'ed the folder on every log write; default: a folder of its own)
   --stime-parallel N   concurrent openssl s_time processes (default 4)
   --profile SECONDS    profile certgate (node --cpu-prof) under --profile-phase load instead of comparing
   --json FILE          also write every round's numbers as JSON
@@ -234,9 +237,9 @@ function writeNginxConfigs(pki: Pki): { upstream: string; proxy: string } {
 function writeCertgateConfig(pki: Pki, i: number, v: CertgateVariant): string {
   // Its own folder, as in a deployment (/etc/certgate): certgate watches the config's folder, and a log
   // written beside it would cost the watching process CPU per write (src/tls/watch.ts, issue 19).
-  const dir = join(tmp, `certgate-${i}`);
+  const dir = args['config-beside-logs'] ? tmp : join(tmp, `certgate-${i}`);
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, 'certgate.yaml');
+  const file = join(dir, args['config-beside-logs'] ? `certgate-${i}.yaml` : 'certgate.yaml');
   writeFileSync(file, `# written by bench/run.ts: the same PKI, upstream, policy and logging as bench/nginx.conf
 listen: 127.0.0.1:${certgatePort(i)}
 tls:
