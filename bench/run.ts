@@ -504,6 +504,8 @@ async function main(): Promise<void> {
     info(`${p.title}: ${ROUNDS} rounds × ${phaseSeconds(p)} s, interleaved ${targets.map((t) => t.label).join(' / ')}`);
     for (let round = 1; round <= ROUNDS; round++) {
       for (const t of targets) {
+        // The bare-Node references speak HTTP/1.1 only (they are its reference).
+        if (p.tool === 'h2' && t.kind === 'bare') continue;
         const s = await measure(p, t, pki, round);
         samples.push(s);
         console.log(`   round ${round} ${t.label.padEnd(24)} ${fmtInt(s.perSecond).padStart(7)} ${p.unit}/s  p99 ${s.p99Ms ?? '–'} ms  ` +
@@ -528,7 +530,8 @@ async function main(): Promise<void> {
 
   const byPhase = new Map<PhaseId, Summary[]>();
   for (const p of phases) {
-    const rows = targets.map((t) => summarize(t.label, samples.filter((s) => s.phase === p.id && s.target === t.label)));
+    const rows = targets.filter((t) => samples.some((s) => s.phase === p.id && s.target === t.label))
+      .map((t) => summarize(t.label, samples.filter((s) => s.phase === p.id && s.target === t.label)));
     byPhase.set(p.id, rows);
     console.log(phaseTable(p.title, p.unit, rows, reference, p.tool === 'ab'));
     const notes: string[] = [];
