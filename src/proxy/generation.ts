@@ -10,6 +10,7 @@ import { compileAllow, type Policy } from './policy.js';
 import { createUpstreams, type Upstreams } from './upstreams.js';
 import { createWhoamiEndpoint, type WhoamiEndpoint } from './whoami-endpoint.js';
 import { prepareHeaders } from './request-headers.js';
+import { compileDialect, type HeaderDialect } from '../identity/dialect.js';
 
 /** The part of the config a generation is built from. */
 export type GenerationConfig = Pick<Config, 'routes' | 'headers' | 'errors' | 'strict_paths' | 'whoami_path'>
@@ -23,6 +24,8 @@ export interface Generation {
   /** Every route's compiled allow list, by route name. */
   readonly policies: ReadonlyMap<string, Policy>;
   readonly headers: HeadersConfig;
+  /** `headers` compiled: the identity headers' names and formats, and what is stripped (identity/dialect.ts). */
+  readonly dialect: HeaderDialect;
   /** strict_paths (http/path.ts). */
   readonly strictPaths: boolean;
   /** errors.verbose: 403 bodies name the rule kinds that refused. */
@@ -55,13 +58,15 @@ export async function buildGeneration(config: GenerationConfig, id: number): Pro
   const match = createRouter(config.routes);
   const policies = new Map(config.routes.map((r) => [r.name, compileAllow(r.allow)] as const));
   const headers = config.headers;
+  const dialect = compileDialect(headers);
   const upstreams = await createUpstreams(config.routes);
   // whoami_path (certgate probe): the headers step's result for this connection, computed on a copy.
   const whoami = config.whoami_path === undefined ? undefined : createWhoamiEndpoint({
     path: config.whoami_path, match, policies, verbose: config.errors.verbose,
+    sent: dialect.sent,
     upstreamHeaders: (req, identity) => {
       const view = { headers: { ...req.headers }, socket: req.socket };
-      prepareHeaders(view, identity, false, headers);
+      prepareHeaders(view, identity, false, dialect);
       return view.headers;
     },
   });
@@ -74,7 +79,7 @@ export async function buildGeneration(config: GenerationConfig, id: number): Pro
     upstreams.close();
   };
   return {
-    id, routes: config.routes, match, policies, headers, strictPaths: config.strict_paths, verboseErrors: config.errors.verbose,
+    id, routes: config.routes, match, policies, headers, dialect, strictPaths: config.strict_paths, verboseErrors: config.errors.verbose,
     maxRequestsPerConnection: config.limits.max_requests_per_connection, whoami, upstreams,
     close,
     hold() {

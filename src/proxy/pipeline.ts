@@ -144,7 +144,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
         return;
       }
       const clientWantsClose = draining() || /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
-      prepareHeaders(req, a.identity, false, gen.headers, (a.route.upstream_protocol ?? 'http1') !== 'http1');
+      prepareHeaders(req, a.identity, false, gen.dialect, (a.route.upstream_protocol ?? 'http1') !== 'http1');
       // Counts the body from here on. max_body_bytes: a declared length was checked by admit; a chunked
       // body is cut by the hop itself, before the chunk that crosses the limit reaches the upstream.
       telemetry.forwarding(req, res, a.route.name);
@@ -176,7 +176,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       }
       const admitted = a as Admitted;
       record.route = admitted.route.name;
-      prepareHeaders(req, admitted.identity, true, gen.headers);
+      prepareHeaders(req, admitted.identity, true, gen.dialect);
       // Set again: the client's Connection header may have named it as hop-by-hop.
       req.headers['x-request-id'] = record.id;
       openTunnel(req, socket, head, gen.upstreams.get(admitted.route.name).tunnel, onTunnelError, {
