@@ -133,33 +133,48 @@ export function passThroughProblem(folded: string): 'own' | 'not_stripped' | und
   return strippedFolded(folded) ? undefined : 'not_stripped';
 }
 
-/** Compiled pass_through sets, per config array (configs are frozen; one entry per loaded config). */
-const passSets = new WeakMap<readonly string[], ReadonlySet<string>>();
-const NO_PASS: readonly string[] = Object.freeze([]);
+interface StripPlan {
+  /** Foreign names let through (folded): pass_through minus certgate's own and minus the sent names. */
+  readonly pass: ReadonlySet<string>;
+  /** Sent names no stripped family covers (a `headers.names` rename such as X-User-DN): usually none. */
+  readonly extra: ReadonlySet<string>;
+}
 
+/** Compiled plans: per pass_through array without `sent`, per `sent` set (one per dialect) with it. */
+const byPassThrough = new WeakMap<readonly string[], StripPlan>();
+const bySent = new WeakMap<ReadonlySet<string>, StripPlan>();
+const NO_PASS: readonly string[] = Object.freeze([]);
 const NOTHING: ReadonlySet<string> = new Set();
+
+function stripPlan(passThrough: readonly string[], sent: ReadonlySet<string>): StripPlan {
+  const cache = sent === NOTHING ? byPassThrough : bySent;
+  const key = sent === NOTHING ? passThrough : sent;
+  let plan = (cache as WeakMap<object, StripPlan>).get(key);
+  if (plan === undefined) {
+    plan = {
+      pass: new Set(passThrough.map(foldHeaderName).filter((n) => !isClientControlledHeader(n) && !sent.has(n))),
+      extra: new Set([...sent].filter((n) => !strippedFolded(n))),
+    };
+    (cache as WeakMap<object, StripPlan>).set(key, plan);
+  }
+  return plan;
+}
 
 /**
  * Deletes, in place, every client-sent header certgate strips (Node has already lower-cased the names),
  * except the foreign ones named in `passThrough` (folded names, as config/load.ts stores them). certgate's
- * own names are deleted whatever `passThrough` says, and so is every name in `sent` (folded): the names
- * the configuration's dialect sends (a preset's, and `headers.names` renames that no family covers).
- * Runs on every request: no allocation for the common all-lower-case, dash-only name, one bucket lookup
- * per header.
+ * own names are deleted whatever `passThrough` says, and so is every name in `sent` (folded; one set per
+ * dialect, identity/dialect.ts): the names the configuration sends — a preset's, and `headers.names`
+ * renames that no family covers. Runs on every request: no allocation for the common all-lower-case,
+ * dash-only name, one bucket lookup per header (plus one Set lookup only when a rename left the families).
  */
 export function stripClientControlled(
   headers: IncomingHttpHeaders, passThrough: readonly string[] = NO_PASS, sent: ReadonlySet<string> = NOTHING,
 ): void {
-  let pass = passSets.get(passThrough);
-  if (pass === undefined) {
-    pass = new Set(passThrough.map(foldHeaderName).filter((n) => !isClientControlledHeader(n)));
-    passSets.set(passThrough, pass);
-  }
+  const { pass, extra } = stripPlan(passThrough, sent);
   for (const name of Object.keys(headers)) {
     const folded = foldHeaderName(name);
-    if (strippedFolded(folded) ? !(pass.size > 0 && pass.has(folded)) || sent.has(folded) : sent.size > 0 && sent.has(folded)) {
-      delete headers[name];
-    }
+    if (strippedFolded(folded) ? !(pass.size > 0 && pass.has(folded)) : extra.size > 0 && extra.has(folded)) delete headers[name];
   }
 }
 
