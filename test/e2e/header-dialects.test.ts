@@ -41,7 +41,7 @@ before(async () => {
   upstream = await startRecordingUpstream();
   good = await certFacts(pki.clients.good.certPath);
   [alb, nginx, renamed] = await Promise.all([
-    startTestCertgate({ tls: tlsSettings(), routes: routes(), headers: { preset: 'aws-alb', tls_info: true } }),
+    startTestCertgate({ tls: tlsSettings(), routes: routes(), headers: { preset: 'aws-alb', tls_info: true }, whoami_path: '/.certgate/whoami' }),
     startTestCertgate({ tls: tlsSettings(), routes: routes(), headers: { preset: 'nginx-ssl' } }),
     startTestCertgate({
       tls: tlsSettings(), routes: routes(),
@@ -108,6 +108,16 @@ test('preset aws-alb over HTTP/2: the same headers on a stream', T, async () => 
   await expectAlb(rec);
   assert.deepEqual(linesOf(rec, 'x-client-tls-version'), ['TLSv1.3']);
   assert.equal(linesOf(rec, 'x-client-tls-cipher').length, 1);
+});
+
+test('whoami_path (certgate probe) shows the preset\'s headers the upstream would see', T, async () => {
+  const reply = await h2Once(alb.url, goodClient(), { ':path': '/.certgate/whoami' });
+  assert.equal(reply.status, 200, reply.body);
+  const headers = reply.json<{ headers: Record<string, string> }>().headers;
+  assert.equal(headers['x-amzn-mtls-clientcert-subject'], good.subject);
+  assert.equal(headers['x-amzn-mtls-clientcert-serial-number'], good.serial);
+  assert.equal(headers['x-client-tls-version'], 'TLSv1.3');
+  assert.equal(headers['x-client-cert-subject'], undefined);
 });
 
 test('headers.tls_info reports each connection\'s own protocol and cipher (a TLS 1.2 client gets its cipher)', T, async () => {
