@@ -47,13 +47,24 @@ export function compileDialect(opts: DialectOptions): HeaderDialect {
   });
   const withoutCertificate = emits.filter((e) => e.spec.withoutCertificate !== undefined);
   const cache = new WeakMap<ClientIdentity, Readonly<Record<string, string>>>();
+  // Without a certificate the headers depend on the connection's TLS facts only (one object per connection).
+  const anonymous = build(withoutCertificate, (spec) => spec.withoutCertificate!(undefined));
+  const anonymousByTls = new WeakMap<TlsInfo, Readonly<Record<string, string>>>();
   return {
     preset: opts.preset,
     sent: new Set(emits.map((e) => e.key)),
     passThrough: opts.pass_through,
     tlsInfo: opts.tls_info,
     headers(identity, tls) {
-      if (identity === undefined) return build(withoutCertificate, (spec) => spec.withoutCertificate!(tls));
+      if (identity === undefined) {
+        if (tls === undefined) return anonymous;
+        let headers = anonymousByTls.get(tls);
+        if (headers === undefined) {
+          headers = build(withoutCertificate, (spec) => spec.withoutCertificate!(tls));
+          anonymousByTls.set(tls, headers);
+        }
+        return headers;
+      }
       let headers = cache.get(identity);
       if (headers === undefined) {
         headers = build(emits, (spec) => spec.value(identity, tls));
@@ -88,7 +99,7 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9-]{0,99}$/;
 /** Names with a meaning of their own to HTTP, to the upstream's framing, or to certgate. */
 const RESERVED_EXACT = new Set([
   'host', 'connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect',
-  'forwarded', 'x-real-ip', 'x-request-id', 'authorization', 'cookie', 'via',
+  'forwarded', 'x-real-ip', 'x-request-id', 'authorization', 'cookie', 'via', 'http2-settings',
 ]);
 const RESERVED_PREFIXES = ['content-', 'x-forwarded-', 'proxy-'];
 /** certgate's own header families (identity/headers.ts): an upstream reads any name in them as certgate's. */

@@ -38,7 +38,7 @@ function tlsInfoOf(socket: RequestView['socket']): TlsInfo | undefined {
   const tls = socket as Partial<TLSSocket>;
   const version = typeof tls.getProtocol === 'function' ? tls.getProtocol() : null;
   const cipher = typeof tls.getCipher === 'function' ? tls.getCipher()?.name : undefined;
-  const info = version === null || version === undefined || cipher === undefined ? undefined : { version, cipher };
+  const info = version === null || version === undefined || cipher === undefined ? undefined : Object.freeze({ version, cipher });
   tlsInfos.set(socket, info);
   return info;
 }

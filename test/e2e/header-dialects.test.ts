@@ -181,6 +181,31 @@ test('headers.spiffe_id: a certificate without a spiffe:// URI SAN gets no X-Cli
   assert.deepEqual(linesOf(recorded(path), 'x-user-dn'), ['CN=svc-direct']);
 });
 
+test('client_auth: optional, no certificate: nginx-ssl says X-SSL-Client-Verify: NONE, aws-alb sends none of its headers; tls_info still', T, async () => {
+  const optional = { ...tlsSettings(), client_auth: 'optional' };
+  const [n, a] = await Promise.all([
+    startTestCertgate({ tls: optional, routes: routes(), headers: { preset: 'nginx-ssl', tls_info: true } }),
+    startTestCertgate({ tls: optional, routes: routes(), headers: { preset: 'aws-alb', tls_info: true } }),
+  ]);
+  try {
+    const anonymous = async (gate: RunningCertgate): Promise<RecordedRequest> => {
+      const path = `/anon/${++count}`;
+      const x = await tlsExchange(gate.port, { ca: pki.root.cert }, `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-SSL-Client-Verify: SUCCESS\r\nX-Amzn-Mtls-Clientcert-Subject: CN=admin\r\n\r\n`);
+      assert.match(x.raw, /^HTTP\/1\.1 200 /, x.raw.slice(0, 200));
+      return recorded(path);
+    };
+    const fromNginx = await anonymous(n);
+    assert.deepEqual(linesOf(fromNginx, 'x-ssl-client-verify'), ['NONE']);
+    assert.deepEqual(fromNginx.rawHeaders.filter(([k]) => /^x-ssl|^x-amzn|^x-client-cert/i.test(k)).map(([k]) => k.toLowerCase()), ['x-ssl-client-verify']);
+    assert.equal(linesOf(fromNginx, 'x-client-tls-version').length, 1);
+    const fromAlb = await anonymous(a);
+    assert.deepEqual(fromAlb.rawHeaders.filter(([k]) => /^x-ssl|^x-amzn|^x-client-cert/i.test(k)), []);
+    assert.equal(linesOf(fromAlb, 'x-client-tls-cipher').length, 1);
+  } finally {
+    await Promise.all([n.close(), a.close()]);
+  }
+});
+
 test('the dialect is live config: a reload to another preset changes the next request\'s headers, a bad rename changes nothing', T, async () => {
   const gate = await startTestCertgate({ tls: tlsSettings(), routes: routes(), headers: { preset: 'nginx-ssl' } });
   try {
