@@ -27,12 +27,12 @@ import { validateConfigFile, type Validated } from './validate.js';
  * options, error verbosity, strict_paths, whoami_path, limits.max_requests_per_connection), the listener's limits Node lets a running server change
  * (header/request/keep-alive timeouts, max_connections: app/start.ts applyListenerLimits), the log
  * level, log.access and the admin token (admin.token_file; its content is re-read by every reload too), admin.allowed_hosts and
- * admin.clients_max. Every other key that changes is "restart to apply" (reported, not applied).
+ * admin.clients_max, proxy_protocol (the listener's PROXY protocol gate, for connections accepted after). Every other key that changes is "restart to apply" (reported, not applied).
  */
 export const LIVE_KEYS: readonly string[] = [
   'routes', 'headers', 'errors', 'strict_paths', 'whoami_path', 'limits.max_requests_per_connection',
   'limits.header_timeout_ms', 'limits.request_timeout_ms', 'limits.keepalive_timeout_ms', 'limits.max_connections', 'log.level', 'log.access', 'admin.token_file',
-  'admin.allowed_hosts', 'admin.clients_max',
+  'admin.allowed_hosts', 'admin.clients_max', 'proxy_protocol',
 ];
 
 export interface ConfigReloadAnswer {

@@ -11,6 +11,7 @@ import { CONFIG_SCHEMA, knownKeys, type RawConfig } from './schema.js';
 import type { Config, EnrollmentConfig, HostPort, RouteConfig } from './types.js';
 import { defaultRouteName, pathPrefixProblem } from '../http/route-values.js';
 import { routeHostProblem } from '../http/host.js';
+import { parseCidr } from '../net/cidr.js';
 import { foldHeaderName, passThroughProblem } from '../identity/headers.js';
 import { compileDialect, namesProblems } from '../identity/dialect.js';
 
@@ -285,6 +286,13 @@ function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter,
   const pass_through = passThrough(raw.headers.pass_through,
     (i, message, hint) => problems.push(problemAt(doc, lc, file, ['headers', 'pass_through', i], message, hint, false)));
   headerNames(raw.headers, pass_through, (keyPath, message, hint, atKey) => problems.push(problemAt(doc, lc, file, ['headers', ...keyPath], message, hint, atKey)));
+  raw.proxy_protocol?.trusted.forEach((entry, i) => {
+    const cidr = parseCidr(entry);
+    if ('problem' in cidr) {
+      problems.push(problemAt(doc, lc, file, ['proxy_protocol', 'trusted', i], cidr.problem,
+        'write each entry as an address or CIDR of your load balancers, e.g. 10.0.0.0/8, 192.0.2.7 or 2001:db8::/32', false));
+    }
+  });
   const enrollment = raw.enrollment === undefined ? undefined
     : normaliseEnrollment(raw.enrollment, dir, (key) => lc.linePos(positionOf(doc, ['enrollment', key], false) ?? 0).line);
   return {
@@ -298,6 +306,7 @@ function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter,
     strict_paths: raw.strict_paths,
     ...(enrollment !== undefined && { enrollment }),
     ...(raw.whoami_path !== undefined && { whoami_path: raw.whoami_path }),
+    ...(raw.proxy_protocol !== undefined && { proxy_protocol: { trusted: raw.proxy_protocol.trusted } }),
   };
 }
 

@@ -163,6 +163,15 @@ export const CONFIG_SCHEMA = z.strictObject({
     .prefault({}),
   limits: LIMITS_SCHEMA,
   enrollment: ENROLLMENT_SCHEMA.optional(),
+  proxy_protocol: z
+    .strictObject({
+      trusted: z
+        .array(z.string().min(1))
+        .min(1)
+        .describe('load balancers allowed to send a PROXY protocol header, as CIDRs or single addresses, IPv4 or IPv6 (e.g. 10.0.0.0/8, 2001:db8::/32, 192.0.2.7)'),
+    })
+    .optional()
+    .describe('PROXY protocol v1/v2 (HAProxy send-proxy, AWS NLB, ...): connections from a trusted address must start with a PROXY header, whose source address becomes the client address (X-Forwarded-For, access log, /clients); a PROXY header from any other address is refused; absent = off'),
   strict_paths: z
     .boolean()
     .default(true)

@@ -57,6 +57,11 @@ export interface HeadersConfig {
   readonly pass_through: readonly string[];
 }
 
+export interface ProxyProtocolConfig {
+  /** CIDRs (or single addresses) as written, each checked by net/cidr.ts parseCidr when loaded. */
+  readonly trusted: readonly string[];
+}
+
 export interface RouteConfig {
   /** Always set: the configured name, or host + path_prefix. */
   readonly name: string;
@@ -123,4 +128,6 @@ export interface Config {
   readonly enrollment?: EnrollmentConfig;
   /** Exact request path certgate answers itself with the connection's identity (certgate probe); absent = off. */
   readonly whoami_path?: string;
+  /** PROXY protocol from these senders (proxy/proxy-protocol-gate.ts); absent = off. */
+  readonly proxy_protocol?: ProxyProtocolConfig;
 }

@@ -36,6 +36,7 @@ import type { Telemetry } from './telemetry.js';
 import type { Generation, Generations } from './generation.js';
 import type { RequestView } from './request-view.js';
 import { WHOAMI_ROUTE } from './whoami-endpoint.js';
+import { clientAddressOf } from './client-address.js';
 
 export interface PipelineOptions {
   readonly verdicts: VerdictContext;
@@ -71,7 +72,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     loggedLate.add(socket);
     log.warn({
       msg, reason: verdict.reason, detail: verdict.detail,
-      remote_address: socket.remoteAddress, client_subject: verdict.identity?.subject, client_fingerprint: verdict.identity?.fingerprint,
+      remote_address: clientAddressOf(socket).address, client_subject: verdict.identity?.subject, client_fingerprint: verdict.identity?.fingerprint,
     });
   }
 

@@ -10,6 +10,7 @@ import type { HeaderDialect, TlsInfo } from '../identity/dialect.js';
 import { stripClientControlled } from '../identity/headers.js';
 import { stripHopByHop } from './hop-by-hop.js';
 import type { RequestView } from './request-view.js';
+import { clientAddressOf } from './client-address.js';
 
 export function prepareHeaders(
   req: Pick<RequestView, 'headers' | 'socket'>, identity: ClientIdentity | undefined, upgrade: boolean, dialect: HeaderDialect,
@@ -22,7 +23,8 @@ export function prepareHeaders(
   if (h2Upstream && typeof te === 'string' && te.trim().toLowerCase() === 'trailers') h.te = 'trailers';
   stripClientControlled(h, dialect.passThrough, dialect.sent);
   Object.assign(h, dialect.headers(identity, dialect.tlsInfo ? tlsInfoOf(req.socket) : undefined));
-  h['x-forwarded-for'] = req.socket.remoteAddress ?? '';
+  // The connection's client address: the PROXY header's behind a trusted load balancer (client-address.ts).
+  h['x-forwarded-for'] = clientAddressOf(req.socket).address ?? '';
   h['x-forwarded-proto'] = 'https';
   if (h.host !== undefined) h['x-forwarded-host'] = h.host;
   // Defence in depth (httpxy #158): never reuse an upstream connection after a chunked request body.

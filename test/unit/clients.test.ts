@@ -105,7 +105,7 @@ describe('mergeClientRecords (multi-core: one /clients across workers)', () => {
   const row = (over: Partial<ClientRecord>): ClientRecord => ({
     subject: 'CN=a', fingerprint: 'a', san_uri: [], issuer: 'CN=ca', serial: '01', not_after: '2030-02-01T00:00:00.000Z',
     first_seen: '2030-01-01T00:00:00.000Z', last_seen: '2030-01-01T00:00:00.000Z', connections: 1, requests: 1,
-    last_route: null, last_refusal: null, last_refusal_at: null, ...over,
+    last_route: null, last_refusal: null, last_refusal_at: null, last_address: null, ...over,
   });
 
   it('adds up one certificate seen by several workers', () => {
