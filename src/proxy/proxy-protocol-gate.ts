@@ -76,6 +76,13 @@ export function installProxyProtocolGate(server: tls.Server, opts: GateOptions):
       handOver(raw);
       return;
     }
+    if (peer === undefined) {
+      // Reset before we got here (Node cannot name the peer of a dead socket; HAProxy's health checks do
+      // this all day): nobody to trust or refuse. Counted as the aborted handshake it would have been.
+      opts.metrics.handshakeFailures.inc({ reason: 'aborted' });
+      raw.destroy();
+      return;
+    }
     const fromTrusted = trusted(peer);
     let buf: Buffer = Buffer.alloc(0);
     pending += 1;
@@ -107,7 +114,7 @@ export function installProxyProtocolGate(server: tls.Server, opts: GateOptions):
         if (sig === 'maybe') return;
         finish();
         if (sig !== 'no') {
-          refuse(raw, 'untrusted_sender', `a PROXY protocol ${sig} header from ${peer ?? 'an unknown peer'}, which is not in proxy_protocol.trusted`);
+          refuse(raw, 'untrusted_sender', `a PROXY protocol ${sig} header from ${peer}, which is not in proxy_protocol.trusted`);
           return;
         }
         setClientAddress(raw, { address: peer, port: raw.remotePort });
