@@ -97,7 +97,8 @@ function parseV1(buf: Buffer): ProxyParse {
   if (fields.length !== 5) return invalid('v1 header: expected "PROXY TCP4|TCP6 src dst srcport dstport"');
   const [, src, dst, sport, dport] = fields as [string, string, string, string, string];
   const isIp = proto === 'TCP4' ? isIPv4 : isIPv6;
-  if (!isIp(src) || !isIp(dst)) return invalid(`v1 header: addresses are not ${proto === 'TCP4' ? 'IPv4' : 'IPv6'}`);
+  // No zone ids (fe80::1%eth0): isIPv6 accepts them, but a client address never carries one.
+  if (!isIp(src) || !isIp(dst) || src.includes('%') || dst.includes('%')) return invalid(`v1 header: addresses are not ${proto === 'TCP4' ? 'IPv4' : 'IPv6'}`);
   const port = v1Port(sport);
   if (port === undefined || v1Port(dport) === undefined) return invalid('v1 header: a port is not a number from 0 to 65535');
   return { kind: 'header', version: 1, command: 'proxy', length, source: { address: src, port, family: proto === 'TCP4' ? 'IPv4' : 'IPv6' } };
