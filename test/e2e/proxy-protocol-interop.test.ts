@@ -9,6 +9,7 @@
  * balancer names differs from the balancer's own (127.0.0.1).
  */
 import { test, before, after, describe } from 'node:test';
+import { execFile, spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import https from 'node:https';
@@ -108,6 +109,21 @@ describe('HAProxy (Debian) as the sender, mode tcp', { skip: HAPROXY === undefin
     assert.equal(metricValue(text, 'certgate_connections_rejected_total', { reason: 'proxy_protocol' }), 0,
       JSON.stringify(gate.logs.find('PROXY protocol: connection refused')));
   });
+});
+
+const CURL = spawnSync('curl', ['--version']).status === 0;
+
+test('curl --haproxy-protocol (v1, the README\'s example): the address curl connected from is the client address', { skip: CURL ? false : 'curl is not installed' }, async () => {
+  const gate = await startTestCertgate({ tls: tlsSettings(), routes: [{ name: 'echo', upstream: upstream.url }], workers: 1, proxy_protocol: { trusted: ['127.0.0.0/8'] } });
+  try {
+    const out = await new Promise<string>((resolve, reject) => {
+      execFile('curl', ['-s', '--haproxy-protocol', '--interface', '127.0.0.4', '--cert', pki.clients.good.pemPath, '--cacert', pki.root.certPath,
+        '--resolve', `localhost:${gate.port}:127.0.0.1`, `https://localhost:${gate.port}/curl`], (err, stdout) => (err ? reject(err) : resolve(stdout)));
+    });
+    assert.equal(xff(out), '127.0.0.4');
+  } finally {
+    await gate.close();
+  }
 });
 
 describe('IPv4-mapped IPv6 peers (a dual-stack listener on ::)', () => {
