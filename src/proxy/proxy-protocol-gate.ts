@@ -15,6 +15,10 @@
  *   any other peer         the first bytes are peeked: a PROXY signature is a spoofing attempt (a client
  *                          naming its own "client address"): closed; anything else goes to TLS untouched
  *
+ * The header's time (limits.handshake_timeout_ms from accept) comes before the TLS handshake's own
+ * handshake_timeout_ms, which Node starts when it gets the socket: a connection spends at most twice it
+ * before its first request.
+ *
  * Every close here counts certgate_connections_rejected_total{reason="proxy_protocol"} and is logged
  * (at most 10 lines a minute per problem, then a summary: a flood must not fill the disk). What is held
  * per connection is bounded by net/proxy-protocol.ts (107 bytes for v1, 16 + 4096 for v2, plus one read).

@@ -114,6 +114,14 @@ describe('address spoofing and hostile headers', () => {
     assert.equal(forwardedFor(reply), '127.0.0.1');
   });
 
+  test('an untrusted peer\'s first bytes are only peeked: plain HTTP (PUT, POST: they start like "PROXY") still hears https_required', async () => {
+    for (const method of ['PUT', 'POST']) {
+      const raw = await connectWithHeader(direct.port, Buffer.from(`${method} / HTTP/1.1\r\nHost: x\r\n\r\n`));
+      const { data } = await closedByServer(raw);
+      assert.match(data.toString('latin1'), /^HTTP\/1\.1 400 [\s\S]*https_required/, method);
+    }
+  });
+
   test('a trusted balancer that omits the header (every client would get its address): closed, counted', async () => {
     const before = await rejected(behindLb);
     await assert.rejects(mtlsRequest(behindLb.url, good(), { path: '/pp/omitted' }));
