@@ -195,7 +195,7 @@ describe('the gate alone: nothing held after a stalled or cut header', () => {
     const server = tls.createServer({ key: pki.serverBundle.key, cert: pki.serverBundle.cert });
     const metrics = createMetrics();
     const sink = logSink();
-    const gate = installProxyProtocolGate(server, { config: { trusted: ['127.0.0.1'] }, timeoutMs: 300, metrics, log: createLogger({ level: 'debug', destination: sink }) });
+    const gate = installProxyProtocolGate(server, { config: { trusted: ['127.0.0.1'] }, timeoutMs: 2000, metrics, log: createLogger({ level: 'debug', destination: sink }) });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as net.AddressInfo).port;
     try {

@@ -154,9 +154,7 @@ describe('address spoofing and hostile headers', () => {
     const raw = await connectWithHeader(behindLb.port, header.subarray(0, 1));
     const closed = closedByServer(raw);
     for (let i = 1; i < 20; i++) raw.write(header.subarray(i, i + 1));
-    const started = Date.now();
     await closed;
-    assert.ok(Date.now() - started < HANDSHAKE_MS * 4, 'closed by the handshake timeout');
     assert.equal(await rejected(behindLb), before + 1);
     assert.ok(behindLb.logs.find('PROXY protocol: connection refused').some((l) => l.problem === 'timeout'));
   });
@@ -164,6 +162,8 @@ describe('address spoofing and hostile headers', () => {
   test('garbage after a valid header: TLS refuses it, certgate keeps serving', async () => {
     const raw = await connectWithHeader(behindLb.port, Buffer.concat([v1Header('TCP4', '203.0.113.7', '192.0.2.1', 1, 443), Buffer.from('GARBAGE\r\n\r\n')]));
     await closedByServer(raw);
+    // The handshake failure is logged with the client address the header named.
+    await waitFor(() => behindLb.logs.find('TLS handshake failed').some((l) => l.remote_address === '203.0.113.7'), 'the handshake failure line');
     const reply = await proxiedRequest(behindLb.port, v1Header('TCP4', '203.0.113.8', '192.0.2.1', 1, 443), good(), { path: '/pp/after-garbage' });
     assert.equal(reply.status, 200);
   });
