@@ -166,6 +166,12 @@ export interface IdentityHeaderOptions {
   readonly rfc9440: boolean;
 }
 
+/**
+ * headers.assertion's header (issue 18): a JWS certgate signs per connection and route. Like every name
+ * certgate sets, a client's copy is stripped in every spelling (the x-client-cert prefix above).
+ */
+export const ASSERTION_HEADER = 'x-client-cert-assertion';
+
 const NONE: Readonly<Record<string, string>> = Object.freeze({ 'x-client-cert-verified': 'NONE' });
 
 interface Cached {
@@ -199,8 +205,8 @@ function buildHeaders(identity: ClientIdentity, opts: IdentityHeaderOptions): Re
   const set = (name: string, value: string): void => {
     if (value !== '') out[name] = value;
   };
-  set('x-client-cert-subject', trimSafeDn(identity.subject));
-  set('x-client-cert-issuer', trimSafeDn(identity.issuer));
+  set('x-client-cert-subject', headerDn(identity.subject));
+  set('x-client-cert-issuer', headerDn(identity.issuer));
   set('x-client-cert-fingerprint', identity.fingerprint);
   set('x-client-cert-serial', identity.serial);
   set('x-client-cert-not-before', isoSeconds(identity.notBefore));
@@ -222,7 +228,7 @@ function buildHeaders(identity: ClientIdentity, opts: IdentityHeaderOptions): Re
  * space (`CN=a\ `) into a dangling `CN=a\`. `\20` is the same RFC 4514 escape as `\ `, and the
  * only place this DN differs from openssl's text.
  */
-function trimSafeDn(dn: string): string {
+export function headerDn(dn: string): string {
   return dn.endsWith(' ') ? `${dn.slice(0, -1)}20` : dn;
 }
 

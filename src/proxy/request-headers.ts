@@ -1,17 +1,18 @@
 /**
  * The pipeline's headers step: the headers the upstream sees, written over the request's own (the hop
  * sends them as they are). Hop-by-hop fields and client copies of certgate's headers go, in every
- * spelling (identity/headers.ts); the verified identity and X-Forwarded-* are set.
+ * spelling (identity/headers.ts); the verified identity, its signed assertion (when headers.assertion is
+ * set: proxy/assertion.ts) and X-Forwarded-* are set.
  */
 import type { HeadersConfig } from '../config/types.js';
 import type { ClientIdentity } from '../identity/types.js';
-import { identityHeaders, stripClientControlled } from '../identity/headers.js';
+import { ASSERTION_HEADER, identityHeaders, stripClientControlled } from '../identity/headers.js';
 import { stripHopByHop } from './hop-by-hop.js';
 import type { RequestView } from './request-view.js';
 
 export function prepareHeaders(
   req: Pick<RequestView, 'headers' | 'socket'>, identity: ClientIdentity | undefined, upgrade: boolean, options: HeadersConfig,
-  h2Upstream = false,
+  h2Upstream = false, assertion?: string,
 ): void {
   const h = req.headers;
   const te = h.te;
@@ -20,6 +21,7 @@ export function prepareHeaders(
   if (h2Upstream && typeof te === 'string' && te.trim().toLowerCase() === 'trailers') h.te = 'trailers';
   stripClientControlled(h, options.pass_through);
   Object.assign(h, identityHeaders(identity, options));
+  if (assertion !== undefined) h[ASSERTION_HEADER] = assertion;
   h['x-forwarded-for'] = req.socket.remoteAddress ?? '';
   h['x-forwarded-proto'] = 'https';
   if (h.host !== undefined) h['x-forwarded-host'] = h.host;
