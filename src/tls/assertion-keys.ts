@@ -133,14 +133,17 @@ export async function loadAssertionKeys(cfg: AssertionConfig, configFile: string
 
 /** A PEM private key (or, not for the signing key, a public key) → the key, or why it cannot be used. */
 function parseKey(pem: Buffer, signs: boolean): ParsedKey | string {
+  // OpenSSL answers an encrypted key without a passphrase with "interrupted or cancelled": tell it by its PEM.
+  const text = pem.toString('latin1');
+  if (text.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----') || /Proc-Type:\s*4,ENCRYPTED/.test(text)) {
+    return 'the key is encrypted; certgate signs with an unencrypted key (openssl pkey -in KEY -out KEY.plain, then chmod 600)';
+  }
   let privateKey: KeyObject | undefined;
   let publicKey: KeyObject;
   try {
     privateKey = createPrivateKey(pem);
     publicKey = createPublicKey(privateKey);
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (code === 'ERR_MISSING_PASSPHRASE') return 'the key is encrypted; certgate signs with an unencrypted key (openssl pkey -in KEY -out KEY.plain, then chmod 600)';
+  } catch {
     try {
       publicKey = createPublicKey(pem);
     } catch {
