@@ -67,6 +67,7 @@ function writeKey(file: string, key: KeyObject): void {
 function settings(allowCn: readonly string[] = ['svc-a', 'svc-crl-victim']): Record<string, unknown> {
   return {
     tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path, crl: crlFile, watch: false },
+    whoami_path: '/.certgate/whoami',
     admin: { listen: '127.0.0.1:0', token_file: path.join(dir, 'admin-token') },
     headers: { assertion: { key_files: [keyFile, nextFile], issuer: 'certgate-test', ttl_ms: 60_000 } },
     routes: [
@@ -192,6 +193,14 @@ describe('what the upstream receives', () => {
     assert.equal((await verify(jws, 'https://admin.internal')).aud, 'https://admin.internal');
     await assert.rejects(verify(jws, 'api'), /aud/);
   });
+});
+
+test('attack: a client never obtains a signed assertion from certgate itself (whoami_path shows the headers without it)', T, async () => {
+  // A token handed to the client could be replayed around certgate, to a route its allow list refuses.
+  const reply = await mtlsRequest(gate.url, creds(pki.clients.direct), { path: '/.certgate/whoami' });
+  assert.equal(reply.status, 200, reply.body);
+  assert.ok(reply.body.includes('x-client-cert-subject'), reply.body);
+  assert.ok(!/x-client-cert-assertion|eyJ/i.test(reply.body), `no assertion in certgate's own answer: ${reply.body}`);
 });
 
 describe('attack: a client sends its own X-Client-Cert-Assertion', () => {
