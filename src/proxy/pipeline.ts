@@ -197,7 +197,8 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       // Admission first (a client without a valid certificate hears that), then the upgrade's own shape:
       // both answered before any upstream is contacted, and the connection closed.
       const tls = req.socket as TLSSocket;
-      const a = admit(req, tls, connectionVerdict(tls, verdicts), gen);
+      const verdict = connectionVerdict(tls, verdicts);
+      const a = admit(req, tls, verdict, gen);
       const refusal = 'status' in a ? a : upgradeRefusal(req.method, req.headers);
       if (refusal !== undefined) {
         if ('route' in refusal && refusal.route !== undefined) record.route = refusal.route;
@@ -221,7 +222,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
           },
         });
       };
-      const assertion = assertionFor(admitted, connectionVerdict(tls, verdicts), gen);
+      const assertion = assertionFor(admitted, verdict, gen);
       if (typeof assertion !== 'object') {
         open(assertion);
         return;

@@ -36,7 +36,7 @@ import { mtlsRequest, rawTlsExchange, type ClientCreds, type Reply } from '../he
 import { h2Connect, h2Request } from '../helpers/h2.js';
 import { WsTestClient } from '../helpers/websocket.js';
 import { waitFor } from '../helpers/wait.js';
-import { CLI } from '../helpers/serve.js';
+import { CLI, killServeChildren, spawnServe } from '../helpers/serve.js';
 import { listenEchoUpstream } from '../../dist/echo-upstream.js';
 import { createCrl, crlToPem, importSigningKey, parseCert } from '../../dist/pki/x509.js';
 
@@ -99,6 +99,7 @@ before(async () => {
   gate = await startTestCertgate(settings());
 });
 after(async () => {
+  killServeChildren();
   await gate?.close();
   await Promise.all([upstream?.close(), echo?.close()]);
   pki?.cleanup();
@@ -357,6 +358,48 @@ describe('CLI', () => {
     const out = await run(['assertion', 'jwks', '--config', gate.config.file]);
     assert.equal(out.code, 0, out.stderr);
     assert.deepEqual(JSON.parse(out.stdout), await jwks());
+  });
+
+  test('workers: 2: the primary publishes the keys the workers sign with, and a rotated key reaches both', T, async () => {
+    const cdir = mkdtempSync(path.join(os.tmpdir(), 'certgate-assertion-cluster-'));
+    try {
+      const clusterKey = path.join(cdir, 'assertion.key');
+      writeKey(clusterKey, ec());
+      const serving = await spawnServe(cdir, {
+        listen: '127.0.0.1:0', admin: { listen: '127.0.0.1:0' }, workers: 2,
+        tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path },
+        headers: { assertion: { key_files: [clusterKey] } },
+        routes: [{ name: 'api', upstream: upstream.url }],
+      }, 30_000);
+      const published = async (): Promise<JSONWebKeySet> => await (await fetch(`${serving.admin}/.well-known/jwks.json`)).json() as JSONWebKeySet;
+      const signedKids = async (n: number): Promise<Set<string>> => {
+        const kids = new Set<string>();
+        for (let i = 0; i < n; i++) {
+          const p = `/cluster/${++seq}`;
+          const reply = await mtlsRequest(serving.url.href, creds(pki.clients.good), { path: p });
+          assert.equal(reply.status, 200, reply.body);
+          const jws = assertionsOf(upstream.requests.find((r) => r.url === p))[0]!;
+          await jwtVerify(jws, createLocalJWKSet(await published()), { issuer: 'certgate', audience: 'api' });
+          kids.add(String(decodeProtectedHeader(jws).kid));
+        }
+        return kids;
+      };
+      const first = (await published()).keys[0]!.kid!;
+      assert.deepEqual([...await signedKids(6)], [first], 'every worker signs with the published key');
+      writeKey(clusterKey, ec());
+      const rotated = await waitFor(async () => {
+        const kid = (await published()).keys[0]!.kid;
+        return kid !== first && kid;
+      }, 'the primary to publish the rotated key', 15_000);
+      await waitFor(async () => {
+        const kids = await signedKids(4);
+        return kids.size === 1 && kids.has(rotated);
+      }, 'every worker to sign with the rotated key', 15_000);
+      serving.child.kill('SIGTERM');
+      assert.equal((await serving.exited).code, 0);
+    } finally {
+      rmSync(cdir, { recursive: true, force: true });
+    }
   });
 
   test('an RSA key: certgate check names file:line and the fix (exit 1), serve refuses to start (exit 2)', T, async () => {
