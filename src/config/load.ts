@@ -12,6 +12,7 @@ import type { Config, EnrollmentConfig, HostPort, RouteConfig } from './types.js
 import { defaultRouteName, pathPrefixProblem } from '../http/route-values.js';
 import { routeHostProblem } from '../http/host.js';
 import { foldHeaderName, passThroughProblem } from '../identity/headers.js';
+import { compileDialect, namesProblems } from '../identity/dialect.js';
 
 /** Reads and validates a config file. Throws CertgateError (with every problem in `.problems`). */
 export async function loadConfig(file: string): Promise<Config> {
@@ -284,6 +285,7 @@ function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter,
   };
   const pass_through = passThrough(raw.headers.pass_through,
     (i, message, hint) => problems.push(problemAt(doc, lc, file, ['headers', 'pass_through', i], message, hint, false)));
+  headerNames(raw.headers, pass_through, (keyPath, message, hint, atKey) => problems.push(problemAt(doc, lc, file, ['headers', ...keyPath], message, hint, atKey)));
   const enrollment = raw.enrollment === undefined ? undefined
     : normaliseEnrollment(raw.enrollment, dir, (key) => lc.linePos(positionOf(doc, ['enrollment', key], false) ?? 0).line);
   const { assertion: a, ...headers } = raw.headers;
@@ -321,6 +323,28 @@ function passThrough(names: readonly string[], problem: (i: number, message: str
         'remove it from headers.pass_through, or check its spelling against the stripped list (README "What the upstream receives")');
     }
     return folded;
+  });
+}
+
+/**
+ * headers.names (identity/dialect.ts namesProblems: no rename may forge, split or shadow a header), and
+ * headers.pass_through against what this config sends: a name the dialect sends (a preset's, or a
+ * rename's target) is certgate's own under it, so a client's copy must never pass.
+ */
+function headerNames(
+  headers: RawConfig['headers'], passThroughFolded: readonly string[],
+  problem: (keyPath: (string | number)[], message: string, hint: string, atKey: boolean) => void,
+): void {
+  const named = namesProblems(headers, headers.names);
+  for (const p of named) problem(['names', p.key], p.message, p.hint, p.atKey);
+  if (named.length > 0) return;
+  const sent = compileDialect({ ...headers, pass_through: [] }).sent;
+  passThroughFolded.forEach((name, i) => {
+    // Names certgate always sets are refused by passThrough() already; here the ones this config adds.
+    if (sent.has(name) && passThroughProblem(name) !== 'own') {
+      problem(['pass_through', i], `"${headers.pass_through[i]}" is a header certgate sends with this headers.preset / headers.names: a client's copy must never reach the upstream`,
+        'remove it from headers.pass_through', false);
+    }
   });
 }
 

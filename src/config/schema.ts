@@ -4,6 +4,7 @@
  * Every default lives here. Keys are snake_case, durations are integers in ms with an `_ms` suffix.
  */
 import { z } from 'zod';
+import { PRESETS } from '../identity/presets.js';
 
 /** HOST:PORT with IPv6 in brackets; shared with the CLI's --listen flags. */
 export const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/;
@@ -149,6 +150,12 @@ export const CONFIG_SCHEMA = z.strictObject({
       xfcc: z.boolean().default(false).describe('also send Envoy-style X-Forwarded-Client-Cert'),
       forward_cert: z.boolean().default(false).describe('also send X-Client-Cert (URL-escaped PEM)'),
       rfc9440: z.boolean().default(false).describe('also send RFC 9440 Client-Cert / Client-Cert-Chain'),
+      preset: z.enum(PRESETS).default('certgate')
+        .describe('the identity headers\' names and value formats: certgate (README), aws-alb (AWS ALB mTLS verify mode: X-Amzn-Mtls-Clientcert-*), nginx-ssl (X-SSL-Client-Verify, -S-DN, -I-DN, -Serial, -Fingerprint, -Cert as nginx\'s $ssl_client_* set them)'),
+      names: z.record(z.string(), z.string()).default({})
+        .describe('rename sent headers: README header name -> the name to send instead (after the preset); Host, hop-by-hop, Content-*, X-Forwarded-* and other identity headers\' names are refused'),
+      spiffe_id: z.boolean().default(false).describe('also send X-Client-Cert-Spiffe-Id: the one spiffe:// URI SAN (absent when none or several)'),
+      tls_info: z.boolean().default(false).describe('also send X-Client-TLS-Version and X-Client-TLS-Cipher (the connection\'s, OpenSSL names as nginx\'s $ssl_protocol / $ssl_cipher)'),
       pass_through: z
         .array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, { message: 'must be a header name (letters, digits, - _ .), without wildcards, e.g. X-SSL-Client-S-DN' }))
         .default([])

@@ -45,6 +45,14 @@ export interface HeadersConfig {
   readonly xfcc: boolean;
   readonly forward_cert: boolean;
   readonly rfc9440: boolean;
+  /** Names and value formats of the identity headers (identity/presets.ts). */
+  readonly preset: 'certgate' | 'aws-alb' | 'nginx-ssl';
+  /** A sent header's README name → the name sent instead; checked by identity/dialect.ts namesProblems. */
+  readonly names: Readonly<Record<string, string>>;
+  /** X-Client-Cert-Spiffe-Id. */
+  readonly spiffe_id: boolean;
+  /** X-Client-TLS-Version / X-Client-TLS-Cipher. */
+  readonly tls_info: boolean;
   /** Foreign identity headers (identity/headers.ts FOREIGN_IDENTITY_HEADERS) forwarded anyway; folded names. */
   readonly pass_through: readonly string[];
   /** headers.assertion (issue 18); absent = no X-Client-Cert-Assertion. */

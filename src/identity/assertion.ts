@@ -8,7 +8,7 @@
  * as RFC 8705 §3.1 does (`x5t#S256`: base64url of the SHA-256 of the DER), and the same thumbprint is a
  * top-level claim for verifiers that do not read `cnf`. SANs are typed, each list as the certificate has it.
  */
-import { headerDn } from './headers.js';
+import { headerSafeDn } from './presets.js';
 import type { ClientIdentity } from './types.js';
 
 export interface AssertionClaims {
@@ -42,7 +42,7 @@ export function assertionClaims(identity: ClientIdentity, opts: ClaimOptions): A
   const thumbprint = Buffer.from(identity.fingerprint, 'hex').toString('base64url');
   return {
     iss: opts.issuer,
-    sub: headerDn(identity.subject),
+    sub: headerSafeDn(identity.subject),
     aud: opts.audience,
     iat,
     nbf: iat,

@@ -12,6 +12,7 @@ import { createWhoamiEndpoint, type WhoamiEndpoint } from './whoami-endpoint.js'
 import { prepareHeaders } from './request-headers.js';
 import { loadAssertionKeys } from '../tls/assertion-keys.js';
 import { createAssertionSigner, type AssertionSigner } from './assertion.js';
+import { compileDialect, type HeaderDialect } from '../identity/dialect.js';
 
 /** The part of the config a generation is built from. */
 export type GenerationConfig = Pick<Config, 'routes' | 'headers' | 'errors' | 'strict_paths' | 'whoami_path'>
@@ -26,6 +27,8 @@ export interface Generation {
   /** Every route's compiled allow list, by route name. */
   readonly policies: ReadonlyMap<string, Policy>;
   readonly headers: HeadersConfig;
+  /** `headers` compiled: the identity headers' names and formats, and what is stripped (identity/dialect.ts). */
+  readonly dialect: HeaderDialect;
   /** strict_paths (http/path.ts). */
   readonly strictPaths: boolean;
   /** errors.verbose: 403 bodies name the rule kinds that refused. */
@@ -67,13 +70,15 @@ export async function buildGeneration(config: GenerationConfig, id: number): Pro
   const a = config.headers.assertion;
   const assertion = a === undefined ? undefined
     : createAssertionSigner(a, await loadAssertionKeys(a, config.file ?? '', config.tls?.allow_insecure_key_permissions === true));
+  const dialect = compileDialect(headers);
   const upstreams = await createUpstreams(config.routes);
   // whoami_path (certgate probe): the headers step's result for this connection, computed on a copy.
   const whoami = config.whoami_path === undefined ? undefined : createWhoamiEndpoint({
     path: config.whoami_path, match, policies, verbose: config.errors.verbose,
+    sent: dialect.sent,
     upstreamHeaders: (req, identity) => {
       const view = { headers: { ...req.headers }, socket: req.socket };
-      prepareHeaders(view, identity, false, headers);
+      prepareHeaders(view, identity, false, dialect);
       return view.headers;
     },
   });
@@ -86,7 +91,7 @@ export async function buildGeneration(config: GenerationConfig, id: number): Pro
     upstreams.close();
   };
   return {
-    id, routes: config.routes, match, policies, headers, strictPaths: config.strict_paths, verboseErrors: config.errors.verbose,
+    id, routes: config.routes, match, policies, headers, dialect, strictPaths: config.strict_paths, verboseErrors: config.errors.verbose,
     maxRequestsPerConnection: config.limits.max_requests_per_connection, whoami, upstreams, assertion,
     close,
     hold() {

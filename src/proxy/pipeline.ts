@@ -162,7 +162,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       }
       const clientWantsClose = draining() || /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
       const forward = (assertion: string | undefined): void => {
-        prepareHeaders(req, a.identity, false, gen.headers, (a.route.upstream_protocol ?? 'http1') !== 'http1', assertion);
+        prepareHeaders(req, a.identity, false, gen.dialect, (a.route.upstream_protocol ?? 'http1') !== 'http1', assertion);
         // Counts the body from here on. max_body_bytes: a declared length was checked by admit; a chunked
         // body is cut by the hop itself, before the chunk that crosses the limit reaches the upstream.
         telemetry.forwarding(req, res, a.route.name);
@@ -210,7 +210,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       const admitted = a as Admitted;
       record.route = admitted.route.name;
       const open = (assertion: string | undefined): void => {
-        prepareHeaders(req, admitted.identity, true, gen.headers, false, assertion);
+        prepareHeaders(req, admitted.identity, true, gen.dialect, false, assertion);
         // Set again: the client's Connection header may have named it as hop-by-hop.
         req.headers['x-request-id'] = record.id;
         openTunnel(req, socket, head, gen.upstreams.get(admitted.route.name).tunnel, onTunnelError, {
