@@ -96,7 +96,9 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     // proxy_protocol: connections accepted from now on (one already past its header keeps its client address).
     listener.proxyProtocol.set(next.proxy_protocol);
   });
+  const assertionDigest = generation.assertion?.keys.digest;
   const live = worker ? undefined : createLiveConfig({ initial: config, ...(opts.sha256 !== undefined && { sha256: opts.sha256 }), target, metrics, log, history,
+    ...(assertionDigest !== undefined && { assertionDigest }),
     onApplied: (next, loaded) => {
       admin?.setToken(loaded.adminToken);
       admin?.setAllowedHosts(next.admin.allowed_hosts);
@@ -128,6 +130,8 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   const admin = worker ? undefined : createAdminSide({
     config, inputs, registry: metrics.registry, readCounters: localCounters(metrics), clients, history,
     material: () => reloader.current, ready, url: () => tlsUrl, ...(live !== undefined && { live }),
+    // The keys the generation serving new requests signs with, and publishes beside them.
+    jwks: () => generations.current.assertion?.keys.jwks,
   });
 
   const started: Server[] = [];

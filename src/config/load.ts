@@ -271,6 +271,7 @@ function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter,
       ...(r.upstream_ca !== undefined && { upstream_ca: resolve(r.upstream_ca)! }),
       ...(r.max_body_bytes !== undefined && { max_body_bytes: r.max_body_bytes }),
       ...(r.allow !== undefined && { allow: r.allow }),
+      ...(r.assertion_audience !== undefined && { assertion_audience: r.assertion_audience }),
     };
   });
   const tls = {
@@ -295,8 +296,13 @@ function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter,
   });
   const enrollment = raw.enrollment === undefined ? undefined
     : normaliseEnrollment(raw.enrollment, dir, (key) => lc.linePos(positionOf(doc, ['enrollment', key], false) ?? 0).line);
+  const { assertion: a, ...headers } = raw.headers;
+  const assertion = a === undefined ? undefined : {
+    key_files: a.key_files.map((f) => path.resolve(dir, f)), issuer: a.issuer, ttl_ms: a.ttl_ms,
+    lines: a.key_files.map((_, i) => lc.linePos(positionOf(doc, ['headers', 'assertion', 'key_files', i], false) ?? 0).line),
+  };
   return {
-    file, listen, tls, headers: { ...raw.headers, pass_through }, routes,
+    file, listen, tls, headers: { ...headers, pass_through, ...(assertion !== undefined && { assertion }) }, routes,
     admin: {
       listen: admin, clients_max: raw.admin.clients_max, ...(raw.admin.token_file !== undefined && { token_file: resolve(raw.admin.token_file)! }),
       allowed_hosts: raw.admin.allowed_hosts.map((h) => h.toLowerCase().replace(/\.$/, '')),

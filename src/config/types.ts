@@ -55,6 +55,19 @@ export interface HeadersConfig {
   readonly tls_info: boolean;
   /** Foreign identity headers (identity/headers.ts FOREIGN_IDENTITY_HEADERS) forwarded anyway; folded names. */
   readonly pass_through: readonly string[];
+  /** headers.assertion (issue 18); absent = no X-Client-Cert-Assertion. */
+  readonly assertion?: AssertionConfig;
+}
+
+/** headers.assertion: the keys that sign X-Client-Cert-Assertion and the token's issuer and lifetime. */
+export interface AssertionConfig {
+  /** Absolute paths; the first signs, all are published (JWKS). */
+  readonly key_files: readonly string[];
+  readonly issuer: string;
+  /** Whole seconds, in ms (schema: 5000 to 3600000). */
+  readonly ttl_ms: number;
+  /** Config-file line of each key_files entry, for messages that point at it. */
+  readonly lines: readonly number[];
 }
 
 export interface ProxyProtocolConfig {
@@ -76,6 +89,8 @@ export interface RouteConfig {
   readonly timeout_ms: number;
   readonly max_body_bytes?: number;
   readonly allow?: AllowConfig;
+  /** The aud claim of this route's assertion (headers.assertion); absent = the route name. */
+  readonly assertion_audience?: string;
   /** Where the route is defined, for messages. */
   readonly line?: number;
 }

@@ -191,6 +191,12 @@ export interface IdentityHeaderOptions {
   readonly spiffe_id?: boolean;
 }
 
+/**
+ * headers.assertion's header (issue 18): a JWS certgate signs per connection and route. Like every name
+ * certgate sets, a client's copy is stripped in every spelling (the x-client-cert prefix above).
+ */
+export const ASSERTION_HEADER = 'x-client-cert-assertion';
+
 /** Compiled dialects by option set (at most a few dozen: the options are booleans and a preset). */
 const dialects = new Map<string, HeaderDialect>();
 

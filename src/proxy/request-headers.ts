@@ -2,19 +2,20 @@
  * The pipeline's headers step: the headers the upstream sees, written over the request's own (the hop
  * sends them as they are). Hop-by-hop fields and client copies of certgate's headers go, in every
  * spelling — the generation's dialect's names too, renamed or not (identity/headers.ts); the verified
- * identity, in the dialect's names and formats (identity/dialect.ts), and X-Forwarded-* are set.
+ * identity, in the dialect's names and formats (identity/dialect.ts), its signed assertion (when
+ * headers.assertion is set: proxy/assertion.ts; not renamable) and X-Forwarded-* are set.
  */
 import type { TLSSocket } from 'node:tls';
 import type { ClientIdentity } from '../identity/types.js';
 import type { HeaderDialect, TlsInfo } from '../identity/dialect.js';
-import { stripClientControlled } from '../identity/headers.js';
+import { ASSERTION_HEADER, stripClientControlled } from '../identity/headers.js';
 import { stripHopByHop } from './hop-by-hop.js';
 import type { RequestView } from './request-view.js';
 import { clientAddressOf } from './client-address.js';
 
 export function prepareHeaders(
   req: Pick<RequestView, 'headers' | 'socket'>, identity: ClientIdentity | undefined, upgrade: boolean, dialect: HeaderDialect,
-  h2Upstream = false,
+  h2Upstream = false, assertion?: string,
 ): void {
   const h = req.headers;
   const te = h.te;
@@ -23,6 +24,7 @@ export function prepareHeaders(
   if (h2Upstream && typeof te === 'string' && te.trim().toLowerCase() === 'trailers') h.te = 'trailers';
   stripClientControlled(h, dialect.passThrough, dialect.sent);
   Object.assign(h, dialect.headers(identity, dialect.tlsInfo ? tlsInfoOf(req.socket) : undefined));
+  if (assertion !== undefined) h[ASSERTION_HEADER] = assertion;
   // The connection's client address: the PROXY header's behind a trusted load balancer (client-address.ts).
   h['x-forwarded-for'] = clientAddressOf(req.socket).address ?? '';
   h['x-forwarded-proto'] = 'https';
