@@ -22,8 +22,9 @@ const FLOORS = [
   // Shared by everything: the error codes and problems, the logger, the one writer of certgate's answers.
   ['errors.ts', 'log.ts', 'respond.ts'],
   // The X.509 floor (DER, DN, PEM, certificate facts, CRLs); the HTTP grammar routes are matched with
-  // (Host, request path, route values); the echo upstream (`certgate whoami`), which uses nothing of certgate.
-  ['x509', 'http', 'echo-upstream.ts'],
+  // (Host, request path, route values); the network floor (the PROXY protocol header, CIDR ranges); the echo
+  // upstream (`certgate whoami`), which uses nothing of certgate.
+  ['x509', 'http', 'net', 'echo-upstream.ts'],
   // What a client certificate says and how certgate spells it to the upstream; the dev PKI.
   ['identity', 'pki'],
   // The configuration: checked against the HTTP grammar and the identity header rules.

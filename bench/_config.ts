@@ -45,10 +45,13 @@ export interface CertgateVariant {
   readonly workers: number;
   /** The build to run (a dist/ directory). */
   readonly dist: string;
+  /** headers.assertion on (an ES256 key): what signing X-Client-Cert-Assertion costs per request. */
+  readonly assertion: boolean;
 }
 
 /**
- * `[label=]mode[:workers][@distdir]`, e.g. `single`, `cluster-none:2`, `tuned=single@/tmp/dist2`.
+ * `[label=]mode[:workers][+assertion][@distdir]`, e.g. `single`, `cluster-none:2`, `tuned=single@/tmp/dist2`,
+ * `single+assertion` (headers.assertion with an ES256 key: the assertion's cost against plain `single`).
  * mode: single (workers: 1) | cluster-none (workers: N, certgate's default SCHED_NONE) | cluster-rr (workers: N
  * with CERTGATE_CLUSTER_SCHED=rr: the primary accepts and hands connections over).
  */
@@ -62,12 +65,14 @@ export function parseVariant(spec: string, defaultDist: string): CertgateVariant
     dist = rest.slice(at + 1);
     rest = rest.slice(0, at);
   }
+  const assertion = rest.endsWith('+assertion');
+  if (assertion) rest = rest.slice(0, -'+assertion'.length);
   const [mode, n] = rest.split(':');
   if (mode !== 'single' && mode !== 'cluster-rr' && mode !== 'cluster-none') {
     throw new Error(`--certgate ${spec}: mode must be single, cluster-rr or cluster-none`);
   }
   const workers = mode === 'single' ? 1 : Number(n ?? 2);
   if (!Number.isInteger(workers) || workers < 1) throw new Error(`--certgate ${spec}: workers must be a positive integer`);
-  const label = label0 ?? (mode === 'single' ? 'certgate ×1' : `certgate ×${workers}${mode === 'cluster-rr' ? ' (RR)' : ''}`);
-  return { label, mode, workers, dist };
+  const label = label0 ?? `${mode === 'single' ? 'certgate ×1' : `certgate ×${workers}${mode === 'cluster-rr' ? ' (RR)' : ''}`}${assertion ? ' +assertion' : ''}`;
+  return { label, mode, workers, dist, assertion };
 }

@@ -11,6 +11,7 @@
  * and prints where its main thread spends the time per request.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, copyFileSync, mkdtempSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -63,7 +64,8 @@ if (args.help) {
   --rounds N           rounds per proxy and phase, interleaved A B A B (default 3)
   -c, --concurrency N  ab -c (default 32)
   --phases LIST        ${PHASES.map((p) => p.id).join(',')}
-  --certgate LIST      variants, comma-separated: [label=]single|cluster-none:N|cluster-rr:N[@distdir]
+  --certgate LIST      variants, comma-separated: [label=]single|cluster-none:N|cluster-rr:N[+assertion][@distdir]
+                       (+assertion: headers.assertion on with an ES256 key, e.g. single,single+assertion)
                        (default single,cluster-none:<cores>: workers: 1, and workers: <cores>)
   --dist DIR           certgate build to run (default dist/)
   --nginx-workers N    worker_processes (default auto = cores)
@@ -240,6 +242,10 @@ function writeCertgateConfig(pki: Pki, i: number, v: CertgateVariant): string {
   const dir = args['config-beside-logs'] ? tmp : join(tmp, `certgate-${i}`);
   mkdirSync(dir, { recursive: true });
   const file = join(dir, args['config-beside-logs'] ? `certgate-${i}.yaml` : 'certgate.yaml');
+  const keyFile = join(dir, `assertion-${i}.key`);
+  if (v.assertion) {
+    writeFileSync(keyFile, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+  }
   writeFileSync(file, `# written by bench/run.ts: the same PKI, upstream, policy and logging as bench/nginx.conf
 listen: 127.0.0.1:${certgatePort(i)}
 tls:
@@ -252,7 +258,7 @@ headers:
   xfcc: false
   forward_cert: false
   rfc9440: false
-routes:
+${v.assertion ? `  assertion:\n    key_files: [${keyFile}]\n` : ''}routes:
   - name: bench
     path_prefix: /
     upstream: http://127.0.0.1:${UPSTREAM_PORT}
@@ -274,6 +280,8 @@ interface Target {
   readonly port: number;
   readonly adminPort?: number;
   readonly child: ChildProcess;
+  /** headers.assertion on: the check before measuring also wants X-Client-Cert-Assertion upstream. */
+  readonly assertion?: boolean;
 }
 
 async function startNginx(conf: string, name: string, port: number): Promise<ChildProcess> {
@@ -296,7 +304,7 @@ async function startCertgate(v: CertgateVariant, i: number, pki: Pki, extraNodeA
     await waitFor(`${v.label} workers`, async () => processTree(child.pid as number).length >= v.workers + 1, child, name);
     await sleep(500);
   }
-  return { label: v.label, kind: 'certgate', port: certgatePort(i), adminPort: admin, child };
+  return { label: v.label, kind: 'certgate', port: certgatePort(i), adminPort: admin, child, assertion: v.assertion };
 }
 
 /** A bare-Node reference (_bare.ts) with certgate's TLS suite list, read from the build under test. */
@@ -330,7 +338,7 @@ function probe(port: number, pki: Pki, withCert: boolean): Promise<{ status: num
   });
 }
 
-async function validate(t: Target, pki: Pki): Promise<void> {
+async function validate(t: Target, pki: Pki, assertion = false): Promise<void> {
   const ok = await probe(t.port, pki, true);
   const problems: string[] = [];
   if (t.kind === 'bare') {
@@ -342,6 +350,7 @@ async function validate(t: Target, pki: Pki): Promise<void> {
     console.log(`   ${t.label}: 200 with the certificate; no certificate → handshake refused`);
     return;
   }
+  if (assertion && !/^assertion=eyJ[\w-]+\.[\w-]+\.[\w-]+$/m.test(ok.body)) problems.push('X-Client-Cert-Assertion missing');
   if (ok.status !== 200) problems.push(`status ${ok.status}`);
   if (!/^subject=CN=dev-client,/m.test(ok.body)) problems.push('subject header missing or forged');
   if (!/^fingerprint=[0-9a-f]{40,64}$/m.test(ok.body)) problems.push('fingerprint header missing');
@@ -349,7 +358,7 @@ async function validate(t: Target, pki: Pki): Promise<void> {
   const refused = await probe(t.port, pki, false).catch((e: Error) => ({ status: 0, body: e.message }));
   if (refused.status === 200) problems.push('a client without certificate was served');
   if (problems.length > 0) throw new Error(`${t.label} failed the check before measuring: ${problems.join('; ')}\n${ok.body}`);
-  console.log(`   ${t.label}: 200 with subject + fingerprint, forged headers replaced; no certificate → ${refused.status || 'refused'}`);
+  console.log(`   ${t.label}: 200 with subject + fingerprint${assertion ? ' + assertion' : ''}, forged headers replaced; no certificate → ${refused.status || 'refused'}`);
 }
 
 // --- measuring ---------------------------------------------------------------------------------------
@@ -434,7 +443,7 @@ async function profileMode(pki: Pki, seconds: number): Promise<void> {
   const v = variants[0] as CertgateVariant;
   if (v.mode !== 'single') throw new Error('--profile runs one process: use --certgate single');
   const t = await startCertgate(v, 0, pki, ['--cpu-prof', '--cpu-prof-dir', profDir]);
-  await validate(t, pki);
+  await validate(t, pki, t.assertion);
   info(`warm-up 2 s, then ${phase.id} load for ${seconds} s under node --cpu-prof`);
   await load(PHASES[0] as Phase, t, pki, 2);
   const before = await requestCount(t);
@@ -494,7 +503,7 @@ async function main(): Promise<void> {
   const reference = targets[0]?.label as string;
 
   info('checking each proxy before measuring');
-  for (const t of targets) await validate(t, pki);
+  for (const t of targets) await validate(t, pki, t.assertion);
   info('warm-up: 2 s keep-alive each');
   for (const t of targets) await load(PHASES[0] as Phase, t, pki, 2);
 

@@ -12,6 +12,8 @@ const HELP = `Usage: certgate [command] [options]
 Commands:
   serve --config FILE     run the mTLS proxy (default command)
   check --config FILE     validate the config and every PEM it names
+  assertion jwks --config FILE
+                          print the public keys upstreams verify X-Client-Cert-Assertion with
   reload --admin URL      apply the config file's changes to a running certgate (POST /-/reload)
   probe URL --cert FILE   connect as curl/requests would and explain a TLS failure in plain words
   certs init|issue|sign|revoke
@@ -25,7 +27,7 @@ Options:
 The config file may also be named by CERTGATE_CONFIG. See README.md.`;
 
 /** Start-up failures an orchestrator cannot fix by restarting: exit 2 (the config or material is wrong). */
-const STARTUP_INVALID = /^CG_(CONFIG|FILE|PEM|KEY|CHAIN|CERT|CA|CRL|ENROLL)_/;
+const STARTUP_INVALID = /^CG_(CONFIG|FILE|PEM|KEY|CHAIN|CERT|CA|CRL|ENROLL|ASSERTION)_/;
 
 export async function main(argv: string[], io: CommandIo): Promise<number> {
   const [first, ...rest] = argv;
@@ -46,6 +48,8 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
         return await (await import('./commands/serve.js')).runServe(args, io);
       case 'check':
         return await (await import('./commands/check.js')).runCheck(args, io);
+      case 'assertion':
+        return await (await import('./commands/assertion.js')).runAssertion(args, io);
       case 'reload':
         return await (await import('./commands/reload.js')).runReload(args, io);
       case 'probe':

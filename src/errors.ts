@@ -55,6 +55,7 @@ export const CODES = {
   CG_PROBE_REFUSED: 'the server refused your client certificate or request: follow the hint its answer gives for the reason shown',
   CG_PROBE_NO_CERT_REQUEST: 'the server did not ask for a client certificate, so yours is not sent: client authentication is off there; use the server\'s mTLS address (certgate always asks), or ask its operator to turn client authentication on',
   CG_PROBE_NO_OPENSSL: 'openssl could not be run: install it to see the chain as the server sends it and the CA names it accepts',
+  CG_ASSERTION_KEY: 'a headers.assertion key file holds no key certgate can sign or publish with: use an unencrypted EC P-256 (ES256) or Ed25519 (EdDSA) key PEM, e.g. openssl genpkey -algorithm Ed25519 -out assertion.key && chmod 600 assertion.key',
   CG_KEEPALIVE_SHORT: 'limits.keepalive_timeout_ms is below 2000: Node.js clients then reuse no connection (Node advertises whole seconds, its clients keep a connection 1 s less); set 2000 or more if Node.js clients call certgate',
 } as const;
 

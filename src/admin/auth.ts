@@ -11,8 +11,14 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { CertgateError } from '../errors.js';
 
-/** Paths that stay open with a token set: orchestrator probes and the Prometheus scrape. */
-export const PUBLIC_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
+/** The JWKS of headers.assertion (issue 18), where verifiers look for it (the OpenID/Pomerium convention). */
+export const JWKS_PATH = '/.well-known/jwks.json';
+
+/**
+ * Paths that stay open with a token set: orchestrator probes, the Prometheus scrape, and the public keys
+ * upstreams verify X-Client-Cert-Assertion with (public by nature: a JWKS holds no secret).
+ */
+export const PUBLIC_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics', JWKS_PATH]);
 
 /** Shorter tokens are refused at start-up: they can be guessed. */
 export const MIN_TOKEN_LENGTH = 16;

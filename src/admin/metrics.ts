@@ -65,7 +65,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     }),
     connectionsOpen: new Gauge({ name: 'certgate_tls_connections_open', help: 'Open TLS connections', registers, aggregator: 'sum' }),
     connectionsRejected: new Counter({
-      name: 'certgate_connections_rejected_total', help: 'Connections closed right after accept because of a limit, by reason',
+      name: 'certgate_connections_rejected_total', help: 'Connections closed right after accept, by reason: max_connections (a limit), proxy_protocol (a PROXY header refused, missing, malformed or too slow)',
       labelNames: ['reason'] as const, registers,
     }),
     authzDenied: new Counter({

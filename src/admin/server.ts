@@ -3,18 +3,20 @@
  *   /healthz      the process answers                                     (always open)
  *   /readyz       listening with TLS material loaded, not shutting down   (always open)
  *   /metrics      Prometheus text format                                  (always open)
+ *   /.well-known/jwks.json  headers.assertion's public keys (JWKS)        (always open; 404 when not set)
  *   /             the status page (self-contained HTML; admin/status-page.ts)
  *   /status.json  what the status page shows
  *   /clients      the client certificates seen recently, soonest-expiring first
  *   /-/reload     POST: re-read and apply the config live, answer the outcome (app/live-config.ts)
  *   /enroll       client certificate enrollment, when configured (its own tokens; enroll/handler.ts)
- * With admin.token_file set, everything but the first three and /enroll needs `Authorization: Bearer`.
+ * With admin.token_file set, everything but the first four and /enroll needs `Authorization: Bearer`.
  * Before any of that, a Host that is not an IP literal, localhost or in admin.allowed_hosts gets 421
  * (DNS rebinding; admin/host.ts).
  */
 import http from 'node:http';
 import type { Registry } from 'prom-client';
-import { authorized, type AdminToken } from './auth.js';
+import { authorized, JWKS_PATH, type AdminToken } from './auth.js';
+import type { JwksDocument } from '../tls/assertion-keys.js';
 import { adminHostAllowed } from './host.js';
 import type { ClientsView } from './clients.js';
 import type { StatusSource } from './status.js';
@@ -45,9 +47,11 @@ export interface AdminOptions {
    * unchanged, 422 refused: the old config keeps serving). Needs the token when admin.token_file is set.
    */
   readonly reload?: () => Promise<{ readonly result: string }>;
+  /** headers.assertion's JWKS in force now; undefined = headers.assertion is not set (404). */
+  readonly jwks?: () => JwksDocument | undefined;
 }
 
-const ENDPOINTS = 'admin endpoints: / (status page) /status.json /clients /healthz /readyz /metrics';
+const ENDPOINTS = 'admin endpoints: / (status page) /status.json /clients /healthz /readyz /metrics /.well-known/jwks.json';
 
 const MISDIRECTED = {
   error: 'misdirected_request', reason: 'host_not_allowed',
@@ -128,6 +132,17 @@ async function route(req: http.IncomingMessage, res: http.ServerResponse, opts: 
       if (opts.status === undefined) break;
       sendJson(res, 200, await opts.status.snapshot());
       return;
+    case JWKS_PATH: {
+      const jwks = opts.jwks?.();
+      if (jwks === undefined) {
+        sendJson(res, 404, { error: 'not_found', reason: 'assertion_off', message: 'no JWKS: headers.assertion is not set in the config' });
+        return;
+      }
+      // Verifiers cache the set (PyJWKClient, jose's createRemoteJWKSet) and fetch again on an unknown kid;
+      // a minute bounds how long a removed key stays trusted by a cache that honours it.
+      sendJson(res, 200, jwks, { 'cache-control': 'public, max-age=60' });
+      return;
+    }
     case '/clients': {
       if (opts.clients === undefined) break;
       const clients = await opts.clients.list();

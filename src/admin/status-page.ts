@@ -135,7 +135,7 @@ const SCRIPT = `
       ['refusals', perS(s.rates.refusals_per_s)],
       ['handshake errors', perS(s.rates.handshake_errors_per_s)],
       ['upstream errors', perS(s.rates.upstream_errors_per_s) + '  (' + s.totals.upstream_errors + ' total)'],
-      ['connections rejected (limits)', s.totals.connections_rejected],
+      ['connections rejected (limits, PROXY protocol)', s.totals.connections_rejected],
       ['rate window', s.rates.window_s + ' s'],
     ]);
     table('routes', ['route', 'match', 'upstream', 'state', 'requests', 'upstream errors', 'errors by kind'], s.routes.map((r) => [

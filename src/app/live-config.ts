@@ -27,12 +27,12 @@ import { validateConfigFile, type Validated } from './validate.js';
  * options, error verbosity, strict_paths, whoami_path, limits.max_requests_per_connection), the listener's limits Node lets a running server change
  * (header/request/keep-alive timeouts, max_connections: app/start.ts applyListenerLimits), the log
  * level, log.access and the admin token (admin.token_file; its content is re-read by every reload too), admin.allowed_hosts and
- * admin.clients_max. Every other key that changes is "restart to apply" (reported, not applied).
+ * admin.clients_max, proxy_protocol (the listener's PROXY protocol gate, for connections accepted after). Every other key that changes is "restart to apply" (reported, not applied).
  */
 export const LIVE_KEYS: readonly string[] = [
   'routes', 'headers', 'errors', 'strict_paths', 'whoami_path', 'limits.max_requests_per_connection',
   'limits.header_timeout_ms', 'limits.request_timeout_ms', 'limits.keepalive_timeout_ms', 'limits.max_connections', 'log.level', 'log.access', 'admin.token_file',
-  'admin.allowed_hosts', 'admin.clients_max',
+  'admin.allowed_hosts', 'admin.clients_max', 'proxy_protocol',
 ];
 
 export interface ConfigReloadAnswer {
@@ -107,8 +107,15 @@ export interface LiveConfigOptions {
   readonly metrics: Pick<Metrics, 'configReloads' | 'configLastReloadSuccess' | 'configGeneration'>;
   readonly log: Logger;
   readonly history: ReloadHistory;
-  /** Told of each applied config with what validation loaded for it (the admin token: put in force). */
-  readonly onApplied?: (config: Config, loaded: Pick<Validated, 'adminToken'>) => void;
+  /** Told of each applied config with what validation loaded for it (the admin token: put in force; the assertion keys: published). */
+  readonly onApplied?: (config: Config, loaded: Pick<Validated, 'adminToken' | 'assertionKeys'>) => void;
+  /** The digest of headers.assertion's key files serving now (tls/assertion-keys.ts); absent = none. */
+  readonly assertionDigest?: string;
+}
+
+/** The files a config reload re-reads that its watch follows: the config, and headers.assertion's key files. */
+function watchedFiles(config: Config): string[] {
+  return [config.file, ...(config.headers.assertion?.key_files ?? [])];
 }
 
 export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
@@ -118,6 +125,9 @@ export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
   const started = opts.initial;
   let config = opts.initial;
   let sha256 = opts.sha256 ?? fileSha256(file);
+  // headers.assertion's key files are part of what a reload applies: a rotated key with the config
+  // unchanged is a change too (the files are watched with the config file: see start()).
+  let keysDigest = opts.assertionDigest;
   let lastFailure: ConfigStatus['last_failure'] = null;
   let pendingRestart: readonly string[] = [];
   let chain: Promise<unknown> = Promise.resolve();
@@ -132,7 +142,7 @@ export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
     // What would stop `serve` from starting refuses the reload; a loadable error (a stale CRL under
     // crl_stale: refuse) does not: serve starts with it, and it is the TLS material's state, not this edit's.
     const errors = v.problems.filter(blocksLoading);
-    if (v.config !== undefined && errors.length === 0 && v.sha256 === sha256) {
+    if (v.config !== undefined && errors.length === 0 && v.sha256 === sha256 && v.assertionKeys?.digest === keysDigest) {
       // A file event in the config's folder (a TLS file beside it, an editor's temp file) that left the
       // config as it was is no reload anyone asked for: only an explicit trigger is answered and counted.
       if (reason === 'watch') return { result: 'unchanged', ...serving() };
@@ -143,7 +153,7 @@ export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
     if (v.config === undefined || errors.length > 0) return fail(reason, errors, serving());
     const next = v.config;
     const restart = changedKeys(started, next).filter((k) => !LIVE_KEYS.some((live) => k === live || k.startsWith(`${live}.`)));
-    const changes = summary(config, next);
+    const changes = withKeyChange(summary(config, next), v.assertionKeys?.digest !== keysDigest);
     try {
       await target.apply(next, v.source ?? '');
     } catch (err) {
@@ -154,8 +164,11 @@ export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
     // Only a changed log.level moves the level (a logger given another level at start-up keeps it otherwise).
     // A single process's target moves it too (the same Logger): setting it twice is harmless.
     if (next.log.level !== config.log.level) log.level = next.log.level;
+    const rewatch = JSON.stringify(watchedFiles(next)) !== JSON.stringify(watchedFiles(config));
     config = next;
     sha256 = v.sha256;
+    keysDigest = v.assertionKeys?.digest;
+    if (rewatch) await armWatch();
     pendingRestart = restart;
     opts.onApplied?.(next, v);
     metrics.configReloads.inc({ result: 'success' });
@@ -185,24 +198,31 @@ export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
     return { result: 'failure', ...serving, problems };
   }
 
+  /** (Re)arms the watch on the files the serving config names (config_watch). */
+  async function armWatch(): Promise<void> {
+    if (!started.config_watch || closed) return;
+    const previous = watch;
+    // The folder is watched (tls/watch.ts): an editor's rename, and a ConfigMap's `..data` symlink swap.
+    watch = watchFiles(watchedFiles(config), () => void reload('watch'), { onError: (err) => log.warn({ msg: 'config watch error', err: String(err) }) });
+    await previous?.close();
+    await watch.ready;
+  }
+
+  function reload(reason: string): Promise<ConfigReloadAnswer> {
+    const p = chain.then(() => run(reason));
+    chain = p.catch(() => undefined);
+    return p;
+  }
+
   return {
     get config() {
       return config;
     },
-    reload(reason) {
-      const p = chain.then(() => run(reason));
-      chain = p.catch(() => undefined);
-      return p;
-    },
+    reload,
     status: () => ({
       file, generation: target.id, sha256, watch: started.config_watch, restart_to_apply: pendingRestart, last_failure: lastFailure,
     }),
-    async start() {
-      if (!started.config_watch || closed) return;
-      // The folder is watched (tls/watch.ts): an editor's rename, and a ConfigMap's `..data` symlink swap.
-      watch = watchFiles([file], () => void this.reload('watch'), { onError: (err) => log.warn({ msg: 'config watch error', err: String(err) }) });
-      await watch.ready;
-    },
+    start: armWatch,
     async close() {
       closed = true;
       await watch?.close();
@@ -242,6 +262,13 @@ export function summary(before: Config, after: Config): string {
   const rest = others.filter((k) => !k.startsWith('limits.'));
   if (rest.length > 0) parts.push(`changed: ${rest.join(', ')}`);
   return parts.length > 0 ? parts.join('; ') : 'no setting changed';
+}
+
+/** The summary, plus a note when headers.assertion's key files (their content or the list) changed. */
+function withKeyChange(changes: string, keysChanged: boolean): string {
+  if (!keysChanged) return changes;
+  const note = 'headers.assertion keys changed';
+  return changes === 'no setting changed' ? note : `${changes}; ${note}`;
 }
 
 /** SHA-256 of the file the process started with (read again at start-up when the caller did not hash it). */

@@ -28,6 +28,7 @@ import type { Enrollment } from '../enroll/handler.js';
 import { loadTls, type TlsMaterial } from '../tls/material.js';
 import { untilNextRotation, type SessionTickets } from '../tls/context.js';
 import type { LiveConfig } from './live-config.js';
+import type { JwksDocument } from '../tls/assertion-keys.js';
 
 /**
  * The TLS material certgate starts with (refuses start-up with file:line when unusable). `report`: log its
@@ -97,6 +98,8 @@ export interface AdminSideOptions {
   readonly url: () => string | undefined;
   /** The live config (app/live-config.ts): POST /-/reload, the status page's routes and config state. */
   readonly live?: Pick<LiveConfig, 'reload' | 'status' | 'config'>;
+  /** headers.assertion's JWKS in force now (GET /.well-known/jwks.json); undefined = not set. */
+  readonly jwks?: () => JwksDocument | undefined;
 }
 
 export interface AdminSide {
@@ -123,6 +126,7 @@ export function createAdminSide(opts: AdminSideOptions): AdminSide {
     currentAllowedHosts: () => allowedHosts, currentToken: () => token,
     ...(inputs.enrollment !== undefined && { enroll: inputs.enrollment.handle }),
     ...(opts.live !== undefined && { reload: () => opts.live!.reload('admin') }),
+    ...(opts.jwks !== undefined && { jwks: opts.jwks }),
   });
   return {
     server, status,

@@ -93,8 +93,12 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     telemetry.setAccess(next.log.access);
     // admin.clients_max: this process's /clients store (a worker's too: the primary merges theirs).
     clients.setMax(next.admin.clients_max);
+    // proxy_protocol: connections accepted from now on (one already past its header keeps its client address).
+    listener.proxyProtocol.set(next.proxy_protocol);
   });
+  const assertionDigest = generation.assertion?.keys.digest;
   const live = worker ? undefined : createLiveConfig({ initial: config, ...(opts.sha256 !== undefined && { sha256: opts.sha256 }), target, metrics, log, history,
+    ...(assertionDigest !== undefined && { assertionDigest }),
     onApplied: (next, loaded) => {
       admin?.setToken(loaded.adminToken);
       admin?.setAllowedHosts(next.admin.allowed_hosts);
@@ -113,7 +117,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     verdicts: verdictContext(config, trust), telemetry, metrics, log, generations, draining: () => stopping,
   });
   const listener = createListener({
-    limits: config.limits, http2: config.http2, tls: config.tls, material: reloader.current, tickets, pipeline, metrics, log,
+    limits: config.limits, http2: config.http2, proxyProtocol: config.proxy_protocol, tls: config.tls, material: reloader.current, tickets, pipeline, metrics, log,
   });
   const tlsServer = listener.server;
   const openSockets = new Set<Socket>();
@@ -126,6 +130,8 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   const admin = worker ? undefined : createAdminSide({
     config, inputs, registry: metrics.registry, readCounters: localCounters(metrics), clients, history,
     material: () => reloader.current, ready, url: () => tlsUrl, ...(live !== undefined && { live }),
+    // The keys the generation serving new requests signs with, and publishes beside them.
+    jwks: () => generations.current.assertion?.keys.jwks,
   });
 
   const started: Server[] = [];

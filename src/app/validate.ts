@@ -1,7 +1,7 @@
 /**
  * The one validation path `certgate check` and a live reload (app/live-config.ts) share: everything
  * `serve` loads from files — the config schema (file:line:col), every PEM (tls/material.ts), each route's
- * upstream_ca, admin.token_file, the enrollment files — plus the advice check prints (keep-alive timing,
+ * upstream_ca, admin.token_file, headers.assertion's key files, the enrollment files — plus the advice check prints (keep-alive timing,
  * an exposed admin listener). A reload applies a config only when this finds no error; check prints it.
  */
 import { createHash } from 'node:crypto';
@@ -14,6 +14,7 @@ import { CertgateError, type Problem } from '../errors.js';
 import { adminExposure } from '../admin/host.js';
 import { loadAdminToken, type AdminToken } from '../admin/auth.js';
 import { inspectTls, type TlsMaterial } from '../tls/material.js';
+import { inspectAssertionKeys, type AssertionKeys } from '../tls/assertion-keys.js';
 
 export interface Validated {
   /** Absent when the config itself does not parse or fit the schema. */
@@ -24,6 +25,8 @@ export interface Validated {
   readonly sha256?: string;
   /** admin.token_file, loaded (a live reload puts it in force). */
   readonly adminToken?: AdminToken;
+  /** headers.assertion's keys, loaded (the admin listener publishes them; a reload compares their digest). */
+  readonly assertionKeys?: AssertionKeys;
   /** The file's text as validated (a cluster primary hands exactly these bytes to its workers). */
   readonly source?: string;
   readonly problems: Problem[];
@@ -64,6 +67,12 @@ export async function validateConfigFile(file: string): Promise<Validated> {
       problems.push(err.toProblem());
     }
   }
+  let assertionKeys: AssertionKeys | undefined;
+  if (config.headers.assertion !== undefined) {
+    const inspected = await inspectAssertionKeys(config.headers.assertion, config.file, config.tls.allow_insecure_key_permissions);
+    problems.push(...inspected.problems);
+    assertionKeys = inspected.keys;
+  }
   const enrollment = config.enrollment;
   if (enrollment !== undefined) {
     for (const key of ['ca_cert', 'ca_key', 'tokens_file'] as const) {
@@ -81,5 +90,6 @@ export async function validateConfigFile(file: string): Promise<Validated> {
   if (keepAlive !== undefined) problems.push(keepAlive);
   const exposed = adminExposure(config);
   if (exposed !== undefined) problems.push(exposed);
-  return { config, sha256, source, problems, ...(material !== undefined && { material }), ...(adminToken !== undefined && { adminToken }) };
+  return { config, sha256, source, problems, ...(material !== undefined && { material }), ...(adminToken !== undefined && { adminToken }),
+    ...(assertionKeys !== undefined && { assertionKeys }) };
 }

@@ -36,6 +36,7 @@ import { mergeClientRecords, type ClientRecord } from '../admin/clients.js';
 import type { CounterSnapshot } from '../admin/counters.js';
 import { createSessionTickets } from '../tls/context.js';
 import { createReloader } from '../tls/reloader.js';
+import { loadAssertionKeys } from '../tls/assertion-keys.js';
 import { createAdminSide, listen, loadAdminInputs, loadStartMaterial, servingFields, startupHistory, urlOf } from '../app/parts.js';
 import { askWorkers, isToPrimary, type ConfigHandOver, type ToWorker } from './messages.js';
 import { createLiveConfig, type ConfigTarget } from '../app/live-config.js';
@@ -120,6 +121,10 @@ export async function runPrimary(config: Config, count: number): Promise<number>
   const metrics = createMetrics();
   const clusterMetrics = createClusterMetrics(metrics.registry);
   const inputs = await loadAdminInputs(config, metrics, log);
+  // headers.assertion's keys: refused here before any fork (a worker loads its own with each generation);
+  // the primary publishes them at /.well-known/jwks.json, and the ones each applied config loaded after.
+  const assertion = config.headers.assertion;
+  let assertionKeys = assertion === undefined ? undefined : await loadAssertionKeys(assertion, config.file, config.tls.allow_insecure_key_permissions);
 
   // The session-ticket secret every worker derives its keys from (cluster/worker.ts).
   const secret = randomBytes(32);
@@ -177,7 +182,9 @@ export async function runPrimary(config: Config, count: number): Promise<number>
     initial: config, target, metrics, log, history, onApplied: (next, loaded) => {
       admin.setToken(loaded.adminToken);
       admin.setAllowedHosts(next.admin.allowed_hosts);
+      assertionKeys = loaded.assertionKeys;
     },
+    ...(assertionKeys !== undefined && { assertionDigest: assertionKeys.digest }),
   });
 
   const readCounters = async (): Promise<CounterSnapshot> => sumCounters(await askWorkers(live(), 'counters', ASK_TIMEOUT_MS) as CounterSnapshot[]);
@@ -193,7 +200,7 @@ export async function runPrimary(config: Config, count: number): Promise<number>
   const clients = { list: async () => mergeClientRecords(await askWorkers(live(), 'clients', ASK_TIMEOUT_MS) as ClientRecord[][], liveConfig.config.admin.clients_max) };
   const admin = createAdminSide({
     config, inputs, registry: aggregated, readCounters, clients, history, material: () => reloader.current, ready, url: () => url,
-    live: liveConfig,
+    live: liveConfig, jwks: () => assertionKeys?.jwks,
   });
   // Validate-only: building the secure context is the check the workers' setSecureContext will make.
   const watching = reloader.start({ setSecureContext: (options) => void tls.createSecureContext(options) });

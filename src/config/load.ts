@@ -11,7 +11,9 @@ import { CONFIG_SCHEMA, knownKeys, type RawConfig } from './schema.js';
 import type { Config, EnrollmentConfig, HostPort, RouteConfig } from './types.js';
 import { defaultRouteName, pathPrefixProblem } from '../http/route-values.js';
 import { routeHostProblem } from '../http/host.js';
+import { parseCidr } from '../net/cidr.js';
 import { foldHeaderName, passThroughProblem } from '../identity/headers.js';
+import { compileDialect, namesProblems } from '../identity/dialect.js';
 
 /** Reads and validates a config file. Throws CertgateError (with every problem in `.problems`). */
 export async function loadConfig(file: string): Promise<Config> {
@@ -269,6 +271,7 @@ function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter,
       ...(r.upstream_ca !== undefined && { upstream_ca: resolve(r.upstream_ca)! }),
       ...(r.max_body_bytes !== undefined && { max_body_bytes: r.max_body_bytes }),
       ...(r.allow !== undefined && { allow: r.allow }),
+      ...(r.assertion_audience !== undefined && { assertion_audience: r.assertion_audience }),
     };
   });
   const tls = {
@@ -283,10 +286,23 @@ function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter,
   };
   const pass_through = passThrough(raw.headers.pass_through,
     (i, message, hint) => problems.push(problemAt(doc, lc, file, ['headers', 'pass_through', i], message, hint, false)));
+  headerNames(raw.headers, pass_through, (keyPath, message, hint, atKey) => problems.push(problemAt(doc, lc, file, ['headers', ...keyPath], message, hint, atKey)));
+  raw.proxy_protocol?.trusted.forEach((entry, i) => {
+    const cidr = parseCidr(entry);
+    if ('problem' in cidr) {
+      problems.push(problemAt(doc, lc, file, ['proxy_protocol', 'trusted', i], cidr.problem,
+        'write each entry as an address or CIDR of your load balancers, e.g. 10.0.0.0/8, 192.0.2.7 or 2001:db8::/32', false));
+    }
+  });
   const enrollment = raw.enrollment === undefined ? undefined
     : normaliseEnrollment(raw.enrollment, dir, (key) => lc.linePos(positionOf(doc, ['enrollment', key], false) ?? 0).line);
+  const { assertion: a, ...headers } = raw.headers;
+  const assertion = a === undefined ? undefined : {
+    key_files: a.key_files.map((f) => path.resolve(dir, f)), issuer: a.issuer, ttl_ms: a.ttl_ms,
+    lines: a.key_files.map((_, i) => lc.linePos(positionOf(doc, ['headers', 'assertion', 'key_files', i], false) ?? 0).line),
+  };
   return {
-    file, listen, tls, headers: { ...raw.headers, pass_through }, routes,
+    file, listen, tls, headers: { ...headers, pass_through, ...(assertion !== undefined && { assertion }) }, routes,
     admin: {
       listen: admin, clients_max: raw.admin.clients_max, ...(raw.admin.token_file !== undefined && { token_file: resolve(raw.admin.token_file)! }),
       allowed_hosts: raw.admin.allowed_hosts.map((h) => h.toLowerCase().replace(/\.$/, '')),
@@ -296,6 +312,7 @@ function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter,
     strict_paths: raw.strict_paths,
     ...(enrollment !== undefined && { enrollment }),
     ...(raw.whoami_path !== undefined && { whoami_path: raw.whoami_path }),
+    ...(raw.proxy_protocol !== undefined && { proxy_protocol: { trusted: raw.proxy_protocol.trusted } }),
   };
 }
 
@@ -315,6 +332,28 @@ function passThrough(names: readonly string[], problem: (i: number, message: str
         'remove it from headers.pass_through, or check its spelling against the stripped list (README "What the upstream receives")');
     }
     return folded;
+  });
+}
+
+/**
+ * headers.names (identity/dialect.ts namesProblems: no rename may forge, split or shadow a header), and
+ * headers.pass_through against what this config sends: a name the dialect sends (a preset's, or a
+ * rename's target) is certgate's own under it, so a client's copy must never pass.
+ */
+function headerNames(
+  headers: RawConfig['headers'], passThroughFolded: readonly string[],
+  problem: (keyPath: (string | number)[], message: string, hint: string, atKey: boolean) => void,
+): void {
+  const named = namesProblems(headers, headers.names);
+  for (const p of named) problem(['names', p.key], p.message, p.hint, p.atKey);
+  if (named.length > 0) return;
+  const sent = compileDialect({ ...headers, pass_through: [] }).sent;
+  passThroughFolded.forEach((name, i) => {
+    // Names certgate always sets are refused by passThrough() already; here the ones this config adds.
+    if (sent.has(name) && passThroughProblem(name) !== 'own') {
+      problem(['pass_through', i], `"${headers.pass_through[i]}" is a header certgate sends with this headers.preset / headers.names: a client's copy must never reach the upstream`,
+        'remove it from headers.pass_through', false);
+    }
   });
 }
 

@@ -4,6 +4,7 @@
  * Every default lives here. Keys are snake_case, durations are integers in ms with an `_ms` suffix.
  */
 import { z } from 'zod';
+import { PRESETS } from '../identity/presets.js';
 
 /** HOST:PORT with IPv6 in brackets; shared with the CLI's --listen flags. */
 export const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/;
@@ -61,7 +62,35 @@ export const ROUTE_SCHEMA = z.strictObject({
   timeout_ms: durationMs(30_000).describe('upstream response timeout; past it the client gets 504'),
   max_body_bytes: z.number().int().nonnegative().optional().describe('largest request body accepted on this route; beyond it 413'),
   allow: ALLOW_SCHEMA.optional(),
+  assertion_audience: z
+    .string()
+    .regex(/^\S+$/, { message: 'must be one word without spaces, e.g. https://orders.internal or orders' })
+    .optional()
+    .describe('the aud claim of this route\'s X-Client-Cert-Assertion (headers.assertion); default: the route name'),
 });
+
+/** headers.assertion (issue 18): a JWS the upstream verifies against certgate's JWKS. */
+export const ASSERTION_SCHEMA = z
+  .strictObject({
+    key_files: z
+      .array(filePath)
+      .min(1, { message: 'needs at least one key file (the first signs)' })
+      .describe('PEM key files: the first (a private key) signs, all are published at /.well-known/jwks.json; EC P-256 (ES256) or Ed25519 (EdDSA); reloaded live'),
+    issuer: z
+      .string()
+      .regex(/^\S(.*\S)?$/, { message: 'must be a non-empty name without leading or trailing spaces, e.g. certgate' })
+      .default('certgate')
+      .describe('the iss claim'),
+    ttl_ms: z
+      .number()
+      .int()
+      .min(5_000, { message: 'must be at least 5000 (5 s): a shorter lifetime fails on ordinary clock skew' })
+      .max(3_600_000, { message: 'must be at most 3600000 (1 h): a captured assertion can be replayed until it expires' })
+      .multipleOf(1000, { message: 'must be whole seconds (JWT times are seconds), e.g. 60000' })
+      .default(60_000)
+      .describe('assertion lifetime (exp = iat + ttl_ms), whole seconds, 5000 to 3600000'),
+  })
+  .describe('sign an X-Client-Cert-Assertion JWS for every verified request; absent = off');
 
 export const TLS_SCHEMA = z.strictObject({
   bundle: filePath.optional().describe('key + leaf + chain in one PEM file, any block order'),
@@ -121,10 +150,17 @@ export const CONFIG_SCHEMA = z.strictObject({
       xfcc: z.boolean().default(false).describe('also send Envoy-style X-Forwarded-Client-Cert'),
       forward_cert: z.boolean().default(false).describe('also send X-Client-Cert (URL-escaped PEM)'),
       rfc9440: z.boolean().default(false).describe('also send RFC 9440 Client-Cert / Client-Cert-Chain'),
+      preset: z.enum(PRESETS).default('certgate')
+        .describe('the identity headers\' names and value formats: certgate (README), aws-alb (AWS ALB mTLS verify mode: X-Amzn-Mtls-Clientcert-*), nginx-ssl (X-SSL-Client-Verify, -S-DN, -I-DN, -Serial, -Fingerprint, -Cert as nginx\'s $ssl_client_* set them)'),
+      names: z.record(z.string(), z.string()).default({})
+        .describe('rename sent headers: README header name -> the name to send instead (after the preset); Host, hop-by-hop, Content-*, X-Forwarded-* and other identity headers\' names are refused'),
+      spiffe_id: z.boolean().default(false).describe('also send X-Client-Cert-Spiffe-Id: the one spiffe:// URI SAN (absent when none or several)'),
+      tls_info: z.boolean().default(false).describe('also send X-Client-TLS-Version and X-Client-TLS-Cipher (the connection\'s, OpenSSL names as nginx\'s $ssl_protocol / $ssl_cipher)'),
       pass_through: z
         .array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, { message: 'must be a header name (letters, digits, - _ .), without wildcards, e.g. X-SSL-Client-S-DN' }))
         .default([])
         .describe('other platforms\' identity headers (README list: X-SSL-Client-*, X-Amzn-Mtls-Clientcert-*, Cf-Client-Cert-*, True-Client-IP, X-Original-URL, ...) are stripped from requests; these named ones are forwarded as the client sent them. Names certgate sets itself cannot be listed'),
+      assertion: ASSERTION_SCHEMA.optional(),
     })
     .prefault({}),
   routes: z.array(ROUTE_SCHEMA).min(1, { message: 'needs at least one route' }).describe('first match wins'),
@@ -156,6 +192,15 @@ export const CONFIG_SCHEMA = z.strictObject({
     .prefault({}),
   limits: LIMITS_SCHEMA,
   enrollment: ENROLLMENT_SCHEMA.optional(),
+  proxy_protocol: z
+    .strictObject({
+      trusted: z
+        .array(z.string().min(1))
+        .min(1)
+        .describe('load balancers allowed to send a PROXY protocol header, as CIDRs or single addresses, IPv4 or IPv6 (e.g. 10.0.0.0/8, 2001:db8::/32, 192.0.2.7)'),
+    })
+    .optional()
+    .describe('PROXY protocol v1/v2 (HAProxy send-proxy, AWS NLB, ...): connections from a trusted address must start with a PROXY header, whose source address becomes the client address (X-Forwarded-For, access log, /clients); a PROXY header from any other address is refused; absent = off'),
   strict_paths: z
     .boolean()
     .default(true)

@@ -45,8 +45,34 @@ export interface HeadersConfig {
   readonly xfcc: boolean;
   readonly forward_cert: boolean;
   readonly rfc9440: boolean;
+  /** Names and value formats of the identity headers (identity/presets.ts). */
+  readonly preset: 'certgate' | 'aws-alb' | 'nginx-ssl';
+  /** A sent header's README name → the name sent instead; checked by identity/dialect.ts namesProblems. */
+  readonly names: Readonly<Record<string, string>>;
+  /** X-Client-Cert-Spiffe-Id. */
+  readonly spiffe_id: boolean;
+  /** X-Client-TLS-Version / X-Client-TLS-Cipher. */
+  readonly tls_info: boolean;
   /** Foreign identity headers (identity/headers.ts FOREIGN_IDENTITY_HEADERS) forwarded anyway; folded names. */
   readonly pass_through: readonly string[];
+  /** headers.assertion (issue 18); absent = no X-Client-Cert-Assertion. */
+  readonly assertion?: AssertionConfig;
+}
+
+/** headers.assertion: the keys that sign X-Client-Cert-Assertion and the token's issuer and lifetime. */
+export interface AssertionConfig {
+  /** Absolute paths; the first signs, all are published (JWKS). */
+  readonly key_files: readonly string[];
+  readonly issuer: string;
+  /** Whole seconds, in ms (schema: 5000 to 3600000). */
+  readonly ttl_ms: number;
+  /** Config-file line of each key_files entry, for messages that point at it. */
+  readonly lines: readonly number[];
+}
+
+export interface ProxyProtocolConfig {
+  /** CIDRs (or single addresses) as written, each checked by net/cidr.ts parseCidr when loaded. */
+  readonly trusted: readonly string[];
 }
 
 export interface RouteConfig {
@@ -63,6 +89,8 @@ export interface RouteConfig {
   readonly timeout_ms: number;
   readonly max_body_bytes?: number;
   readonly allow?: AllowConfig;
+  /** The aud claim of this route's assertion (headers.assertion); absent = the route name. */
+  readonly assertion_audience?: string;
   /** Where the route is defined, for messages. */
   readonly line?: number;
 }
@@ -115,4 +143,6 @@ export interface Config {
   readonly enrollment?: EnrollmentConfig;
   /** Exact request path certgate answers itself with the connection's identity (certgate probe); absent = off. */
   readonly whoami_path?: string;
+  /** PROXY protocol from these senders (proxy/proxy-protocol-gate.ts); absent = off. */
+  readonly proxy_protocol?: ProxyProtocolConfig;
 }

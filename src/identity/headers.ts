@@ -8,9 +8,8 @@
  * are removed the same way, unless `headers.pass_through` names them (issue 13 finding 11).
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { byteSequence, escapedPem, percentEncode } from './encode.js';
+import { compileDialect, type HeaderDialect, type Preset } from './dialect.js';
 import type { ClientIdentity } from './types.js';
-import { xfccElement } from './xfcc.js';
 
 const CONTROLLED_NAMES = new Set([
   'x-client-cert', 'x-forwarded-client-cert', 'forwarded', 'x-real-ip', 'client-cert', 'client-cert-chain',
@@ -26,7 +25,8 @@ export function foldHeaderName(name: string): string {
 export function isClientControlledHeader(name: string): boolean {
   const folded = foldHeaderName(name);
   // Prefixes, not exact names: X-Client-Certificate or Client-Cert-Url look like ours to an upstream too.
-  return CONTROLLED_NAMES.has(folded) || folded.startsWith('x-client-cert') || folded.startsWith('client-cert') || folded.startsWith('x-forwarded-');
+  return CONTROLLED_NAMES.has(folded) || folded.startsWith('x-client-cert') || folded.startsWith('client-cert')
+    || folded.startsWith('x-client-tls-') || folded.startsWith('x-forwarded-');
 }
 
 export interface HeaderFamily {
@@ -100,7 +100,7 @@ const bucketKey = (folded: string): number => {
   return c0 === 0x78 && folded.charCodeAt(1) === 0x2d ? 128 + (folded.charCodeAt(2) & 0x7f) : c0 & 0x7f;
 };
 for (const pattern of [
-  ...CONTROLLED_NAMES, 'x-client-cert*', 'client-cert*', 'x-forwarded-*',
+  ...CONTROLLED_NAMES, 'x-client-cert*', 'client-cert*', 'x-client-tls-*', 'x-forwarded-*',
   ...FOREIGN_IDENTITY_HEADERS.map((f) => f.pattern),
 ]) {
   const prefix = pattern.endsWith('*');
@@ -133,100 +133,92 @@ export function passThroughProblem(folded: string): 'own' | 'not_stripped' | und
   return strippedFolded(folded) ? undefined : 'not_stripped';
 }
 
-/** Compiled pass_through sets, per config array (configs are frozen; one entry per loaded config). */
-const passSets = new WeakMap<readonly string[], ReadonlySet<string>>();
+interface StripPlan {
+  /** Foreign names let through (folded): pass_through minus certgate's own and minus the sent names. */
+  readonly pass: ReadonlySet<string>;
+  /** Sent names no stripped family covers (a `headers.names` rename such as X-User-DN): usually none. */
+  readonly extra: ReadonlySet<string>;
+}
+
+/** Compiled plans: per pass_through array without `sent`, per `sent` set (one per dialect) with it. */
+const byPassThrough = new WeakMap<readonly string[], StripPlan>();
+const bySent = new WeakMap<ReadonlySet<string>, StripPlan>();
 const NO_PASS: readonly string[] = Object.freeze([]);
+const NOTHING: ReadonlySet<string> = new Set();
+
+function stripPlan(passThrough: readonly string[], sent: ReadonlySet<string>): StripPlan {
+  const cache = sent === NOTHING ? byPassThrough : bySent;
+  const key = sent === NOTHING ? passThrough : sent;
+  let plan = (cache as WeakMap<object, StripPlan>).get(key);
+  if (plan === undefined) {
+    plan = {
+      pass: new Set(passThrough.map(foldHeaderName).filter((n) => !isClientControlledHeader(n) && !sent.has(n))),
+      extra: new Set([...sent].filter((n) => !strippedFolded(n))),
+    };
+    (cache as WeakMap<object, StripPlan>).set(key, plan);
+  }
+  return plan;
+}
 
 /**
  * Deletes, in place, every client-sent header certgate strips (Node has already lower-cased the names),
  * except the foreign ones named in `passThrough` (folded names, as config/load.ts stores them). certgate's
- * own names are deleted whatever `passThrough` says. Runs on every request: no allocation for the
- * common all-lower-case, dash-only name, one bucket lookup per header.
+ * own names are deleted whatever `passThrough` says, and so is every name in `sent` (folded; one set per
+ * dialect, identity/dialect.ts): the names the configuration sends — a preset's, and `headers.names`
+ * renames that no family covers. Runs on every request: no allocation for the common all-lower-case,
+ * dash-only name, one bucket lookup per header (plus one Set lookup only when a rename left the families).
  */
-export function stripClientControlled(headers: IncomingHttpHeaders, passThrough: readonly string[] = NO_PASS): void {
-  let pass = passSets.get(passThrough);
-  if (pass === undefined) {
-    pass = new Set(passThrough.map(foldHeaderName).filter((n) => !isClientControlledHeader(n)));
-    passSets.set(passThrough, pass);
-  }
+export function stripClientControlled(
+  headers: IncomingHttpHeaders, passThrough: readonly string[] = NO_PASS, sent: ReadonlySet<string> = NOTHING,
+): void {
+  const { pass, extra } = stripPlan(passThrough, sent);
   for (const name of Object.keys(headers)) {
     const folded = foldHeaderName(name);
-    if (strippedFolded(folded) && !(pass.size > 0 && pass.has(folded))) delete headers[name];
+    if (strippedFolded(folded) ? !(pass.size > 0 && pass.has(folded)) : extra.size > 0 && extra.has(folded)) delete headers[name];
   }
 }
 
 /**
  * The options that shape the identity headers (pass_through only shapes stripping): config's `headers`
  * (config/types.ts HeadersConfig) by shape, since config/ checks `headers.pass_through` with the rules
- * above and so stands a floor higher.
+ * above and so stands a floor higher. Absent dialect options mean the defaults (preset certgate, off).
  */
 export interface IdentityHeaderOptions {
   readonly xfcc: boolean;
   readonly forward_cert: boolean;
   readonly rfc9440: boolean;
+  readonly preset?: Preset;
+  readonly spiffe_id?: boolean;
 }
-
-const NONE: Readonly<Record<string, string>> = Object.freeze({ 'x-client-cert-verified': 'NONE' });
-
-interface Cached {
-  readonly key: string;
-  readonly headers: Readonly<Record<string, string>>;
-}
-
-/** Identity is per connection and headers per request: build once per identity and options. */
-const cache = new WeakMap<ClientIdentity, Cached>();
 
 /**
- * The header set for a request: `x-client-cert-verified: NONE` alone without a certificate,
- * otherwise SUCCESS plus the certificate's fields, each omitted when empty. Every value is
- * printable ASCII. The returned object is frozen and shared: copy it, don't change it.
+ * headers.assertion's header (issue 18): a JWS certgate signs per connection and route. Like every name
+ * certgate sets, a client's copy is stripped in every spelling (the x-client-cert prefix above).
+ */
+export const ASSERTION_HEADER = 'x-client-cert-assertion';
+
+/** Compiled dialects by option set (at most a few dozen: the options are booleans and a preset). */
+const dialects = new Map<string, HeaderDialect>();
+
+/**
+ * The header set for a request without renames or TLS facts (tests, and callers without a generation):
+ * `x-client-cert-verified: NONE` alone without a certificate, otherwise SUCCESS plus the certificate's
+ * fields, each omitted when empty. Every value is printable ASCII. The returned object is frozen and
+ * shared: copy it, don't change it. The pipeline uses its generation's compiled dialect instead (dialect.ts).
  */
 export function identityHeaders(
   identity: ClientIdentity | undefined,
   opts: IdentityHeaderOptions,
 ): Readonly<Record<string, string>> {
-  if (identity === undefined) return NONE;
-  const key = `${opts.xfcc}/${opts.forward_cert}/${opts.rfc9440}`;
-  const hit = cache.get(identity);
-  if (hit?.key === key) return hit.headers;
-  const headers = Object.freeze(buildHeaders(identity, opts));
-  cache.set(identity, { key, headers });
-  return headers;
-}
-
-function buildHeaders(identity: ClientIdentity, opts: IdentityHeaderOptions): Record<string, string> {
-  const out: Record<string, string> = { 'x-client-cert-verified': 'SUCCESS' };
-  const set = (name: string, value: string): void => {
-    if (value !== '') out[name] = value;
-  };
-  set('x-client-cert-subject', trimSafeDn(identity.subject));
-  set('x-client-cert-issuer', trimSafeDn(identity.issuer));
-  set('x-client-cert-fingerprint', identity.fingerprint);
-  set('x-client-cert-serial', identity.serial);
-  set('x-client-cert-not-before', isoSeconds(identity.notBefore));
-  set('x-client-cert-not-after', isoSeconds(identity.notAfter));
-  set('x-client-cert-san-uri', identity.san.uri.map(percentEncode).join(','));
-  set('x-client-cert-san-dns', identity.san.dns.map(percentEncode).join(','));
-  set('x-client-cert-san-email', identity.san.email.map(percentEncode).join(','));
-  if (opts.xfcc) set('x-forwarded-client-cert', xfccElement(identity, opts.forward_cert));
-  if (opts.forward_cert) set('x-client-cert', escapedPem([identity.der]));
-  if (opts.rfc9440) {
-    set('client-cert', byteSequence(identity.der));
-    set('client-cert-chain', identity.chain.map(byteSequence).join(', '));
+  const choice = {
+    preset: opts.preset ?? 'certgate', xfcc: opts.xfcc, forward_cert: opts.forward_cert, rfc9440: opts.rfc9440,
+    spiffe_id: opts.spiffe_id ?? false, tls_info: false,
+  } as const;
+  const key = JSON.stringify(choice);
+  let dialect = dialects.get(key);
+  if (dialect === undefined) {
+    dialect = compileDialect({ ...choice, names: {}, pass_through: [] });
+    dialects.set(key, dialect);
   }
-  return out;
-}
-
-/**
- * HTTP drops trailing whitespace from a field value, which would turn a DN ending in an escaped
- * space (`CN=a\ `) into a dangling `CN=a\`. `\20` is the same RFC 4514 escape as `\ `, and the
- * only place this DN differs from openssl's text.
- */
-function trimSafeDn(dn: string): string {
-  return dn.endsWith(' ') ? `${dn.slice(0, -1)}20` : dn;
-}
-
-/** `YYYY-MM-DDTHH:MM:SSZ`: certificate times have whole seconds. */
-function isoSeconds(date: Date): string {
-  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return dialect.headers(identity, undefined);
 }

@@ -22,6 +22,8 @@ export interface ClientEntry {
   readonly serial: string;
   readonly notAfter: number;
   firstSeen: number;
+  /** The client address of the last connection (behind a trusted load balancer, its PROXY header's). */
+  lastAddress: string | null;
   lastSeen: number;
   connections: number;
   requests: number;
@@ -51,6 +53,8 @@ export interface ClientRecord {
   /** Why certgate last refused this certificate (expired, revoked, unknown_ca, forbidden, ...), or null. */
   readonly last_refusal: string | null;
   readonly last_refusal_at: string | null;
+  /** The client address of the last connection with this certificate (X-Forwarded-For's), or null if unknown. */
+  readonly last_address: string | null;
 }
 
 /** Soonest not_after first; ties by subject, then fingerprint, so the order is stable. */
@@ -79,13 +83,13 @@ export class ClientStore {
   }
 
   /** A new TLS connection presented this certificate (verified or not). Once per connection. */
-  connection(identity: ClientIdentity, now: number): ClientEntry {
+  connection(identity: ClientIdentity, now: number, address?: string): ClientEntry {
     let entry = this.#entries.get(identity.fingerprint);
     if (entry === undefined) {
       entry = {
         subject: identity.subject, fingerprint: identity.fingerprint, sanUri: identity.san.uri, issuer: identity.issuer,
         serial: identity.serial, notAfter: identity.notAfter.getTime(),
-        firstSeen: now, lastSeen: now, connections: 0, requests: 0, lastRoute: null, lastRefusal: null, lastRefusalAt: 0, evicted: false,
+        firstSeen: now, lastSeen: now, lastAddress: null, connections: 0, requests: 0, lastRoute: null, lastRefusal: null, lastRefusalAt: 0, evicted: false,
       };
     } else {
       this.#entries.delete(identity.fingerprint);
@@ -93,6 +97,7 @@ export class ClientStore {
     this.#insert(entry);
     entry.connections += 1;
     entry.lastSeen = now;
+    entry.lastAddress = address ?? null;
     return entry;
   }
 
@@ -160,5 +165,6 @@ function toRecord(e: ClientEntry): ClientRecord {
     not_after: iso(e.notAfter), first_seen: iso(e.firstSeen), last_seen: iso(e.lastSeen),
     connections: e.connections, requests: e.requests, last_route: e.lastRoute,
     last_refusal: e.lastRefusal, last_refusal_at: e.lastRefusal === null ? null : iso(e.lastRefusalAt),
+    last_address: e.lastAddress,
   };
 }

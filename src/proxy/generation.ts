@@ -10,10 +10,14 @@ import { compileAllow, type Policy } from './policy.js';
 import { createUpstreams, type Upstreams } from './upstreams.js';
 import { createWhoamiEndpoint, type WhoamiEndpoint } from './whoami-endpoint.js';
 import { prepareHeaders } from './request-headers.js';
+import { loadAssertionKeys } from '../tls/assertion-keys.js';
+import { createAssertionSigner, type AssertionSigner } from './assertion.js';
+import { compileDialect, type HeaderDialect } from '../identity/dialect.js';
 
 /** The part of the config a generation is built from. */
 export type GenerationConfig = Pick<Config, 'routes' | 'headers' | 'errors' | 'strict_paths' | 'whoami_path'>
-  & { readonly limits: Pick<Config['limits'], 'max_requests_per_connection'> };
+  & { readonly limits: Pick<Config['limits'], 'max_requests_per_connection'> }
+  & Partial<Pick<Config, 'file'>> & { readonly tls?: Pick<Config['tls'], 'allow_insecure_key_permissions'> };
 
 export interface Generation {
   /** 1 for the config certgate started with; each applied config counts up. */
@@ -23,6 +27,8 @@ export interface Generation {
   /** Every route's compiled allow list, by route name. */
   readonly policies: ReadonlyMap<string, Policy>;
   readonly headers: HeadersConfig;
+  /** `headers` compiled: the identity headers' names and formats, and what is stripped (identity/dialect.ts). */
+  readonly dialect: HeaderDialect;
   /** strict_paths (http/path.ts). */
   readonly strictPaths: boolean;
   /** errors.verbose: 403 bodies name the rule kinds that refused. */
@@ -35,6 +41,11 @@ export interface Generation {
   /** certgate's own answer at whoami_path; undefined when not configured. */
   readonly whoami: WhoamiEndpoint | undefined;
   readonly upstreams: Upstreams;
+  /**
+   * headers.assertion's signer (proxy/assertion.ts), with this generation's keys and its own cache: a reload
+   * never reuses an assertion. undefined when headers.assertion is not set.
+   */
+  readonly assertion: AssertionSigner | undefined;
   /** Closes the upstream pools now (requests still on them fail): shutdown, after its drain. */
   close(): void;
   /** A request or tunnel served by this generation began; the returned function says it ended (idempotent). */
@@ -55,13 +66,19 @@ export async function buildGeneration(config: GenerationConfig, id: number): Pro
   const match = createRouter(config.routes);
   const policies = new Map(config.routes.map((r) => [r.name, compileAllow(r.allow)] as const));
   const headers = config.headers;
+  // The keys first: a bad key throws (CG_ASSERTION_KEY, file:line) before any pool is opened.
+  const a = config.headers.assertion;
+  const assertion = a === undefined ? undefined
+    : createAssertionSigner(a, await loadAssertionKeys(a, config.file ?? '', config.tls?.allow_insecure_key_permissions === true));
+  const dialect = compileDialect(headers);
   const upstreams = await createUpstreams(config.routes);
   // whoami_path (certgate probe): the headers step's result for this connection, computed on a copy.
   const whoami = config.whoami_path === undefined ? undefined : createWhoamiEndpoint({
     path: config.whoami_path, match, policies, verbose: config.errors.verbose,
+    sent: dialect.sent,
     upstreamHeaders: (req, identity) => {
       const view = { headers: { ...req.headers }, socket: req.socket };
-      prepareHeaders(view, identity, false, headers);
+      prepareHeaders(view, identity, false, dialect);
       return view.headers;
     },
   });
@@ -74,8 +91,8 @@ export async function buildGeneration(config: GenerationConfig, id: number): Pro
     upstreams.close();
   };
   return {
-    id, routes: config.routes, match, policies, headers, strictPaths: config.strict_paths, verboseErrors: config.errors.verbose,
-    maxRequestsPerConnection: config.limits.max_requests_per_connection, whoami, upstreams,
+    id, routes: config.routes, match, policies, headers, dialect, strictPaths: config.strict_paths, verboseErrors: config.errors.verbose,
+    maxRequestsPerConnection: config.limits.max_requests_per_connection, whoami, upstreams, assertion,
     close,
     hold() {
       held += 1;

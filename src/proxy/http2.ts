@@ -20,6 +20,7 @@ import type { LimitsConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { ProxyMetrics as Metrics } from './metrics.js';
 import { isGrpcContentType, sendError } from '../respond.js';
+import { clientAddressOf } from './client-address.js';
 
 export interface Http2Options {
   readonly limits: LimitsConfig;
@@ -117,7 +118,7 @@ export function attachHttp2(server: https.Server, opts: Http2Options): Http2Sess
       // streams over max_concurrent_streams, invalid frames) end the session with an error: counted.
       // (ERR_HTTP2_SESSION_ERROR is certgate's own destroy with a code, counted where it is decided.)
       if (err.code === 'ERR_HTTP2_ERROR') metrics.http2StreamsRefused.inc({ reason: 'protocol' });
-      log.debug({ msg: 'http2 session error', code: err.code, detail: err.message, remote_address: socket.remoteAddress });
+      log.debug({ msg: 'http2 session error', code: err.code, detail: err.message, remote_address: clientAddressOf(socket).address });
     });
     // An idle session (no stream for keepalive_timeout_ms) ends with GOAWAY, as an idle HTTP/1.1 keep-alive
     // connection is closed.
@@ -136,7 +137,7 @@ export function attachHttp2(server: https.Server, opts: Http2Options): Http2Sess
     stream.once('aborted', () => {
       if (!resets(session).take()) return;
       metrics.http2StreamsRefused.inc({ reason: 'rapid_reset' });
-      log.warn({ msg: 'http2 session closed: too many streams reset by the client (Rapid Reset)', remote_address: (session as unknown as WithSocket)[TLS_SOCKET]?.remoteAddress });
+      log.warn({ msg: 'http2 session closed: too many streams reset by the client (Rapid Reset)', remote_address: clientAddressOf((session as unknown as WithSocket)[TLS_SOCKET] ?? {}).address });
       // The number form: destroy(undefined, code) would send NO_ERROR.
       session.destroy(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM as unknown as Error);
     });

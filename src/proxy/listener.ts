@@ -7,7 +7,7 @@
  */
 import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
-import type { LimitsConfig, TlsConfig } from '../config/types.js';
+import type { LimitsConfig, ProxyProtocolConfig, TlsConfig } from '../config/types.js';
 import { createLogLimiter, type Logger } from '../log.js';
 import type { ProxyMetrics } from './metrics.js';
 import type { TlsMaterial } from '../tls/material.js';
@@ -16,11 +16,15 @@ import { secureContextOptions, type SessionTickets } from '../tls/context.js';
 import { sendErrorOnSocket } from '../respond.js';
 import type { Pipeline } from './pipeline.js';
 import { attachHttp2, type Http2Options, type Http2Sessions } from './http2.js';
+import { installProxyProtocolGate, type ProxyProtocolGate } from './proxy-protocol-gate.js';
+import { clientAddressOf } from './client-address.js';
 
 export interface ListenerOptions {
   readonly limits: LimitsConfig;
   /** Offer HTTP/2 (ALPN h2) beside HTTP/1.1 (http2.ts). */
   readonly http2: boolean;
+  /** proxy_protocol: which peers must (and only they may) send a PROXY header first (proxy-protocol-gate.ts). */
+  readonly proxyProtocol: ProxyProtocolConfig | undefined;
   readonly tls: TlsConfig;
   /** The material serving the first handshakes (the reloader's current). */
   readonly material: TlsMaterial;
@@ -34,6 +38,8 @@ export interface ListenerOptions {
 export interface Listener {
   readonly server: https.Server;
   readonly http2: Http2Sessions | undefined;
+  /** The PROXY protocol gate in front of TLS: proxy_protocol is applied live through it. */
+  readonly proxyProtocol: ProxyProtocolGate;
 }
 
 export function createListener(opts: ListenerOptions): Listener {
@@ -60,6 +66,8 @@ export function createListener(opts: ListenerOptions): Listener {
   server.maxConnections = limits.max_connections;
   server.on('drop', () => metrics.connectionsRejected.inc({ reason: 'max_connections' }));
   if (limits.max_requests_per_connection > 0) server.maxRequestsPerSocket = limits.max_requests_per_connection;
+  // Before TLS: the client address of every connection (the PROXY header's, from a trusted balancer).
+  const proxyProtocol = installProxyProtocolGate(server, { config: opts.proxyProtocol, timeoutMs: limits.handshake_timeout_ms, metrics, log });
   server.on('request', pipeline.request);
   const h2 = opts.http2
     ? attachHttp2(server, { limits, metrics, log, request: pipeline.request as unknown as Http2Options['request'] })
@@ -81,7 +89,7 @@ export function createListener(opts: ListenerOptions): Listener {
       metrics.handshakeFailures.inc({ reason: verdict.reason });
       refusalLog.write('warn', verdict.reason, {
         msg: 'client certificate refused', reason: verdict.reason, detail: verdict.detail,
-        remote_address: socket.remoteAddress, client_subject: verdict.identity?.subject,
+        remote_address: clientAddressOf(socket).address, client_subject: verdict.identity?.subject,
         client_issuer: verdict.identity?.issuer, client_fingerprint: verdict.identity?.fingerprint,
       });
     }
@@ -94,7 +102,7 @@ export function createListener(opts: ListenerOptions): Listener {
     metrics.handshakeFailures.inc({ reason });
     // Port scanners and health checkers abort handshakes all day: debug, not warn.
     const level = reason === 'aborted' || reason === 'protocol' ? 'debug' : 'warn';
-    refusalLog.write(level, reason, { msg: 'TLS handshake failed', reason, code: err.code, remote_address: socket.remoteAddress });
+    refusalLog.write(level, reason, { msg: 'TLS handshake failed', reason, code: err.code, remote_address: clientAddressOf(socket).address });
   });
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
@@ -106,9 +114,9 @@ export function createListener(opts: ListenerOptions): Listener {
     } else {
       socket.destroy();
     }
-    log.debug({ msg: 'malformed or slow request', code: err.code, remote_address: (socket as { remoteAddress?: string }).remoteAddress });
+    log.debug({ msg: 'malformed or slow request', code: err.code, remote_address: clientAddressOf(socket).address });
   });
-  return { server, http2: h2 };
+  return { server, http2: h2, proxyProtocol };
 }
 
 function clientErrorAnswer(code: string | undefined): { status: number; body: { error: string; reason?: string } } | undefined {

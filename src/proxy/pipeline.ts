@@ -9,7 +9,8 @@
  *                 → 400 client_certificate_{required,invalid} | 421 (close) | 400 bad_request | 404 | 403 | 411 | 413
  *                 whoami_path, after the verdict: answered by certgate (whoami-endpoint.ts), never forwarded
  *   2 headers     request-headers.ts: hop-by-hop and client copies of certgate's headers out, identity and
- *                 X-Forwarded-* in
+ *                 X-Forwarded-* in; with headers.assertion, the connection's signed assertion for the route
+ *                 (assertion.ts: cached per connection and route; a miss awaits jose's signature first)
  *   3 forward     hop.ts (HTTP, on the route's undici Pool) | tunnel.ts (WebSocket, one connection each,
  *                 re-checked against the current trust by tunnel-watch.ts) → 502/504 (upstream-error.ts)
  *   4 observe     telemetry.ts: begin (X-Request-Id) → refused | answered | forwarding → upstream responded;
@@ -36,6 +37,7 @@ import type { Telemetry } from './telemetry.js';
 import type { Generation, Generations } from './generation.js';
 import type { RequestView } from './request-view.js';
 import { WHOAMI_ROUTE } from './whoami-endpoint.js';
+import { clientAddressOf } from './client-address.js';
 
 export interface PipelineOptions {
   readonly verdicts: VerdictContext;
@@ -61,6 +63,9 @@ export interface Pipeline {
 
 type Refused = Extract<ConnectionVerdict, { kind: 'refused' }>;
 
+/** What a request whose assertion could not be signed hears (it is never forwarded without one). */
+const SIGNING_FAILED = { error: 'internal_error', reason: 'assertion_signing', message: 'certgate could not sign the identity assertion for this request; its log says why' } as const;
+
 export function createPipeline(opts: PipelineOptions): Pipeline {
   const { verdicts, telemetry, metrics, log, generations, draining } = opts;
 
@@ -71,7 +76,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     loggedLate.add(socket);
     log.warn({
       msg, reason: verdict.reason, detail: verdict.detail,
-      remote_address: socket.remoteAddress, client_subject: verdict.identity?.subject, client_fingerprint: verdict.identity?.fingerprint,
+      remote_address: clientAddressOf(socket).address, client_subject: verdict.identity?.subject, client_fingerprint: verdict.identity?.fingerprint,
     });
   }
 
@@ -84,6 +89,19 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     const a = admitRequest(req, verdict.kind === 'verified' ? verdict.identity : undefined, gen);
     if ('status' in a && a.step === 'policy') metrics.authzDenied.inc({ route: a.route! });
     return a;
+  }
+
+  /**
+   * The assertion for an admitted request: undefined without headers.assertion or a verified identity, a
+   * string when the connection has a fresh one for this route, else a Promise of a new signature.
+   */
+  function assertionFor(a: Admitted, verdict: ConnectionVerdict, gen: Generation): string | Promise<string> | undefined {
+    if (gen.assertion === undefined || a.identity === undefined || verdict.kind !== 'verified') return undefined;
+    return gen.assertion.token(a.identity, a.route, verdict.generation);
+  }
+
+  function signingFailed(err: unknown, route: string): void {
+    log.error({ msg: 'assertion signing failed: request not forwarded', route, err: err instanceof Error ? err.message : String(err) });
   }
 
   /** limits.max_requests_per_connection, counted per connection. */
@@ -144,11 +162,26 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
         return;
       }
       const clientWantsClose = draining() || /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
-      prepareHeaders(req, a.identity, false, gen.headers, (a.route.upstream_protocol ?? 'http1') !== 'http1');
-      // Counts the body from here on. max_body_bytes: a declared length was checked by admit; a chunked
-      // body is cut by the hop itself, before the chunk that crosses the limit reaches the upstream.
-      telemetry.forwarding(req, res, a.route.name);
-      hop(req, res, gen.upstreams.get(a.route.name).hop, clientWantsClose);
+      const forward = (assertion: string | undefined): void => {
+        prepareHeaders(req, a.identity, false, gen.dialect, (a.route.upstream_protocol ?? 'http1') !== 'http1', assertion);
+        // Counts the body from here on. max_body_bytes: a declared length was checked by admit; a chunked
+        // body is cut by the hop itself, before the chunk that crosses the limit reaches the upstream.
+        telemetry.forwarding(req, res, a.route.name);
+        hop(req, res, gen.upstreams.get(a.route.name).hop, clientWantsClose);
+      };
+      const assertion = assertionFor(a, verdict, gen);
+      if (typeof assertion !== 'object') {
+        forward(assertion);
+        return;
+      }
+      // A new signature (once per connection, route and generation): the request waits for it, unread.
+      assertion.then((jws) => {
+        if (!res.destroyed) forward(jws);
+      }, (err: unknown) => {
+        signingFailed(err, a.route.name);
+        telemetry.refused(res, 500, SIGNING_FAILED, a.route.name);
+        sendError(res, 500, SIGNING_FAILED, { close: true });
+      });
     },
 
     upgrade(req, socket, head) {
@@ -165,7 +198,8 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       // Admission first (a client without a valid certificate hears that), then the upgrade's own shape:
       // both answered before any upstream is contacted, and the connection closed.
       const tls = req.socket as TLSSocket;
-      const a = admit(req, tls, connectionVerdict(tls, verdicts), gen);
+      const verdict = connectionVerdict(tls, verdicts);
+      const a = admit(req, tls, verdict, gen);
       const refusal = 'status' in a ? a : upgradeRefusal(req.method, req.headers);
       if (refusal !== undefined) {
         if ('route' in refusal && refusal.route !== undefined) record.route = refusal.route;
@@ -176,16 +210,35 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       }
       const admitted = a as Admitted;
       record.route = admitted.route.name;
-      prepareHeaders(req, admitted.identity, true, gen.headers);
-      // Set again: the client's Connection header may have named it as hop-by-hop.
-      req.headers['x-request-id'] = record.id;
-      openTunnel(req, socket, head, gen.upstreams.get(admitted.route.name).tunnel, onTunnelError, {
-        status(status) {
-          record.status = status;
-        },
-        opened(close) {
-          tunnels.add(tls, close);
-        },
+      const open = (assertion: string | undefined): void => {
+        prepareHeaders(req, admitted.identity, true, gen.dialect, false, assertion);
+        // Set again: the client's Connection header may have named it as hop-by-hop.
+        req.headers['x-request-id'] = record.id;
+        openTunnel(req, socket, head, gen.upstreams.get(admitted.route.name).tunnel, onTunnelError, {
+          status(status) {
+            record.status = status;
+          },
+          opened(close) {
+            tunnels.add(tls, close);
+          },
+        });
+      };
+      const assertion = assertionFor(admitted, verdict, gen);
+      if (typeof assertion !== 'object') {
+        open(assertion);
+        return;
+      }
+      // Bytes the client sends meanwhile wait in the socket (nothing reads an upgraded socket until the tunnel).
+      socket.pause();
+      assertion.then((jws) => {
+        if (socket.destroyed) return;
+        socket.resume();
+        open(jws);
+      }, (err: unknown) => {
+        signingFailed(err, admitted.route.name);
+        record.status = 500;
+        record.error = SIGNING_FAILED.error;
+        sendErrorOnSocket(socket as never, 500, SIGNING_FAILED);
       });
     },
   };

@@ -24,6 +24,7 @@ import { GRPC_STATUS } from './hop.js';
 import type { UpstreamErrorKind } from './upstream-error.js';
 import type { ClientEntry, ClientStore } from './clients.js';
 import { methodLabel, type ProxyMetrics } from './metrics.js';
+import { clientAddressOf, type ClientAddress } from './client-address.js';
 
 /** proxy/upstream-error.ts's kinds, pre-created per route so a ratio over them is 0, not absent. */
 const UPSTREAM_ERROR_KINDS = ['refused', 'reset', 'timeout', 'dns', 'tls', 'other'] as const satisfies readonly UpstreamErrorKind[];
@@ -118,6 +119,8 @@ interface ConnectionInfo {
   readonly identity: ClientIdentity | undefined;
   /** SAN URIs joined by ",", for the access line. */
   readonly sanUri: string | undefined;
+  /** The client address (client-address.ts: behind a trusted load balancer, its PROXY header's). */
+  readonly address: ClientAddress;
   client: ClientEntry | undefined;
 }
 
@@ -201,9 +204,10 @@ class RequestTelemetry implements Telemetry {
   connection(socket: TLSSocket, verdict: ConnectionVerdict): void {
     const now = Date.now();
     const identity = verdict.kind === 'anonymous' ? undefined : verdict.identity;
+    const address = clientAddressOf(socket);
     let client: ClientEntry | undefined;
     if (identity !== undefined) {
-      client = this.#clients.connection(identity, now);
+      client = this.#clients.connection(identity, now, address.address);
       if (verdict.kind === 'refused') {
         client = this.#clients.refusal(client, verdict.reason, now);
       } else {
@@ -211,7 +215,7 @@ class RequestTelemetry implements Telemetry {
       }
     }
     this.#connections.set(socket, {
-      version: socket.getProtocol() ?? 'unknown', resumed: socket.isSessionReused(), identity, client,
+      version: socket.getProtocol() ?? 'unknown', resumed: socket.isSessionReused(), identity, client, address,
       sanUri: identity !== undefined && identity.san.uri.length > 0 ? identity.san.uri.join(',') : undefined,
     });
   }
@@ -231,6 +235,7 @@ class RequestTelemetry implements Telemetry {
       this.#metrics.httpRequests.inc(this.#labels(series, methodLabel(req.method), record.status, protocolLabel(req.httpVersion)));
       this.#metrics.httpDuration.observe(series.labels, ms / 1000);
       const conn = this.#connections.get(tls);
+      const address = conn?.address ?? clientAddressOf(tls);
       if (conn?.client !== undefined && record.status === 101) conn.client = this.#clients.request(conn.client, record.route, Date.now());
       if (!access || !this.#accessLog.isLevelEnabled('info')) return;
       this.#accessLog.info({
@@ -238,7 +243,7 @@ class RequestTelemetry implements Telemetry {
         protocol: protocolLabel(req.httpVersion),
         duration_ms: Math.round(ms * 1000) / 1000, route: record.route, error: record.error,
         bytes_in: tls.bytesRead - bytesIn0, bytes_out: tls.bytesWritten - bytesOut0,
-        remote_address: tls.remoteAddress, remote_addr: tls.remoteAddress, tls_version: conn?.version, tls_resumed: conn?.resumed,
+        remote_address: address.address, remote_addr: address.address, proxy_address: address.via, tls_version: conn?.version, tls_resumed: conn?.resumed,
         client_subject: conn?.identity?.subject, client_fingerprint: conn?.identity?.fingerprint, client_san_uri: conn?.sanUri,
       });
     });
@@ -304,11 +309,12 @@ class RequestTelemetry implements Telemetry {
     if (conn?.client !== undefined) conn.client = this.#clients.request(conn.client, x.route, Date.now());
     if (!x.access || !this.#accessLog.isLevelEnabled('info')) return;
     const socket = x.req.socket;
+    const address = conn?.address ?? clientAddressOf(socket);
     this.#accessLog.info({
       msg: 'request', request_id: x.id, method: x.req.method, path: x.req.url, status: code, protocol: protocolLabel(x.req.httpVersion),
       duration_ms: Math.round(ms * 1000) / 1000, upstream_ms: x.upstreamMs >= 0 ? Math.round(x.upstreamMs * 1000) / 1000 : undefined,
       route: x.route, error: x.error, bytes_in: x.bytesIn, bytes_out: socket.bytesWritten - x.bytesOut0,
-      remote_address: socket.remoteAddress, remote_addr: socket.remoteAddress, tls_version: conn?.version, tls_resumed: conn?.resumed,
+      remote_address: address.address, remote_addr: address.address, proxy_address: address.via, tls_version: conn?.version, tls_resumed: conn?.resumed,
       client_subject: conn?.identity?.subject, client_fingerprint: conn?.identity?.fingerprint, client_san_uri: conn?.sanUri,
       completed: res.writableFinished, config_generation: x.configGeneration,
       // gRPC calls: their status (the upstream's trailers or headers, or certgate's refusal).

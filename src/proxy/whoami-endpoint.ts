@@ -28,6 +28,8 @@ export interface WhoamiOptions {
   readonly match: Router;
   readonly policies: ReadonlyMap<string, Policy>;
   readonly verbose: boolean;
+  /** Folded names the generation's dialect sends (a preset's, renamed ones): shown besides certgate's own. */
+  readonly sent: ReadonlySet<string>;
   /** The request headers after certgate's own preparation for `identity` (the headers step, on a copy). */
   readonly upstreamHeaders: (req: RequestView, identity: ClientIdentity | undefined) => IncomingHttpHeaders;
 }
@@ -72,7 +74,7 @@ function answer(req: RequestView, identity: ClientIdentity, opts: WhoamiOptions)
   }
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(opts.upstreamHeaders(req, identity))) {
-    if (value !== undefined && isClientControlledHeader(name)) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+    if (value !== undefined && (isClientControlledHeader(name) || opts.sent.has(name))) headers[name] = Array.isArray(value) ? value.join(', ') : value;
   }
   const route = opts.match(req.headers.host, target.path);
   const decision = route === undefined ? undefined : opts.policies.get(route.name)?.(identity);

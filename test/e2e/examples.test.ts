@@ -21,8 +21,10 @@
  */
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createPrivateKey } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { SignJWT } from 'jose';
+import { stringify } from 'yaml';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { listenEchoUpstream } from '../../dist/echo-upstream.js';
@@ -376,6 +378,150 @@ for (const example of UPSTREAMS) {
       });
       t.assert.equal(r.status, 200, 'the app cannot tell: only binding / network policy protects it');
       t.assert.match(await r.text(), /CN=mallory/);
+    });
+  });
+}
+
+// ---- the upstream examples verify certgate's signed assertion (headers.assertion, issue 18) ----
+
+/**
+ * Setup: certgate signs with an EC P-256 key; each example runs with CERTGATE_JWKS_URL = certgate's admin
+ * JWKS and CERTGATE_AUDIENCE = its route's name (the default audience). Through certgate it sees the
+ * identity the assertion states. Reached directly -- a request that came around certgate -- it refuses
+ * forged identity headers without an assertion, a token signed by another key under certgate's kid, a
+ * token for another route's audience and an expired token; a valid token signed with certgate's key is
+ * the control that shows each refusal is about that one defect.
+ */
+const ASSERTION_EXAMPLES: readonly UpstreamExample[] = [
+  {
+    name: 'Flask + PyJWT',
+    command: () => {
+      const interpreter = pythonWith(['flask', 'jwt', 'cryptography']);
+      return interpreter === undefined ? 'flask + PyJWT not installed (Debian: python3-flask python3-jwt python3-cryptography)' : [interpreter, path.join(EXAMPLES, 'upstreams/flask/app.py')];
+    },
+  },
+  {
+    name: 'FastAPI + PyJWT',
+    command: () => {
+      const interpreter = pythonWith(['fastapi', 'uvicorn', 'jwt', 'cryptography']);
+      return interpreter === undefined ? 'fastapi + uvicorn + PyJWT not installed (Debian: python3-fastapi uvicorn python3-jwt python3-cryptography)' : [interpreter, path.join(EXAMPLES, 'upstreams/fastapi/app.py')];
+    },
+  },
+  {
+    name: 'Express + jose',
+    command: () => installExampleDependencies('upstreams/express') ?? [process.execPath, path.join(EXAMPLES, 'upstreams/express/app.mjs')],
+  },
+];
+
+for (const example of ASSERTION_EXAMPLES) {
+  describe(`assertion: ${example.name} refuses a request that came around certgate`, () => {
+    let server: ExampleServer | undefined;
+    let gate: RunningCertgate | undefined;
+    let skipReason: string | undefined;
+    let signingKey: ReturnType<typeof createPrivateKey>;
+    let kid: string;
+
+    before(async () => {
+      const cmd = example.command();
+      if (typeof cmd === 'string') {
+        skipReason = cmd;
+        return;
+      }
+      signingKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+      const keyFile = path.join(pki.dir, `assertion-${example.name.replace(/\W+/g, '-')}.key`);
+      writeFileSync(keyFile, signingKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+      const settings = (upstreamUrl: string) => ({
+        tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path },
+        headers: { assertion: { key_files: [keyFile] } },
+        routes: [{ name: 'app', path_prefix: '/', upstream: upstreamUrl }],
+      });
+      // certgate first (the app needs its JWKS address), then the app, then the route to it, applied live.
+      gate = await startTestCertgate(settings('http://127.0.0.1:9'));
+      server = await startServer(cmd[0]!, cmd.slice(1), {
+        ADMIN_SAN_URIS: GOOD_SAN_URI, CERTGATE_JWKS_URL: `${gate.adminUrl}/.well-known/jwks.json`, CERTGATE_AUDIENCE: 'app',
+      });
+      const tmp = `${gate.config.file}.tmp`;
+      writeFileSync(tmp, stringify({ listen: '127.0.0.1:0', admin: { listen: '127.0.0.1:0' }, ...settings(server.url) }));
+      renameSync(tmp, gate.config.file);
+      const applied = await gate.app.reloadConfig!('test');
+      if (applied.result !== 'success') throw new Error(`route to the example not applied: ${JSON.stringify(applied)}`);
+      kid = ((await (await fetch(`${gate.adminUrl}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] }).keys[0]!.kid;
+    });
+    after(async () => {
+      await gate?.close();
+      await server?.stop();
+    });
+    const ready = (t: TestContext): { server: ExampleServer; gate: RunningCertgate } | undefined => {
+      if (skipReason !== undefined) {
+        t.skip(skipReason);
+        return undefined;
+      }
+      return { server: server!, gate: gate! };
+    };
+    /** A token as certgate would sign it, with `claims` changed; signed by `key` (default certgate's). */
+    const token = (claims: Record<string, unknown> = {}, key = signingKey): Promise<string> => {
+      const now = Math.floor(Date.now() / 1000);
+      const thumbprint = Buffer.from(pki.clients.good.x509.fingerprint256.replaceAll(':', ''), 'hex').toString('base64url');
+      return new SignJWT({
+        iss: 'certgate', sub: GOOD_SUBJECT, aud: 'app', iat: now, nbf: now, exp: now + 60, cnf: { 'x5t#S256': thumbprint }, 'x5t#S256': thumbprint,
+        sans: { dns: [], uri: [GOOD_SAN_URI], email: [], ip: [] }, serial: pki.clients.good.x509.serialNumber, not_after: now + 86_400, ...claims,
+      }).setProtectedHeader({ alg: 'ES256', kid, typ: 'JWT' }).sign(key);
+    };
+    const direct = async (env: { server: ExampleServer }, headers: Record<string, string>): Promise<{ status: number; body: string }> => {
+      const r = await fetch(`${env.server.url}/admin`, { headers });
+      return { status: r.status, body: await r.text() };
+    };
+
+    it('through certgate: the identity comes from the verified assertion; /admin authorizes on its SAN URI', { timeout: TEST_TIMEOUT }, async (t) => {
+      const env = ready(t);
+      if (env === undefined) return;
+      const r = await mtlsRequest(env.gate.url, { cert: pki.clients.good.cert, key: pki.clients.good.key, ca: pki.root.cert }, { path: '/whoami' });
+      t.assert.equal(r.status, 200, r.body);
+      const { client } = r.json<{ client: Record<string, unknown> }>();
+      t.assert.equal(client.subject, GOOD_SUBJECT);
+      t.assert.equal(client.verified_by, 'assertion');
+      t.assert.equal(client.fingerprint, pki.clients.good.x509.fingerprint256.replaceAll(':', '').toLowerCase());
+      t.assert.deepEqual(client.san_uri, [GOOD_SAN_URI]);
+      const admin = await mtlsRequest(env.gate.url, { cert: pki.clients.good.cert, key: pki.clients.good.key, ca: pki.root.cert }, { path: '/admin' });
+      t.assert.equal(admin.status, 200, admin.body);
+      const refused = await mtlsRequest(env.gate.url, { cert: pki.clients.direct.cert, key: pki.clients.direct.key, ca: pki.root.cert }, { path: '/admin' });
+      t.assert.equal(refused.status, 403, refused.body);
+    });
+
+    it('attack: forged identity headers without an assertion, reached directly → 403', { timeout: TEST_TIMEOUT }, async (t) => {
+      const env = ready(t);
+      if (env === undefined) return;
+      const r = await direct(env, { 'X-Client-Cert-Verified': 'SUCCESS', 'X-Client-Cert-Subject': 'CN=mallory', 'X-Client-Cert-SAN-URI': GOOD_SAN_URI });
+      t.assert.equal(r.status, 403, r.body);
+      t.assert.match(r.body, /invalid_assertion/);
+    });
+
+    it('attack: a token signed by another key under certgate\'s kid (bad signature) → 403', { timeout: TEST_TIMEOUT }, async (t) => {
+      const env = ready(t);
+      if (env === undefined) return;
+      const mallory = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+      t.assert.equal((await direct(env, { 'X-Client-Cert-Assertion': await token({}, mallory) })).status, 403);
+      t.assert.equal((await direct(env, { 'X-Client-Cert-Assertion': 'not.a.jws' })).status, 403);
+    });
+
+    it('attack: an assertion for another route\'s audience → 403', { timeout: TEST_TIMEOUT }, async (t) => {
+      const env = ready(t);
+      if (env === undefined) return;
+      t.assert.equal((await direct(env, { 'X-Client-Cert-Assertion': await token({ aud: 'other-route' }) })).status, 403);
+    });
+
+    it('attack: an expired assertion (a captured one replayed after its ttl) → 403', { timeout: TEST_TIMEOUT }, async (t) => {
+      const env = ready(t);
+      if (env === undefined) return;
+      const past = Math.floor(Date.now() / 1000) - 180;
+      t.assert.equal((await direct(env, { 'X-Client-Cert-Assertion': await token({ iat: past, nbf: past, exp: past + 60 }) })).status, 403);
+    });
+
+    it('control: a valid token signed with certgate\'s key is accepted (each refusal above is that one defect)', { timeout: TEST_TIMEOUT }, async (t) => {
+      const env = ready(t);
+      if (env === undefined) return;
+      const r = await direct(env, { 'X-Client-Cert-Assertion': await token() });
+      t.assert.equal(r.status, 200, r.body);
     });
   });
 }

@@ -28,8 +28,11 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Starts nginx on 127.0.0.1 with `locations` (nginx `location` blocks) in its one server. */
-export async function startNginx(locations: string): Promise<RunningNginx> {
+/**
+ * Starts nginx on 127.0.0.1 with `locations` (nginx `location` blocks) in its one server. `listen` is
+ * appended to the listen directive (e.g. `ssl`), `server` holds further server directives (ssl_*).
+ */
+export async function startNginx(locations: string, opts: { listen?: string; server?: string } = {}): Promise<RunningNginx> {
   if (NGINX === undefined) throw new Error('nginx is not installed (apt-get install nginx-light)');
   const dir = mkdtempSync(path.join(os.tmpdir(), 'certgate-nginx-'));
   mkdirSync(path.join(dir, 'tmp'));
@@ -48,7 +51,8 @@ http {
   keepalive_timeout 60s;
   keepalive_requests 1000;
   server {
-    listen 127.0.0.1:${port};
+    listen 127.0.0.1:${port}${opts.listen === undefined ? '' : ` ${opts.listen}`};
+    ${opts.server ?? ''}
     ${locations}
   }
 }
@@ -59,7 +63,7 @@ http {
     s.on('error', () => resolve(false));
   }), `nginx listening on ${port}`);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${opts.listen?.includes('ssl') === true ? 'https' : 'http'}://127.0.0.1:${port}`,
     requests: () => readFileSync(log, 'utf8').split('\n').filter((l) => l !== ''),
     async close() {
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -27,7 +27,7 @@ describe('ClientStore', () => {
     const store = new ClientStore(10);
     const e1 = store.connection(identity(1, 30), T0);
     store.request(e1, 'api', T0 + 1000);
-    const e2 = store.connection(identity(1, 30), T0 + 2000);
+    const e2 = store.connection(identity(1, 30), T0 + 2000, '203.0.113.7');
     assert.equal(e2, e1, 'same certificate, same entry');
     store.request(e2, 'admin', T0 + 3000);
     const [row, ...rest] = store.snapshot();
@@ -35,7 +35,7 @@ describe('ClientStore', () => {
     assert.deepEqual(row, {
       subject: 'CN=svc-1', fingerprint: '1'.padStart(64, '0'), san_uri: ['spiffe://example.org/svc-1'], issuer: 'CN=ca', serial: '1',
       not_after: new Date(T0 + 30 * DAY).toISOString(), first_seen: new Date(T0).toISOString(), last_seen: new Date(T0 + 3000).toISOString(),
-      connections: 2, requests: 2, last_route: 'admin', last_refusal: null, last_refusal_at: null,
+      connections: 2, requests: 2, last_route: 'admin', last_refusal: null, last_refusal_at: null, last_address: '203.0.113.7',
     });
   });
 
@@ -105,20 +105,20 @@ describe('mergeClientRecords (multi-core: one /clients across workers)', () => {
   const row = (over: Partial<ClientRecord>): ClientRecord => ({
     subject: 'CN=a', fingerprint: 'a', san_uri: [], issuer: 'CN=ca', serial: '01', not_after: '2030-02-01T00:00:00.000Z',
     first_seen: '2030-01-01T00:00:00.000Z', last_seen: '2030-01-01T00:00:00.000Z', connections: 1, requests: 1,
-    last_route: null, last_refusal: null, last_refusal_at: null, ...over,
+    last_route: null, last_refusal: null, last_refusal_at: null, last_address: null, ...over,
   });
 
   it('adds up one certificate seen by several workers', () => {
     const merged = mergeClientRecords([
-      [row({ first_seen: '2030-01-01T00:00:05.000Z', last_seen: '2030-01-01T00:01:00.000Z', connections: 2, requests: 10, last_route: 'api' })],
+      [row({ first_seen: '2030-01-01T00:00:05.000Z', last_seen: '2030-01-01T00:01:00.000Z', connections: 2, requests: 10, last_route: 'api', last_address: '192.0.2.1' })],
       [row({ first_seen: '2030-01-01T00:00:01.000Z', last_seen: '2030-01-01T00:02:00.000Z', connections: 1, requests: 3, last_route: 'admin',
-        last_refusal: 'forbidden', last_refusal_at: '2030-01-01T00:01:30.000Z' })],
+        last_address: '192.0.2.2', last_refusal: 'forbidden', last_refusal_at: '2030-01-01T00:01:30.000Z' })],
       [row({ last_refusal: 'revoked', last_refusal_at: '2030-01-01T00:00:30.000Z', connections: 1, requests: 0 })],
     ], 10);
     assert.equal(merged.length, 1);
     assert.deepEqual(merged[0], row({
       first_seen: '2030-01-01T00:00:00.000Z', last_seen: '2030-01-01T00:02:00.000Z', connections: 4, requests: 13, last_route: 'admin',
-      last_refusal: 'forbidden', last_refusal_at: '2030-01-01T00:01:30.000Z',
+      last_address: '192.0.2.2', last_refusal: 'forbidden', last_refusal_at: '2030-01-01T00:01:30.000Z',
     }));
   });
 

@@ -34,7 +34,9 @@ test('a minimal config gets every default, absolute paths and a route name', () 
   assert.equal(c.tls.client_ca, '/etc/certgate/ca.crt');
   assert.equal(c.tls.client_auth, 'require');
   assert.equal(c.tls.min_version, 'TLSv1.2');
-  assert.deepEqual(c.headers, { xfcc: false, forward_cert: false, rfc9440: false, pass_through: [] });
+  assert.deepEqual(c.headers, {
+    xfcc: false, forward_cert: false, rfc9440: false, pass_through: [], preset: 'certgate', names: {}, spiffe_id: false, tls_info: false,
+  });
   assert.deepEqual(c.admin.listen, { host: '127.0.0.1', port: 9090 });
   assert.deepEqual(c.admin.allowed_hosts, []);
   assert.equal(c.log.level, 'info');

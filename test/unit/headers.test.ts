@@ -27,8 +27,9 @@ const LEAF = craftCertificate(privateKey, {
 });
 const BASE = identityFromCertificate(new X509Certificate(LEAF), [INTERMEDIATE]);
 
-const ALL_OFF: HeadersConfig = { xfcc: false, forward_cert: false, rfc9440: false, pass_through: [] };
-const ALL_ON: HeadersConfig = { xfcc: true, forward_cert: true, rfc9440: true, pass_through: [] };
+const DIALECT_DEFAULTS = { preset: 'certgate', names: {}, spiffe_id: false, tls_info: false } as const;
+const ALL_OFF: HeadersConfig = { xfcc: false, forward_cert: false, rfc9440: false, pass_through: [], ...DIALECT_DEFAULTS };
+const ALL_ON: HeadersConfig = { xfcc: true, forward_cert: true, rfc9440: true, pass_through: [], ...DIALECT_DEFAULTS };
 
 function withFields(fields: Partial<ClientIdentity>): ClientIdentity {
   return { ...BASE, ...fields };

@@ -15,6 +15,7 @@ import { h2ViewHeaders, ResetBucket, RESET_BURST } from '../../dist/proxy/http2.
 import { grpcMessageFor, grpcPercentEncode, grpcStatusFor, isGrpcContentType } from '../../dist/respond.js';
 import { protocolLabel } from '../../dist/proxy/telemetry.js';
 import { prepareHeaders } from '../../dist/proxy/request-headers.js';
+import { compileDialect } from '../../dist/identity/dialect.js';
 
 const ROUTES: RouteConfig[] = [
   { name: 'grpc', path_prefix: '/demo.Demo', upstream: new URL('http://127.0.0.1:1'), timeout_ms: 1000, upstream_protocol: 'h2c' },
@@ -72,7 +73,7 @@ describe('admit on HTTP/2', () => {
 
 describe('headers toward the upstream', () => {
   it('te: trailers goes on to an HTTP/2 upstream only; other te values never', () => {
-    const opts = { xfcc: false, forward_cert: false, rfc9440: false, pass_through: [] };
+    const opts = compileDialect({ preset: 'certgate', names: {}, xfcc: false, forward_cert: false, rfc9440: false, spiffe_id: false, tls_info: false, pass_through: [] });
     const to = (te: string, h2: boolean) => {
       const req = { headers: { host: 'a', te } as Record<string, string>, socket: { remoteAddress: '127.0.0.1' } as Socket };
       prepareHeaders(req, undefined, false, opts, h2);

@@ -245,7 +245,7 @@ describe('refusal hints and whoami_path matching', () => {
   });
 
   it('matches the exact path, with any query, and nothing else', () => {
-    const w = createWhoamiEndpoint({ path: '/.certgate/whoami', match: () => undefined, policies: new Map(), verbose: false, upstreamHeaders: () => ({}) });
+    const w = createWhoamiEndpoint({ path: '/.certgate/whoami', match: () => undefined, policies: new Map(), verbose: false, sent: new Set(), upstreamHeaders: () => ({}) });
     assert.equal(w.matches('/.certgate/whoami'), true);
     assert.equal(w.matches('/.certgate/whoami?path=/api'), true);
     assert.equal(w.matches('/.certgate/whoami/x'), false);

@@ -15,6 +15,7 @@ only certgate with a firewall / NetworkPolicy); see ../README.md. uvicorn's defa
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import socket
 from urllib.parse import unquote
@@ -33,9 +34,57 @@ def split_san(value: str | None) -> list[str]:
     return [unquote(v) for v in value.split(",")] if value else []
 
 
+# --- Optional: verify certgate's signed identity assertion (headers.assertion) -------------------------
+# With CERTGATE_JWKS_URL set (certgate's admin listener: http://127.0.0.1:9090/.well-known/jwks.json), the
+# identity comes ONLY from a valid X-Client-Cert-Assertion: a request that came around certgate (forged
+# X-Client-Cert-* headers, no or a bad signature, another route's audience, an expired token) is refused
+# even if it reaches this app. Needs PyJWT with cryptography (Debian: python3-jwt python3-cryptography).
+JWKS_URL = os.environ.get("CERTGATE_JWKS_URL")
+AUDIENCE = os.environ.get("CERTGATE_AUDIENCE")  # the route's assertion_audience (default: the route name)
+ISSUER = os.environ.get("CERTGATE_ISSUER", "certgate")  # headers.assertion.issuer
+if JWKS_URL:
+    import jwt  # PyJWT
+
+    if not AUDIENCE:
+        raise SystemExit("CERTGATE_AUDIENCE must name this app's route (its assertion_audience, default the route name)")
+    # Caches the key set; fetches it again when a token names a kid it does not know (a rotated key).
+    JWKS = jwt.PyJWKClient(JWKS_URL)
+
+
+def verified_assertion(token: str | None) -> dict | None:
+    """The claims of a valid assertion for this app, or None: missing, bad signature, wrong iss/aud, expired."""
+    if not token:
+        return None
+    try:
+        key = JWKS.get_signing_key_from_jwt(token).key
+        return jwt.decode(token, key, algorithms=["ES256", "EdDSA"], audience=AUDIENCE, issuer=ISSUER, leeway=5,
+                          options={"require": ["exp", "iat", "nbf", "iss", "aud", "sub"]})
+    except jwt.PyJWTError:
+        return None
+
+
+def identity_from_claims(claims: dict) -> dict:
+    """The identity the assertion states (README "Signed identity assertion" lists the claims)."""
+    return {
+        "subject": claims["sub"],
+        # x5t#S256 is base64url(SHA-256(DER)); X-Client-Cert-Fingerprint is the same digest in hex.
+        "fingerprint": base64.urlsafe_b64decode(claims["x5t#S256"] + "==").hex(),
+        "serial": claims.get("serial"),
+        "not_after": claims.get("not_after"),
+        "san_uri": claims["sans"]["uri"],
+        "san_dns": claims["sans"]["dns"],
+        "verified_by": "assertion",
+    }
+
+
 def client_identity(request: Request) -> dict:
     """FastAPI dependency: the identity certgate verified; 403 when there is none."""
     h = request.headers
+    if JWKS_URL:
+        claims = verified_assertion(h.get("x-client-cert-assertion"))
+        if claims is None:
+            raise HTTPException(status_code=403, detail="invalid_assertion: no valid X-Client-Cert-Assertion; reach this app through certgate")
+        return identity_from_claims(claims)
     if h.get("x-client-cert-verified") != "SUCCESS":
         raise HTTPException(status_code=403, detail="client_certificate_required: reach this app through certgate")
     return {
