@@ -23,5 +23,7 @@ if (selected.length === 0) {
   console.error(`no test files under ${root}/ match ${filter.join(' ')}`);
   process.exit(1);
 }
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...selected], { stdio: 'inherit' });
+// The spec reporter also when the output is a pipe (CI tees it; Node 20 would switch to TAP): its closing
+// "failing tests:" section is what .ci/run's summary repeats.
+const result = spawnSync(process.execPath, ['--test', '--test-reporter=spec', '--test-concurrency=2', ...selected], { stdio: 'inherit' });
 process.exit(result.status ?? 1);
