@@ -83,19 +83,51 @@ export interface ConfigTarget {
   apply(next: Config, source: string, id?: number): Promise<void>;
 }
 
-/** One process's target: build the whole Generation to the side, swap it in with one assignment, retire the old. */
-export function generationTarget(generations: { current: Generation }, onApplied?: (config: Config) => void): ConfigTarget {
+/**
+ * A part of a process that a config changes besides its Generation (the TLS material when tls file paths
+ * change, the listeners when an address changes): prepared to the side before the swap — anything that can
+ * fail fails here, and then nothing changed — and put in force in the same synchronous step as the swap.
+ */
+export interface PreparedChange {
+  /** Puts the change in force; synchronous and not expected to fail (what could fail happened in prepare). */
+  commit(): void;
+  /** The reload did not happen after all: undo what prepare did (close a socket it bound). */
+  abort(): Promise<void>;
+}
+
+export interface GenerationTargetOptions {
+  /** Builds generation `id` from `next` (buildGeneration with the process's pool shelf). */
+  readonly build: (next: Config, id: number) => Promise<Generation>;
+  /** Prepares everything else `next` changes (see PreparedChange); throws when it cannot: nothing changed. */
+  readonly prepare?: (next: Config) => Promise<PreparedChange | undefined>;
+  /** After the swap: what follows the config without being able to fail (limits, log level, ...). */
+  readonly onApplied?: (config: Config) => void;
+}
+
+/**
+ * One process's target: prepare what else changes, build the whole Generation to the side, then commit and
+ * swap it in in one synchronous step (no request can arrive in between), and retire the old one.
+ */
+export function generationTarget(generations: { current: Generation }, opts: GenerationTargetOptions): ConfigTarget {
   return {
     get id() {
       return generations.current.id;
     },
     async apply(next, _source, id = generations.current.id + 1) {
-      const generation = await buildGeneration(next, id);
+      const prepared = await opts.prepare?.(next);
+      let generation: Generation;
+      try {
+        generation = await opts.build(next, id);
+      } catch (err) {
+        await prepared?.abort();
+        throw err;
+      }
       // The swap: one assignment. Requests that read the old generation keep it; the next ones take this.
+      prepared?.commit();
       const old = generations.current;
       generations.current = generation;
       old.retire();
-      onApplied?.(next);
+      opts.onApplied?.(next);
     },
   };
 }

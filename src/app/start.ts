@@ -18,6 +18,7 @@ import type { ClientsView } from '../admin/clients.js';
 import { ClientStore } from '../proxy/clients.js';
 import { createTelemetry } from '../proxy/telemetry.js';
 import { buildGeneration, type Generation } from '../proxy/generation.js';
+import { createPoolShelf } from '../proxy/upstreams.js';
 import { createLiveConfig, generationTarget, type ConfigReloadAnswer } from './live-config.js';
 import { createPipeline } from '../proxy/pipeline.js';
 import { createListener, type Listener } from '../proxy/listener.js';
@@ -70,7 +71,9 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   const material = await loadStartMaterial(config, log, !worker);
   const metrics = createMetrics();
   const inputs = worker ? {} : await loadAdminInputs(config, metrics, log);
-  const generation = await buildGeneration(config, 1);
+  // Upstream pools outlive a generation when the next one builds the same upstream (live reload).
+  const pools = createPoolShelf();
+  const generation = await buildGeneration(config, 1, pools);
   const generations: { current: Generation } = { current: generation };
 
   const tickets = opts.tickets ?? createSessionTickets();
@@ -83,7 +86,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   // Live config (issue 17): the one writer of generations.current after start-up. A worker's primary reads the file.
   // Generation after generation: a live reload here, or (a worker) the primary's hand-over of the config it validated.
   let logLevel = config.log.level;
-  const target = generationTarget(generations, (next) => {
+  const target = generationTarget(generations, { build: (next, id) => buildGeneration(next, id, pools), onApplied: (next) => {
     // Only a changed log.level moves the level (a logger given another level at start-up keeps it otherwise).
     if (next.log.level !== logLevel) log.level = logLevel = next.log.level;
     // Node's maxRequestsPerSocket, the backstop of limits.max_requests_per_connection (proxy/listener.ts), follows it.
@@ -95,7 +98,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     clients.setMax(next.admin.clients_max);
     // proxy_protocol: connections accepted from now on (one already past its header keeps its client address).
     listener.proxyProtocol.set(next.proxy_protocol);
-  });
+  } });
   const assertionDigest = generation.assertion?.keys.digest;
   const live = worker ? undefined : createLiveConfig({ initial: config, ...(opts.sha256 !== undefined && { sha256: opts.sha256 }), target, metrics, log, history,
     ...(assertionDigest !== undefined && { assertionDigest }),

@@ -7,7 +7,7 @@
 import type { Config, HeadersConfig, RouteConfig } from '../config/types.js';
 import { createRouter, type Router } from './routes.js';
 import { compileAllow, type Policy } from './policy.js';
-import { createUpstreams, type Upstreams } from './upstreams.js';
+import { createUpstreams, type PoolShelf, type Upstreams } from './upstreams.js';
 import { createWhoamiEndpoint, type WhoamiEndpoint } from './whoami-endpoint.js';
 import { prepareHeaders } from './request-headers.js';
 import { loadAssertionKeys } from '../tls/assertion-keys.js';
@@ -46,13 +46,17 @@ export interface Generation {
    * never reuses an assertion. undefined when headers.assertion is not set.
    */
   readonly assertion: AssertionSigner | undefined;
-  /** Closes the upstream pools now (requests still on them fail): shutdown, after its drain. */
+  /**
+   * Lets go of the upstream pools now: a pool no other generation holds closes (requests still on it fail):
+   * shutdown, after its drain.
+   */
   close(): void;
   /** A request or tunnel served by this generation began; the returned function says it ended (idempotent). */
   hold(): () => void;
   /**
-   * No new request takes this generation (a reload swapped in the next): its pools close once every request
-   * holding it has ended, so a request in flight finishes on its own route and upstream.
+   * No new request takes this generation (a reload swapped in the next): it lets go of its pools once every
+   * request holding it has ended, so a request in flight finishes on its own route and upstream; a pool the
+   * next generation took over (an unchanged upstream) stays open, the others close then.
    */
   retire(): void;
 }
@@ -62,7 +66,11 @@ export interface Generations {
   readonly current: Generation;
 }
 
-export async function buildGeneration(config: GenerationConfig, id: number): Promise<Generation> {
+/**
+ * `pools`: the shelf the process's generations share (upstreams.ts): a route whose upstream is built from
+ * the same settings as in the generation before keeps that generation's pool and its kept-alive connections.
+ */
+export async function buildGeneration(config: GenerationConfig, id: number, pools?: PoolShelf): Promise<Generation> {
   const match = createRouter(config.routes);
   const policies = new Map(config.routes.map((r) => [r.name, compileAllow(r.allow)] as const));
   const headers = config.headers;
@@ -71,7 +79,7 @@ export async function buildGeneration(config: GenerationConfig, id: number): Pro
   const assertion = a === undefined ? undefined
     : createAssertionSigner(a, await loadAssertionKeys(a, config.file ?? '', config.tls?.allow_insecure_key_permissions === true));
   const dialect = compileDialect(headers);
-  const upstreams = await createUpstreams(config.routes);
+  const upstreams = await createUpstreams(config.routes, pools);
   // whoami_path (certgate probe): the headers step's result for this connection, computed on a copy.
   const whoami = config.whoami_path === undefined ? undefined : createWhoamiEndpoint({
     path: config.whoami_path, match, policies, verbose: config.errors.verbose,

@@ -8,6 +8,7 @@
  * Both verify an https upstream the same way: upstream_ca (else Node's CAs), against the URL's host name
  * (SNI too; none for an IP), never against the client's Host header.
  */
+import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -51,25 +52,89 @@ export interface UpstreamTarget {
 export interface Upstreams {
   /** The target of an admitted route (every route has one). */
   get(route: string): UpstreamTarget;
-  /** Like agent.destroy(): connections closed now, requests still running fail (their onError counts them). */
+  /**
+   * This generation lets go of its pools: a pool no other generation holds is destroyed (like
+   * agent.destroy(): connections closed now, requests still running fail; their onError counts them).
+   */
   close(): void;
 }
 
-/** Reads every upstream_ca (a missing file refuses start-up with the route's name) and opens the pools. */
-export async function createUpstreams(routes: readonly RouteConfig[]): Promise<Upstreams> {
+/**
+ * The pools kept across configuration generations (issue 17): a live reload that leaves a route's upstream
+ * as it was hands the new generation the same undici Pool, so its kept-alive upstream connections survive
+ * the reload. A pool is identified by everything it was built from (poolKey); each generation holding it
+ * counts once, and the last to let go destroys it.
+ */
+export interface PoolShelf {
+  /** The pool built from `key`, shared while any holder keeps it; `make` builds it when none does. */
+  take(key: string, make: () => Dispatcher): Dispatcher;
+  /** One holder of `key` lets go; the last one destroys the pool. */
+  release(key: string): void;
+  /** Pools held now (tests, the status of a reload). */
+  readonly size: number;
+}
+
+export function createPoolShelf(): PoolShelf {
+  const pools = new Map<string, { pool: Dispatcher; holders: number }>();
+  return {
+    take(key, make) {
+      let entry = pools.get(key);
+      if (entry === undefined) {
+        entry = { pool: make(), holders: 0 };
+        pools.set(key, entry);
+      }
+      entry.holders += 1;
+      return entry.pool;
+    },
+    release(key) {
+      const entry = pools.get(key);
+      if (entry === undefined) return;
+      entry.holders -= 1;
+      if (entry.holders > 0) return;
+      pools.delete(key);
+      entry.pool.destroy(null, ignore);
+    },
+    get size() {
+      return pools.size;
+    },
+  };
+}
+
+/**
+ * Everything a route's pool is built from (poolFor): the route (pools are per route), the upstream's
+ * origin (scheme, host, port; the URL's path is the hop target's, not the pool's), upstream_protocol, the
+ * upstream_ca's bytes (a rotated CA file is a new pool) and timeout_ms (the pool's timers). The pool's
+ * other options are constants of poolFor.
+ */
+export function poolKey(route: RouteConfig, ca: Buffer | undefined): string {
+  const caDigest = ca === undefined ? null : createHash('sha256').update(ca).digest('hex');
+  return JSON.stringify([route.name, route.upstream.origin, route.upstream_protocol ?? null, caDigest, route.timeout_ms]);
+}
+
+/**
+ * Reads every upstream_ca (a missing file refuses start-up with the route's name) and takes each route's
+ * pool from `shelf` (a previous generation's, when built from the same; a fresh shelf opens them all).
+ */
+export async function createUpstreams(routes: readonly RouteConfig[], shelf: PoolShelf = createPoolShelf()): Promise<Upstreams> {
   const targets = new Map<string, UpstreamTarget>();
-  const pools: Dispatcher[] = [];
-  for (const route of routes) {
-    const ca = await upstreamCa(route);
-    const pool = poolFor(route, ca);
-    pools.push(pool);
+  const cas = await Promise.all(routes.map((route) => upstreamCa(route)));
+  // Taken only once every upstream_ca was read: a failure above leaves the shelf as it was.
+  const keys: string[] = [];
+  routes.forEach((route, i) => {
+    const ca = cas[i];
+    const key = poolKey(route, ca);
+    keys.push(key);
+    const pool = shelf.take(key, () => poolFor(route, ca));
     const hop = hopTarget(route, pool);
     targets.set(route.name, { hop, tunnel: tunnelTarget(route, hop, ca) });
-  }
+  });
+  let closed = false;
   return {
     get: (route) => targets.get(route)!,
     close() {
-      for (const p of pools) p.destroy(null, ignore);
+      if (closed) return;
+      closed = true;
+      for (const key of keys) shelf.release(key);
     },
   };
 }
