@@ -27,12 +27,15 @@ import { validateConfigFile, type Validated } from './validate.js';
  * options, error verbosity, strict_paths, whoami_path, limits.max_requests_per_connection), the listener's limits Node lets a running server change
  * (header/request/keep-alive timeouts, max_connections: app/start.ts applyListenerLimits), the log
  * level, log.access and the admin token (admin.token_file; its content is re-read by every reload too), admin.allowed_hosts and
- * admin.clients_max, proxy_protocol (the listener's PROXY protocol gate, for connections accepted after). Every other key that changes is "restart to apply" (reported, not applied).
+ * admin.clients_max, proxy_protocol (the listener's PROXY protocol gate, for connections accepted after), the tls file paths
+ * (tls/reloader.ts retarget: the material at the new paths, validated before the swap).
+ * Every other key that changes is "restart to apply" (reported, not applied).
  */
 export const LIVE_KEYS: readonly string[] = [
   'routes', 'headers', 'errors', 'strict_paths', 'whoami_path', 'limits.max_requests_per_connection',
   'limits.header_timeout_ms', 'limits.request_timeout_ms', 'limits.keepalive_timeout_ms', 'limits.max_connections', 'log.level', 'log.access', 'admin.token_file',
   'admin.allowed_hosts', 'admin.clients_max', 'proxy_protocol',
+  'tls.bundle', 'tls.cert', 'tls.key', 'tls.passphrase_file', 'tls.client_ca', 'tls.crl',
 ];
 
 export interface ConfigReloadAnswer {
@@ -93,6 +96,8 @@ export interface PreparedChange {
   commit(): void;
   /** The reload did not happen after all: undo what prepare did (close a socket it bound). */
   abort(): Promise<void>;
+  /** After commit: resolves once the change has fully settled (a new file watch armed); the reload answers after it. */
+  settled?(): Promise<void>;
 }
 
 export interface GenerationTargetOptions {
@@ -128,6 +133,7 @@ export function generationTarget(generations: { current: Generation }, opts: Gen
       generations.current = generation;
       old.retire();
       opts.onApplied?.(next);
+      await prepared?.settled?.();
     },
   };
 }

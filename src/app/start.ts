@@ -86,7 +86,11 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   // Live config (issue 17): the one writer of generations.current after start-up. A worker's primary reads the file.
   // Generation after generation: a live reload here, or (a worker) the primary's hand-over of the config it validated.
   let logLevel = config.log.level;
-  const target = generationTarget(generations, { build: (next, id) => buildGeneration(next, id, pools), onApplied: (next) => {
+  const target = generationTarget(generations, {
+    build: (next, id) => buildGeneration(next, id, pools),
+    // tls file paths: the new material read and validated first, its secure context put in force with the swap.
+    prepare: (next) => reloader.retarget(next.tls),
+    onApplied: (next) => {
     // Only a changed log.level moves the level (a logger given another level at start-up keeps it otherwise).
     if (next.log.level !== logLevel) log.level = logLevel = next.log.level;
     // Node's maxRequestsPerSocket, the backstop of limits.max_requests_per_connection (proxy/listener.ts), follows it.

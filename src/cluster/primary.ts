@@ -149,7 +149,8 @@ export async function runPrimary(config: Config, count: number): Promise<number>
     tls: config.tls, listenHost: config.listen.host, initial: material, tickets: createSessionTickets(secret), metrics, log,
     onReload: (event) => {
       history.record(event);
-      if (event.result === 'success') broadcast({ cg: 'reload', reason: event.trigger, file: event.file });
+      // A live config's new tls paths (trigger config) reach the workers with the config itself.
+      if (event.result === 'success' && event.trigger !== 'config') broadcast({ cg: 'reload', reason: event.trigger, file: event.file });
     },
   });
 
@@ -162,11 +163,16 @@ export async function runPrimary(config: Config, count: number): Promise<number>
     get id() {
       return configGeneration;
     },
-    async apply(_next, source) {
+    async apply(next, source) {
+      // New tls paths: read and validated here first (the workers read them again for their own swap); the
+      // primary's watcher follows them once the workers have the config.
+      const tlsChange = await reloader.retarget(next.tls);
       const m: ConfigHandOver = { id: configGeneration + 1, source, file: config.file };
       handOver = m;
       configGeneration = m.id;
       const outcomes = await Promise.all(live().map(async (w) => [w, await applyOn(w, m, HAND_OVER_TIMEOUT_MS)] as const));
+      tlsChange?.commit();
+      await tlsChange?.settled();
       for (const [w, problems] of outcomes) {
         if (problems === undefined) continue;
         log.error({ msg: 'worker did not apply the config: replacing it', pid: w.process.pid, generation: m.id, code: problems[0]?.code, message: problems[0]?.message });

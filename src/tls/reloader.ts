@@ -16,7 +16,8 @@ import { basename } from 'node:path';
 import type tls from 'node:tls';
 import type { TlsConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { blocksLoading, logLevelOf, type Problem } from '../errors.js';
+import { blocksLoading, CertgateError, logLevelOf, type Problem } from '../errors.js';
+import nodeTls from 'node:tls';
 import { inspectTls, type TlsMaterial } from './material.js';
 import { secureContextOptions, type SessionTickets } from './context.js';
 import { watchFiles, type FileWatch } from './watch.js';
@@ -75,7 +76,26 @@ export interface Reloader {
    */
   start(server: Pick<tls.Server, 'setSecureContext'>): Promise<void>;
   reload(reason: string, file?: string): Promise<ReloadResult>;
+  /**
+   * A live config names other TLS files (issue 17): reads and validates the material at the new paths now
+   * (throws a CertgateError with every problem when it is unusable: then nothing changed), and returns the
+   * change to put in force in the config swap's synchronous step — the secure context for the next
+   * handshake, the watched files, the files later reloads re-read. Undefined when no path changed. Only the
+   * file paths move (PATH_KEYS); the other tls keys stay as started (restart to apply).
+   */
+  retarget(next: TlsConfig): Promise<TlsRetarget | undefined>;
   close(): Promise<void>;
+}
+
+/** The tls keys naming files: the ones a live config changes (Reloader.retarget). */
+export const PATH_KEYS = ['bundle', 'cert', 'key', 'passphrase_file', 'client_ca', 'crl'] as const;
+
+/** New TLS material read from new paths, ready to be put in force (shaped like app/live-config.ts's PreparedChange). */
+export interface TlsRetarget {
+  commit(): void;
+  abort(): Promise<void>;
+  /** After commit: resolves once the watch on the new files is armed (a change after it is seen). */
+  settled(): Promise<void>;
 }
 
 export interface ReloaderOptions {
@@ -100,7 +120,8 @@ export interface ReloaderOptions {
 }
 
 export function createReloader(opts: ReloaderOptions): Reloader {
-  const { tls: tlsConfig, metrics, log } = opts;
+  const { metrics, log } = opts;
+  let tlsConfig = opts.tls;
   let server: Pick<tls.Server, 'setSecureContext'> | undefined;
   let current = opts.initial;
   let generation = 0;
@@ -111,10 +132,9 @@ export function createReloader(opts: ReloaderOptions): Reloader {
   publishMetrics(metrics, current);
   const ownTriggers = opts.ownTriggers !== false;
   /** Every file a reload re-reads, once each (config order). */
-  const files = [...new Set([tlsConfig.bundle, tlsConfig.cert, tlsConfig.key, tlsConfig.passphrase_file, tlsConfig.client_ca, tlsConfig.crl]
-    .filter((f): f is string => f !== undefined))];
+  let files = filesOf(tlsConfig);
   /** The same files as the logs and metrics name them: the basename, as watch.ts labels a file event. */
-  const labels = files.map((f) => basename(f));
+  let labels = files.map((f) => basename(f));
 
   /** What the last refused read saw, until a read loads: a success after a refusal is credited to the file whose
    * change since the refusal made it load (a key written first is refused; the certificate written next loads
@@ -122,7 +142,10 @@ export function createReloader(opts: ReloaderOptions): Reloader {
   let refusedDigests: Readonly<Record<string, string>> | undefined;
 
   async function runOnce(reason: string, triggerFile: string): Promise<ReloadResult> {
-    const { material, problems, fileDigests } = await inspectTls(tlsConfig, { listenHost: opts.listenHost });
+    const reading = tlsConfig;
+    const { material, problems, fileDigests } = await inspectTls(reading, { listenHost: opts.listenHost });
+    // A live config pointed the reloader at other files meanwhile (retarget): what was read here is stale.
+    if (reading !== tlsConfig) return { result: 'unchanged' };
     if (material === undefined) {
       if (fileDigests !== undefined) refusedDigests = fileDigests;
       return fail(reason, triggerFile, problems);
@@ -136,20 +159,24 @@ export function createReloader(opts: ReloaderOptions): Reloader {
       }
       return { result: 'unchanged' };
     }
-    const downgrade = material.problems.find((p) => p.code === 'CG_CHAIN_INCOMPLETE' && p.severity !== 'info');
-    if (downgrade !== undefined && !current.problems.some((p) => p.code === 'CG_CHAIN_INCOMPLETE' && p.severity !== 'info')) {
-      // The classic rotation mistake (cert.pem instead of fullchain.pem, or another CA's leaf alone):
-      // the serving chain is complete and the new one is not. Clients that trust only the root would fail.
+    const downgrade = chainDowngrade(material, current);
+    if (downgrade !== undefined) {
       refusedDigests = material.fileDigests;
-      return fail(reason, file, [{ ...downgrade, severity: 'error', message: `${downgrade.message}; the serving chain is complete, so this rotation is refused` }]);
+      return fail(reason, file, [downgrade]);
     }
-    if (server === undefined) throw new Error('the reloader was not started');
     try {
-      server.setSecureContext(secureContextOptions(material, tlsConfig, opts.tickets));
+      publish(material, secureContextOptions(material, tlsConfig, opts.tickets), reason, file);
     } catch (err) {
       refusedDigests = material.fileDigests;
       return fail(reason, file, [{ severity: 'error', code: 'CG_TLS_REJECTED', message: `the TLS stack refused the new material: ${(err as Error).message}` }]);
     }
+    return { result: 'success' };
+  }
+
+  /** Puts validated material in force: the next handshake's secure context, the trust generation, metrics, history. */
+  function publish(material: TlsMaterial, options: nodeTls.SecureContextOptions, reason: string, file: string): void {
+    if (server === undefined) throw new Error('the reloader was not started');
+    server.setSecureContext(options);
     const trustChanged = !sameList(material.ca, current.ca) || !sameList(material.crl ?? [], current.crl ?? []);
     if (trustChanged) generation += 1;
     const previous = current;
@@ -165,7 +192,6 @@ export function createReloader(opts: ReloaderOptions): Reloader {
     opts.onReload?.({ time: Date.now(), trigger: reason, file, result: 'success', serial: material.leaf.serialNumber.toUpperCase() });
     // A loadable error (a stale CRL: every client of a CA refused) loaded, but is logged as the error it is.
     for (const p of material.problems) log[logLevelOf(p)]({ msg: p.message, code: p.code, file: p.file, hint: p.hint });
-    return { result: 'success' };
   }
 
   function fail(reason: string, file: string, problems: readonly Problem[]): ReloadResult {
@@ -220,6 +246,9 @@ export function createReloader(opts: ReloaderOptions): Reloader {
 
   let watch: FileWatch | undefined;
   let poll: NodeJS.Timeout | undefined;
+  const watchOwn = (): FileWatch | undefined => (tlsConfig.watch && ownTriggers && !closed
+    ? watchFiles(files, (label) => void reload('watch', label), { onError: (err) => log.warn({ msg: 'file watch error', err: String(err) }) })
+    : undefined);
 
   return {
     get current() {
@@ -231,14 +260,51 @@ export function createReloader(opts: ReloaderOptions): Reloader {
     start(target) {
       if (server !== undefined) throw new Error('the reloader was started already');
       server = target;
-      watch = tlsConfig.watch && ownTriggers
-        ? watchFiles(files, (label) => void reload('watch', label), { onError: (err) => log.warn({ msg: 'file watch error', err: String(err) }) })
-        : undefined;
+      watch = watchOwn();
       poll = ownTriggers ? setInterval(() => void reload('poll'), tlsConfig.recheck_interval_ms) : undefined;
       poll?.unref();
       return watch?.ready ?? Promise.resolve();
     },
     reload,
+    async retarget(nextTls) {
+      const fields: Record<string, unknown> = { ...tlsConfig };
+      for (const k of PATH_KEYS) {
+        if (nextTls[k] === undefined) delete fields[k];
+        else fields[k] = nextTls[k];
+      }
+      const merged = fields as unknown as TlsConfig;
+      if (PATH_KEYS.every((k) => merged[k] === tlsConfig[k])) return undefined;
+      const { material, problems } = await inspectTls(merged, { listenHost: opts.listenHost });
+      const downgrade = material === undefined ? undefined : chainDowngrade(material, current);
+      if (material === undefined || downgrade !== undefined) {
+        const errors = downgrade !== undefined ? [downgrade] : problems.filter((p) => p.severity === 'error');
+        const first: Problem = errors.find(blocksLoading) ?? errors[0] ?? { severity: 'error', code: 'CG_KEY_MISSING', message: 'the TLS material is not usable' };
+        throw new CertgateError(first.code, first.message, { ...(first.file !== undefined && { file: first.file }), problems: errors });
+      }
+      const options = secureContextOptions(material, merged, opts.tickets);
+      let armed: Promise<void> | undefined;
+      try {
+        // What setSecureContext will do at commit, done here, where a refusal can still stop the reload.
+        nodeTls.createSecureContext(options);
+      } catch (err) {
+        throw new CertgateError('CG_TLS_REJECTED', `the TLS stack refused the material of the new tls paths: ${(err as Error).message}`);
+      }
+      return {
+        commit() {
+          tlsConfig = merged;
+          files = filesOf(merged);
+          labels = files.map((f) => basename(f));
+          publish(material, options, 'config', 'all');
+          // The watch follows the files: the new one is armed before the old one is closed.
+          const old = watch;
+          watch = watchOwn();
+          armed = watch?.ready;
+          void old?.close();
+        },
+        abort: () => Promise.resolve(),
+        settled: () => armed ?? Promise.resolve(),
+      };
+    },
     async close() {
       closed = true;
       clearInterval(poll);
@@ -247,6 +313,21 @@ export function createReloader(opts: ReloaderOptions): Reloader {
       await running;
     },
   };
+}
+
+/** Every file a reload re-reads, once each (config order). */
+function filesOf(tls: TlsConfig): string[] {
+  return [...new Set(PATH_KEYS.map((k) => tls[k]).filter((f): f is string => f !== undefined))];
+}
+
+/**
+ * The classic rotation mistake (cert.pem instead of fullchain.pem, or another CA's leaf alone): the serving
+ * chain is complete and the new one is not. Clients that trust only the root would fail: refused.
+ */
+function chainDowngrade(material: TlsMaterial, current: TlsMaterial): Problem | undefined {
+  const downgrade = material.problems.find((p) => p.code === 'CG_CHAIN_INCOMPLETE' && p.severity !== 'info');
+  if (downgrade === undefined || current.problems.some((p) => p.code === 'CG_CHAIN_INCOMPLETE' && p.severity !== 'info')) return undefined;
+  return { ...downgrade, severity: 'error', message: `${downgrade.message}; the serving chain is complete, so this rotation is refused` };
 }
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {
