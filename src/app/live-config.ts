@@ -28,14 +28,15 @@ import { validateConfigFile, type Validated } from './validate.js';
  * (header/request/keep-alive timeouts, max_connections: app/start.ts applyListenerLimits), the log
  * level, log.access and the admin token (admin.token_file; its content is re-read by every reload too), admin.allowed_hosts and
  * admin.clients_max, proxy_protocol (the listener's PROXY protocol gate, for connections accepted after), the tls file paths
- * (tls/reloader.ts retarget: the material at the new paths, validated before the swap).
+ * (tls/reloader.ts retarget: the material at the new paths, validated before the swap), `listen` and `admin.listen` (the new
+ * address bound before the swap, the old listener drained after).
  * Every other key that changes is "restart to apply" (reported, not applied).
  */
 export const LIVE_KEYS: readonly string[] = [
   'routes', 'headers', 'errors', 'strict_paths', 'whoami_path', 'limits.max_requests_per_connection',
   'limits.header_timeout_ms', 'limits.request_timeout_ms', 'limits.keepalive_timeout_ms', 'limits.max_connections', 'log.level', 'log.access', 'admin.token_file',
   'admin.allowed_hosts', 'admin.clients_max', 'proxy_protocol',
-  'tls.bundle', 'tls.cert', 'tls.key', 'tls.passphrase_file', 'tls.client_ca', 'tls.crl',
+  'tls.bundle', 'tls.cert', 'tls.key', 'tls.passphrase_file', 'tls.client_ca', 'tls.crl', 'listen', 'admin.listen',
 ];
 
 export interface ConfigReloadAnswer {
@@ -98,6 +99,33 @@ export interface PreparedChange {
   abort(): Promise<void>;
   /** After commit: resolves once the change has fully settled (a new file watch armed); the reload answers after it. */
   settled?(): Promise<void>;
+}
+
+/**
+ * Runs the steps in order; when one throws, the ones before it are aborted (newest first) and the error
+ * rethrown: nothing changed. The result commits (and settles) them all together.
+ */
+export async function prepareAll(steps: readonly (() => Promise<PreparedChange | undefined>)[]): Promise<PreparedChange | undefined> {
+  const done: PreparedChange[] = [];
+  try {
+    for (const step of steps) {
+      const p = await step();
+      if (p !== undefined) done.push(p);
+    }
+  } catch (err) {
+    for (const p of done.reverse()) await p.abort();
+    throw err;
+  }
+  if (done.length === 0) return undefined;
+  return {
+    commit: () => done.forEach((p) => p.commit()),
+    abort: async () => {
+      for (const p of [...done].reverse()) await p.abort();
+    },
+    settled: async () => {
+      await Promise.all(done.map((p) => p.settled?.()));
+    },
+  };
 }
 
 export interface GenerationTargetOptions {

@@ -27,7 +27,7 @@ import type { VerdictContext, TrustCheck } from '../proxy/verdict.js';
 import type { Enrollment } from '../enroll/handler.js';
 import { loadTls, type TlsMaterial } from '../tls/material.js';
 import { untilNextRotation, type SessionTickets } from '../tls/context.js';
-import type { LiveConfig } from './live-config.js';
+import type { LiveConfig, PreparedChange } from './live-config.js';
 import type { JwksDocument } from '../tls/assertion-keys.js';
 
 /**
@@ -103,8 +103,21 @@ export interface AdminSideOptions {
 }
 
 export interface AdminSide {
+  /** The admin listener serving new connections (another one after a live admin.listen change). */
   readonly server: http.Server;
+  /** Where it listens, once listening. */
+  readonly address: AddressInfo | undefined;
   readonly status: StatusSource;
+  /** Listens at admin.listen (start-up); CG_LISTEN naming the address and the OS error when it cannot. */
+  listen(at: HostPort): Promise<AddressInfo>;
+  /**
+   * A live admin.listen change: a second admin listener binds `at` now (a failure throws CG_LISTEN: nothing
+   * changed); commit makes it the admin listener and closes the old one (requests in flight on it finish,
+   * within `drainMs`). Undefined when `at` is where it listens already.
+   */
+  prepareListen(at: HostPort, drainMs: number): Promise<PreparedChange | undefined>;
+  /** Stops every admin listener (shutdown). */
+  close(): Promise<void>;
   /** Puts another admin token in force (a live reload of admin.token_file or of its content); undefined = none. */
   setToken(token: AdminToken | undefined): void;
   /** Puts another admin.allowed_hosts in force (a live reload): the next admin request's Host is checked against it. */
@@ -121,15 +134,51 @@ export function createAdminSide(opts: AdminSideOptions): AdminSide {
   });
   let token = inputs.token;
   let allowedHosts: ReadonlySet<string> = new Set(config.admin.allowed_hosts);
-  const server = createAdminServer({
-    registry: opts.registry, ready: opts.ready, status, clients: opts.clients, 
+  const makeServer = (): http.Server => createAdminServer({
+    registry: opts.registry, ready: opts.ready, status, clients: opts.clients,
     currentAllowedHosts: () => allowedHosts, currentToken: () => token,
     ...(inputs.enrollment !== undefined && { enroll: inputs.enrollment.handle }),
     ...(opts.live !== undefined && { reload: () => opts.live!.reload('admin') }),
     ...(opts.jwks !== undefined && { jwks: opts.jwks }),
   });
+  let server = makeServer();
+  let address: AddressInfo | undefined;
+  let listeningAt: HostPort | undefined;
+  const closing = new Set<Promise<void>>();
   return {
-    server, status,
+    get server() {
+      return server;
+    },
+    get address() {
+      return address;
+    },
+    status,
+    async listen(at) {
+      address = await listen(server, at, 'admin.listen');
+      listeningAt = at;
+      return address;
+    },
+    async prepareListen(at, drainMs) {
+      if (listeningAt === undefined || sameHostPort(listeningAt, at)) return undefined;
+      const next = makeServer();
+      const bound = await listen(next, at, 'admin.listen');
+      return {
+        commit() {
+          const old = server;
+          server = next;
+          address = bound;
+          listeningAt = at;
+          const done = drainServer(old, drainMs);
+          closing.add(done);
+          void done.then(() => closing.delete(done));
+        },
+        abort: () => drainServer(next, 0),
+      };
+    },
+    async close() {
+      server.closeAllConnections();
+      await Promise.all([new Promise<void>((resolve) => server.close(() => resolve())), ...closing]);
+    },
     setToken(next) {
       token = next;
     },
@@ -137,6 +186,20 @@ export function createAdminSide(opts: AdminSideOptions): AdminSide {
       allowedHosts = new Set(hosts);
     },
   };
+}
+
+/** Stops accepting; idle connections close now, requests in flight finish within drainMs, then the rest is cut. */
+export function drainServer(server: http.Server, drainMs: number): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const timer = setTimeout(() => server.closeAllConnections(), drainMs);
+  timer.unref();
+  return closed.finally(() => clearTimeout(timer));
+}
+
+/** Whether two configured addresses are the same (a live `listen`/`admin.listen` naming the current one is no change). */
+export function sameHostPort(a: HostPort, b: HostPort): boolean {
+  return a.host === b.host && a.port === b.port;
 }
 
 /**

@@ -5,8 +5,8 @@
  * parts already started are closed. The cluster's primary is assembled from the same parts
  * (cluster/primary.ts).
  */
-import type { Server, Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import type https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Config } from '../config/types.js';
 import { createLogger, type Logger } from '../log.js';
 import { createMetrics, type Metrics } from '../admin/metrics.js';
@@ -19,11 +19,11 @@ import { ClientStore } from '../proxy/clients.js';
 import { createTelemetry } from '../proxy/telemetry.js';
 import { buildGeneration, type Generation } from '../proxy/generation.js';
 import { createPoolShelf } from '../proxy/upstreams.js';
-import { createLiveConfig, generationTarget, type ConfigReloadAnswer } from './live-config.js';
+import { createLiveConfig, generationTarget, prepareAll, type ConfigReloadAnswer, type PreparedChange } from './live-config.js';
 import { createPipeline } from '../proxy/pipeline.js';
 import { createListener, type Listener } from '../proxy/listener.js';
 import {
-  createAdminSide, listen, loadAdminInputs, loadStartMaterial, rotateTicketKeys, servingFields, startupHistory, urlOf, verdictContext,
+  createAdminSide, listen, loadAdminInputs, loadStartMaterial, rotateTicketKeys, sameHostPort, servingFields, startupHistory, urlOf, verdictContext,
 } from './parts.js';
 
 export interface Certgate {
@@ -86,23 +86,33 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   // Live config (issue 17): the one writer of generations.current after start-up. A worker's primary reads the file.
   // Generation after generation: a live reload here, or (a worker) the primary's hand-over of the config it validated.
   let logLevel = config.log.level;
+  /** The live limits in force (restart-to-apply ones stay as started: a new listener is built with those). */
+  let limits = config.limits;
+  /** proxy_protocol in force (a listener built for a new address takes it). */
+  let proxyProtocol = config.proxy_protocol;
   const target = generationTarget(generations, {
     build: (next, id) => buildGeneration(next, id, pools),
-    // tls file paths: the new material read and validated first, its secure context put in force with the swap.
-    prepare: (next) => reloader.retarget(next.tls),
+    // A changed `listen`/`admin.listen`: the new address bound first (a failure fails the whole reload); tls
+    // file paths: the new material read and validated. Both put in force with the swap.
+    prepare: (next) => prepareAll([
+      () => rebindTls(next),
+      async () => admin?.prepareListen(next.admin.listen, config.shutdown.drain_timeout_ms),
+      () => reloader.retarget(next.tls),
+    ]),
     onApplied: (next) => {
-    // Only a changed log.level moves the level (a logger given another level at start-up keeps it otherwise).
-    if (next.log.level !== logLevel) log.level = logLevel = next.log.level;
-    // Node's maxRequestsPerSocket, the backstop of limits.max_requests_per_connection (proxy/listener.ts), follows it.
-    listener.server.maxRequestsPerSocket = next.limits.max_requests_per_connection > 0 ? next.limits.max_requests_per_connection : 0;
-    applyListenerLimits(listener, next.limits);
-    // log.access: requests beginning from now on (a request in flight keeps the setting it began under).
-    telemetry.setAccess(next.log.access);
-    // admin.clients_max: this process's /clients store (a worker's too: the primary merges theirs).
-    clients.setMax(next.admin.clients_max);
-    // proxy_protocol: connections accepted from now on (one already past its header keeps its client address).
-    listener.proxyProtocol.set(next.proxy_protocol);
-  } });
+      // Only a changed log.level moves the level (a logger given another level at start-up keeps it otherwise).
+      if (next.log.level !== logLevel) log.level = logLevel = next.log.level;
+      limits = next.limits;
+      applyListenerLimits(current.listener, limits);
+      // log.access: requests beginning from now on (a request in flight keeps the setting it began under).
+      telemetry.setAccess(next.log.access);
+      // admin.clients_max: this process's /clients store (a worker's too: the primary merges theirs).
+      clients.setMax(next.admin.clients_max);
+      // proxy_protocol: connections accepted from now on (one already past its header keeps its client address).
+      proxyProtocol = next.proxy_protocol;
+      current.listener.proxyProtocol.set(proxyProtocol);
+    },
+  });
   const assertionDigest = generation.assertion?.keys.digest;
   const live = worker ? undefined : createLiveConfig({ initial: config, ...(opts.sha256 !== undefined && { sha256: opts.sha256 }), target, metrics, log, history,
     ...(assertionDigest !== undefined && { assertionDigest }),
@@ -120,20 +130,89 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   let listening = false;
   let tlsUrl: string | undefined;
   const ready = (): boolean => listening && !stopping;
+  /** TLS listeners whose connections finish their requests and close (a live `listen` change moved away). */
+  const draining = new Set<https.Server>();
   const pipeline = createPipeline({
-    verdicts: verdictContext(config, trust), telemetry, metrics, log, generations, draining: () => stopping,
+    verdicts: verdictContext(config, trust), telemetry, metrics, log, generations,
+    draining: (socket) => stopping || draining.has((socket as { server?: https.Server }).server!),
   });
-  const listener = createListener({
-    limits: config.limits, http2: config.http2, proxyProtocol: config.proxy_protocol, tls: config.tls, material: reloader.current, tickets, pipeline, metrics, log,
+  /** Every TLS listener alive: the one accepting, and any still draining. */
+  const serving = new Set<Serving>();
+  const serve = (): Serving => {
+    // Built with the limits as started (those a running server cannot change), then given the live ones.
+    const listener = createListener({
+      limits: config.limits, http2: config.http2, proxyProtocol: config.proxy_protocol, tls: config.tls, material: reloader.current, tickets, pipeline, metrics, log,
+    });
+    applyListenerLimits(listener, limits);
+    listener.proxyProtocol.set(proxyProtocol);
+    const sockets = new Set<Socket>();
+    listener.server.on('connection', (socket: Socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    });
+    const s: Serving = { listener, sockets, stopRotation: rotateTicketKeys(listener.server, tickets, () => reloader.current) };
+    serving.add(s);
+    return s;
+  };
+  const drain = async (s: Serving, drainMs: number): Promise<void> => {
+    const server = s.listener.server;
+    draining.add(server);
+    s.stopRotation();
+    const drained = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    // HTTP/2 sessions: GOAWAY now, streams in flight finish (node:http does not track these connections).
+    s.listener.http2?.close();
+    const timer = setTimeout(() => {
+      s.listener.http2?.destroy();
+      // Past the drain budget: cut what is left, including upgraded (WebSocket) sockets, which the HTTP
+      // server no longer tracks, and connections still in their handshake.
+      server.closeAllConnections();
+      for (const socket of s.sockets) socket.destroy();
+    }, drainMs);
+    timer.unref();
+    await drained;
+    clearTimeout(timer);
+    serving.delete(s);
+    draining.delete(server);
+  };
+  let current = serve();
+  let listenAt = config.listen;
+  /**
+   * A live `listen` change: a second TLS listener binds the new address now (node:cluster's shared socket in
+   * a worker); commit makes it the one accepting and drains the old as shutdown does (each connection's
+   * request in flight finishes, then it closes; HTTP/2 sessions get GOAWAY).
+   */
+  async function rebindTls(next: Config): Promise<PreparedChange | undefined> {
+    if (sameHostPort(listenAt, next.listen)) return undefined;
+    const s = serve();
+    let address: AddressInfo;
+    try {
+      address = await listen(s.listener.server, next.listen, 'listen');
+    } catch (err) {
+      s.stopRotation();
+      serving.delete(s);
+      throw err;
+    }
+    s.listener.server.setTicketKeys(tickets.keys(reloader.current));
+    return {
+      commit() {
+        const old = current;
+        current = s;
+        listenAt = next.listen;
+        tlsUrl = urlOf('https', address);
+        log.info({ msg: 'listening at the new address; the old one drains', url: tlsUrl, setting: 'listen' });
+        void drain(old, config.shutdown.drain_timeout_ms);
+      },
+      abort: () => drain(s, 0),
+    };
+  }
+  // The reloader's material goes to every listener alive: one bound for a reload not yet committed must not
+  // start accepting with material older than the one serving.
+  const watching = reloader.start({
+    setSecureContext: (options) => {
+      for (const s of serving) s.listener.server.setSecureContext(options);
+    },
   });
-  const tlsServer = listener.server;
-  const openSockets = new Set<Socket>();
-  tlsServer.on('connection', (socket: Socket) => {
-    openSockets.add(socket);
-    socket.once('close', () => openSockets.delete(socket));
-  });
-  const watching = reloader.start(tlsServer);
-  const stopRotation = rotateTicketKeys(tlsServer, tickets, () => reloader.current);
   const admin = worker ? undefined : createAdminSide({
     config, inputs, registry: metrics.registry, readCounters: localCounters(metrics), clients, history,
     material: () => reloader.current, ready, url: () => tlsUrl, ...(live !== undefined && { live }),
@@ -141,22 +220,19 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     jwks: () => generations.current.assertion?.keys.jwks,
   });
 
-  const started: Server[] = [];
-  let adminAddress: AddressInfo | undefined;
+  const started: (() => Promise<void>)[] = [];
   let tlsAddress: AddressInfo;
   try {
     if (admin !== undefined) {
-      adminAddress = await listen(admin.server, config.admin.listen, 'admin.listen');
-      started.push(admin.server);
+      await admin.listen(config.admin.listen);
+      started.push(() => admin.close());
     }
-    tlsAddress = await listen(tlsServer, config.listen, 'listen');
+    tlsAddress = await listen(current.listener.server, config.listen, 'listen');
     // node:cluster hands every worker the first worker's ticket keys when it listens (Server._setServerData),
     // which for a worker started later (a replacement) would be keys of an older epoch and trust: ours again.
-    tlsServer.setTicketKeys(tickets.keys(reloader.current));
-    started.push(tlsServer);
+    current.listener.server.setTicketKeys(tickets.keys(reloader.current));
   } catch (err) {
-    stopRotation();
-    await Promise.all(started.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    await Promise.all([...started.map((close) => close()), drain(current, 0)]);
     await reloader.close();
     await live?.close();
     generation.close();
@@ -166,17 +242,22 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   await watching;
   await live?.start();
   listening = true;
-  const url = urlOf('https', tlsAddress);
-  tlsUrl = url;
-  const adminUrl = adminAddress === undefined ? '' : urlOf('http', adminAddress);
+  tlsUrl = urlOf('https', tlsAddress);
+  const adminUrl = (): string => (admin?.address === undefined ? '' : urlOf('http', admin.address));
   if (worker) {
-    log.info({ msg: 'worker listening', url });
+    log.info({ msg: 'worker listening', url: tlsUrl });
   } else {
-    log.info({ msg: 'certgate listening', url, admin: adminUrl, ...servingFields(config) });
+    log.info({ msg: 'certgate listening', url: tlsUrl, admin: adminUrl(), ...servingFields(config) });
   }
 
   return {
-    url, adminUrl, metrics, log, clients, ready,
+    get url() {
+      return tlsUrl!;
+    },
+    get adminUrl() {
+      return adminUrl();
+    },
+    metrics, log, clients, ready,
     reload: (reason, file) => reloader.reload(reason, file),
     ...(live !== undefined && { reloadConfig: (reason: string) => live.reload(reason) }),
     async applyConfig(next, id) {
@@ -187,33 +268,25 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
     async close(drainMs = config.shutdown.drain_timeout_ms) {
       if (stopping) return;
       stopping = true;
-      stopRotation();
       await reloader.close();
       await live?.close();
-      const drained = new Promise<void>((resolve) => tlsServer.close(() => resolve()));
-      tlsServer.closeIdleConnections();
-      // HTTP/2 sessions: GOAWAY now, streams in flight finish (node:http does not track these connections).
-      listener.http2?.close();
-      const timer = setTimeout(() => {
-        listener.http2?.destroy();
-        // Past the drain budget: cut what is left, including upgraded (WebSocket) sockets, which the HTTP
-        // server no longer tracks, and connections still in their handshake.
-        tlsServer.closeAllConnections();
-        for (const socket of openSockets) socket.destroy();
-      }, drainMs);
-      timer.unref();
-      await drained;
-      clearTimeout(timer);
+      await Promise.all([...serving].map((s) => drain(s, drainMs)));
       pipeline.tunnels.close();
       generations.current.close();
       if (admin !== undefined) {
         admin.status.close();
-        admin.server.closeAllConnections();
-        await new Promise<void>((resolve) => admin.server.close(() => resolve()));
+        await admin.close();
       }
       log.info({ msg: worker ? 'worker stopped' : 'certgate stopped' });
     },
   };
+}
+
+/** One TLS listener with what belongs to it: its connections (cut past a drain budget), its ticket rotation. */
+interface Serving {
+  readonly listener: Listener;
+  readonly sockets: Set<Socket>;
+  readonly stopRotation: () => void;
 }
 
 /**
@@ -225,6 +298,8 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
  */
 function applyListenerLimits(listener: Listener, limits: Config['limits']): void {
   const server = listener.server;
+  // Node's maxRequestsPerSocket, the backstop of limits.max_requests_per_connection (proxy/listener.ts), follows it.
+  server.maxRequestsPerSocket = limits.max_requests_per_connection > 0 ? limits.max_requests_per_connection : 0;
   server.headersTimeout = limits.header_timeout_ms;
   server.requestTimeout = limits.request_timeout_ms;
   server.keepAliveTimeout = limits.keepalive_timeout_ms;

@@ -283,7 +283,7 @@ export async function runPrimary(config: Config, count: number): Promise<number>
 
   let adminAddress: AddressInfo;
   try {
-    adminAddress = await listen(admin.server, config.admin.listen, 'admin.listen');
+    adminAddress = await admin.listen(config.admin.listen);
   } catch (err) {
     stopping = true;
     killAll('SIGKILL');
@@ -302,8 +302,7 @@ export async function runPrimary(config: Config, count: number): Promise<number>
     let signalled = false;
     const finish = (code: number): void => {
       admin.status.close();
-      admin.server.closeAllConnections();
-      admin.server.close();
+      void admin.close();
       log.info({ msg: 'certgate stopped', code });
       log.flush(() => resolve(code));
     };

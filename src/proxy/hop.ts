@@ -78,8 +78,8 @@ export interface HopHooks {
   readonly onError: UpstreamErrorHandler;
   /** The upstream's status and headers are copied and about to be relayed (telemetry.ts upstreamResponded). */
   readonly onResponse: (res: ServerResponse) => void;
-  /** True once shutdown began: the response closes its connection. */
-  readonly draining: () => boolean;
+  /** True once the response's listener drains (shutdown, a live `listen` change): it closes its connection. */
+  readonly draining: (res: ServerResponse) => boolean;
 }
 
 export function createHop(hooks: HopHooks): Hop {
@@ -255,7 +255,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.resumeUpstream = resume;
     // Node alone decides whether the client connection stays open (HTTP/1.0 keep-alive, max requests per
     // connection): never set keep-alive by hand, only close.
-    if (this.closeAfter || this.ctx.draining()) res.shouldKeepAlive = false;
+    if (this.closeAfter || this.ctx.draining(res)) res.shouldKeepAlive = false;
     res.statusCode = statusCode;
     // HTTP/2 has no reason phrase (Node warns on setting one).
     if (statusText !== '' && !this.h2) res.statusMessage = statusText;

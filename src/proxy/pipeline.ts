@@ -46,8 +46,11 @@ export interface PipelineOptions {
   readonly log: Logger;
   /** The configuration generation each new request takes. */
   readonly generations: Generations;
-  /** True once shutdown began: responses then close their connection (idle keep-alive must not linger). */
-  readonly draining: () => boolean;
+  /**
+   * True once the connection's listener drains — shutdown, or a live `listen` change moving to another
+   * address: responses then close their connection (idle keep-alive must not linger).
+   */
+  readonly draining: (socket: TLSSocket) => boolean;
 }
 
 export interface Pipeline {
@@ -126,7 +129,9 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     if ('writeHead' in res) sendError(res as ServerResponse, failure.status, upstreamFailureBody(failure));
   };
   const onTunnelError: TunnelErrorHandler = (err, failure, route, req) => onUpstreamError(err, failure, route, req, req.socket);
-  const hop = createHop({ onError: onUpstreamError, onResponse: telemetry.upstreamResponded, draining });
+  const hop = createHop({
+    onError: onUpstreamError, onResponse: telemetry.upstreamResponded, draining: (res) => draining(res.req.socket as TLSSocket),
+  });
   const tunnels = createTunnelWatch(verdicts, (socket, verdict) => {
     metrics.tunnelsClosed.inc({ reason: verdict.reason });
     logLateRefusal(socket, verdict, 'websocket tunnel closed: client certificate no longer trusted');
@@ -152,16 +157,16 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       // verdict's 400) and before any route; never forwarded.
       if (gen.whoami !== undefined && verdict.kind !== 'refused' && gen.whoami.matches(req.url)) {
         telemetry.answered(res, WHOAMI_ROUTE);
-        gen.whoami.respond(req, res, verdict, draining());
+        gen.whoami.respond(req, res, verdict, draining(socket));
         return;
       }
       const a = admit(req, socket, verdict, gen);
       if ('status' in a) {
         telemetry.refused(res, a.status, a.body, a.route);
-        sendError(res, a.status, a.body, { close: a.close === true || draining() });
+        sendError(res, a.status, a.body, { close: a.close === true || draining(socket) });
         return;
       }
-      const clientWantsClose = draining() || /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
+      const clientWantsClose = draining(socket) || /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
       const forward = (assertion: string | undefined): void => {
         prepareHeaders(req, a.identity, false, gen.dialect, (a.route.upstream_protocol ?? 'http1') !== 'http1', assertion);
         // Counts the body from here on. max_body_bytes: a declared length was checked by admit; a chunked
