@@ -51,6 +51,25 @@ export interface ConfigReloadAnswer {
   readonly restart_to_apply?: readonly string[];
   /** On failure: every error, each with file[:line:col] and fix. */
   readonly problems?: readonly Problem[];
+  /**
+   * workers: N — workers that did not apply this config (could not, or did not answer in time) and are
+   * being replaced by workers started on it; the others serve it already.
+   */
+  readonly replaced_workers?: readonly ReplacedWorker[];
+}
+
+/** A worker that did not apply a config the others applied: replaced (cluster/primary.ts). */
+export interface ReplacedWorker {
+  readonly pid: number;
+  /** failed: it answered that it could not (it changed nothing); silent: no answer within the hand-over timeout. */
+  readonly outcome: 'failed' | 'silent';
+  readonly code: string;
+  readonly message: string;
+}
+
+/** What a target tells of an applied config beyond "applied". */
+export interface ApplyReport {
+  readonly replaced_workers?: readonly ReplacedWorker[];
 }
 
 export interface ConfigStatus {
@@ -84,7 +103,7 @@ export interface ConfigTarget {
    * Builds generation `id` (default this.id + 1) from `next` completely and only then makes it current. Throws (a
    * CertgateError, or an Error) when it cannot: then nothing changed in this process.
    */
-  apply(next: Config, source: string, id?: number): Promise<void>;
+  apply(next: Config, source: string, id?: number): Promise<ApplyReport | undefined>;
 }
 
 /**
@@ -162,6 +181,7 @@ export function generationTarget(generations: { current: Generation }, opts: Gen
       old.retire();
       opts.onApplied?.(next);
       await prepared?.settled?.();
+      return undefined;
     },
   };
 }
@@ -220,8 +240,9 @@ export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
     const next = v.config;
     const restart = changedKeys(started, next).filter((k) => !LIVE_KEYS.some((live) => k === live || k.startsWith(`${live}.`)));
     const changes = withKeyChange(summary(config, next), v.assertionKeys?.digest !== keysDigest);
+    let report: ApplyReport | undefined;
     try {
-      await target.apply(next, v.source ?? '');
+      report = await target.apply(next, v.source ?? '');
     } catch (err) {
       const problems: Problem[] = err instanceof CertgateError ? (err.problems.length > 0 ? [...err.problems] : [err.toProblem()])
         : [{ severity: 'error', code: 'CG_CONFIG_INVALID', message: String(err), file }];
@@ -244,8 +265,15 @@ export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
     for (const key of restart) {
       log.warn({ msg: 'restart to apply', setting: key, file, hint: `${key} changed in ${path.basename(file)}; it takes effect at the next restart, everything else applied now` });
     }
+    const replaced = report?.replaced_workers ?? [];
+    if (replaced.length > 0) {
+      log.warn({ msg: 'config applied; workers that did not apply it are replaced', generation: target.id, replaced_workers: replaced });
+    }
     history.record({ time: Date.now(), trigger: reason, file: 'config', result: 'success', message: changes });
-    return { result: 'success', ...serving(), changes, ...(restart.length > 0 && { restart_to_apply: restart }) };
+    return {
+      result: 'success', ...serving(), changes, ...(restart.length > 0 && { restart_to_apply: restart }),
+      ...(replaced.length > 0 && { replaced_workers: replaced }),
+    };
   }
 
   function fail(reason: string, problems: Problem[], serving: Pick<ConfigReloadAnswer, 'generation' | 'sha256'>): ConfigReloadAnswer {

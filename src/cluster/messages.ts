@@ -7,7 +7,7 @@
  *   worker → primary  ready {url}           listening
  *   primary → worker  reload {reason,file}  the primary validated a change: re-read the files
  *   primary → worker  config {id,source,file}  the primary validated this config text: build generation id, swap
- *   worker → primary  applied {id, problems?}  done (or could not: the primary replaces the worker)
+ *   worker → primary  applied {id, url?, problems?}  done, listening at url (or could not: nothing changed there)
  *   primary → worker  drain {ms}            graceful shutdown with this budget
  *   primary → worker  ask {id, what}        metrics | counters | clients; answered by `answer {id, value}`
  */
@@ -27,7 +27,7 @@ export type ToPrimary =
   | { readonly cg: 'hello' }
   | { readonly cg: 'ready'; readonly url: string }
   | { readonly cg: 'answer'; readonly id: number; readonly value: unknown }
-  | { readonly cg: 'applied'; readonly id: number; readonly problems?: readonly Problem[] };
+  | { readonly cg: 'applied'; readonly id: number; readonly url?: string; readonly problems?: readonly Problem[] };
 
 /** A config the primary validated (app/validate.ts): its text, parsed again by each worker, and its generation. */
 export interface ConfigHandOver {

@@ -25,11 +25,11 @@
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import tls from 'node:tls';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
-import type { Config } from '../config/types.js';
+import type { Config, HostPort } from '../config/types.js';
 import { createLogger } from '../log.js';
 import { createClusterMetrics, createMetrics } from '../admin/metrics.js';
 import { mergeClientRecords, type ClientRecord } from '../admin/clients.js';
@@ -37,10 +37,10 @@ import type { CounterSnapshot } from '../admin/counters.js';
 import { createSessionTickets } from '../tls/context.js';
 import { createReloader } from '../tls/reloader.js';
 import { loadAssertionKeys } from '../tls/assertion-keys.js';
-import { createAdminSide, listen, loadAdminInputs, loadStartMaterial, servingFields, startupHistory, urlOf } from '../app/parts.js';
+import { createAdminSide, listen, loadAdminInputs, loadStartMaterial, sameHostPort, servingFields, startupHistory, urlOf } from '../app/parts.js';
 import { askWorkers, isToPrimary, type ConfigHandOver, type ToWorker } from './messages.js';
-import { createLiveConfig, type ConfigTarget } from '../app/live-config.js';
-import type { Problem } from '../errors.js';
+import { createLiveConfig, prepareAll, type ConfigTarget, type ReplacedWorker } from '../app/live-config.js';
+import { CertgateError, type Problem } from '../errors.js';
 import { sumCounters } from './merge.js';
 
 /**
@@ -71,6 +71,13 @@ export function parseCpuMax(text: string): number | undefined {
   return quota === 'max' || !(q > 0) || !(p > 0) ? undefined : q / p;
 }
 
+/** Binds `at` and releases it: CG_LISTEN (the address and the OS error) when it cannot be bound. */
+async function probeListen(at: HostPort): Promise<void> {
+  const probe = net.createServer();
+  await listen(probe, at, 'listen');
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+}
+
 function readQuiet(file: string): string | undefined {
   try {
     return readFileSync(file, 'utf8');
@@ -79,31 +86,44 @@ function readQuiet(file: string): string | undefined {
   }
 }
 
-/** How long a config hand-over waits for a worker's answer before replacing the worker. */
-const HAND_OVER_TIMEOUT_MS = 10_000;
+/**
+ * How long a config hand-over waits for a worker's answer before replacing the worker. The tests shorten it
+ * (CERTGATE_TEST_HAND_OVER_TIMEOUT_MS, an environment variable no config key or client reaches).
+ */
+const HAND_OVER_TIMEOUT_MS = Number(process.env.CERTGATE_TEST_HAND_OVER_TIMEOUT_MS ?? '') || 10_000;
 
-/** Hands `m` to one worker; resolves with its problems, undefined once it has applied the config. */
-function applyOn(worker: Worker, m: ConfigHandOver, timeoutMs: number): Promise<readonly Problem[] | undefined> {
-  const noAnswer: Problem[] = [{ severity: 'error', code: 'CG_CONFIG_INVALID', message: `worker ${worker.process.pid} did not confirm generation ${m.id} in ${timeoutMs} ms` }];
-  if (!worker.isConnected()) return Promise.resolve(noAnswer);
+/** A worker's answer to a hand-over: applied (or exited meanwhile: its replacement starts on it), could not, or no answer. */
+type HandOverOutcome =
+  | { readonly kind: 'applied'; readonly url?: string }
+  | { readonly kind: 'failed' | 'silent'; readonly problems: readonly Problem[] };
+
+/** Hands `m` to one worker and waits for its answer (at most timeoutMs). */
+function applyOn(worker: Worker, m: ConfigHandOver, timeoutMs: number): Promise<HandOverOutcome> {
+  const silent: HandOverOutcome = {
+    kind: 'silent',
+    problems: [{ severity: 'error', code: 'CG_CONFIG_INVALID', message: `worker ${worker.process.pid} did not confirm generation ${m.id} in ${timeoutMs} ms` }],
+  };
+  if (!worker.isConnected()) return Promise.resolve(silent);
   return new Promise((resolve) => {
-    const done = (problems: readonly Problem[] | undefined): void => {
+    const done = (outcome: HandOverOutcome): void => {
       clearTimeout(timer);
       worker.off('message', onMessage);
       worker.off('exit', onExit);
-      resolve(problems);
+      resolve(outcome);
     };
     const onMessage = (r: unknown): void => {
-      if (isToPrimary(r) && r.cg === 'applied' && r.id >= m.id) done(r.problems);
+      if (!isToPrimary(r) || r.cg !== 'applied' || r.id < m.id) return;
+      done(r.problems === undefined ? { kind: 'applied', ...(r.url !== undefined && { url: r.url }) }
+        : { kind: 'failed', problems: r.problems.map((p) => ({ ...p, message: `worker ${worker.process.pid}: ${p.message}` })) });
     };
-    const onExit = (): void => done(undefined);
-    const timer = setTimeout(() => done(noAnswer), timeoutMs);
+    const onExit = (): void => done({ kind: 'applied' });
+    const timer = setTimeout(() => done(silent), timeoutMs);
     worker.on('message', onMessage);
     worker.once('exit', onExit);
     try {
       worker.send({ cg: 'config', ...m } satisfies ToWorker);
     } catch {
-      done(noAnswer);
+      done(silent);
     }
   });
 }
@@ -155,33 +175,74 @@ export async function runPrimary(config: Config, count: number): Promise<number>
   });
 
   // Live config (issue 17): the primary validates once (app/validate.ts) and hands the text to every worker;
-  // each builds and swaps generation `id` and answers. A worker that cannot, or does not answer, is drained
-  // and replaced; its replacement (like any worker started later) starts on the config held here (init).
+  // each builds and swaps generation `id` and answers. The reload succeeds when the workers have applied it;
+  // one that could not (it changed nothing) or did not answer is replaced, and its replacement (like any
+  // worker started later) starts on the config held here (init) or exits — the answer names them. When no
+  // worker could apply it, the reload fails and the old config stays the one held here: nothing changed.
   let configGeneration = 1;
   let handOver: ConfigHandOver | undefined;
+  let listenAt = config.listen;
+  /** Replaces a worker that is not on the config held here: drain (its requests finish), killed past the budget. */
+  const replace = (w: Worker): void => {
+    try {
+      w.send({ cg: 'drain', ms: config.shutdown.drain_timeout_ms } satisfies ToWorker);
+    } catch {
+      // Exiting already; the exit handler replaces it.
+    }
+    const kill = setTimeout(() => w.process.kill('SIGKILL'), config.shutdown.drain_timeout_ms + 1000);
+    kill.unref();
+    w.once('exit', () => clearTimeout(kill));
+  };
   const target: ConfigTarget = {
     get id() {
       return configGeneration;
     },
     async apply(next, source) {
-      // New tls paths: read and validated here first (the workers read them again for their own swap); the
-      // primary's watcher follows them once the workers have the config.
-      const tlsChange = await reloader.retarget(next.tls);
+      const prepared = await prepareAll([
+        // A changed `listen`: each worker binds it through node:cluster, which binds in this process. Bound
+        // here first, so an address in use fails the reload before any worker is told (and released again:
+        // a socket held here would make the workers' bind fail).
+        async () => {
+          if (!sameHostPort(listenAt, next.listen)) await probeListen(next.listen);
+          return undefined;
+        },
+        () => admin.prepareListen(next.admin.listen, config.shutdown.drain_timeout_ms),
+        // New tls paths: read and validated here first (the workers read them again for their own swap); the
+        // primary's watcher follows them once the workers have the config.
+        () => reloader.retarget(next.tls),
+      ]);
+      const previous = handOver;
       const m: ConfigHandOver = { id: configGeneration + 1, source, file: config.file };
       handOver = m;
       configGeneration = m.id;
-      const outcomes = await Promise.all(live().map(async (w) => [w, await applyOn(w, m, HAND_OVER_TIMEOUT_MS)] as const));
-      tlsChange?.commit();
-      await tlsChange?.settled();
-      for (const [w, problems] of outcomes) {
-        if (problems === undefined) continue;
-        log.error({ msg: 'worker did not apply the config: replacing it', pid: w.process.pid, generation: m.id, code: problems[0]?.code, message: problems[0]?.message });
-        try {
-          w.send({ cg: 'drain', ms: config.shutdown.drain_timeout_ms } satisfies ToWorker);
-        } catch {
-          // Exiting already; the exit handler replaces it.
-        }
+      const asked = live();
+      const outcomes = await Promise.all(asked.map(async (w) => [w, await applyOn(w, m, HAND_OVER_TIMEOUT_MS)] as const));
+      const missed = outcomes.filter(([, o]) => o.kind !== 'applied');
+      for (const [w, o] of missed) {
+        if (o.kind === 'applied') continue;
+        log.error({ msg: 'worker did not apply the config', pid: w.process.pid, generation: m.id, outcome: o.kind, code: o.problems[0]?.code, message: o.problems[0]?.message });
+        // A silent worker may apply it late: it is replaced either way.
+        if (o.kind === 'silent') replace(w);
       }
+      if (asked.length > 0 && missed.length === asked.length) {
+        // Applied nowhere: the config held here stays the old one; workers that answered changed nothing.
+        handOver = previous;
+        configGeneration = m.id - 1;
+        await prepared?.abort();
+        const problems = missed.flatMap(([, o]) => (o.kind === 'applied' ? [] : o.problems));
+        throw new CertgateError('CG_CONFIG_INVALID', `no worker applied the config: ${problems[0]?.message ?? ''}`, { problems });
+      }
+      prepared?.commit();
+      await prepared?.settled?.();
+      listenAt = next.listen;
+      for (const [, o] of outcomes) if (o.kind === 'applied' && o.url !== undefined) url = o.url;
+      const replaced: ReplacedWorker[] = [];
+      for (const [w, o] of missed) {
+        if (o.kind === 'applied') continue;
+        if (o.kind === 'failed') replace(w);
+        replaced.push({ pid: w.process.pid ?? 0, outcome: o.kind, code: o.problems[0]?.code ?? 'CG_CONFIG_INVALID', message: o.problems[0]?.message ?? '' });
+      }
+      return replaced.length > 0 ? { replaced_workers: replaced } : undefined;
     },
   };
   const liveConfig = createLiveConfig({

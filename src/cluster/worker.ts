@@ -9,6 +9,7 @@
  * (the process group): the first SIGINT/SIGTERM starts the same drain as the primary's message, later
  * ones are the primary's to act on. SIGHUP is ignored here (the primary reloads and tells us).
  */
+import cluster from 'node:cluster';
 import type { Config } from '../config/types.js';
 import { startCertgate, type Certgate } from '../app/start.js';
 import { localCounters } from '../admin/counters.js';
@@ -50,7 +51,12 @@ export async function runWorker(config: Config): Promise<number> {
   // (A newer one may arrive while the first is applied: loop until the newest is.)
   for (let applied = 0; handOver !== undefined && handOver.id > applied;) {
     const h: ConfigHandOver = handOver;
-    await applyHandOver(app, h, send);
+    if (!await applyHandOver(app, h, send)) {
+      // Never serve a config other than the primary's: exit (the primary starts another, with its back-off).
+      process.off('message', early);
+      await app.close(0);
+      return 1;
+    }
     applied = h.id;
   }
   process.off('message', early);
@@ -70,7 +76,7 @@ export async function runWorker(config: Config): Promise<number> {
           void app.reload(m.reason, m.file);
           return;
         case 'config':
-          void applyHandOver(app, m, send);
+          void applyHandOver(app, m, send, true);
           return;
         case 'drain':
           drain(m.ms);
@@ -96,17 +102,34 @@ export async function runWorker(config: Config): Promise<number> {
   });
 }
 
-/** Builds and swaps in the primary's config; tells the primary the outcome (a failure gets this worker replaced). */
-async function applyHandOver(app: Certgate, m: ConfigHandOver, send: (m: ToPrimary) => void): Promise<void> {
+/**
+ * A test hook, not reachable from any config key or client: the cluster worker ids (node:cluster's
+ * worker.id, 1 for the first forked) listed in CERTGATE_TEST_FAIL_APPLY_WORKERS ("1,2", or "all") refuse
+ * every config handed over after their start, as a worker that cannot apply it would (nothing changes there).
+ */
+function failsApplyForTest(): boolean {
+  const list = process.env.CERTGATE_TEST_FAIL_APPLY_WORKERS;
+  if (list === undefined || cluster.worker === undefined) return false;
+  return list === 'all' || list.split(',').includes(String(cluster.worker.id));
+}
+
+/**
+ * Builds and swaps in the primary's config; tells the primary the outcome (applied, or could not: then
+ * nothing changed here). True when applied.
+ */
+async function applyHandOver(app: Certgate, m: ConfigHandOver, send: (m: ToPrimary) => void, started = false): Promise<boolean> {
   try {
+    if (started && failsApplyForTest()) throw new CertgateError('CG_CONFIG_INVALID', 'refused by CERTGATE_TEST_FAIL_APPLY_WORKERS (a test)');
     await app.applyConfig(parseConfig(m.source, m.file), m.id);
     app.log.info({ msg: 'worker applied the config', generation: m.id });
-    send({ cg: 'applied', id: m.id });
+    send({ cg: 'applied', id: m.id, url: app.url });
+    return true;
   } catch (err) {
     const problems = err instanceof CertgateError ? (err.problems.length > 0 ? [...err.problems] : [err.toProblem()])
       : [{ severity: 'error' as const, code: 'CG_CONFIG_INVALID' as const, message: String(err), file: m.file }];
     app.log.error({ msg: 'worker could not apply the config the primary validated', generation: m.id, code: problems[0]?.code, message: problems[0]?.message });
     send({ cg: 'applied', id: m.id, problems });
+    return false;
   }
 }
 

@@ -34,16 +34,17 @@ const children = new Set<ChildProcess>();
 let serial = 0;
 
 /** Writes `config` (JSON is YAML) into `dir` and starts serve on it; CERTGATE_* variables are not inherited. */
-export async function spawnServe(dir: string, config: Record<string, unknown>, timeoutMs = 15_000): Promise<ServingProcess> {
+export async function spawnServe(dir: string, config: Record<string, unknown>, timeoutMs = 15_000, extraEnv: NodeJS.ProcessEnv = {}): Promise<ServingProcess> {
   const configFile = path.join(dir, `certgate-${process.pid}-${serial++}.yaml`);
   writeFileSync(configFile, JSON.stringify(config));
-  return spawnServeConfig(configFile, timeoutMs);
+  return spawnServeConfig(configFile, timeoutMs, extraEnv);
 }
 
-/** Starts serve on an existing config file. */
-export async function spawnServeConfig(configFile: string, timeoutMs = 15_000): Promise<ServingProcess> {
+/** Starts serve on an existing config file; `extraEnv` is added to the environment (test hooks). */
+export async function spawnServeConfig(configFile: string, timeoutMs = 15_000, extraEnv: NodeJS.ProcessEnv = {}): Promise<ServingProcess> {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('CERTGATE_')) env[k] = v;
+  Object.assign(env, extraEnv);
   const child = spawn(process.execPath, [CLI, 'serve', '--config', configFile], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   const exited = new Promise<Exit>((resolve, reject) => {

@@ -1,0 +1,165 @@
+/**
+ * Live configuration under workers: 2 (issue 17), on the real CLI: the reload's answer when a worker does
+ * not apply the config. A worker that could not (it changed nothing) or did not answer in time is replaced
+ * by one started on the config the primary holds, and the answer is success naming it (replaced_workers);
+ * when no worker could apply it, the reload fails and the old config stays everywhere. Also: `listen` moves
+ * under workers (every worker re-listens through node:cluster; the primary binds it first, so an address
+ * in use refuses the reload before any worker is told).
+ *
+ * A worker that cannot apply a config the primary validated has no real cause a test can produce on
+ * purpose (same user, same files, same parser): the test hook CERTGATE_TEST_FAIL_APPLY_WORKERS (an
+ * environment variable, read only by a cluster worker) makes the listed workers refuse. A silent worker is
+ * real: SIGSTOP (with the hand-over timeout shortened by CERTGATE_TEST_HAND_OVER_TIMEOUT_MS).
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/certgate.js';
+import { mtlsRequest } from '../helpers/client.js';
+import { waitFor } from '../helpers/wait.js';
+import { killServeChildren, spawnServeConfig, type ServingProcess } from '../helpers/serve.js';
+
+let pki: TestPki;
+let up: RecordingUpstream;
+let dir: string;
+
+before(async () => {
+  pki = await createTestPki();
+  up = await startRecordingUpstream();
+  dir = mkdtempSync(path.join(os.tmpdir(), 'certgate-live-workers-'));
+});
+after(async () => {
+  killServeChildren();
+  await up?.close();
+  pki?.cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const creds = () => ({ ca: pki.root.cert, cert: pki.clients.good.pem, key: pki.clients.good.key });
+
+function config(cn: string, listen = '127.0.0.1:0'): string {
+  return JSON.stringify({
+    listen, admin: { listen: '127.0.0.1:0' }, workers: 2, config_watch: false, log: { level: 'info' },
+    shutdown: { drain_timeout_ms: 1000 },
+    tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path },
+    routes: [{ name: 'api', path_prefix: '/', upstream: up.url, allow: { subject_cn: [cn] } }],
+  });
+}
+
+async function start(name: string, env: NodeJS.ProcessEnv = {}): Promise<{ serve: ServingProcess; file: string; pids: number[] }> {
+  const file = path.join(dir, `${name}.yaml`);
+  writeFileSync(file, config('svc-a'));
+  const serve = await spawnServeConfig(file, 15_000, env);
+  const pids = (serve.logs.find((l) => l.msg === 'certgate listening')!.worker_pids as number[]);
+  return { serve, file, pids };
+}
+
+async function reload(serve: ServingProcess): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${serve.admin}/-/reload`, { method: 'POST' });
+  return { status: res.status, json: await res.json() as Record<string, unknown> };
+}
+
+const statuses = async (url: string, n: number): Promise<number[]> =>
+  [...new Set(await Promise.all(Array.from({ length: n }, () => mtlsRequest(url, creds(), { path: '/' }).then((r) => r.status))))];
+
+async function stop(serve: ServingProcess): Promise<void> {
+  serve.child.kill('SIGTERM');
+  await serve.exited;
+}
+
+test('workers: 2, one worker cannot apply the config: success naming it, it is replaced by a worker on the new config', async () => {
+  const { serve, file, pids } = await start('one-fails', { CERTGATE_TEST_FAIL_APPLY_WORKERS: '1' });
+  try {
+    writeFileSync(file, config('nobody'));
+    const r = await reload(serve);
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.deepEqual([r.json.result, r.json.generation], ['success', 2]);
+    const replaced = r.json.replaced_workers as { pid: number; outcome: string; message: string }[];
+    assert.equal(replaced.length, 1, JSON.stringify(r.json));
+    assert.equal(replaced[0]!.outcome, 'failed');
+    assert.ok(pids.includes(replaced[0]!.pid));
+    assert.match(replaced[0]!.message, /CERTGATE_TEST_FAIL_APPLY_WORKERS/);
+    // The replaced worker exits; its replacement starts on generation 2 before it serves.
+    await waitFor(() => serve.logs.some((l) => l.msg === 'worker applied the config' && l.generation === 2 && !pids.includes(Number(l.pid))), 'the replacement applied generation 2', 15_000);
+    await waitFor(() => serve.logs.some((l) => l.msg === 'worker stopped' && l.pid === replaced[0]!.pid), 'the failed worker drained', 15_000);
+    assert.deepEqual(await statuses(serve.url.href, 12), [403]);
+  } finally {
+    await stop(serve);
+  }
+});
+
+test('workers: 2, no worker can apply the config: the reload fails naming each worker, the old config stays everywhere, nobody is replaced', async () => {
+  const { serve, file } = await start('all-fail', { CERTGATE_TEST_FAIL_APPLY_WORKERS: 'all' });
+  try {
+    writeFileSync(file, config('nobody'));
+    const r = await reload(serve);
+    assert.equal(r.status, 422, JSON.stringify(r.json));
+    assert.equal(r.json.result, 'failure');
+    assert.equal(r.json.generation, 1);
+    const problems = r.json.problems as { message: string }[];
+    assert.equal(problems.length, 2, JSON.stringify(problems));
+    assert.ok(problems.every((p) => /^worker \d+: /.test(p.message)), JSON.stringify(problems));
+    assert.deepEqual(await statuses(serve.url.href, 12), [200]);
+    const status = await (await fetch(`${serve.admin}/status.json`)).json() as { config: { generation: number } };
+    assert.equal(status.config.generation, 1);
+    assert.ok(!serve.logs.some((l) => l.msg === 'worker stopped'), 'no worker was replaced');
+  } finally {
+    await stop(serve);
+  }
+});
+
+test('workers: 2, a silent worker (SIGSTOP): success naming it as silent; it is killed and replaced by a worker on the new config', async () => {
+  const { serve, file, pids } = await start('silent', { CERTGATE_TEST_HAND_OVER_TIMEOUT_MS: '1500' });
+  const stopped = pids[0]!;
+  try {
+    process.kill(stopped, 'SIGSTOP');
+    writeFileSync(file, config('nobody'));
+    const r = await reload(serve);
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.deepEqual(r.json.replaced_workers, [{ pid: stopped, outcome: 'silent', code: 'CG_CONFIG_INVALID', message: `worker ${stopped} did not confirm generation 2 in 1500 ms` }]);
+    await waitFor(() => serve.logs.some((l) => l.msg === 'worker died; starting a replacement' && l.pid === stopped), 'the silent worker killed', 15_000);
+    await waitFor(() => serve.logs.some((l) => l.msg === 'worker applied the config' && l.generation === 2 && !pids.includes(Number(l.pid))), 'the replacement applied generation 2', 15_000);
+    assert.deepEqual(await statuses(serve.url.href, 12), [403]);
+  } finally {
+    try {
+      process.kill(stopped, 'SIGCONT');
+    } catch {
+      // Gone already.
+    }
+    await stop(serve);
+  }
+});
+
+test('workers: 2, listen moves live: both workers re-listen on the new address; an address in use refuses the reload before any worker is told', async () => {
+  const { serve, file } = await start('listen');
+  const blocker = net.createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  try {
+    const taken = (blocker.address() as AddressInfo).port;
+    writeFileSync(file, config('svc-a', `127.0.0.1:${taken}`));
+    const refused = await reload(serve);
+    assert.equal(refused.status, 422, JSON.stringify(refused.json));
+    assert.match((refused.json.problems as { message: string }[])[0]!.message, new RegExp(`^listen 127\\.0\\.0\\.1:${taken}: EADDRINUSE`));
+    assert.ok(!serve.logs.some((l) => l.msg === 'worker applied the config'), 'no worker was told');
+    await new Promise<void>((resolve) => blocker.close(() => resolve()));
+    // Now free: the same edit applies; every worker listens there, the old address is closed.
+    const r = await reload(serve);
+    assert.equal(r.json.result, 'success', JSON.stringify(r.json));
+    assert.equal(r.json.replaced_workers, undefined);
+    const moved = `https://127.0.0.1:${taken}/`;
+    assert.deepEqual(await statuses(moved, 12), [200]);
+    const servedBy = new Set(serve.logs.filter((l) => l.msg === 'request').map((l) => l.pid));
+    await waitFor(() => new Set(serve.logs.filter((l) => l.msg === 'listening at the new address; the old one drains').map((l) => l.pid)).size === 2, 'both workers moved');
+    assert.ok(servedBy.size >= 1);
+    await assert.rejects(mtlsRequest(serve.url.href, creds(), { path: '/' }), /ECONNREFUSED/);
+    const status = await (await fetch(`${serve.admin}/status.json`)).json() as { listener?: { url?: string } };
+    assert.ok(JSON.stringify(status).includes(`127.0.0.1:${taken}`), 'the status page names the new address');
+  } finally {
+    if (blocker.listening) blocker.close();
+    await stop(serve);
+  }
+});
