@@ -30,6 +30,8 @@ export interface AdminOptions {
   readonly ready: () => boolean;
   /** `/enroll` (any method) when enrollment is configured; see enroll/handler.ts. */
   readonly enroll?: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>;
+  /** When given, the enrollment in force now instead of `enroll` (a live config reload replaces it; undefined = off). */
+  readonly currentEnroll?: () => ((req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>) | undefined;
   /** admin.token_file, loaded; absent = no token required. */
   readonly token?: AdminToken;
   /** When given, the token in force now instead of `token` (a live config reload replaces it). */
@@ -79,7 +81,8 @@ export function createAdminServer(opts: AdminOptions): http.Server {
 async function route(req: http.IncomingMessage, res: http.ServerResponse, opts: AdminOptions): Promise<void> {
   const path = (req.url ?? '/').split('?')[0] ?? '/';
   // Enrollment authenticates with its own one-time tokens, not the admin token.
-  if (opts.enroll !== undefined && path === '/enroll') return opts.enroll(req, res);
+  const enroll = opts.currentEnroll !== undefined ? opts.currentEnroll() : opts.enroll;
+  if (enroll !== undefined && path === '/enroll') return enroll(req, res);
   if (path === '/-/reload' && opts.reload !== undefined) {
     if (req.method !== 'POST') {
       sendJson(res, 405, { error: 'method_not_allowed', reason: 'reload_is_post', message: 'POST /-/reload re-reads and applies the config' }, { allow: 'POST' });

@@ -29,14 +29,15 @@ import { validateConfigFile, type Validated } from './validate.js';
  * level, log.access and the admin token (admin.token_file; its content is re-read by every reload too), admin.allowed_hosts and
  * admin.clients_max, proxy_protocol (the listener's PROXY protocol gate, for connections accepted after), the tls file paths
  * (tls/reloader.ts retarget: the material at the new paths, validated before the swap), `listen` and `admin.listen` (the new
- * address bound before the swap, the old listener drained after).
+ * address bound before the swap, the old listener drained after), enrollment (loaded and
+ * checked by validation as serve loads it; the admin listener's /enroll handler replaced after the swap).
  * Every other key that changes is "restart to apply" (reported, not applied).
  */
 export const LIVE_KEYS: readonly string[] = [
   'routes', 'headers', 'errors', 'strict_paths', 'whoami_path', 'limits.max_requests_per_connection',
   'limits.header_timeout_ms', 'limits.request_timeout_ms', 'limits.keepalive_timeout_ms', 'limits.max_connections', 'log.level', 'log.access', 'admin.token_file',
   'admin.allowed_hosts', 'admin.clients_max', 'proxy_protocol',
-  'tls.bundle', 'tls.cert', 'tls.key', 'tls.passphrase_file', 'tls.client_ca', 'tls.crl', 'listen', 'admin.listen',
+  'tls.bundle', 'tls.cert', 'tls.key', 'tls.passphrase_file', 'tls.client_ca', 'tls.crl', 'listen', 'admin.listen', 'enrollment',
 ];
 
 export interface ConfigReloadAnswer {
@@ -193,8 +194,8 @@ export interface LiveConfigOptions {
   readonly metrics: Pick<Metrics, 'configReloads' | 'configLastReloadSuccess' | 'configGeneration'>;
   readonly log: Logger;
   readonly history: ReloadHistory;
-  /** Told of each applied config with what validation loaded for it (the admin token: put in force; the assertion keys: published). */
-  readonly onApplied?: (config: Config, loaded: Pick<Validated, 'adminToken' | 'assertionKeys'>) => void;
+  /** Told of each applied config with what validation loaded for it (the admin token, enrollment: put in force; the assertion keys: published). */
+  readonly onApplied?: (config: Config, loaded: Pick<Validated, 'adminToken' | 'assertionKeys' | 'enrollment'>) => void | Promise<void>;
   /** The digest of headers.assertion's key files serving now (tls/assertion-keys.ts); absent = none. */
   readonly assertionDigest?: string;
 }
@@ -257,7 +258,7 @@ export function createLiveConfig(opts: LiveConfigOptions): LiveConfig {
     keysDigest = v.assertionKeys?.digest;
     if (rewatch) await armWatch();
     pendingRestart = restart;
-    opts.onApplied?.(next, v);
+    await opts.onApplied?.(next, v);
     metrics.configReloads.inc({ result: 'success' });
     metrics.configLastReloadSuccess.set(Date.now() / 1000);
     metrics.configGeneration.set(target.id);

@@ -24,7 +24,7 @@ import { ReloadHistory } from '../admin/reload-history.js';
 import type { CounterSnapshot } from '../admin/counters.js';
 import type { ClientsView } from '../admin/clients.js';
 import type { VerdictContext, TrustCheck } from '../proxy/verdict.js';
-import type { Enrollment } from '../enroll/handler.js';
+import type { Enrollment, LoadedEnrollment } from '../enroll/handler.js';
 import { loadTls, type TlsMaterial } from '../tls/material.js';
 import { untilNextRotation, type SessionTickets } from '../tls/context.js';
 import type { LiveConfig, PreparedChange } from './live-config.js';
@@ -122,6 +122,17 @@ export interface AdminSide {
   setToken(token: AdminToken | undefined): void;
   /** Puts another admin.allowed_hosts in force (a live reload): the next admin request's Host is checked against it. */
   setAllowedHosts(hosts: readonly string[]): void;
+  /** Puts another enrollment in force (a live reload; undefined = off): the next POST /enroll is served by it. */
+  setEnrollment(enrollment: Enrollment | undefined): void;
+}
+
+/**
+ * After a live reload: the enrollment its validation loaded (app/validate.ts), as a handler, or none when
+ * the config has none. Imported only when configured (the CSR/PKI libraries cost ~10 MB of RSS).
+ */
+export async function enrollmentFor(loaded: LoadedEnrollment | undefined, metrics: Metrics, log: Logger): Promise<Enrollment | undefined> {
+  if (loaded === undefined) return undefined;
+  return (await import('../enroll/handler.js')).enrollmentFrom(loaded, { counter: metrics.enrollments, log });
 }
 
 /** The admin listener (not listening yet) and the status page's data behind it. */
@@ -134,10 +145,10 @@ export function createAdminSide(opts: AdminSideOptions): AdminSide {
   });
   let token = inputs.token;
   let allowedHosts: ReadonlySet<string> = new Set(config.admin.allowed_hosts);
+  let enrollment = inputs.enrollment;
   const makeServer = (): http.Server => createAdminServer({
     registry: opts.registry, ready: opts.ready, status, clients: opts.clients,
-    currentAllowedHosts: () => allowedHosts, currentToken: () => token,
-    ...(inputs.enrollment !== undefined && { enroll: inputs.enrollment.handle }),
+    currentAllowedHosts: () => allowedHosts, currentToken: () => token, currentEnroll: () => enrollment?.handle,
     ...(opts.live !== undefined && { reload: () => opts.live!.reload('admin') }),
     ...(opts.jwks !== undefined && { jwks: opts.jwks }),
   });
@@ -184,6 +195,9 @@ export function createAdminSide(opts: AdminSideOptions): AdminSide {
     },
     setAllowedHosts(hosts) {
       allowedHosts = new Set(hosts);
+    },
+    setEnrollment(next) {
+      enrollment = next;
     },
   };
 }

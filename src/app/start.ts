@@ -23,7 +23,7 @@ import { createLiveConfig, generationTarget, prepareAll, type ConfigReloadAnswer
 import { createPipeline } from '../proxy/pipeline.js';
 import { createListener, type Listener } from '../proxy/listener.js';
 import {
-  createAdminSide, listen, loadAdminInputs, loadStartMaterial, rotateTicketKeys, sameHostPort, servingFields, startupHistory, urlOf, verdictContext,
+  createAdminSide, enrollmentFor, listen, loadAdminInputs, loadStartMaterial, rotateTicketKeys, sameHostPort, servingFields, startupHistory, urlOf, verdictContext,
 } from './parts.js';
 
 export interface Certgate {
@@ -116,9 +116,10 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   const assertionDigest = generation.assertion?.keys.digest;
   const live = worker ? undefined : createLiveConfig({ initial: config, ...(opts.sha256 !== undefined && { sha256: opts.sha256 }), target, metrics, log, history,
     ...(assertionDigest !== undefined && { assertionDigest }),
-    onApplied: (next, loaded) => {
+    onApplied: async (next, loaded) => {
       admin?.setToken(loaded.adminToken);
       admin?.setAllowedHosts(next.admin.allowed_hosts);
+      admin?.setEnrollment(await enrollmentFor(loaded.enrollment, metrics, log));
     },
   });
   const trust = createTrustCheck(config.tls, () => ({ material: reloader.current, generation: reloader.generation }));

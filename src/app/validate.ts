@@ -15,6 +15,7 @@ import { adminExposure } from '../admin/host.js';
 import { loadAdminToken, type AdminToken } from '../admin/auth.js';
 import { inspectTls, type TlsMaterial } from '../tls/material.js';
 import { inspectAssertionKeys, type AssertionKeys } from '../tls/assertion-keys.js';
+import type { LoadedEnrollment } from '../enroll/handler.js';
 
 export interface Validated {
   /** Absent when the config itself does not parse or fit the schema. */
@@ -27,6 +28,8 @@ export interface Validated {
   readonly adminToken?: AdminToken;
   /** headers.assertion's keys, loaded (the admin listener publishes them; a reload compares their digest). */
   readonly assertionKeys?: AssertionKeys;
+  /** enrollment, loaded and checked as serve loads it (a live reload puts it in force). */
+  readonly enrollment?: LoadedEnrollment;
   /** The file's text as validated (a cluster primary hands exactly these bytes to its workers). */
   readonly source?: string;
   readonly problems: Problem[];
@@ -74,7 +77,9 @@ export async function validateConfigFile(file: string): Promise<Validated> {
     assertionKeys = inspected.keys;
   }
   const enrollment = config.enrollment;
+  let loadedEnrollment: LoadedEnrollment | undefined;
   if (enrollment !== undefined) {
+    const before = problems.length;
     for (const key of ['ca_cert', 'ca_key', 'tokens_file'] as const) {
       try {
         await access(enrollment[key]);
@@ -85,11 +90,24 @@ export async function validateConfigFile(file: string): Promise<Validated> {
         });
       }
     }
+    // Readable: then everything serve's createEnrollment checks (the CA's key matches its certificate, the CA
+    // is in tls.client_ca, the tokens file parses, the state file's folder is writable). Imported only when
+    // configured: the CSR/PKI libraries cost ~10 MB of RSS.
+    if (problems.length === before) {
+      try {
+        loadedEnrollment = await (await import('../enroll/handler.js')).loadEnrollment(config);
+      } catch (err) {
+        if (!(err instanceof CertgateError)) throw err;
+        problems.push(...(err.problems.length > 0 ? err.problems : [err.toProblem()]));
+      }
+    }
   }
   const keepAlive = keepAliveAdvice(config);
   if (keepAlive !== undefined) problems.push(keepAlive);
   const exposed = adminExposure(config);
   if (exposed !== undefined) problems.push(exposed);
-  return { config, sha256, source, problems, ...(material !== undefined && { material }), ...(adminToken !== undefined && { adminToken }),
-    ...(assertionKeys !== undefined && { assertionKeys }) };
+  return {
+    config, sha256, source, problems, ...(material !== undefined && { material }), ...(adminToken !== undefined && { adminToken }),
+    ...(assertionKeys !== undefined && { assertionKeys }), ...(loadedEnrollment !== undefined && { enrollment: loadedEnrollment }),
+  };
 }

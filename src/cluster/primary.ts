@@ -37,7 +37,7 @@ import type { CounterSnapshot } from '../admin/counters.js';
 import { createSessionTickets } from '../tls/context.js';
 import { createReloader } from '../tls/reloader.js';
 import { loadAssertionKeys } from '../tls/assertion-keys.js';
-import { createAdminSide, listen, loadAdminInputs, loadStartMaterial, sameHostPort, servingFields, startupHistory, urlOf } from '../app/parts.js';
+import { createAdminSide, enrollmentFor, listen, loadAdminInputs, loadStartMaterial, sameHostPort, servingFields, startupHistory, urlOf } from '../app/parts.js';
 import { askWorkers, isToPrimary, type ConfigHandOver, type ToWorker } from './messages.js';
 import { createLiveConfig, prepareAll, type ConfigTarget, type ReplacedWorker } from '../app/live-config.js';
 import { CertgateError, type Problem } from '../errors.js';
@@ -246,10 +246,11 @@ export async function runPrimary(config: Config, count: number): Promise<number>
     },
   };
   const liveConfig = createLiveConfig({
-    initial: config, target, metrics, log, history, onApplied: (next, loaded) => {
+    initial: config, target, metrics, log, history, onApplied: async (next, loaded) => {
       admin.setToken(loaded.adminToken);
       admin.setAllowedHosts(next.admin.allowed_hosts);
       assertionKeys = loaded.assertionKeys;
+      admin.setEnrollment(await enrollmentFor(loaded.enrollment, metrics, log));
     },
     ...(assertionKeys !== undefined && { assertionDigest: assertionKeys.digest }),
   });

@@ -60,16 +60,51 @@ interface Outcome {
   readonly headers?: Record<string, string>;
 }
 
-/** Loads and checks the CA, tokens file and state file; throws CertgateError (file:line + fix) when unusable. */
-export async function createEnrollment(config: Config, deps: { counter: Counter<'result'>; log: Logger }): Promise<Enrollment> {
+/**
+ * Everything enrollment loads and checks from files — the issuing CA (certificate, key, their match, its
+ * place in tls.client_ca), the tokens file, the state file — without side effects: `certgate check` and a
+ * live reload's validation (app/validate.ts) run it, so a reload applies an enrollment that loads or nothing.
+ * Throws CertgateError (file:line + fix) when unusable.
+ */
+export interface LoadedEnrollment {
+  readonly settings: EnrollmentConfig;
+  readonly ca: IssuingCa;
+  readonly tokens: number;
+  readonly spent: number;
+}
+
+export async function loadEnrollment(config: Config): Promise<LoadedEnrollment> {
   const e = config.enrollment;
-  if (e === undefined) throw new Error('createEnrollment: enrollment is not configured');
+  if (e === undefined) throw new Error('loadEnrollment: enrollment is not configured');
   const ca = await loadIssuingCa({ ...config, enrollment: e });
   const tokens = await loadTokens(e.tokens_file);
   const spent = await checkStateFile(e.state_file, config.file, e.lines.state_file);
-  const store = createSpentStore(e.state_file);
+  return { settings: e, ca, tokens: tokens.length, spent };
+}
+
+/**
+ * One spent-token store per state file in this process: an enrollment built by a live reload shares the
+ * store (and its exclusive section) of the one before, so a request in flight on the old handler and one on
+ * the new cannot both spend a token.
+ */
+const stores = new Map<string, SpentStore>();
+
+/** Loads and checks the CA, tokens file and state file; throws CertgateError (file:line + fix) when unusable. */
+export async function createEnrollment(config: Config, deps: { counter: Counter<'result'>; log: Logger }): Promise<Enrollment> {
+  return enrollmentFrom(await loadEnrollment(config), deps);
+}
+
+/** The POST /enroll handler of a loaded enrollment (loadEnrollment). */
+export function enrollmentFrom(loaded: LoadedEnrollment, deps: { counter: Counter<'result'>; log: Logger }): Enrollment {
+  const { settings: e, ca } = loaded;
+  let store = stores.get(e.state_file);
+  if (store === undefined) {
+    store = createSpentStore(e.state_file);
+    stores.set(e.state_file, store);
+  }
+  const spentStore = store;
   for (const result of ENROLL_RESULTS) deps.counter.inc({ result }, 0);
-  deps.log.info({ msg: 'enrollment enabled', ca: ca.subject, tokens: tokens.length, spent, tokens_file: e.tokens_file, max_days: e.max_days });
+  deps.log.info({ msg: 'enrollment enabled', ca: ca.subject, tokens: loaded.tokens, spent: loaded.spent, tokens_file: e.tokens_file, max_days: e.max_days });
   return {
     async handle(req, res) {
       if (req.method !== 'POST') {
@@ -78,7 +113,7 @@ export async function createEnrollment(config: Config, deps: { counter: Counter<
       }
       let outcome: Outcome;
       try {
-        outcome = await enroll(req, e, ca, store);
+        outcome = await enroll(req, e, ca, spentStore);
       } catch (err) {
         const code = err instanceof CertgateError ? err.code : undefined;
         deps.log.error({ msg: 'enrollment failed', err: (err as Error).message, code });
