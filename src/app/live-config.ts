@@ -35,7 +35,7 @@ import { validateConfigFile, type Validated } from './validate.js';
  */
 export const LIVE_KEYS: readonly string[] = [
   'routes', 'headers', 'errors', 'strict_paths', 'whoami_path', 'limits.max_requests_per_connection',
-  'limits.header_timeout_ms', 'limits.request_timeout_ms', 'limits.keepalive_timeout_ms', 'limits.max_connections', 'log.level', 'log.access', 'admin.token_file',
+  'limits.header_timeout_ms', 'limits.request_timeout_ms', 'limits.keepalive_timeout_ms', 'limits.max_connections', 'limits.max_concurrent_streams', 'log.level', 'log.access', 'admin.token_file',
   'admin.allowed_hosts', 'admin.clients_max', 'proxy_protocol',
   'tls.bundle', 'tls.cert', 'tls.key', 'tls.passphrase_file', 'tls.client_ca', 'tls.crl', 'listen', 'admin.listen', 'enrollment',
 ];

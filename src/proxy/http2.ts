@@ -38,8 +38,8 @@ export interface Http2Sessions {
   /** Past the drain budget: every session destroyed. */
   destroy(): void;
   /**
-   * A live reload's limits (issue 17): keepalive_timeout_ms for sessions opened after, request_timeout_ms for
-   * streams opened after. max_header_bytes and max_concurrent_streams stay as started (restart to apply).
+   * A live reload's limits (issue 17): keepalive_timeout_ms and max_concurrent_streams for sessions opened
+   * after, request_timeout_ms for streams opened after. max_header_bytes stays as started (restart to apply).
    */
   setLimits(next: LimitsConfig): void;
 }
@@ -199,6 +199,10 @@ export function attachHttp2(server: https.Server, opts: Http2Options): Http2Sess
       for (const s of sessions) s.destroy();
     },
     setLimits(next) {
+      // SETTINGS_MAX_CONCURRENT_STREAMS for sessions opened from now on: node:http2 builds each new session's
+      // settings from the server's (updateSettings). A session already open keeps the value it announced:
+      // lowering it on a live session would refuse streams its client may already be opening under the old one.
+      if (next.max_concurrent_streams !== limits.max_concurrent_streams) h2.updateSettings({ maxConcurrentStreams: next.max_concurrent_streams });
       limits = next;
     },
   };

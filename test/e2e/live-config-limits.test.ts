@@ -8,6 +8,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
 import tls from 'node:tls';
+import type http2 from 'node:http2';
+import { h2Connect, h2Request } from '../helpers/h2.js';
 import { stringify } from 'yaml';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { rewriteConfig, startTestCertgate, startRecordingUpstream, metricValue, type RunningCertgate, type RecordingUpstream } from '../helpers/certgate.js';
@@ -94,5 +96,33 @@ test('a reload changing header/request/keep-alive timeouts and max_connections a
     await waitFor(async () => (await rejected()) === before + 1, 'the connection beyond max_connections is counted');
   } finally {
     held.destroy();
+  }
+});
+
+test('limits.max_concurrent_streams is live for HTTP/2 sessions opened after the reload; a session already open keeps its own', async () => {
+  // A PING's answer comes after the server's SETTINGS (its first frame): by then remoteSettings are the server's.
+  const remoteMax = async (session: http2.ClientHttp2Session): Promise<number | undefined> => {
+    await new Promise<void>((resolve, reject) => session.ping((err) => (err ? reject(err) : resolve())));
+    return session.remoteSettings.maxConcurrentStreams;
+  };
+  // The defaults again (the test before leaves max_connections at 1).
+  assert.equal((await reloadWith(stringify(settings({})))).result, 'success');
+  const before = await h2Connect(gate.url, creds());
+  try {
+    assert.equal(await remoteMax(before), 100);
+    const json = await reloadWith(stringify(settings({ max_concurrent_streams: 7 })));
+    assert.equal(json.result, 'success', JSON.stringify(json));
+    assert.ok(!JSON.stringify(json.restart_to_apply ?? []).includes('max_concurrent_streams'), JSON.stringify(json));
+    const after = await h2Connect(gate.url, creds());
+    try {
+      assert.equal(await remoteMax(after), 7);
+      // The older session still announces its own and serves.
+      assert.equal(before.remoteSettings.maxConcurrentStreams, 100);
+      assert.equal((await h2Request(before, { ':path': '/x' })).status, 200);
+    } finally {
+      after.close();
+    }
+  } finally {
+    before.close();
   }
 });
