@@ -20,7 +20,7 @@
  *   primary exits 0; a second signal kills them and exits 1. SIGHUP reloads (the config, then TLS).
  * - Live config: validated here once, the text handed to every worker (see `target` below).
  *
- * Limits (limits.*) apply per worker. A replaced worker reads the config file again.
+ * Limits (limits.*) apply per worker. A replaced worker starts on the config held here (init's hand-over).
  */
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
