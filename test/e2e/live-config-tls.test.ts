@@ -102,3 +102,31 @@ test('after a path change the watch follows the new file: a rotation written the
   renameSync(`${live}.tmp`, live);
   await waitFor(async () => (await servedSerial()) === serialOf(third), 'the rotated certificate at the new path served', 10_000);
 });
+
+test('a client CA removed by a tls.client_ca path change: the client on an open keep-alive connection is refused on its next request', async () => {
+  const https = await import('node:https');
+  const otherOnly = path.join(pki.dir, 'other-root-only.pem');
+  writeFileSync(otherOnly, pki.otherRoot.cert);
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+  const c = { ca: pki.root.cert, cert: pki.clients.good.pem, key: pki.clients.good.key };
+  try {
+    const first = await mtlsRequest(gate.url, c, { path: '/x', agent });
+    assert.equal(first.status, 200, first.body);
+    const body = stringify({
+      listen: '127.0.0.1:0', admin: { listen: '127.0.0.1:0' }, config_watch: false,
+      tls: { bundle: second.pemPath, client_ca: otherOnly },
+      routes: [{ name: 'api', path_prefix: '/', upstream: up.url }],
+    });
+    const r = await rewriteConfig(gate, body);
+    assert.equal(r.json.result, 'success', JSON.stringify(r.json));
+    const sockets = new Set<unknown>();
+    const next = await mtlsRequest(gate.url, c, { path: '/x', agent });
+    for (const list of Object.values(agent.sockets)) for (const s of list ?? []) sockets.add(s);
+    for (const list of Object.values(agent.freeSockets)) for (const s of list ?? []) sockets.add(s);
+    assert.notEqual(next.status, 200, next.body);
+    assert.match(next.body, /certificate|untrusted|issuer/i);
+    assert.ok(sockets.size <= 1, 'the same connection (no reconnect)');
+  } finally {
+    agent.destroy();
+  }
+});

@@ -2,7 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseConfig } from '../../dist/config/load.js';
-import { changedKeys, summary, LIVE_KEYS } from '../../dist/app/live-config.js';
+import { changedKeys, summary, LIVE_KEYS, prepareAll } from '../../dist/app/live-config.js';
+import { createPoolShelf, poolKey, type PoolShelf } from '../../dist/proxy/upstreams.js';
 
 const base = `
 tls: { cert: /x/c.pem, key: /x/k.pem, client_ca: /x/ca.pem }
@@ -32,4 +33,53 @@ limits: { max_requests_per_connection: 7 }
 `, '/c.yaml');
   assert.equal(summary(one, two), 'routes added: c; routes removed: b; routes changed: a; limits changed: max_requests_per_connection');
   assert.equal(summary(one, one), 'no setting changed');
+});
+
+test('LIVE_KEYS: the tls file paths, listen, admin.listen, enrollment and max_concurrent_streams are live; the other tls settings are not', () => {
+  const one = parseConfig(base, '/c.yaml');
+  const two = parseConfig(`${base.replace('/x/c.pem', '/y/c.pem').replace('/x/ca.pem', '/y/ca.pem')}listen: "127.0.0.1:9443"\nadmin: { listen: "127.0.0.1:9001" }\nlimits: { max_concurrent_streams: 7 }\n`, '/c.yaml');
+  const three = parseConfig(base.replace('client_ca: /x/ca.pem', 'client_ca: /x/ca.pem, client_auth: optional, min_version: TLSv1.3'), '/c.yaml');
+  const restart = (a: typeof one, b: typeof one): string[] => changedKeys(a, b).filter((k) => !LIVE_KEYS.some((l) => k === l || k.startsWith(`${l}.`)));
+  assert.deepEqual(restart(one, two), []);
+  assert.deepEqual(restart(one, three).sort(), ['tls.client_auth', 'tls.min_version']);
+});
+
+test('prepareAll: a step that throws aborts the ones before it (newest first) and nothing is committed', async () => {
+  const events: string[] = [];
+  const step = (name: string) => async () => ({
+    commit: () => void events.push(`commit ${name}`),
+    abort: async () => void events.push(`abort ${name}`),
+  });
+  await assert.rejects(prepareAll([step('a'), async () => undefined, step('b'), async () => {
+    throw new Error('bind failed');
+  }]), /bind failed/);
+  assert.deepEqual(events, ['abort b', 'abort a']);
+  events.length = 0;
+  const all = await prepareAll([step('a'), step('b')]);
+  all?.commit();
+  await all?.settled?.();
+  assert.deepEqual(events, ['commit a', 'commit b']);
+  assert.equal(await prepareAll([async () => undefined]), undefined);
+});
+
+test('PoolShelf: the same key shares one pool until its last holder lets go; poolKey covers what builds a pool', () => {
+  const destroyed: string[] = [];
+  const make = (name: string) => () => ({ destroy: () => void destroyed.push(name) }) as unknown as Parameters<PoolShelf['take']>[1] extends () => infer D ? D : never;
+  const shelf = createPoolShelf();
+  const p1 = shelf.take('k', make('one'));
+  const p2 = shelf.take('k', make('two'));
+  assert.equal(p1, p2);
+  shelf.release('k');
+  assert.deepEqual(destroyed, []);
+  shelf.release('k');
+  assert.deepEqual(destroyed, ['one']);
+  assert.equal(shelf.size, 0);
+  const route = parseConfig(base, '/c.yaml').routes[0]!;
+  const key = poolKey(route, undefined);
+  assert.equal(poolKey({ ...route, allow: undefined }, undefined), key, 'an allow list is not part of a pool');
+  assert.notEqual(poolKey({ ...route, timeout_ms: 1 }, undefined), key);
+  assert.notEqual(poolKey({ ...route, upstream_protocol: 'h2c' }, undefined), key);
+  assert.notEqual(poolKey(route, Buffer.from('a CA')), key);
+  assert.notEqual(poolKey({ ...route, upstream: new URL('http://127.0.0.1:3') }, undefined), key);
+  assert.equal(poolKey({ ...route, upstream: new URL('http://127.0.0.1:1/other/path') }, undefined), key, 'the URL path is the hop target\'s, not the pool\'s');
 });
