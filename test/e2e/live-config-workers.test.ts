@@ -13,7 +13,8 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import fs, { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import tls from 'node:tls';
 import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -41,11 +42,11 @@ after(async () => {
 
 const creds = () => ({ ca: pki.root.cert, cert: pki.clients.good.pem, key: pki.clients.good.key });
 
-function config(cn: string, listen = '127.0.0.1:0'): string {
+function config(cn: string, listen = '127.0.0.1:0', bundle = pki.serverBundle.pemPath): string {
   return JSON.stringify({
     listen, admin: { listen: '127.0.0.1:0' }, workers: 2, config_watch: false, log: { level: 'info' },
     shutdown: { drain_timeout_ms: 1000 },
-    tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path },
+    tls: { bundle, client_ca: pki.clientCa.path },
     routes: [{ name: 'api', path_prefix: '/', upstream: up.url, allow: { subject_cn: [cn] } }],
   });
 }
@@ -160,6 +161,40 @@ test('workers: 2, listen moves live: both workers re-listen on the new address; 
     assert.ok(JSON.stringify(status).includes(`127.0.0.1:${taken}`), 'the status page names the new address');
   } finally {
     if (blocker.listening) blocker.close();
+    await stop(serve);
+  }
+});
+
+test('workers: 2, tls.bundle moves live: every worker presents the new certificate; a rotation written at the new path reaches every worker', async () => {
+  const server = { usage: 'server' as const, subject: [['CN', 'localhost']] as [string, string][], san: { dns: ['localhost'], ip: ['127.0.0.1'] } };
+  const second = await pki.issueClient({ name: 'workers-second', ...server });
+  const third = await pki.issueClient({ name: 'workers-third', ...server });
+  const watched = path.join(dir, 'watched-tls');
+  fs.mkdirSync(watched);
+  const bundle = path.join(watched, 'bundle.pem');
+  fs.writeFileSync(bundle, second.pem, { mode: 0o600 });
+  const { serve, file } = await start('tls-paths');
+  const served = async (): Promise<string[]> => [...new Set(await Promise.all(Array.from({ length: 12 }, () => new Promise<string>((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: Number(serve.url.port), servername: 'localhost', ca: pki.root.cert, cert: pki.clients.good.pem, key: pki.clients.good.key }, () => {
+      resolve(s.getPeerCertificate().serialNumber.toUpperCase());
+      s.end();
+    });
+    s.once('error', reject);
+  }))))];
+  try {
+    assert.deepEqual(await served(), [pki.serverBundle.x509.serialNumber.toUpperCase()]);
+    writeFileSync(file, config('svc-a', '127.0.0.1:0', bundle));
+    const r = await reload(serve);
+    assert.equal(r.json.result, 'success', JSON.stringify(r.json));
+    assert.deepEqual(await served(), [second.x509.serialNumber.toUpperCase()]);
+    // The primary's watcher follows the new path and tells the workers.
+    fs.writeFileSync(`${bundle}.tmp`, third.pem, { mode: 0o600 });
+    fs.renameSync(`${bundle}.tmp`, bundle);
+    await waitFor(async () => {
+      const serials = await served();
+      return serials.length === 1 && serials[0] === third.x509.serialNumber.toUpperCase();
+    }, 'every worker serving the rotated certificate', 15_000);
+  } finally {
     await stop(serve);
   }
 });
