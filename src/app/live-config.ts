@@ -175,8 +175,15 @@ export function generationTarget(generations: { current: Generation }, opts: Gen
         await prepared?.abort();
         throw err;
       }
+      try {
+        prepared?.commit();
+      } catch (err) {
+        // Not expected (prepare did what could fail): the new generation lets go of its pools, nothing swapped.
+        generation.close();
+        await prepared?.abort();
+        throw err;
+      }
       // The swap: one assignment. Requests that read the old generation keep it; the next ones take this.
-      prepared?.commit();
       const old = generations.current;
       generations.current = generation;
       old.retire();
