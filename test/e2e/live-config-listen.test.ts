@@ -14,6 +14,7 @@ import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { rewriteConfig, startTestCertgate, startRecordingUpstream, metricValue, type RunningCertgate, type RecordingUpstream } from '../helpers/certgate.js';
 import { mtlsRequest } from '../helpers/client.js';
 import { waitFor } from '../helpers/wait.js';
+import { h2Connect, h2Request } from '../helpers/h2.js';
 
 let pki: TestPki;
 let up: RecordingUpstream;
@@ -131,3 +132,34 @@ test('admin.listen moves live: the reload is answered, the new admin address ser
   assert.equal(res.status, 200);
   await waitFor(() => connectRefused(Number(new URL(oldAdmin).port)), 'the old admin address closed');
 });
+
+test('listen moves live with an HTTP/2 session open on the old address: it gets GOAWAY, its stream in flight finishes', async () => {
+  const session = await h2Connect(gate.app.url, creds());
+  try {
+    const goaway = new Promise<void>((resolve) => session.once('goaway', () => resolve()));
+    const inFlight = h2Request(session, { ':path': '/hold' });
+    await waitFor(() => held.length === 1, 'the HTTP/2 stream reached the upstream');
+    const port = await freePort();
+    const adminAt = new URL(gate.app.adminUrl).host;
+    const res = await rewriteAt(settings(`127.0.0.1:${port}`, adminAt));
+    assert.equal(res.result, 'success', JSON.stringify(res));
+    await goaway;
+    held.shift()!();
+    const slow = await inFlight;
+    assert.equal(slow.status, 200, slow.body);
+    assert.equal(slow.body, 'held');
+    const fresh = await mtlsRequest(gate.app.url, creds(), { path: '/after' });
+    assert.equal(fresh.status, 200, fresh.body);
+  } finally {
+    session.close();
+  }
+});
+
+/** rewriteConfig against the admin listener where it is now (it moved in the test before). */
+async function rewriteAt(body: string): Promise<Record<string, unknown>> {
+  const { writeFileSync, renameSync } = await import('node:fs');
+  writeFileSync(`${gate.config.file}.tmp`, body);
+  renameSync(`${gate.config.file}.tmp`, gate.config.file);
+  const res = await fetch(`${gate.app.adminUrl}/-/reload`, { method: 'POST' });
+  return await res.json() as Record<string, unknown>;
+}
