@@ -170,7 +170,7 @@ export function createAdminSide(opts: AdminSideOptions): AdminSide {
       return address;
     },
     async prepareListen(at, drainMs) {
-      if (listeningAt === undefined || sameHostPort(listeningAt, at)) return undefined;
+      if (listeningAt === undefined || listensAt(listeningAt, address?.port, at)) return undefined;
       const next = makeServer();
       const bound = await listen(next, at, 'admin.listen');
       return {
@@ -214,6 +214,14 @@ export function drainServer(server: http.Server, drainMs: number): Promise<void>
 /** Whether two configured addresses are the same (a live `listen`/`admin.listen` naming the current one is no change). */
 export function sameHostPort(a: HostPort, b: HostPort): boolean {
   return a.host === b.host && a.port === b.port;
+}
+
+/**
+ * Whether a live `listen`/`admin.listen` names where the listener is already: the address configured, or the
+ * port it was given when the config said 0 (a file rewritten with the port a deployment saw is no move).
+ */
+export function listensAt(configured: HostPort, boundPort: number | undefined, next: HostPort): boolean {
+  return sameHostPort(configured, next) || (configured.host === next.host && boundPort !== undefined && next.port === boundPort);
 }
 
 /**

@@ -23,7 +23,7 @@ import { createLiveConfig, generationTarget, prepareAll, type ConfigReloadAnswer
 import { createPipeline } from '../proxy/pipeline.js';
 import { createListener, type Listener } from '../proxy/listener.js';
 import {
-  createAdminSide, enrollmentFor, listen, loadAdminInputs, loadStartMaterial, rotateTicketKeys, sameHostPort, servingFields, startupHistory, urlOf, verdictContext,
+  createAdminSide, enrollmentFor, listen, loadAdminInputs, loadStartMaterial, listensAt, rotateTicketKeys, servingFields, startupHistory, urlOf, verdictContext,
 } from './parts.js';
 
 export interface Certgate {
@@ -184,7 +184,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
    * request in flight finishes, then it closes; HTTP/2 sessions get GOAWAY).
    */
   async function rebindTls(next: Config): Promise<PreparedChange | undefined> {
-    if (sameHostPort(listenAt, next.listen)) return undefined;
+    if (listensAt(listenAt, tlsUrl === undefined ? undefined : Number(new URL(tlsUrl).port), next.listen)) return undefined;
     const s = serve();
     let address: AddressInfo;
     try {

@@ -37,7 +37,7 @@ import type { CounterSnapshot } from '../admin/counters.js';
 import { createSessionTickets } from '../tls/context.js';
 import { createReloader } from '../tls/reloader.js';
 import { loadAssertionKeys } from '../tls/assertion-keys.js';
-import { createAdminSide, enrollmentFor, listen, loadAdminInputs, loadStartMaterial, sameHostPort, servingFields, startupHistory, urlOf } from '../app/parts.js';
+import { createAdminSide, enrollmentFor, listen, loadAdminInputs, listensAt, loadStartMaterial, servingFields, startupHistory, urlOf } from '../app/parts.js';
 import { askWorkers, isToPrimary, type ConfigHandOver, type ToWorker } from './messages.js';
 import { createLiveConfig, prepareAll, type ConfigTarget, type ReplacedWorker } from '../app/live-config.js';
 import { CertgateError, type Problem } from '../errors.js';
@@ -203,7 +203,8 @@ export async function runPrimary(config: Config, count: number): Promise<number>
         // here first, so an address in use fails the reload before any worker is told (and released again:
         // a socket held here would make the workers' bind fail).
         async () => {
-          if (!sameHostPort(listenAt, next.listen)) await probeListen(next.listen);
+          const bound = url === undefined ? undefined : Number(new URL(url).port);
+          if (!listensAt(listenAt, bound, next.listen)) await probeListen(next.listen);
           return undefined;
         },
         () => admin.prepareListen(next.admin.listen, config.shutdown.drain_timeout_ms),

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { parseConfig } from '../../dist/config/load.js';
 import { changedKeys, summary, LIVE_KEYS, prepareAll } from '../../dist/app/live-config.js';
 import { createPoolShelf, poolKey, type PoolShelf } from '../../dist/proxy/upstreams.js';
+import { listensAt } from '../../dist/app/parts.js';
 
 const base = `
 tls: { cert: /x/c.pem, key: /x/k.pem, client_ca: /x/ca.pem }
@@ -82,4 +83,14 @@ test('PoolShelf: the same key shares one pool until its last holder lets go; poo
   assert.notEqual(poolKey(route, Buffer.from('a CA')), key);
   assert.notEqual(poolKey({ ...route, upstream: new URL('http://127.0.0.1:3') }, undefined), key);
   assert.equal(poolKey({ ...route, upstream: new URL('http://127.0.0.1:1/other/path') }, undefined), key, 'the URL path is the hop target\'s, not the pool\'s');
+});
+
+test('listensAt: a live listen naming the configured address, or the port a 0 was given, is no move', () => {
+  const at = (host: string, port: number) => ({ host, port });
+  assert.equal(listensAt(at('127.0.0.1', 0), 46011, at('127.0.0.1', 0)), true);
+  assert.equal(listensAt(at('127.0.0.1', 0), 46011, at('127.0.0.1', 46011)), true);
+  assert.equal(listensAt(at('127.0.0.1', 8443), 8443, at('127.0.0.1', 8443)), true);
+  assert.equal(listensAt(at('127.0.0.1', 0), 46011, at('127.0.0.1', 46012)), false);
+  assert.equal(listensAt(at('127.0.0.1', 0), 46011, at('0.0.0.0', 46011)), false);
+  assert.equal(listensAt(at('127.0.0.1', 8443), undefined, at('127.0.0.1', 9443)), false);
 });
