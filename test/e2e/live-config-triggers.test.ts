@@ -134,7 +134,8 @@ test('config_watch: a Kubernetes ConfigMap `..data` swap is applied without a re
     renameSync(path.join(volume, '..data_tmp'), path.join(volume, '..data'));
     rmSync(path.join(volume, '..v1'), { recursive: true });
     await waitFor(async () => (await mtlsRequest(serve.url.href, creds(), { path: '/' })).status === 403, 'the swapped config applied');
-    assert.ok(serve.logs.some((l) => l.msg === 'config reloaded' && l.reason === 'watch'));
+    // The line follows the swap (what is applied after it, then the log; stdout is asynchronous): waited for.
+    await waitFor(() => serve.logs.some((l) => l.msg === 'config reloaded' && l.reason === 'watch'), 'the watch reload\'s log line');
   } finally {
     await stop(serve);
   }
