@@ -8,6 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
 import net from 'node:net';
+import { freePort } from '../helpers/ports.js';
 import type { AddressInfo } from 'node:net';
 import { stringify } from 'yaml';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
@@ -29,14 +30,6 @@ function settings(listen: string, admin: string, routeName = 'api'): string {
   });
 }
 
-/** A port nothing listens on right now (bound once by the kernel's choice, then released). */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 function connectRefused(port: number): Promise<boolean> {
   return new Promise((resolve) => {

@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { freePort } from './ports.js';
 import os from 'node:os';
 import path from 'node:path';
 import { waitFor } from './wait.js';
@@ -21,14 +22,6 @@ export interface RunningHaproxy {
   close(): Promise<void>;
 }
 
-/** A port free a moment ago: HAProxy cannot listen on port 0 and tell us which port it got. */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** HAProxy on 127.0.0.1 in front of certgate's TLS port (`backendPort` on 127.0.0.1). */
 export async function startHaproxy(backendPort: number): Promise<RunningHaproxy> {

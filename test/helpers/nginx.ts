@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
+import { freePort } from './ports.js';
 import os from 'node:os';
 import path from 'node:path';
 import { waitFor } from './wait.js';
@@ -19,14 +20,6 @@ export interface RunningNginx {
   close(): Promise<void>;
 }
 
-/** A port free a moment ago: nginx cannot listen on port 0 and tell us which port it got. */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /**
  * Starts nginx on 127.0.0.1 with `locations` (nginx `location` blocks) in its one server. `listen` is
