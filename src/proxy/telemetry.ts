@@ -122,6 +122,20 @@ interface ConnectionInfo {
   /** The client address (client-address.ts: behind a trusted load balancer, its PROXY header's). */
   readonly address: ClientAddress;
   client: ClientEntry | undefined;
+  /**
+   * The access logger with this connection's fields bound (connectionFields): pino serializes them once,
+   * at the connection's first access line, instead of on every request's (subject and fingerprint are the
+   * longest strings of the line). Undefined until then.
+   */
+  accessLog: Logger | undefined;
+}
+
+/** The access line's fields that are the connection's, not the request's (the same on every line of it). */
+function connectionFields(conn: ConnectionInfo | undefined, address: ClientAddress): Record<string, unknown> {
+  return {
+    remote_address: address.address, remote_addr: address.address, proxy_address: address.via, tls_version: conn?.version, tls_resumed: conn?.resumed,
+    client_subject: conn?.identity?.subject, client_fingerprint: conn?.identity?.fingerprint, client_san_uri: conn?.sanUri,
+  };
 }
 
 /** One request's bookkeeping; lives on the response under IN_FLIGHT until 'close'. */
@@ -217,6 +231,7 @@ class RequestTelemetry implements Telemetry {
     this.#connections.set(socket, {
       version: socket.getProtocol() ?? 'unknown', resumed: socket.isSessionReused(), identity, client, address,
       sanUri: identity !== undefined && identity.san.uri.length > 0 ? identity.san.uri.join(',') : undefined,
+      accessLog: undefined,
     });
   }
 
@@ -309,13 +324,16 @@ class RequestTelemetry implements Telemetry {
     if (conn?.client !== undefined) conn.client = this.#clients.request(conn.client, x.route, Date.now());
     if (!x.access || !this.#accessLog.isLevelEnabled('info')) return;
     const socket = x.req.socket;
-    const address = conn?.address ?? clientAddressOf(socket);
-    this.#accessLog.info({
+    let accessLog: Logger;
+    if (conn !== undefined) {
+      accessLog = conn.accessLog ??= this.#accessLog.child(connectionFields(conn, conn.address));
+    } else {
+      accessLog = this.#accessLog.child(connectionFields(undefined, clientAddressOf(socket)));
+    }
+    accessLog.info({
       msg: 'request', request_id: x.id, method: x.req.method, path: x.req.url, status: code, protocol: protocolLabel(x.req.httpVersion),
       duration_ms: Math.round(ms * 1000) / 1000, upstream_ms: x.upstreamMs >= 0 ? Math.round(x.upstreamMs * 1000) / 1000 : undefined,
       route: x.route, error: x.error, bytes_in: x.bytesIn, bytes_out: socket.bytesWritten - x.bytesOut0,
-      remote_address: address.address, remote_addr: address.address, proxy_address: address.via, tls_version: conn?.version, tls_resumed: conn?.resumed,
-      client_subject: conn?.identity?.subject, client_fingerprint: conn?.identity?.fingerprint, client_san_uri: conn?.sanUri,
       completed: res.writableFinished, config_generation: x.configGeneration,
       // gRPC calls: their status (the upstream's trailers or headers, or certgate's refusal).
       grpc_status: x.req.httpVersion === '2.0' ? grpcStatusOf(res) : undefined,
