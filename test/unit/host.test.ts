@@ -166,3 +166,26 @@ routes:
     }
   });
 });
+
+describe('parseHost: the memo (issue 19) answers as parsing does', () => {
+  it('gives the same answer the second time, for accepted and refused values alike', () => {
+    for (const host of ['memo.example.com:8443', 'memo.example.com:1:2', '[0:0::1]:443', '0177.0.0.1', `${'a'.repeat(300)}.example`]) {
+      const first = parseHost(host);
+      assert.deepEqual(parseHost(host), first, host);
+    }
+    assert.equal(parseHost('memo.example.com:1:2'), undefined);
+    assert.deepEqual(parseHost('[0:0::1]:443'), { name: '::1', port: 443 });
+  });
+
+  it('stays right past its bound (a client cycling through Host values)', () => {
+    for (let i = 0; i < 1000; i++) {
+      assert.deepEqual(parseHost(`h${i}.example:${1 + i}`), { name: `h${i}.example`, port: 1 + i });
+      assert.equal(parseHost(`h${i}.example:0${i}`), undefined);
+    }
+    assert.deepEqual(parseHost('memo.example.com:8443'), { name: 'memo.example.com', port: 8443 });
+  });
+
+  it('hands out frozen answers (one object is shared by every request with that Host)', () => {
+    assert.ok(Object.isFrozen(parseHost('frozen.example')));
+  });
+});
