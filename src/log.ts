@@ -29,11 +29,28 @@ export const REDACTED_PATHS: readonly string[] = [
   'authorization', '*.authorization', 'req.headers.authorization', 'headers.authorization',
 ];
 
+/**
+ * pino's isoTime, its string made once per millisecond: every line written in the same millisecond (a
+ * busy proxy writes several access lines in one) shares it. The same bytes as isoTime.
+ */
+export function isoTimeOncePerMs(): () => string {
+  let at = -1;
+  let field = '';
+  return () => {
+    const now = Date.now();
+    if (now !== at) {
+      at = now;
+      field = `,"time":"${new Date(now).toISOString()}"`;
+    }
+    return field;
+  };
+}
+
 export function createLogger(opts: LogOptions): Logger {
   const base = {
     level: opts.level,
     base: { pid: process.pid },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    timestamp: isoTimeOncePerMs(),
     redact: { paths: [...REDACTED_PATHS], censor: '[redacted]' },
   };
   if (opts.destination) return pino(base, opts.destination);
