@@ -54,6 +54,12 @@ export interface Generation {
   /** A request or tunnel served by this generation began; the returned function says it ended (idempotent). */
   hold(): () => void;
   /**
+   * hold() without its closure, for the per-request path (issue 19): enter() when a request begins, and
+   * leave() exactly once when it has ended (the caller keeps it to once).
+   */
+  enter(): void;
+  leave(): void;
+  /**
    * No new request takes this generation (a reload swapped in the next): it lets go of its pools once every
    * request holding it has ended, so a request in flight finishes on its own route and upstream; a pool the
    * next generation took over (an unchanged upstream) stays open, the others close then.
@@ -98,20 +104,28 @@ export async function buildGeneration(config: GenerationConfig, id: number, pool
     closed = true;
     upstreams.close();
   };
+  const enter = (): void => {
+    held += 1;
+  };
+  const leave = (): void => {
+    held -= 1;
+    if (retired && held === 0) close();
+  };
   return {
     id, routes: config.routes, match, policies, headers, dialect, strictPaths: config.strict_paths, verboseErrors: config.errors.verbose,
     maxRequestsPerConnection: config.limits.max_requests_per_connection, whoami, upstreams, assertion,
     close,
     hold() {
-      held += 1;
+      enter();
       let done = false;
       return () => {
         if (done) return;
         done = true;
-        held -= 1;
-        if (retired && held === 0) close();
+        leave();
       };
     },
+    enter,
+    leave,
     retire() {
       retired = true;
       if (held === 0) close();

@@ -66,6 +66,21 @@ export interface Pipeline {
 
 type Refused = Extract<ConnectionVerdict, { kind: 'refused' }>;
 
+/** The client's Connection header asks to close after this response. */
+const CONNECTION_CLOSE = /(^|,)\s*close\s*(,|$)/i;
+
+/** The generation a request holds (pipeline.ts request()), on its response until 'close'. */
+const HELD = Symbol('certgate.generation');
+type Holding = ServerResponse & { [HELD]?: Generation };
+
+/** A response's 'close' (once per response): its request no longer holds its generation. A module function, not a closure per request. */
+function leaveGeneration(this: Holding): void {
+  const gen = this[HELD];
+  if (gen === undefined) return;
+  this[HELD] = undefined;
+  gen.leave();
+}
+
 /** What a request whose assertion could not be signed hears (it is never forwarded without one). */
 const SIGNING_FAILED = { error: 'internal_error', reason: 'assertion_signing', message: 'certgate could not sign the identity assertion for this request; its log says why' } as const;
 
@@ -132,6 +147,15 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   const hop = createHop({
     onError: onUpstreamError, onResponse: telemetry.upstreamResponded, draining: (res) => draining(res.req.socket as TLSSocket),
   });
+
+  /** Steps 2 and 3 of an admitted request (no closure per request: issue 19). */
+  function forward(req: IncomingMessage, res: ServerResponse, a: Admitted, gen: Generation, clientWantsClose: boolean, assertion: string | undefined): void {
+    prepareHeaders(req, a.identity, false, gen.dialect, (a.route.upstream_protocol ?? 'http1') !== 'http1', assertion);
+    // Counts the body from here on. max_body_bytes: a declared length was checked by admit; a chunked
+    // body is cut by the hop itself, before the chunk that crosses the limit reaches the upstream.
+    telemetry.forwarding(req, res, a.route.name);
+    hop(req, res, gen.upstreams.get(a.route.name).hop, clientWantsClose);
+  }
   const tunnels = createTunnelWatch(verdicts, (socket, verdict) => {
     metrics.tunnelsClosed.inc({ reason: verdict.reason });
     logLateRefusal(socket, verdict, 'websocket tunnel closed: client certificate no longer trusted');
@@ -148,7 +172,9 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     request(req, res) {
       const gen = generations.current;
       // Holds this generation's pools open until the answer has ended, even if a reload retires it meanwhile.
-      res.once('close', gen.hold());
+      gen.enter();
+      (res as Holding)[HELD] = gen;
+      res.on('close', leaveGeneration);
       telemetry.begin(req, res, gen.id);
       lastRequestClosesConnection(req, res, gen.maxRequestsPerConnection);
       const socket = req.socket as TLSSocket;
@@ -166,22 +192,16 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
         sendError(res, a.status, a.body, { close: a.close === true || draining(socket) });
         return;
       }
-      const clientWantsClose = draining(socket) || /(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
-      const forward = (assertion: string | undefined): void => {
-        prepareHeaders(req, a.identity, false, gen.dialect, (a.route.upstream_protocol ?? 'http1') !== 'http1', assertion);
-        // Counts the body from here on. max_body_bytes: a declared length was checked by admit; a chunked
-        // body is cut by the hop itself, before the chunk that crosses the limit reaches the upstream.
-        telemetry.forwarding(req, res, a.route.name);
-        hop(req, res, gen.upstreams.get(a.route.name).hop, clientWantsClose);
-      };
+      const connection = req.headers.connection;
+      const clientWantsClose = draining(socket) || (connection !== undefined && CONNECTION_CLOSE.test(String(connection)));
       const assertion = assertionFor(a, verdict, gen);
       if (typeof assertion !== 'object') {
-        forward(assertion);
+        forward(req, res, a, gen, clientWantsClose, assertion);
         return;
       }
       // A new signature (once per connection, route and generation): the request waits for it, unread.
       assertion.then((jws) => {
-        if (!res.destroyed) forward(jws);
+        if (!res.destroyed) forward(req, res, a, gen, clientWantsClose, jws);
       }, (err: unknown) => {
         signingFailed(err, a.route.name);
         telemetry.refused(res, 500, SIGNING_FAILED, a.route.name);
