@@ -126,21 +126,25 @@ export function attachHttp2(server: https.Server, opts: Http2Options): Http2Sess
       if (openStreams(session) === 0) session.close();
     });
   });
+  // Rapid Reset (CVE-2023-44487): streams the client opens and cancels at once cost certgate (and the
+  // upstream) a request each while never counting against max_concurrent_streams. Past the cap the
+  // session gets GOAWAY ENHANCE_YOUR_CALM and is closed.
+  const onRapidReset = (session: http2.ServerHttp2Session): void => {
+    metrics.http2StreamsRefused.inc({ reason: 'rapid_reset' });
+    log.warn({ msg: 'http2 session closed: too many streams reset by the client (Rapid Reset)', remote_address: clientAddressOf((session as unknown as WithSocket)[TLS_SOCKET] ?? {}).address });
+    // The number form: destroy(undefined, code) would send NO_ERROR.
+    session.destroy(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM as unknown as Error);
+  };
   h2.on('stream', (stream: http2.ServerHttp2Stream) => {
-    // stream.session is gone by the stream's 'close'.
-    const session = stream.session!;
+    // stream.session is gone by the stream's 'close': kept on the stream. Module-level listeners, no
+    // closures per stream (issue 19); 'on', not 'once': each fires once per stream, and once() wraps.
+    const session = stream.session as http2.ServerHttp2Session;
+    const s = stream as StreamOf;
+    s[STREAM_SESSION] = session;
+    s[ON_RAPID_RESET] = onRapidReset;
     streamCount.set(session, openStreams(session) + 1);
-    stream.once('close', () => streamCount.set(session, openStreams(session) - 1));
-    // Rapid Reset (CVE-2023-44487): streams the client opens and cancels at once cost certgate (and the
-    // upstream) a request each while never counting against max_concurrent_streams. Past the cap the
-    // session gets GOAWAY ENHANCE_YOUR_CALM and is closed.
-    stream.once('aborted', () => {
-      if (!resets(session).take()) return;
-      metrics.http2StreamsRefused.inc({ reason: 'rapid_reset' });
-      log.warn({ msg: 'http2 session closed: too many streams reset by the client (Rapid Reset)', remote_address: clientAddressOf((session as unknown as WithSocket)[TLS_SOCKET] ?? {}).address });
-      // The number form: destroy(undefined, code) would send NO_ERROR.
-      session.destroy(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM as unknown as Error);
-    });
+    stream.on('close', onStreamClose);
+    stream.on('aborted', onStreamAborted);
   });
   h2.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     const socket = streamSocket(req.stream);
@@ -252,6 +256,26 @@ function resets(session: http2.Http2Session): ResetBucket {
     buckets.set(session, b);
   }
   return b;
+}
+
+/** A stream's session and its server's Rapid Reset answer, for the module-level listeners below. */
+const STREAM_SESSION = Symbol('certgate.h2-session');
+const ON_RAPID_RESET = Symbol('certgate.h2-rapid-reset');
+type StreamOf = http2.ServerHttp2Stream & {
+  [STREAM_SESSION]?: http2.ServerHttp2Session;
+  [ON_RAPID_RESET]?: (session: http2.ServerHttp2Session) => void;
+};
+
+function onStreamClose(this: StreamOf): void {
+  const session = this[STREAM_SESSION];
+  if (session !== undefined) streamCount.set(session, openStreams(session) - 1);
+}
+
+/** A stream the client cancelled: counted against its session's Rapid Reset bucket. */
+function onStreamAborted(this: StreamOf): void {
+  const session = this[STREAM_SESSION];
+  if (session === undefined || !resets(session).take()) return;
+  this[ON_RAPID_RESET]?.(session);
 }
 
 const streamCount = new WeakMap<http2.Http2Session, number>();
