@@ -5,9 +5,8 @@
  * an exposed admin listener). A reload applies a config only when this finds no error; check prints it.
  */
 import { createHash } from 'node:crypto';
-import { access, readFile } from 'node:fs/promises';
-import path from 'node:path';
-import { parseConfig } from '../config/load.js';
+import { access } from 'node:fs/promises';
+import { parseConfig, readConfigSource } from '../config/load.js';
 import { keepAliveAdvice } from '../config/keepalive.js';
 import type { Config } from '../config/types.js';
 import { CertgateError, type Problem } from '../errors.js';
@@ -36,13 +35,13 @@ export interface Validated {
 }
 
 export async function validateConfigFile(file: string): Promise<Validated> {
-  const abs = path.resolve(file);
+  let abs: string;
   let source: string;
   try {
-    source = await readFile(abs, 'utf8');
+    ({ abs, source } = await readConfigSource(file));
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
-    return { problems: [{ severity: 'error', code: 'CG_CONFIG_READ', message: `cannot read config ${abs}: ${code}`, file: abs }] };
+    if (err instanceof CertgateError) return { problems: [err.toProblem()] };
+    throw err;
   }
   const sha256 = createHash('sha256').update(source).digest('hex');
   let config: Config;

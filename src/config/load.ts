@@ -17,15 +17,19 @@ import { compileDialect, namesProblems } from '../identity/dialect.js';
 
 /** Reads and validates a config file. Throws CertgateError (with every problem in `.problems`). */
 export async function loadConfig(file: string): Promise<Config> {
+  const { abs, source } = await readConfigSource(file);
+  return parseConfig(source, abs);
+}
+
+/** The config file's text and absolute path (relative paths in it resolve against its folder). Throws CG_CONFIG_READ. */
+export async function readConfigSource(file: string): Promise<{ abs: string; source: string }> {
   const abs = path.resolve(file);
-  let source: string;
   try {
-    source = await readFile(abs, 'utf8');
+    return { abs, source: await readFile(abs, 'utf8') };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
     throw new CertgateError('CG_CONFIG_READ', `cannot read config ${abs}: ${code}`, { file: abs, cause: err });
   }
-  return parseConfig(source, abs);
 }
 
 /** Validates config text as if read from `file` (relative paths resolve against its folder). */

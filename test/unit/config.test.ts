@@ -166,3 +166,15 @@ test('limits.keepalive_timeout_ms below 2000 (1000, 1500) is accepted; 0 (no idl
   const lines = problemsOf(`${MINIMAL}limits:\n  keepalive_timeout_ms: 0\n`);
   assert.match(lines[0]!, /:8:25: limits\.keepalive_timeout_ms: .*\(fix: use a whole number greater than 0\)/, lines[0]);
 });
+
+test('an unreadable config file: loadConfig throws and validateConfigFile (check, reload) reports the same CG_CONFIG_READ, naming the file', async () => {
+  const { loadConfig } = await import('../../dist/config/load.js');
+  const { validateConfigFile } = await import('../../dist/app/validate.js');
+  const missing = path.join(process.cwd(), 'no-such-dir', 'certgate.yaml');
+  await assert.rejects(loadConfig(missing), (err: unknown) => err instanceof CertgateError && err.code === 'CG_CONFIG_READ' && err.file === missing);
+  const v = await validateConfigFile(missing);
+  assert.equal(v.problems.length, 1);
+  assert.equal(v.problems[0]?.code, 'CG_CONFIG_READ');
+  assert.equal(v.problems[0]?.file, missing);
+  assert.match(v.problems[0]?.message ?? '', /cannot read config .*: ENOENT/);
+});
