@@ -253,11 +253,12 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
         open(assertion);
         return;
       }
-      // Bytes the client sends meanwhile wait in the socket (nothing reads an upgraded socket until the tunnel).
+      // Bytes the client sends meanwhile wait in the socket. Never resume() here: an upgraded socket has no
+      // 'data' listener until the tunnel pipes it after the 101 (pipe() resumes it), and a flowing socket
+      // without one drops what it reads.
       socket.pause();
       assertion.then((jws) => {
         if (socket.destroyed) return;
-        socket.resume();
         open(jws);
       }, (err: unknown) => {
         signingFailed(err, admitted.route.name);

@@ -34,7 +34,7 @@ import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
 import { startTestCertgate, startRecordingUpstream, metricValue, type RunningCertgate, type RecordingUpstream, type RecordedRequest } from '../helpers/certgate.js';
 import { mtlsRequest, rawTlsExchange, type ClientCreds, type Reply } from '../helpers/client.js';
 import { h2Connect, h2Request } from '../helpers/h2.js';
-import { WsTestClient } from '../helpers/websocket.js';
+import { clientFrame, WsTestClient } from '../helpers/websocket.js';
 import { waitFor } from '../helpers/wait.js';
 import { CLI, killServeChildren, spawnServe } from '../helpers/serve.js';
 import { listenEchoUpstream } from '../../dist/echo-upstream.js';
@@ -248,6 +248,24 @@ describe('attack: a client sends its own X-Client-Cert-Assertion', () => {
       const values = hello.raw_headers.filter(([k]) => k.toLowerCase().replace(/[_.]/g, '-') === 'x-client-cert-assertion').map(([, v]) => v);
       assert.equal(values.length, 1, JSON.stringify(hello.raw_headers));
       assert.equal((await verify(values[0]!, 'ws')).aud, 'ws');
+    } finally {
+      c.socket.destroy();
+    }
+  });
+  test('WebSocket Upgrade: a frame sent right behind the upgrade request, while the assertion is being signed, reaches the upstream (no bytes dropped)', T, async () => {
+    // A new connection: its assertion is not cached, so the tunnel waits for a signature with the client's
+    // early bytes already arrived. They must wait in the socket, not flow to no listener.
+    const c = await WsTestClient.connectTls(gate.port, creds(pki.clients.good));
+    try {
+      // Two TLS records: the frame arrives as its own read, after the request (not in the upgrade's `head`).
+      c.socket.write([
+        'GET /chat/early HTTP/1.1', `Host: localhost:${gate.port}`, 'Upgrade: websocket', 'Connection: Upgrade',
+        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`, 'Sec-WebSocket-Version: 13', '', '',
+      ].join('\r\n'), () => c.socket.write(clientFrame(0x1, Buffer.from('sent-before-101'))));
+      assert.equal((await c.head()).status, 101);
+      await c.frame(); // the echo upstream's hello (the headers it received)
+      const echoed = await c.frame();
+      assert.equal(echoed.payload.toString('utf8'), 'sent-before-101');
     } finally {
       c.socket.destroy();
     }
