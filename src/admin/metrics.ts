@@ -89,7 +89,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       registers, buckets: [...CLIENT_EXPIRY_BUCKETS],
     }),
     reloads: new Counter({
-      name: 'certgate_reloads_total', help: 'TLS material reloads, by changed file and result (success | failure; unchanged: a SIGHUP re-read that found nothing new, once per file)',
+      name: 'certgate_reloads_total', help: 'TLS material reloads, by changed file and result (success | failure; unchanged: a SIGHUP or POST /-/reload re-read that found nothing new, once per file)',
       labelNames: ['file', 'result'] as const, registers,
       // node:cluster: the primary validates every reload and each worker repeats it; a sum would count one
       // rotation once per process. The primary's count (the highest) is the one a single process would show.

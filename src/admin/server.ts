@@ -7,7 +7,7 @@
  *   /             the status page (self-contained HTML; admin/status-page.ts)
  *   /status.json  what the status page shows
  *   /clients      the client certificates seen recently, soonest-expiring first
- *   /-/reload     POST: re-read and apply the config live, answer the outcome (app/live-config.ts)
+ *   /-/reload     POST: re-read and apply the config live, then the TLS material; answer the outcome (app/parts.ts reloadBoth)
  *   /enroll       client certificate enrollment, when configured (its own tokens; enroll/handler.ts)
  * With admin.token_file set, everything but the first four and /enroll needs `Authorization: Bearer`.
  * Before any of that, a Host that is not an IP literal, localhost or in admin.allowed_hosts gets 421
@@ -45,10 +45,11 @@ export interface AdminOptions {
   /** When given, the names in force now instead of `allowedHosts` (a live config reload replaces them). */
   readonly currentAllowedHosts?: () => ReadonlySet<string>;
   /**
-   * POST /-/reload: re-read and apply the config (app/live-config.ts); answers its outcome (200 applied or
-   * unchanged, 422 refused: the old config keeps serving). Needs the token when admin.token_file is set.
+   * POST /-/reload: re-read and apply the config (app/live-config.ts), then re-read the TLS material; answers
+   * the outcome (200 applied or unchanged, 422 when the config or the TLS material was refused: what was
+   * serving keeps serving). Needs the token when admin.token_file is set.
    */
-  readonly reload?: () => Promise<{ readonly result: string }>;
+  readonly reload?: () => Promise<{ readonly result: string; readonly tls?: { readonly result: string } }>;
   /** headers.assertion's JWKS in force now; undefined = headers.assertion is not set (404). */
   readonly jwks?: () => JwksDocument | undefined;
 }
@@ -94,7 +95,7 @@ async function route(req: http.IncomingMessage, res: http.ServerResponse, opts: 
     }
     req.resume();
     const answer = await opts.reload();
-    sendJson(res, answer.result === 'failure' ? 422 : 200, answer);
+    sendJson(res, answer.result === 'failure' || answer.tls?.result === 'failure' ? 422 : 200, answer);
     return;
   }
   if (req.method !== 'GET' && req.method !== 'HEAD') {

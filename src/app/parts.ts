@@ -26,8 +26,9 @@ import type { ClientsView } from '../admin/clients.js';
 import type { VerdictContext, TrustCheck } from '../proxy/verdict.js';
 import type { Enrollment, LoadedEnrollment } from '../enroll/handler.js';
 import { loadTls, type TlsMaterial } from '../tls/material.js';
+import type { ReloadResult } from '../tls/reloader.js';
 import { untilNextRotation, type SessionTickets } from '../tls/context.js';
-import type { LiveConfig, PreparedChange } from './live-config.js';
+import type { ConfigReloadAnswer, LiveConfig, PreparedChange } from './live-config.js';
 import type { JwksDocument } from '../tls/assertion-keys.js';
 
 /**
@@ -98,6 +99,12 @@ export interface AdminSideOptions {
   readonly url: () => string | undefined;
   /** The live config (app/live-config.ts): POST /-/reload, the status page's routes and config state. */
   readonly live?: Pick<LiveConfig, 'reload' | 'status' | 'config'>;
+  /**
+   * Re-reads the TLS material (the reloader of this process, or the cluster primary's): POST /-/reload does
+   * what SIGHUP does — the config first, then the TLS files — so an operator who cannot signal the process
+   * (a container, another user) has the same trigger.
+   */
+  readonly reloadTls?: (reason: string) => Promise<ReloadResult>;
   /** headers.assertion's JWKS in force now (GET /.well-known/jwks.json); undefined = not set. */
   readonly jwks?: () => JwksDocument | undefined;
 }
@@ -149,7 +156,7 @@ export function createAdminSide(opts: AdminSideOptions): AdminSide {
   const makeServer = (): http.Server => createAdminServer({
     registry: opts.registry, ready: opts.ready, status, clients: opts.clients,
     currentAllowedHosts: () => allowedHosts, currentToken: () => token, currentEnroll: () => enrollment?.handle,
-    ...(opts.live !== undefined && { reload: () => opts.live!.reload('admin') }),
+    ...(opts.live !== undefined && { reload: () => reloadBoth(opts.live!, opts.reloadTls) }),
     ...(opts.jwks !== undefined && { jwks: opts.jwks }),
   });
   let server = makeServer();
@@ -264,4 +271,17 @@ export function urlOf(scheme: 'https' | 'http', address: AddressInfo): string {
 /** The start-up line's description of the proxy: every route and where it goes, the client_auth mode. */
 export function servingFields(config: Pick<Config, 'routes' | 'tls'>): { routes: string[]; client_auth: string } {
   return { routes: config.routes.map((r) => `${r.name} -> ${r.upstream.href}`), client_auth: config.tls.client_auth };
+}
+
+/**
+ * POST /-/reload: the config, then the TLS material — SIGHUP's order, so a broken config still gets the TLS
+ * files it serves re-read. The answer is the config's (its contract: result, generation, changes, problems)
+ * with the TLS outcome beside it as `tls`; the endpoint answers 422 when either part failed.
+ */
+export async function reloadBoth(
+  live: Pick<LiveConfig, 'reload'>, reloadTls: ((reason: string) => Promise<ReloadResult>) | undefined,
+): Promise<ConfigReloadAnswer & { readonly tls?: ReloadResult }> {
+  const config = await live.reload('admin');
+  if (reloadTls === undefined) return config;
+  return { ...config, tls: await reloadTls('admin') };
 }

@@ -217,6 +217,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   const admin = worker ? undefined : createAdminSide({
     config, inputs, registry: metrics.registry, readCounters: localCounters(metrics), clients, history,
     material: () => reloader.current, ready, url: () => tlsUrl, ...(live !== undefined && { live }),
+    reloadTls: (reason) => reloader.reload(reason),
     // The keys the generation serving new requests signs with, and publishes beside them.
     jwks: () => generations.current.assertion?.keys.jwks,
   });

@@ -269,7 +269,7 @@ export async function runPrimary(config: Config, count: number): Promise<number>
   const clients = { list: async () => mergeClientRecords(await askWorkers(live(), 'clients', ASK_TIMEOUT_MS) as ClientRecord[][], liveConfig.config.admin.clients_max) };
   const admin = createAdminSide({
     config, inputs, registry: aggregated, readCounters, clients, history, material: () => reloader.current, ready, url: () => url,
-    live: liveConfig, jwks: () => assertionKeys?.jwks,
+    live: liveConfig, jwks: () => assertionKeys?.jwks, reloadTls: (reason) => reloader.reload(reason),
   });
   // Validate-only: building the secure context is the check the workers' setSecureContext will make.
   const watching = reloader.start({ setSecureContext: (options) => void tls.createSecureContext(options) });

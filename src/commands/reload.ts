@@ -1,7 +1,8 @@
 /**
- * `certgate reload --admin URL [--token-file F]`: asks a running certgate to re-read its config
- * (POST /-/reload on the admin listener; app/live-config.ts) and prints the outcome.
- * Exit 0 applied or unchanged, 1 refused (the reasons printed one per line, as `check` prints them),
+ * `certgate reload --admin URL [--token-file F]`: asks a running certgate to re-read its config and then
+ * its TLS material, as SIGHUP does (POST /-/reload on the admin listener; app/parts.ts reloadBoth), and
+ * prints both outcomes. Exit 0 applied or unchanged, 1 refused (either part; the reasons printed one per
+ * line, as `check` prints them),
  * 2 usage or connection error.
  */
 import { readFile } from 'node:fs/promises';
@@ -11,9 +12,10 @@ import type { CommandIo } from './io.js';
 
 export const RELOAD_HELP = `Usage: certgate reload --admin URL [--token-file FILE]
 
-Asks the certgate whose admin listener is at URL to re-read its config file and apply it live
-(POST URL/-/reload). The config is validated as \`certgate check\` validates it; an invalid one changes
-nothing (the old config keeps serving) and its problems are printed one per line.
+Asks the certgate whose admin listener is at URL to re-read its config file and apply it live, then to
+re-read its TLS material (POST URL/-/reload; what SIGHUP does). The config is validated as
+\`certgate check\` validates it, the TLS files as a hot reload validates them; what is invalid changes
+nothing (what was serving keeps serving) and its problems are printed one per line.
 
 Options:
   --admin URL         the admin listener, e.g. http://127.0.0.1:9000
@@ -30,6 +32,8 @@ interface Answer {
   readonly restart_to_apply?: readonly string[];
   readonly problems?: readonly Problem[];
   readonly message?: string;
+  /** The TLS material's re-read (absent from a certgate older than this command). */
+  readonly tls?: { readonly result?: string; readonly problems?: readonly Problem[] };
 }
 
 export async function runReload(argv: string[], io: CommandIo): Promise<number> {
@@ -76,14 +80,27 @@ export async function runReload(argv: string[], io: CommandIo): Promise<number> 
       ? `applied: generation ${answer.generation ?? '?'} (${answer.changes ?? 'changes unknown'})`
       : `unchanged: generation ${answer.generation ?? '?'} keeps serving`);
     for (const key of answer.restart_to_apply ?? []) io.stdout(`warning: ${key} changed: restart to apply`);
-    return 0;
+    return printTls(answer.tls, io);
   }
   if (answer.result === 'failure') {
     for (const p of answer.problems ?? []) io.stdout(formatProblem(p));
     io.stdout(`refused: generation ${answer.generation ?? '?'} keeps serving`);
+    printTls(answer.tls, io);
     return 1;
   }
   // 401 (token), 404 (no such endpoint: an older certgate, or a cluster worker), anything else.
   io.stderr(`certgate reload: ${url.href} answered ${status}: ${answer.message ?? JSON.stringify(answer)}`);
   return 2;
+}
+
+/** The TLS part of the answer, one line (and its problems): 0 unless it was refused. */
+function printTls(tls: Answer['tls'], io: CommandIo): number {
+  if (tls === undefined) return 0;
+  if (tls.result === 'failure') {
+    for (const p of tls.problems ?? []) io.stdout(formatProblem(p));
+    io.stdout('TLS material refused: the material serving keeps serving');
+    return 1;
+  }
+  io.stdout(tls.result === 'success' ? 'TLS material: reloaded' : 'TLS material: re-read, nothing changed');
+  return 0;
 }

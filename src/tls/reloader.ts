@@ -54,10 +54,11 @@ export interface ReloadMetrics {
 }
 
 /**
- * The reasons an operator asked for (SIGHUP now; the admin reload endpoint's reason joins here). Only these
- * are answered when nothing changed; file events and the periodic backstop find "unchanged" all the time.
+ * The reasons an operator asked for: SIGHUP ('signal') and POST /-/reload on the admin listener ('admin',
+ * also what `certgate reload` sends). Only these are answered when nothing changed; file events and the
+ * periodic backstop find "unchanged" all the time.
  */
-export const EXPLICIT_TRIGGERS: ReadonlySet<string> = new Set(['signal']);
+export const EXPLICIT_TRIGGERS: ReadonlySet<string> = new Set(['signal', 'admin']);
 
 export interface ReloadResult {
   readonly result: 'success' | 'unchanged' | 'failure';

@@ -31,7 +31,8 @@ import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
 import { startTestCertgate, startRecordingUpstream, metricValue, type RunningCertgate, type RecordingUpstream } from '../helpers/certgate.js';
 import { waitFor } from '../helpers/wait.js';
-import { spawnServeConfig, type ServingProcess } from '../helpers/serve.js';
+import { CLI, REPO, spawnServeConfig, type ServingProcess } from '../helpers/serve.js';
+import { runCommand } from '../helpers/run.js';
 import { createCrl, crlToPem, importSigningKey, parseCert } from '../../dist/pki/x509.js';
 import { SENT_CHAIN_EXPOSED } from '../../dist/identity/identity.js';
 
@@ -894,6 +895,76 @@ for (const workers of [1, 2]) {
     assert.equal(reloaded.reason, 'signal');
     assert.deepEqual(reloaded.changed, ['server.pem'], 'the line says which file changed');
     assert.equal(nothing().length, 1);
+  });
+}
+
+/**
+ * issue 14: explicit triggers are SIGHUP "now; the admin reload endpoint later". POST /-/reload (and
+ * `certgate reload`, which wraps it) does what SIGHUP does: the config, then the TLS material — answered,
+ * logged and counted the same way — so an operator who cannot signal the process (a container, another
+ * user) can still make certgate re-read a rotated bundle with tls.watch: false. Before: the endpoint
+ * re-read the config only, and a rotated bundle stayed unserved.
+ */
+for (const workers of [1, 2]) {
+  test(`POST /-/reload is an explicit trigger like SIGHUP (workers: ${workers}): the TLS files re-read, "nothing changed" logged and counted, a rotation served, a broken bundle refused with 422`, { timeout: 60_000 }, async (t) => {
+    const dir = tempDir(t);
+    const bundle = path.join(dir, 'server.pem');
+    const ca = path.join(dir, 'client-ca.pem');
+    fs.writeFileSync(bundle, pki.serverBundle.pem, { mode: 0o600 });
+    fs.writeFileSync(ca, pki.clientCa.pem);
+    const config = path.join(dir, 'certgate.yaml');
+    fs.writeFileSync(config, JSON.stringify({
+      listen: '127.0.0.1:0', admin: { listen: '127.0.0.1:0' }, log: { level: 'info' }, workers, config_watch: false,
+      tls: { bundle, client_ca: ca, watch: false },
+      routes: [{ name: 'all', upstream: upstream.url }],
+    }));
+    const serve = await startServe(t, config);
+    const gate = { url: serve.url.origin };
+    const metrics = async (): Promise<string> => (await fetch(`${serve.admin}/metrics`)).text();
+    const unchanged = (text: string, file: string): number => metricValue(text, 'certgate_reloads_total', { file, result: 'unchanged' }) ?? 0;
+    const post = async (): Promise<{ status: number; body: { result: string; tls?: { result: string; problems?: { code: string }[] } } }> => {
+      const res = await fetch(`${serve.admin}/-/reload`, { method: 'POST' });
+      return { status: res.status, body: await res.json() as never };
+    };
+
+    const same = await post();
+    assert.equal(same.status, 200, JSON.stringify(same.body));
+    assert.equal(same.body.result, 'unchanged', 'the config part of the answer keeps its contract');
+    assert.equal(same.body.tls?.result, 'unchanged', `PRODUCT BUG: POST /-/reload did not re-read the TLS material: ${JSON.stringify(same.body)}`);
+    const line = serve.logs.find((l) => l.msg === 'TLS material re-read: nothing changed');
+    assert.ok(line !== undefined, 'one "nothing changed" line, as for SIGHUP');
+    assert.equal(line.reason, 'admin');
+    assert.deepEqual(line.files, ['server.pem', 'client-ca.pem']);
+    const text = await metrics();
+    for (const file of ['server.pem', 'client-ca.pem']) assert.equal(unchanged(text, file), 1, `unchanged counted once for ${file}`);
+
+    const next = await newServerLeaf(`admin-reload-${workers}`);
+    renameOver(bundle, next.pem);
+    const rotated = await post();
+    assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+    assert.equal(rotated.body.tls?.result, 'success');
+    // workers: N — the primary validated and answered; each worker re-reads and swaps on its word.
+    await waitForSerial(gate, next.x509.serialNumber, 'the bundle rotated before POST /-/reload');
+
+    renameOver(bundle, '-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n');
+    const broken = await post();
+    assert.equal(broken.status, 422, `a refused TLS re-read is a failed reload: ${JSON.stringify(broken.body)}`);
+    // The config's validation reads every PEM it names (as `certgate check` does), so it is refused too.
+    assert.equal(broken.body.result, 'failure');
+    assert.equal(broken.body.tls?.result, 'failure', 'the TLS re-read runs even when the config was refused, as on SIGHUP');
+    assert.ok((broken.body.tls?.problems ?? []).length > 0, 'the answer carries the problems');
+    assert.equal(await servedSerial(gate), next.x509.serialNumber, 'the material serving keeps serving');
+
+    // certgate reload wraps the endpoint: it prints the TLS part and exits 1 when that was refused.
+    const cli = await runCommand(process.execPath, [CLI, 'reload', '--admin', serve.admin], { cwd: REPO, env: { PATH: process.env.PATH ?? '' }, timeoutMs: 15_000 });
+    assert.equal(cli.code, 1, cli.stdout + cli.stderr);
+    assert.match(cli.stdout, /^refused: generation 1 keeps serving$/m);
+    assert.match(cli.stdout, /^TLS material refused: the material serving keeps serving$/m);
+    renameOver(bundle, next.pem);
+    const fixed = await runCommand(process.execPath, [CLI, 'reload', '--admin', serve.admin], { cwd: REPO, env: { PATH: process.env.PATH ?? '' }, timeoutMs: 15_000 });
+    assert.equal(fixed.code, 0, fixed.stdout + fixed.stderr);
+    assert.match(fixed.stdout, /^unchanged: generation 1 keeps serving$/m);
+    assert.match(fixed.stdout, /^TLS material: re-read, nothing changed$/m);
   });
 }
 
