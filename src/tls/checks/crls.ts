@@ -1,6 +1,6 @@
 /**
- * tls.crl (pure; `now` is passed in): which client CA signed each CRL, cRLSign, freshness, and (in chain
- * mode) client CAs without a CRL.
+ * tls.crl (pure; `now` is passed in): which client CA signed each CRL, cRLSign, freshness, delta CRLs (which
+ * nothing uses), and (in chain mode) client CAs without a complete CRL.
  */
 import { problem, type Problem } from '../../errors.js';
 import { isCa, keyUsageOf } from '../../x509/certificate.js';
@@ -45,6 +45,7 @@ export function checkCrls(input: CrlInput): CrlResult {
   const mode = input.mode ?? 'chain';
   const problems: Problem[] = [];
   const issuers = new Map<CrlRef, CertRef>();
+  const deltas: [CrlRef, CertRef][] = [];
 
   for (const ref of crls) {
     const issuerName = crlIssuerName(ref.crl);
@@ -55,6 +56,10 @@ export function checkCrls(input: CrlInput): CrlResult {
         ? `${crlText(ref)} does not verify with the key of ${certText(named[0] as CertRef, ref.file)}, the client CA of that name (a different key: an old or re-created CA?)`
         : `${crlText(ref)} is issued by ${crlIssuerLabel(ref.crl)}, which is not in tls.client_ca (${cas.map((c) => displayName(c.cert.subject)).join(', ') || 'empty'})`,
       { file: ref.file }));
+      continue;
+    }
+    if (ref.crl.delta) {
+      deltas.push([ref, issuer]);
       continue;
     }
     issuers.set(ref, issuer);
@@ -72,7 +77,9 @@ export function checkCrls(input: CrlInput): CrlResult {
   for (const [crl, ca] of issuers) byCa.set(ca, [...(byCa.get(ca) ?? []), crl]);
   const current = (r: CrlRef): boolean =>
     r.crl.thisUpdate <= now && (r.crl.nextUpdate === undefined || r.crl.nextUpdate >= now);
+  for (const [ref, ca] of deltas) problems.push(deltaFinding(ref, ca, byCa.get(ca) ?? [], now));
   for (const ref of crls) {
+    if (ref.crl.delta) continue; // not used, whatever its dates (deltaFinding)
     const ca = issuers.get(ref);
     const fallback = ca !== undefined && (byCa.get(ca) ?? []).some((o) => o !== ref && current(o));
     // Who is refused decides the severity: nobody (another CRL is current, or crl_stale: allow in leaf
@@ -105,4 +112,28 @@ export function checkCrls(input: CrlInput): CrlResult {
     }
   }
   return { problems, issuers };
+}
+
+/**
+ * A delta CRL takes no part in any check: certgate's index skips it (tls/revocation/crl-index.ts), and
+ * Node never sets X509_V_FLAG_USE_DELTAS, so OpenSSL's crl_score passes it over too. What that costs
+ * decides the severity: a serial only the delta revokes is a client the operator believes locked out
+ * and certgate serves — an error (loadable: the rest of the material is sound). If the complete CRL
+ * certgate uses lists every serial of the delta, nothing is lost today: a warning. (In chain mode a CA
+ * whose only CRL is a delta has no CRL at all for OpenSSL; CG_CRL_MISSING_CA says so.)
+ */
+function deltaFinding(ref: CrlRef, ca: CertRef, complete: readonly CrlRef[], now: Date): Problem {
+  const current = complete.filter((r) => r.crl.thisUpdate <= now && (r.crl.nextUpdate === undefined || r.crl.nextUpdate >= now));
+  // The complete CRL revocation checks use: the newest current one, else the newest (tls/revocation/check.ts).
+  const used = [...(current.length > 0 ? current : complete)].sort((a, b) => b.crl.thisUpdate.getTime() - a.crl.thisUpdate.getTime())[0];
+  const missed = [...ref.crl.revoked].filter((s) => used === undefined || !used.crl.revoked.has(s));
+  const what = `${crlText(ref)} is a delta CRL (deltaCRLIndicator), which certgate, like Node's OpenSSL, does not read`;
+  if (missed.length === 0) {
+    return problem('warning', 'CG_CRL_DELTA',
+      `${what}; every serial it lists is in a complete CRL of that CA${where(used ?? ref)}, so nothing is lost today`, { file: ref.file });
+  }
+  const shown = missed.slice(0, 5).join(', ') + (missed.length > 5 ? ', …' : '');
+  return problem('error', 'CG_CRL_DELTA',
+    `${what}: the ${missed.length} serial(s) it revokes that no complete CRL of that CA lists (${shown}) are not revoked; clients of ${certText(ca, ref.file)} with them are served`,
+    { file: ref.file, loadable: true });
 }
