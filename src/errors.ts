@@ -33,6 +33,7 @@ export const CODES = {
   CG_CRL_ISSUER: 'a CRL is signed by no CA in tls.client_ca: use the CRL of a configured client CA',
   CG_CRL_EXPIRED: 'a CRL is past its nextUpdate: the clients of its CA are refused (unless tls.crl_stale: allow); write a fresh CRL from that CA to tls.crl',
   CG_CRL_MISSING_CA: 'a client CA has no CRL while tls.crl is set: Node then refuses all its clients; add that CA\'s CRL',
+  CG_CRL_SIGNATURE: 'a CRL is signed with an algorithm certgate cannot verify, so it cannot use it: reissue the CRL signed with ECDSA, Ed25519, RSA PKCS#1 v1.5 or RSA-PSS (MGF1 over the signature\'s own hash), over SHA-2',
   CG_CRL_DELTA: 'a delta CRL (deltaCRLIndicator) is in tls.crl: certgate, like Node\'s OpenSSL, reads only complete CRLs, so a revocation only the delta lists is not enforced; put every revocation in a complete CRL of that CA (openssl ca -gencrl without the delta extension) and remove the delta CRL from tls.crl',
   CG_LISTEN: 'the listener could not be opened: pick a free port or an address this host owns',
   CG_USAGE: 'the command line is wrong: run certgate <command> --help for its options and their values',

@@ -112,6 +112,18 @@ export function crlDers(source: CrlSource): Buffer[] {
   return parsePem(source).filter((b) => b.kind === 'crl').map((b) => b.der);
 }
 
+/** Names of signature algorithms certgate cannot verify, for findings; any other prints as its OID. */
+const UNSUPPORTED_NAMES: ReadonlyMap<string, string> = new Map([
+  ['1.2.840.113549.1.1.10', 'RSASSA-PSS'], ['1.2.840.113549.1.1.4', 'md5WithRSAEncryption'],
+  ['1.2.840.10040.4.3', 'dsa-with-sha1'], ['2.16.840.1.101.3.4.3.1', 'dsa-with-sha224'], ['2.16.840.1.101.3.4.3.2', 'dsa-with-sha256'],
+]);
+
+/** The CRL's signature algorithm as a finding names it, e.g. "RSASSA-PSS (1.2.840.113549.1.1.10)". */
+export function crlSignatureText(crl: Crl): string {
+  const name = UNSUPPORTED_NAMES.get(crl.signatureAlgorithm);
+  return name !== undefined ? `${name} (${crl.signatureAlgorithm})` : crl.signatureAlgorithm;
+}
+
 /** Whether crlSignedBy can check this CRL's signature algorithm at all. */
 export function crlSignatureSupported(crl: Crl): boolean {
   return SIGNATURE_HASH.has(crl.signatureAlgorithm);

@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createOpensslCa, hasOpenssl, type OpensslCa, type OpensslCert } from '../helpers/openssl-ca.js';
+import { createOpensslCa, hasOpenssl, PSS, type OpensslCa, type OpensslCert } from '../helpers/openssl-ca.js';
 import { startEchoUpstream, startTestCertgate, type RunningCertgate, type Upstream } from '../helpers/certgate.js';
 import { mtlsRequest } from '../helpers/client.js';
 
@@ -140,5 +140,30 @@ describe('delta CRLs: certgate (like Node\'s OpenSSL) reads only complete CRLs, 
     } finally {
       await gate?.close();
     }
+  });
+});
+
+describe('a CRL signed with an algorithm certgate cannot verify is refused by name (CG_CRL_SIGNATURE), never ignored', { skip }, () => {
+  let ca: OpensslCa;
+  let server: OpensslCert;
+  let crl: string;
+
+  before(async () => {
+    ca = await createOpensslCa({ name: 'unsupported sig CA' });
+    server = await ca.issue('server', 'server');
+    await ca.revoke(await ca.issue('svc-revoked', 'client'));
+    crl = await ca.crl({ sigopts: PSS });
+  });
+  after(() => ca?.cleanup());
+
+  it('check: an error naming the algorithm (not "a different key"), exit 1; serve refuses to start with that code', { timeout: TIMEOUT }, async () => {
+    const tls = { bundle: write('unsupported-server.pem', server.pem, 0o600), client_ca: ca.certPath, crl: write('unsupported.pem', crl) };
+    const r = await runCheck(config('unsupported', tls));
+    assert.equal(r.code, 1, r.stdout);
+    const lines = linesWith(r, 'CG_CRL_SIGNATURE');
+    assert.equal(lines.length, 1, r.stdout);
+    assert.match(lines[0]!, /^error: .*unsupported\.pem: the CRL of CN=unsupported sig CA is signed with RSASSA-PSS \(1\.2\.840\.113549\.1\.1\.10\), which certgate cannot verify/);
+    assert.equal(linesWith(r, 'CG_CRL_ISSUER').length, 0, r.stdout);
+    await assert.rejects(startTestCertgate({ tls, routes: [{ path_prefix: '/', upstream: upstream.url }] }), { code: 'CG_CRL_SIGNATURE' });
   });
 });

@@ -4,7 +4,9 @@
  */
 import { problem, type Problem } from '../../errors.js';
 import { isCa, keyUsageOf } from '../../x509/certificate.js';
-import { crlIssuerLabel, crlIssuerName, crlSignedBy, sameName, subjectName } from '../../x509/crl.js';
+import {
+  crlIssuerLabel, crlIssuerName, crlSignatureSupported, crlSignatureText, crlSignedBy, sameName, subjectName,
+} from '../../x509/crl.js';
 import { certText, displayName, where, type CertRef, type CrlRef } from './refs.js';
 
 export interface CrlInput {
@@ -48,6 +50,14 @@ export function checkCrls(input: CrlInput): CrlResult {
   const deltas: [CrlRef, CertRef][] = [];
 
   for (const ref of crls) {
+    // Checked first: with a signature certgate cannot verify, no CA can be said to have signed it. Before,
+    // this read "does not verify with the key of <its CA> (a different key?)", sending operators to the CA.
+    if (!crlSignatureSupported(ref.crl)) {
+      problems.push(problem('error', 'CG_CRL_SIGNATURE',
+        `${crlText(ref)} is signed with ${crlSignatureText(ref.crl)}, which certgate cannot verify: it could not tell this CRL from a forged one, so none of its revocations would be used`,
+        { file: ref.file }));
+      continue;
+    }
     const issuerName = crlIssuerName(ref.crl);
     const named = cas.filter((c) => sameName(subjectName(c.cert), issuerName));
     const issuer = named.find((c) => crlSignedBy(ref.crl, c.cert));
@@ -79,7 +89,7 @@ export function checkCrls(input: CrlInput): CrlResult {
     r.crl.thisUpdate <= now && (r.crl.nextUpdate === undefined || r.crl.nextUpdate >= now);
   for (const [ref, ca] of deltas) problems.push(deltaFinding(ref, ca, byCa.get(ca) ?? [], now));
   for (const ref of crls) {
-    if (ref.crl.delta) continue; // not used, whatever its dates (deltaFinding)
+    if (ref.crl.delta || !crlSignatureSupported(ref.crl)) continue; // not used, whatever its dates
     const ca = issuers.get(ref);
     const fallback = ca !== undefined && (byCa.get(ca) ?? []).some((o) => o !== ref && current(o));
     // Who is refused decides the severity: nobody (another CRL is current, or crl_stale: allow in leaf
