@@ -4,7 +4,7 @@
  * is the CA's subject AND the CA's key verifies it.
  */
 import 'reflect-metadata'; // @peculiar/x509 resolves its algorithms through tsyringe, which needs it first
-import { verify, type X509Certificate } from 'node:crypto';
+import { constants, verify, type X509Certificate } from 'node:crypto';
 import * as px from '@peculiar/x509';
 import { publicKeyOf } from './certificate.js';
 import {
@@ -30,9 +30,19 @@ export interface Crl {
   readonly tbs: Buffer;
   readonly signatureAlgorithm: string;
   readonly signature: Buffer;
+  /** How node:crypto verifies the signature, or why it cannot (signatureScheme). */
+  readonly scheme: SignatureScheme;
 }
 
-/** Signature OIDs → the digest node:crypto's verify() takes (null: EdDSA). RSA-PSS is not supported. */
+/**
+ * What node:crypto's verify() needs for one signature algorithm: the digest (null: EdDSA) and, for
+ * RSASSA-PSS, the salt length. `unsupported` says why certgate cannot verify it.
+ */
+export type SignatureScheme =
+  | { readonly hash: string | null; readonly pssSaltLength?: number }
+  | { readonly unsupported: string };
+
+/** Signature OIDs → the digest node:crypto's verify() takes (null: EdDSA). RSASSA-PSS: pssScheme. */
 const SIGNATURE_HASH: ReadonlyMap<string, string | null> = new Map([
   ['1.2.840.10045.4.1', 'sha1'], ['1.2.840.10045.4.3.1', 'sha224'], ['1.2.840.10045.4.3.2', 'sha256'],
   ['1.2.840.10045.4.3.3', 'sha384'], ['1.2.840.10045.4.3.4', 'sha512'],
@@ -41,6 +51,77 @@ const SIGNATURE_HASH: ReadonlyMap<string, string | null> = new Map([
   ['1.3.101.112', null], ['1.3.101.113', null],
 ]);
 const DELTA_CRL_INDICATOR = '2.5.29.27';
+const RSASSA_PSS = '1.2.840.113549.1.1.10';
+const MGF1 = '1.2.840.113549.1.1.8';
+/** The hash OIDs RSASSA-PSS-params name (RFC 4055 2.1; RFC 5754). */
+const HASHES: ReadonlyMap<string, string> = new Map([
+  ['1.3.14.3.2.26', 'sha1'], ['2.16.840.1.101.3.4.2.4', 'sha224'], ['2.16.840.1.101.3.4.2.1', 'sha256'],
+  ['2.16.840.1.101.3.4.2.2', 'sha384'], ['2.16.840.1.101.3.4.2.3', 'sha512'],
+]);
+
+/** The signature AlgorithmIdentifier (SEQUENCE { OID, parameters }) → how to verify it. */
+export function signatureScheme(algorithm: Tlv): SignatureScheme {
+  const [oid, params] = children(algorithm, 'signatureAlgorithm');
+  if (oid === undefined) throw new DerError('signatureAlgorithm: empty');
+  expectTag(oid, TAG.OID, 'signatureAlgorithm.algorithm');
+  const id = decodeOid(oid.value);
+  if (id === RSASSA_PSS) return pssScheme(params);
+  const hash = SIGNATURE_HASH.get(id);
+  return hash !== undefined ? { hash } : { unsupported: 'an algorithm certgate does not verify' };
+}
+
+/**
+ * RSASSA-PSS-params ::= SEQUENCE { hashAlgorithm [0] DEFAULT sha1, maskGenAlgorithm [1] DEFAULT mgf1SHA1,
+ *   saltLength [2] INTEGER DEFAULT 20, trailerField [3] INTEGER DEFAULT 1 }   (RFC 4055 3.1)
+ * node:crypto's verify() takes the digest and the salt length; it runs MGF1 with the signature's own
+ * digest, so a CRL whose MGF1 hash differs (allowed, rare; RFC 4055 recommends the same) is refused, as
+ * are a mask generation function other than MGF1 and a trailer other than 1 (the only one RFC 4055 defines).
+ */
+function pssScheme(params: Tlv | undefined): SignatureScheme {
+  if (params === undefined || params.tag !== TAG.SEQUENCE) return { unsupported: 'RSASSA-PSS without its parameters' };
+  let hash = 'sha1';
+  let mgfHash = 'sha1';
+  let saltLength = 20;
+  for (const field of children(params, 'RSASSA-PSS-params')) {
+    const [inner] = children(field, 'RSASSA-PSS-params field');
+    if (inner === undefined) return { unsupported: 'RSASSA-PSS with an empty parameter' };
+    if (field.tag === 0xa0) {
+      const h = hashOf(inner);
+      if (h === undefined) return { unsupported: 'RSASSA-PSS over a hash certgate does not know' };
+      hash = h;
+    } else if (field.tag === 0xa1) {
+      const [mgf, mgfParams] = children(inner, 'maskGenAlgorithm');
+      if (mgf?.tag !== TAG.OID || decodeOid(mgf.value) !== MGF1 || mgfParams === undefined) {
+        return { unsupported: 'RSASSA-PSS with a mask generation function other than MGF1' };
+      }
+      const h = hashOf(mgfParams);
+      if (h === undefined) return { unsupported: 'RSASSA-PSS with MGF1 over a hash certgate does not know' };
+      mgfHash = h;
+    } else if (field.tag === 0xa2) {
+      const n = smallInteger(inner);
+      if (n === undefined) return { unsupported: 'RSASSA-PSS with an unreadable salt length' };
+      saltLength = n;
+    } else if (field.tag === 0xa3) {
+      if (smallInteger(inner) !== 1) return { unsupported: 'RSASSA-PSS with a trailer field other than 1' };
+    } else {
+      return { unsupported: 'RSASSA-PSS with an unknown parameter' };
+    }
+  }
+  if (mgfHash !== hash) return { unsupported: `RSASSA-PSS with MGF1 over ${mgfHash} but the hash ${hash} (node:crypto uses one for both)` };
+  return { hash, pssSaltLength: saltLength };
+}
+
+function hashOf(algorithm: Tlv): string | undefined {
+  if (algorithm.tag !== TAG.SEQUENCE) return undefined;
+  const [oid] = children(algorithm, 'hashAlgorithm');
+  return oid?.tag === TAG.OID ? HASHES.get(decodeOid(oid.value)) : undefined;
+}
+
+/** A non-negative INTEGER of at most 4 bytes (salt lengths, trailer fields), else undefined. */
+function smallInteger(tlv: Tlv): number | undefined {
+  if (tlv.tag !== TAG.INTEGER || tlv.value.length === 0 || tlv.value.length > 4 || (tlv.value[0] as number) & 0x80) return undefined;
+  return tlv.value.readUIntBE(0, tlv.value.length);
+}
 
 /**
  * CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue BIT STRING }
@@ -73,13 +154,20 @@ export function parseCrl(der: Buffer): Crl {
   if (oid === undefined) throw new DerError('signatureAlgorithm: empty');
   expectTag(oid, TAG.OID, 'signatureAlgorithm.algorithm');
   if (sig.value[0] !== 0) throw new DerError('signatureValue has unused bits');
+  let scheme: SignatureScheme;
+  try {
+    scheme = signatureScheme(alg);
+  } catch (err) {
+    if (!(err instanceof DerError)) throw err;
+    scheme = { unsupported: `unreadable signature parameters (${err.message})` };
+  }
   return {
     issuer: issuer.raw,
     thisUpdate: new Date(readTime(thisUpdate)),
     ...(next !== undefined && { nextUpdate: new Date(readTime(next)) }),
     revoked: list === undefined ? new Set() : revokedSerials(list.value),
     delta: exts !== undefined && hasExtension(exts, DELTA_CRL_INDICATOR),
-    tbs: tbs.raw, signatureAlgorithm: decodeOid(oid.value), signature: sig.value.subarray(1),
+    tbs: tbs.raw, signatureAlgorithm: decodeOid(oid.value), signature: sig.value.subarray(1), scheme,
   };
 }
 
@@ -114,27 +202,34 @@ export function crlDers(source: CrlSource): Buffer[] {
 
 /** Names of signature algorithms certgate cannot verify, for findings; any other prints as its OID. */
 const UNSUPPORTED_NAMES: ReadonlyMap<string, string> = new Map([
-  ['1.2.840.113549.1.1.10', 'RSASSA-PSS'], ['1.2.840.113549.1.1.4', 'md5WithRSAEncryption'],
+  [RSASSA_PSS, 'RSASSA-PSS'], ['1.2.840.113549.1.1.4', 'md5WithRSAEncryption'],
   ['1.2.840.10040.4.3', 'dsa-with-sha1'], ['2.16.840.1.101.3.4.3.1', 'dsa-with-sha224'], ['2.16.840.1.101.3.4.3.2', 'dsa-with-sha256'],
 ]);
 
-/** The CRL's signature algorithm as a finding names it, e.g. "RSASSA-PSS (1.2.840.113549.1.1.10)". */
+/**
+ * The CRL's signature algorithm as a finding names it, e.g. "dsa-with-sha256 (2.16.840.1.101.3.4.3.2)" or,
+ * for RSASSA-PSS parameters node:crypto cannot verify, "RSASSA-PSS (…) with MGF1 over sha1 but the hash sha256 …".
+ */
 export function crlSignatureText(crl: Crl): string {
   const name = UNSUPPORTED_NAMES.get(crl.signatureAlgorithm);
-  return name !== undefined ? `${name} (${crl.signatureAlgorithm})` : crl.signatureAlgorithm;
+  const alg = name !== undefined ? `${name} (${crl.signatureAlgorithm})` : crl.signatureAlgorithm;
+  return crl.signatureAlgorithm === RSASSA_PSS && 'unsupported' in crl.scheme ? `${alg}: ${crl.scheme.unsupported}` : alg;
 }
 
 /** Whether crlSignedBy can check this CRL's signature algorithm at all. */
 export function crlSignatureSupported(crl: Crl): boolean {
-  return SIGNATURE_HASH.has(crl.signatureAlgorithm);
+  return !('unsupported' in crl.scheme);
 }
 
 /** `ca`'s key verifies the CRL's signature (false for an algorithm crlSignatureSupported refuses). */
 export function crlSignedBy(crl: Crl, ca: X509Certificate): boolean {
-  const hash = SIGNATURE_HASH.get(crl.signatureAlgorithm);
-  if (hash === undefined) return false;
+  const { scheme } = crl;
+  if ('unsupported' in scheme) return false;
   try {
-    return verify(hash, crl.tbs, publicKeyOf(ca), crl.signature);
+    const key = publicKeyOf(ca);
+    return scheme.pssSaltLength === undefined
+      ? verify(scheme.hash, crl.tbs, key, crl.signature)
+      : verify(scheme.hash, crl.tbs, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: scheme.pssSaltLength }, crl.signature);
   } catch {
     return false; // e.g. an ECDSA CRL against an RSA CA
   }
