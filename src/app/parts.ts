@@ -64,7 +64,8 @@ export async function loadAdminInputs(config: Config, metrics: Metrics, log: Log
   const token = config.admin.token_file === undefined ? undefined : await loadAdminToken(config.admin.token_file);
   // Imported only when configured: the CSR/PKI libraries cost ~10 MB of RSS per process.
   const enrollment = config.enrollment === undefined ? undefined
-    : await (await import('../enroll/handler.js')).createEnrollment(config, { counter: metrics.enrollments, log });
+    : await (await import('../enroll/handler.js')).createEnrollment(
+      { file: config.file, enrollment: config.enrollment, tls: config.tls }, { counter: metrics.enrollments, log });
   return { ...(token !== undefined && { token }), ...(enrollment !== undefined && { enrollment }) };
 }
 

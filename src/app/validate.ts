@@ -94,7 +94,7 @@ export async function validateConfigFile(file: string): Promise<Validated> {
     // configured: the CSR/PKI libraries cost ~10 MB of RSS.
     if (problems.length === before) {
       try {
-        loadedEnrollment = await (await import('../enroll/handler.js')).loadEnrollment(config);
+        loadedEnrollment = await (await import('../enroll/handler.js')).loadEnrollment({ file: config.file, enrollment, tls: config.tls });
       } catch (err) {
         if (!(err instanceof CertgateError)) throw err;
         problems.push(...(err.problems.length > 0 ? err.problems : [err.toProblem()]));

@@ -18,14 +18,14 @@
 import { X509Certificate } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Counter } from 'prom-client';
-import type { Config, EnrollmentConfig } from '../config/types.js';
+import type { EnrollmentConfig } from '../config/types.js';
 import { CertgateError } from '../errors.js';
 import { identityFromCertificate } from '../identity/identity.js';
 import type { Logger } from '../log.js';
 import { certToPem, createClientCertificate } from '../pki/x509.js';
 import { readCsr, type CsrRequest } from './csr.js';
 import { issuedMismatches, issuedSanLabels, type Granted } from './issued.js';
-import { loadIssuingCa, type IssuingCa } from './issuer.js';
+import { loadIssuingCa, type EnrollmentSlice, type IssuingCa } from './issuer.js';
 import { identityMismatches } from './match.js';
 import { checkStateFile, createSpentStore, type SpentStore } from './state.js';
 import { authenticate, loadTokens, type Token } from './tokens.js';
@@ -73,10 +73,9 @@ export interface LoadedEnrollment {
   readonly spent: number;
 }
 
-export async function loadEnrollment(config: Config): Promise<LoadedEnrollment> {
+export async function loadEnrollment(config: EnrollmentSlice): Promise<LoadedEnrollment> {
   const e = config.enrollment;
-  if (e === undefined) throw new Error('loadEnrollment: enrollment is not configured');
-  const ca = await loadIssuingCa({ ...config, enrollment: e });
+  const ca = await loadIssuingCa(config);
   const tokens = await loadTokens(e.tokens_file);
   const spent = await checkStateFile(e.state_file, config.file, e.lines.state_file);
   return { settings: e, ca, tokens: tokens.length, spent };
@@ -90,7 +89,7 @@ export async function loadEnrollment(config: Config): Promise<LoadedEnrollment> 
 const stores = new Map<string, SpentStore>();
 
 /** Loads and checks the CA, tokens file and state file; throws CertgateError (file:line + fix) when unusable. */
-export async function createEnrollment(config: Config, deps: { counter: Counter<'result'>; log: Logger }): Promise<Enrollment> {
+export async function createEnrollment(config: EnrollmentSlice, deps: { counter: Counter<'result'>; log: Logger }): Promise<Enrollment> {
   return enrollmentFrom(await loadEnrollment(config), deps);
 }
 

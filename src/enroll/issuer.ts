@@ -7,7 +7,7 @@
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { Config, EnrollmentConfig } from '../config/types.js';
+import type { Config, EnrollmentConfig, TlsConfig } from '../config/types.js';
 import { CertgateError } from '../errors.js';
 import { readCertificate } from '../x509/der.js';
 import { printDn } from '../x509/dn.js';
@@ -25,8 +25,17 @@ export interface IssuingCa {
   readonly notAfter: Date;
 }
 
+/**
+ * What enrollment reads of the config: its own section, the config file (errors point at its lines) and
+ * tls.client_ca (the issuing CA must be one it trusts).
+ */
+export type EnrollmentSlice = Pick<Config, 'file'> & {
+  readonly enrollment: EnrollmentConfig;
+  readonly tls: Pick<TlsConfig, 'client_ca'>;
+};
+
 /** On any error nothing is started; the error names the file (or config file:line) and the fix. */
-export async function loadIssuingCa(config: Config & { enrollment: EnrollmentConfig }): Promise<IssuingCa> {
+export async function loadIssuingCa(config: EnrollmentSlice): Promise<IssuingCa> {
   const e = config.enrollment;
   const at = (key: keyof EnrollmentConfig['lines']) => ({ file: config.file, line: e.lines[key] });
   const certs = parsePem(await readText(e.ca_cert, 'ca_cert', at('ca_cert'))).filter((b) => b.kind === 'certificate' && b.error === undefined);
@@ -74,7 +83,7 @@ async function readCaKey(e: EnrollmentConfig, where: { file: string; line: numbe
 }
 
 /** The CA must be one tls.client_ca trusts: same subject and same key (a re-issued CA cert counts). */
-async function requireTrusted(ca: X509Certificate, subject: string, config: Config, where: { file: string; line: number }): Promise<void> {
+async function requireTrusted(ca: X509Certificate, subject: string, config: EnrollmentSlice, where: { file: string; line: number }): Promise<void> {
   const pem = await readText(config.tls.client_ca, 'tls.client_ca', where);
   const caSubject = readCertificate(ca.raw).subject;
   const trusted = parsePem(pem).some((b) => {
