@@ -13,6 +13,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Http2ServerResponse } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { TLSSocket } from 'node:tls';
@@ -142,6 +143,11 @@ function connectionFields(conn: ConnectionInfo | undefined, address: ClientAddre
 class InFlight {
   route = NO_ROUTE;
   bytesIn = 0;
+  /**
+   * An HTTP/2 stream's response body bytes (countedWrite). -1 on HTTP/1.1, whose bytes_out is the
+   * connection's bytes written while the request was in flight: its responses never overlap there.
+   */
+  bytesOut = -1;
   upstreamStarted = 0;
   upstreamMs = -1;
   error: string | undefined = undefined;
@@ -161,6 +167,20 @@ class InFlight {
 
 const IN_FLIGHT = Symbol('certgate.in-flight');
 type Observed = ServerResponse & { [IN_FLIGHT]?: InFlight };
+
+const h2Write = Http2ServerResponse.prototype.write;
+
+/**
+ * An HTTP/2 response's write(), counting the stream's body bytes: the TLS socket is shared by every
+ * stream of the session, so its bytesWritten while a stream is open includes the other streams' frames.
+ * Node's compat end(chunk) writes through this.write (checked on Node 20, 24 and 26 by test/e2e/http2.test.ts);
+ * gRPC's trailers-only refusal (respond.ts) has no body. A module function, set per response: no closure.
+ */
+function countedWrite(this: Observed, chunk: string | Uint8Array, encoding?: BufferEncoding | ((err?: Error | null) => void), cb?: (err?: Error | null) => void): boolean {
+  const x = this[IN_FLIGHT];
+  if (x !== undefined) x.bytesOut += typeof chunk === 'string' ? Buffer.byteLength(chunk, typeof encoding === 'string' ? encoding : 'utf8') : chunk.byteLength;
+  return (h2Write as (this: unknown, ...args: unknown[]) => boolean).call(this, chunk, encoding, cb);
+}
 
 function onResponseClose(this: Observed): void {
   const x = this[IN_FLIGHT];
@@ -273,6 +293,10 @@ class RequestTelemetry implements Telemetry {
     const x = new InFlight(this, req, id, performance.now(), socket.bytesWritten, this.#connections.get(socket));
     x.configGeneration = configGeneration;
     x.access = this.#access;
+    if (res instanceof Http2ServerResponse) {
+      x.bytesOut = 0;
+      (res as { write: unknown }).write = countedWrite;
+    }
     (res as Observed)[IN_FLIGHT] = x;
     this.#metrics.httpInFlight.inc();
     // 'on', not 'once': each fires once per response anyway, and once() allocates a wrapper per call.
@@ -333,7 +357,7 @@ class RequestTelemetry implements Telemetry {
     accessLog.info({
       msg: 'request', request_id: x.id, method: x.req.method, path: x.req.url, status: code, protocol: protocolLabel(x.req.httpVersion),
       duration_ms: Math.round(ms * 1000) / 1000, upstream_ms: x.upstreamMs >= 0 ? Math.round(x.upstreamMs * 1000) / 1000 : undefined,
-      route: x.route, error: x.error, bytes_in: x.bytesIn, bytes_out: socket.bytesWritten - x.bytesOut0,
+      route: x.route, error: x.error, bytes_in: x.bytesIn, bytes_out: x.bytesOut >= 0 ? x.bytesOut : socket.bytesWritten - x.bytesOut0,
       completed: res.writableFinished, config_generation: x.configGeneration,
       // gRPC calls: their status (the upstream's trailers or headers, or certgate's refusal).
       grpc_status: x.req.httpVersion === '2.0' ? grpcStatusOf(res) : undefined,

@@ -9,6 +9,7 @@ import { execFile, spawnSync } from 'node:child_process';
 import tls from 'node:tls';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createCrl, crlToPem, importSigningKey, parseCert } from '../../dist/pki/x509.js';
@@ -226,6 +227,63 @@ describe('HTTP/2 streams through the pipeline', () => {
     await waitFor(async () => (metricValue(await gate.metricsText(), 'certgate_http2_sessions_open') ?? 0) >= 1, 'an open session counted');
     session.close();
     await waitFor(async () => metricValue(await gate.metricsText(), 'certgate_http2_sessions_open') === 0, 'the session closed');
+  });
+});
+
+describe('HTTP/2 access lines', () => {
+  test('overlapping streams on one session: each access line carries its own stream\'s bytes_in and bytes_out, not the connection\'s', async () => {
+    // The upstream holds both answers until both requests are in, so the two streams are open together at
+    // certgate; then answers the small one first, the large one after. Each line must count its own body bytes.
+    const held = new Map<string, ServerResponse>();
+    const sizes: Record<string, number> = { '/bytes/large': 20_000, '/bytes/small': 10 };
+    const answer = (url: string) => {
+      const res = held.get(url)!;
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': sizes[url]! });
+      res.end('x'.repeat(sizes[url]!));
+    };
+    const holding = await startRecordingUpstream((req, res) => {
+      held.set(req.url!, res);
+      if (held.size === 2) {
+        answer('/bytes/small');
+        answer('/bytes/large');
+      }
+      return true;
+    });
+    const g = await startTestCertgate({
+      tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path }, workers: 1,
+      routes: [{ name: 'holding', upstream: holding.url }],
+    });
+    try {
+      const session = await h2Connect(g.url, as(pki.clients.good));
+      try {
+        const [large, small] = await Promise.all([
+          h2Request(session, { ':method': 'POST', ':path': '/bytes/large', 'content-type': 'text/plain' }, 'l'.repeat(300)),
+          h2Request(session, { ':method': 'POST', ':path': '/bytes/small', 'content-type': 'text/plain' }, 's'.repeat(7)),
+        ]);
+        assert.equal(large.body.length, 20_000);
+        assert.equal(small.body.length, 10);
+      } finally {
+        session.close();
+      }
+      const lines = await waitFor(() => {
+        const l = g.logs.find('request').filter((r) => String(r.path).startsWith('/bytes/'));
+        return l.length === 2 ? l : undefined;
+      }, 'two access lines');
+      const of = (p: string) => lines.find((l) => l.path === p)!;
+      assert.deepEqual([of('/bytes/large').bytes_in, of('/bytes/large').bytes_out], [300, 20_000], JSON.stringify(of('/bytes/large')));
+      assert.deepEqual([of('/bytes/small').bytes_in, of('/bytes/small').bytes_out], [7, 10], JSON.stringify(of('/bytes/small')));
+    } finally {
+      await g.close();
+      await holding.close();
+    }
+  });
+
+  test('a refusal on HTTP/2 counts its JSON body as bytes_out', async () => {
+    const reply = await h2Once(gate.url, as(pki.clients.good), { ':path': '/refused-bytes', ':authority': `localhost:${gate.port}`, host: 'other.example.com' });
+    assert.equal(reply.status, 400);
+    const line = await waitFor(() => gate.logs.find('request').find((r) => r.path === '/refused-bytes'), 'the refusal\'s access line');
+    assert.equal(line.bytes_out, Buffer.byteLength(reply.body));
+    assert.equal(line.bytes_in, 0);
   });
 });
 
