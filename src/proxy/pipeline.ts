@@ -140,7 +140,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     // Answered already (our own 504 timer, then the upstream's error for the same request): count once.
     if ('writeHead' in res && (res as ServerResponse).writableEnded) return;
     metrics.upstreamErrors.inc({ route, kind: failure.kind });
-    log.warn({ msg: 'upstream failed', route, kind: failure.kind, code: err.code, path: req.url });
+    log.warn({ msg: 'upstream failed', route, kind: failure.kind, code: err.code, path: req.url, detail: failure.body?.message });
     if ('writeHead' in res) sendError(res as ServerResponse, failure.status, upstreamFailureBody(failure));
   };
   const onTunnelError: TunnelErrorHandler = (err, failure, route, req) => onUpstreamError(err, failure, route, req, req.socket);

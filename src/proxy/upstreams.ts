@@ -18,6 +18,7 @@ import { CertgateError } from '../errors.js';
 import { hopTarget, type HopTarget } from './hop.js';
 import { upstreamHostname } from './request-target.js';
 import { tunnelTarget, type TunnelTarget } from './tunnel.js';
+import { h2OnlyConnector } from './upstream-h2.js';
 
 // undici's own modules, not its index, which also loads fetch, WebSocket, EventSource, caches and mocks:
 // certgate starts ~50 ms sooner and ~5 MB smaller (Node 20). undici is pinned exactly; test/unit/hop.test.ts
@@ -175,7 +176,9 @@ function poolFor(route: RouteConfig, ca: Buffer | undefined): Dispatcher {
   } else {
     const hostname = upstreamHostname(route.upstream);
     const sni = isIP(hostname) === 0 ? hostname : undefined;
-    const connector = buildConnector({ ...(ca !== undefined && { ca }), rejectUnauthorized: true, timeout, ...(h2 && { allowH2: true }) });
+    // h2: ALPN offers h2 alone, and a connection that did not negotiate it fails (upstream-h2.ts): undici's
+    // connector would fall back to HTTP/1.1 without a word.
+    const connector = h2 ? h2OnlyConnector(route, ca, sni, timeout) : buildConnector({ ...(ca !== undefined && { ca }), rejectUnauthorized: true, timeout });
     pool = new Pool(origin, {
       ...options, ...(h2 && { allowH2: true }),
       // The servername undici hands the connector comes from the request (hop.ts sends the URL's host

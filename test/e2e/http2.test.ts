@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import tls from 'node:tls';
 import http2 from 'node:http2';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { ServerResponse } from 'node:http';
 import fs from 'node:fs';
@@ -351,6 +352,84 @@ describe('HTTP/2 upstreams and clients', () => {
     } finally {
       await g.close();
       await new Promise<void>((resolve) => up.close(() => resolve()));
+    }
+  });
+
+  test('downgrade: upstream_protocol h2 never falls back to HTTP/1.1 — an upstream that speaks only http/1.1 → 502 upstream_protocol naming the route (grpc-status 14), counted; certgate offers only h2', async () => {
+    // Three real https upstreams, each recording the ALPN protocols certgate offered it:
+    // - h1alpn refuses an offer without http/1.1 (no_application_protocol alert), as Node's https and nginx do;
+    // - h1plain does no ALPN at all (the handshake completes, nothing selected);
+    // - h2ok speaks HTTP/2.
+    const offered: Record<string, string[][]> = { h1alpn: [], h1plain: [], h2ok: [] };
+    const reached: Record<string, string[]> = { h1alpn: [], h1plain: [], h2ok: [] };
+    const h2Ports: number[] = [];
+    const creds = { cert: pki.serverBundle.pem, key: pki.serverBundle.pem };
+    const h1alpn = https.createServer({ ...creds, ALPNCallback: ({ protocols }) => {
+      offered.h1alpn!.push(protocols);
+      return protocols.includes('http/1.1') ? 'http/1.1' : undefined;
+    } }, (req, res) => {
+      reached.h1alpn!.push(req.url!);
+      res.end('h1alpn answered');
+    });
+    const h1plain = https.createServer({ ...creds, ALPNProtocols: undefined }, (req, res) => {
+      reached.h1plain!.push(req.url!);
+      res.end('h1plain answered');
+    });
+    h1plain.on('secureConnection', (s: tls.TLSSocket) => offered.h1plain!.push([String(s.alpnProtocol)]));
+    const h2ok = http2.createSecureServer({ ...creds, ALPNCallback: ({ protocols }) => {
+      offered.h2ok!.push(protocols);
+      return protocols.includes('h2') ? 'h2' : undefined;
+    } }, (req, res) => {
+      reached.h2ok!.push(req.url);
+      h2Ports.push(req.socket.remotePort!);
+      res.end('h2ok answered');
+    });
+    const ports = await Promise.all([h1alpn, h1plain, h2ok].map((server) => new Promise<number>((resolve) => {
+      server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port));
+    })));
+    const route = (name: string, port: number) => ({
+      name, path_prefix: `/${name}`, upstream: `https://localhost:${port}`, upstream_protocol: 'h2', upstream_ca: pki.root.certPath,
+    });
+    const g = await startTestCertgate({
+      tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path }, workers: 1,
+      routes: [route('h1alpn', ports[0]!), route('h1plain', ports[1]!), route('h2ok', ports[2]!)],
+    });
+    try {
+      for (const name of ['h1alpn', 'h1plain']) {
+        const viaH2 = await h2Once(g.url, as(pki.clients.good), { ':path': `/${name}/x` });
+        assert.equal(viaH2.status, 502, `${name}: ${viaH2.body}`);
+        const body = viaH2.json();
+        assert.equal(body.error, 'upstream_protocol', viaH2.body);
+        assert.equal(body.route, name);
+        assert.match(String(body.message), new RegExp(`route ${name}.*upstream_protocol: h2.*https://localhost:${ports[name === 'h1alpn' ? 0 : 1]}`), viaH2.body);
+        assert.match(String(body.message), name === 'h1alpn' ? /no_application_protocol/ : /selected no protocol/, viaH2.body);
+        const viaH1 = await mtlsRequest(g.url, as(pki.clients.good), { path: `/${name}/y` });
+        assert.equal(viaH1.status, 502, viaH1.body);
+        assert.equal((JSON.parse(viaH1.body) as Record<string, unknown>).error, 'upstream_protocol');
+        const grpc = await h2Once(g.url, as(pki.clients.good),
+          { ':method': 'POST', ':path': `/${name}/svc/M`, 'content-type': 'application/grpc', te: 'trailers' }, Buffer.alloc(5));
+        assert.equal(grpc.status, 200);
+        assert.equal(grpc.headers['grpc-status'], '14');
+        assert.match(decodeURIComponent(String(grpc.headers['grpc-message'])), new RegExp(`^upstream_protocol: route ${name} .*upstream_protocol: h2`));
+        assert.deepEqual(reached[name], [], `${name}: no request reached it over HTTP/1.1`);
+      }
+      assert.ok(offered.h1alpn!.length > 0 && offered.h1alpn!.every((p) => p.length === 1 && p[0] === 'h2'), `offered: ${JSON.stringify(offered.h1alpn)}`);
+      await waitFor(async () => {
+        const text = await g.metricsText();
+        return ['h1alpn', 'h1plain'].every((r) => metricValue(text, 'certgate_upstream_errors_total', { route: r, kind: 'tls' }) === 3);
+      }, 'each refusal counted as an upstream error (kind tls)');
+      // An upstream that speaks HTTP/2 still serves, over one pooled session.
+      const a = await h2Once(g.url, as(pki.clients.good), { ':path': '/h2ok/a' });
+      const b = await mtlsRequest(g.url, as(pki.clients.good), { path: '/h2ok/b' });
+      assert.equal(a.status, 200, a.body);
+      assert.equal(a.body, 'h2ok answered');
+      assert.equal(b.status, 200, b.body);
+      assert.deepEqual(reached.h2ok, ['/h2ok/a', '/h2ok/b']);
+      assert.equal(h2Ports[0], h2Ports[1], 'one pooled upstream session served both');
+      assert.deepEqual(offered.h2ok, [['h2']]);
+    } finally {
+      await g.close();
+      await Promise.all([h1alpn, h1plain, h2ok].map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
     }
   });
 
