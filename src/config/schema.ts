@@ -127,7 +127,7 @@ export const LIMITS_SCHEMA = z
     keepalive_timeout_ms: durationMs(5_000).describe('idle keep-alive connections are closed after this; below 2000 Node.js clients reuse no connection (a warning)'),
     max_header_bytes: z.number().int().min(1024).max(1_048_576).default(16_384).describe('request header size limit; beyond it 431'),
     max_requests_per_connection: z.number().int().nonnegative().default(0).describe('requests served per connection before it is closed; 0 = unlimited'),
-    max_concurrent_streams: z.number().int().min(1).max(10_000).default(100).describe('HTTP/2: streams a client may have open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused'),
+    max_concurrent_streams: z.number().int().min(1).max(10_000).default(100).describe('HTTP/2: streams a client may have open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS); a client opening more than it acknowledged loses the session (nghttp2); before acknowledging, the extra streams are refused (README: Streams over max_concurrent_streams)'),
   })
   .prefault({});
 

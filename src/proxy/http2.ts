@@ -96,7 +96,10 @@ export function attachHttp2(server: https.Server, opts: Http2Options): Http2Sess
       maxHeaderListSize: started.max_header_bytes * 2 + 4096,
     },
     maxHeaderListPairs: 1024,
-    // Streams refused beyond SETTINGS_MAX_CONCURRENT_STREAMS before the session is closed.
+    // Streams node:http2 itself refuses (RST_STREAM ENHANCE_YOUR_CALM) because it still holds as many as
+    // max_concurrent_streams (streams the client reset and Node has not released yet; Rapid Reset on Node
+    // 24/26): more than this many in a row end the session (GOAWAY INTERNAL_ERROR). Streams over the limit
+    // itself never get here: nghttp2 refuses them first (test/e2e/http2-hostile.test.ts pins how).
     maxSessionRejectedStreams: 100,
     maxSessionInvalidFrames: 100,
     maxSettings: 32,
@@ -115,9 +118,11 @@ export function attachHttp2(server: https.Server, opts: Http2Options): Http2Sess
     });
     session.on('error', (err: NodeJS.ErrnoException) => {
       // nghttp2's own defences (SETTINGS/PING answers piling up unread, CONTINUATION floods CVE-2024-27983,
-      // streams over max_concurrent_streams, invalid frames) end the session with an error: counted.
-      // (ERR_HTTP2_SESSION_ERROR is certgate's own destroy with a code, counted where it is decided.)
-      if (err.code === 'ERR_HTTP2_ERROR') metrics.http2StreamsRefused.inc({ reason: 'protocol' });
+      // streams over the acknowledged max_concurrent_streams) end the session with ERR_HTTP2_ERROR; more than
+      // maxSessionInvalidFrames invalid frames (streams refused before the client acknowledged SETTINGS among
+      // them) with ERR_HTTP2_TOO_MANY_INVALID_FRAMES: both counted. (ERR_HTTP2_SESSION_ERROR is certgate's
+      // own destroy with a code, counted where it is decided.)
+      if (err.code === 'ERR_HTTP2_ERROR' || err.code === 'ERR_HTTP2_TOO_MANY_INVALID_FRAMES') metrics.http2StreamsRefused.inc({ reason: 'protocol' });
       log.debug({ msg: 'http2 session error', code: err.code, detail: err.message, remote_address: clientAddressOf(socket).address });
     });
     // An idle session (no stream for keepalive_timeout_ms) ends with GOAWAY, as an idle HTTP/1.1 keep-alive

@@ -4,8 +4,9 @@ python3-h2 / hyperframe over a verified TLS connection with a client certificate
 
   h2_hostile.py <host> <port> <ca.pem> <cert.pem> <key.pem> <attack> [n]
 
-attack: rapid_reset | ping_flood | settings_flood | continuation_flood | concurrency | big_headers
-Prints one JSON line: what the server did (goaway error code, streams reset and how, whether it closed).
+attack: rapid_reset | ping_flood | settings_flood | continuation_flood | concurrency | concurrency_unacked | big_headers
+Prints one JSON line: what the server did (goaway error code, last stream id and debug data, streams reset and
+how, responses, whether it closed).
 """
 import json
 import socket
@@ -37,8 +38,9 @@ def main():
     def headers(path, extra=()):
         return [(':method', 'GET'), (':scheme', 'https'), (':authority', authority), (':path', path), *extra]
 
-    def pump(until_closed=True):
-        """Read until the server closes (or a timeout): record GOAWAY, resets, responses."""
+    def pump(until_closed=True, until_answered=None):
+        """Read until the server closes (or a timeout), or until `until_answered` streams got a response or a
+        reset: record GOAWAY, resets, responses."""
         try:
             while True:
                 data = sock.recv(65536)
@@ -54,6 +56,8 @@ def main():
                     if isinstance(ev, h2.events.ConnectionTerminated):
                         if result['goaway'] is None:
                             result['goaway'] = int(ev.error_code)
+                            result['goaway_last'] = ev.last_stream_id
+                            result['goaway_data'] = (ev.additional_data or b'').decode('latin1')
                     elif isinstance(ev, h2.events.StreamReset):
                         code = str(int(ev.error_code))
                         result['reset'][code] = result['reset'].get(code, 0) + 1
@@ -68,13 +72,17 @@ def main():
                     pass
                 if not until_closed and result['responses']:
                     return
+                if until_answered is not None and sum(result['responses'].values()) + sum(result['reset'].values()) >= until_answered:
+                    return
         except (socket.timeout, ConnectionResetError, BrokenPipeError, ssl.SSLError, OSError) as e:
             result['read_end'] = type(e).__name__
 
-    # Wait for the server's SETTINGS first.
-    sock.settimeout(5)
-    events = conn.receive_data(sock.recv(65536))
-    sock.sendall(conn.data_to_send())
+    # Wait for the server's SETTINGS first and acknowledge them (concurrency_unacked does not: its streams
+    # arrive while the server's SETTINGS are not yet in force).
+    if attack != 'concurrency_unacked':
+        sock.settimeout(5)
+        events = conn.receive_data(sock.recv(65536))
+        sock.sendall(conn.data_to_send())
     sock.settimeout(10)
 
     try:
@@ -115,6 +123,19 @@ def main():
                 conn.send_headers(sid, headers(f'/hang/{i}'), end_stream=False)
                 result['sent'] += 1
             sock.sendall(conn.data_to_send())
+        elif attack == 'concurrency_unacked':
+            # n complete GET streams at once, before reading (and so before acknowledging) the server's SETTINGS:
+            # the race every client may lose at the start of a session. Read until each stream got a response
+            # or a reset (or the server closed).
+            conn.remote_settings = h2.settings.Settings(client=False, initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1 << 30})
+            for i in range(n):
+                sid = conn.get_next_available_stream_id()
+                conn.send_headers(sid, headers(f'/unacked/{i}'), end_stream=True)
+                result['sent'] += 1
+            sock.sendall(conn.data_to_send())
+            pump(until_answered=n)
+            print(json.dumps(result))
+            return
         elif attack == 'big_headers':
             # One stream whose header list is n bytes (under Node's hard limit): certgate's 431.
             sid = conn.get_next_available_stream_id()
