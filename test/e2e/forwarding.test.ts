@@ -28,11 +28,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import https from 'node:https';
+import type http2 from 'node:http2';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
 import { startTestCertgate, startRecordingUpstream, type RunningCertgate, type RecordingUpstream, type RecordedRequest } from '../helpers/certgate.js';
 import { mtlsRequest, rawTlsExchange, type ClientCreds } from '../helpers/client.js';
 import { openssl } from '../helpers/openssl.js';
+import { h2Once } from '../helpers/h2.js';
 
 const T = { timeout: 30_000 };
 const MIB = 1024 * 1024;
@@ -324,6 +326,44 @@ for (const [gateName, gate, mode] of GATES) {
         const g = gate();
         const rec = await spoofedExchange(g, undefined, withExpect);
         assertOnlyCertgateIdentity(rec, expectedHeaders(undefined, `localhost:${g.port}`, mode), FORGED_VALUES);
+      });
+    }
+  }
+}
+
+/** The forged lines as HTTP/2 fields: names lower-cased (RFC 9113 §8.2.1), a repeated name as one field per value. */
+function forgedH2Fields(): http2.OutgoingHttpHeaders {
+  const out: Record<string, string[]> = {};
+  for (const line of FORGED_LINES) {
+    const colon = line.indexOf(':');
+    (out[line.slice(0, colon).toLowerCase()] ??= []).push(line.slice(colon + 1).trim());
+  }
+  return out;
+}
+
+// The same matrix over HTTP/2 streams (issue 16): the fields arrive as HPACK-decoded header lists, not as
+// header lines, and take the same pipeline; every spelling is still stripped and certgate's values set once.
+for (const [gateName, gate, mode] of GATES) {
+  for (const withBody of [false, true]) {
+    const how = withBody ? 'POST with a body' : 'GET';
+    const spoofH2 = async (client: TestCert | undefined): Promise<RecordedRequest> => {
+      const g = gate();
+      const path = `/spoof-h2/${++spoofCount}`;
+      const body = withBody ? 'a body sent over HTTP/2' : undefined;
+      const reply = await h2Once(g.url, creds(client), { ':method': withBody ? 'POST' : 'GET', ':path': path, ...forgedH2Fields() }, body);
+      assert.equal(reply.status, 200, reply.body);
+      const rec = recorded(path);
+      assert.equal(rec.body, body ?? '', 'the body arrives intact');
+      return rec;
+    };
+    test(`spoofing over HTTP/2: a verified client's forged identity/forwarding fields never reach the upstream (${gateName}, ${how})`, T, async () => {
+      const rec = await spoofH2(good());
+      assertOnlyCertgateIdentity(rec, expectedHeaders(good(), `localhost:${gate().port}`, mode), FORGED_VALUES);
+    });
+    if (gateName.startsWith('optional')) {
+      test(`spoofing over HTTP/2: a client without a certificate cannot claim x-client-cert-verified: SUCCESS (${gateName}, ${how})`, T, async () => {
+        const rec = await spoofH2(undefined);
+        assertOnlyCertgateIdentity(rec, expectedHeaders(undefined, `localhost:${gate().port}`, mode), FORGED_VALUES);
       });
     }
   }

@@ -9,6 +9,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
+import https from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
@@ -25,6 +26,9 @@ let server: ChildProcess | undefined;
 let grpcPort = 0;
 let deadPort = 0;
 let h1: RecordingUpstream;
+/** An https upstream that speaks HTTP/1.1 only (ALPN http/1.1), behind an upstream_protocol: h2 route. */
+let h1tls: https.Server;
+const h1tlsReached: string[] = [];
 let gate: RunningCertgate;
 let gateCrl: RunningCertgate;
 
@@ -62,12 +66,19 @@ before(async () => {
       s.close(() => resolve(port));
     });
   });
+  h1tls = https.createServer({ cert: pki.serverBundle.pem, key: pki.serverBundle.pem }, (req, res) => {
+    h1tlsReached.push(req.url!);
+    res.end();
+  });
+  const h1tlsPort = await new Promise<number>((resolve) => h1tls.listen(0, '127.0.0.1', () => resolve((h1tls.address() as net.AddressInfo).port)));
   const grpcUrl = `http://127.0.0.1:${grpcPort}`;
   const routes = [
     { name: 'grpc', path_prefix: '/demo.Demo', upstream: grpcUrl, upstream_protocol: 'h2c' },
     { name: 'grpc-slow', path_prefix: '/slow.Demo', upstream: grpcUrl, upstream_protocol: 'h2c', timeout_ms: 300 },
     { name: 'grpc-denied', path_prefix: '/denied.Demo', upstream: grpcUrl, upstream_protocol: 'h2c', allow: { subject_cn: ['nobody'] } },
     { name: 'grpc-dead', path_prefix: '/dead.Demo', upstream: `http://127.0.0.1:${deadPort}`, upstream_protocol: 'h2c' },
+    { name: 'grpc-small', path_prefix: '/small.Demo', upstream: grpcUrl, upstream_protocol: 'h2c', max_body_bytes: 16 },
+    { name: 'grpc-h1tls', path_prefix: '/h1tls.Demo', upstream: `https://localhost:${h1tlsPort}`, upstream_protocol: 'h2', upstream_ca: pki.root.certPath },
     { name: 'legacy', path_prefix: '/h1.Demo', upstream: h1.url },
   ];
   const tlsConf = { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path };
@@ -78,6 +89,7 @@ before(async () => {
 });
 after(async () => {
   server?.kill();
+  h1tls?.close();
   await Promise.all([gate?.close(), gateCrl?.close(), h1?.close()]);
   pki?.cleanup();
 });
@@ -165,6 +177,13 @@ describe('certgate\'s refusals as gRPC statuses, with our reason', { skip: SKIP 
     assert.equal(h1.requests.length, before);
   });
 
+  test('downgrade: an upstream_protocol: h2 route whose https upstream speaks only HTTP/1.1 → UNAVAILABLE upstream_protocol naming the route; never forwarded', async () => {
+    const r = await call(gate, pki.clients.good, 'whoami', '', 'h1tls.Demo');
+    assert.equal(r.code, 'UNAVAILABLE');
+    assert.match(String(r.details), /^upstream_protocol: route grpc-h1tls is configured with upstream_protocol: h2, but its upstream https:\/\/localhost:\d+ refused the ALPN offer h2/);
+    assert.deepEqual(h1tlsReached, []);
+  });
+
   test('an unreachable upstream → UNAVAILABLE', async () => {
     const r = await call(gate, pki.clients.good, 'whoami', '', 'dead.Demo');
     assert.equal(r.code, 'UNAVAILABLE');
@@ -174,6 +193,40 @@ describe('certgate\'s refusals as gRPC statuses, with our reason', { skip: SKIP 
   test('the route timeout (504) → DEADLINE_EXCEEDED', async () => {
     const r = await call(gate, pki.clients.good, 'hang', '10', 'slow.Demo');
     assert.equal(r.code, 'DEADLINE_EXCEEDED');
+  });
+
+  test('a bad request (an encoded "/" in the path) → INVALID_ARGUMENT bad_request/encoded_slash', async () => {
+    const r = await call(gate, pki.clients.good, 'whoami', '', 'demo.Demo%2F..');
+    assert.equal(r.code, 'INVALID_ARGUMENT', String(r.details));
+    assert.match(String(r.details), /^bad_request\/encoded_slash/);
+  });
+
+  test('a request message over the route\'s max_body_bytes → RESOURCE_EXHAUSTED body_too_large', async () => {
+    const r = await call(gate, pki.clients.good, 'whoami', 'x'.repeat(100), 'small.Demo');
+    assert.equal(r.code, 'RESOURCE_EXHAUSTED', String(r.details));
+    assert.match(String(r.details), /^body_too_large/);
+  });
+
+  test('metadata over limits.max_header_bytes → RESOURCE_EXHAUSTED headers_too_large', async () => {
+    // The example client sends no metadata of its own choosing: a few lines of grpcio here.
+    const script = [
+      'import grpc, json, sys',
+      'creds = grpc.ssl_channel_credentials(root_certificates=open(sys.argv[2], "rb").read(),',
+      '    private_key=open(sys.argv[4], "rb").read(), certificate_chain=open(sys.argv[3], "rb").read())',
+      'with grpc.secure_channel(sys.argv[1], creds, options=[("grpc.ssl_target_name_override", "localhost")]) as ch:',
+      '    try:',
+      '        ch.unary_unary("/demo.Demo/Whoami")(b"", metadata=[("x-big", "a" * 20000)], timeout=10)',
+      '        print(json.dumps({"code": "OK", "details": None}))',
+      '    except grpc.RpcError as e:',
+      '        print(json.dumps({"code": e.code().name, "details": e.details()}))',
+    ].join('\n');
+    const out = await new Promise<string>((resolve, reject) => {
+      execFile(PYTHON!, ['-c', script, `127.0.0.1:${gate.port}`, pki.root.certPath, pki.clients.good.certPath, pki.clients.good.keyPath], { timeout: 30_000 },
+        (err, stdout, stderr) => (err !== null ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)));
+    });
+    const r = JSON.parse(out.trim().split('\n').at(-1)!) as CallResult;
+    assert.equal(r.code, 'RESOURCE_EXHAUSTED', String(r.details));
+    assert.match(String(r.details), /^headers_too_large/);
   });
 
   test('a non-gRPC HTTP/2 request still gets JSON refusals', async () => {
