@@ -9,6 +9,8 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
+import os from 'node:os';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +18,7 @@ import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
 import { startTestCertgate, startRecordingUpstream, metricValue, type RunningCertgate, type RecordingUpstream } from '../helpers/certgate.js';
 import { h2Once } from '../helpers/h2.js';
 import { waitFor } from '../helpers/wait.js';
+import { freePort } from '../helpers/ports.js';
 
 const EXAMPLES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'grpc');
 const PYTHON = ['/usr/bin/python3', 'python3'].find((py) => spawnSync(py, ['-c', 'import grpc'], { stdio: 'ignore' }).status === 0);
@@ -233,5 +236,51 @@ describe('certgate\'s refusals as gRPC statuses, with our reason', { skip: SKIP 
     const reply = await h2Once(gate.url, { ca: pki.root.cert, cert: pki.clients.good.pem, key: pki.clients.good.key }, { ':path': '/nowhere' });
     assert.equal(reply.status, 404);
     assert.equal(reply.json().error, 'no_route');
+  });
+});
+
+// README's "A gRPC service behind certgate (runnable)", run as written in a scratch folder: its certgate.yaml and
+// its shell lines, with three changes only — free ports for 8443, 50051 and the admin listener's 9090 (the
+// test cannot own fixed ports), and this machine's python3 with grpcio and this Node for `python3` and `node`.
+// Each `# {...}` line under a client call is what that call must print (its "key": "value" pairs).
+describe('README: the gRPC example runs as written', { skip: SKIP !== false ? SKIP : spawnSync('curl', ['--version'], { stdio: 'ignore' }).status !== 0 ? 'curl not installed' : false }, () => {
+  test('certs init, the grpcio server, certgate serve, the two client calls and what they print', { timeout: 60_000 }, async () => {
+    const readme = readFileSync(path.join(EXAMPLES, '..', '..', 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('### A gRPC service behind certgate (runnable)'));
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(section)![1]!;
+    const sh = /```sh\n([\s\S]*?)```/.exec(section)![1]!;
+    const [listen, grpcPort, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    const ports = (text: string) => text.replaceAll('127.0.0.1:8443', `127.0.0.1:${listen}`).replaceAll('50051', String(grpcPort))
+      .replaceAll('127.0.0.1:9090', `127.0.0.1:${admin}`);
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'certgate-readme-grpc-'));
+    const repo = path.join(EXAMPLES, '..', '..');
+    symlinkSync(path.join(repo, 'dist'), path.join(dir, 'dist'));
+    symlinkSync(path.join(repo, 'examples'), path.join(dir, 'examples'));
+    writeFileSync(path.join(dir, 'certgate.yaml'), `${ports(yaml)}admin:\n  listen: 127.0.0.1:${admin}\n`);
+    const script = ports(sh).split('\n')
+      .map((line) => line.replace(/^python3 /, `${PYTHON!} `).replace(/^node /, `${JSON.stringify(process.execPath)} `)).join('\n');
+    // Its own process group: the lines ending in & (the gRPC server, certgate) are ended with it.
+    const shell = spawn('bash', ['-e', '-c', script], { cwd: dir, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    shell.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    shell.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+    try {
+      const code = await new Promise<number | null>((resolve) => shell.once('exit', resolve));
+      assert.equal(code, 0, `${out}\n${err}`);
+      const printed = out.split('\n').filter((l) => l.startsWith('{"code"'));
+      const expected = sh.split('\n').filter((l) => l.startsWith('# {"code"'));
+      assert.equal(printed.length, expected.length, `${out}\n${err}`);
+      expected.forEach((want, i) => {
+        for (const pair of want.matchAll(/"[\w-]+": "[^"]*"/g)) assert.ok(printed[i]!.includes(pair[0]), `call ${i + 1} printed ${printed[i]}; README says ${pair[0]}`);
+      });
+    } finally {
+      try {
+        process.kill(-shell.pid!, 'SIGTERM');
+      } catch {
+        // the group has ended already
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
