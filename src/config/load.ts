@@ -11,6 +11,7 @@ import { CONFIG_SCHEMA, knownKeys, type RawConfig } from './schema.js';
 import type { Config, EnrollmentConfig, HostPort, RouteConfig } from './types.js';
 import { defaultRouteName, pathPrefixProblem } from '../http/route-values.js';
 import { routeHostProblem } from '../http/host.js';
+import { PATH_REFUSAL_MESSAGES, normalizeRequestPath } from '../http/path.js';
 import { parseCidr } from '../net/cidr.js';
 import { foldHeaderName, passThroughProblem } from '../identity/headers.js';
 import { compileDialect, namesProblems } from '../identity/dialect.js';
@@ -288,6 +289,12 @@ function normalise(raw: RawConfig, file: string, doc: Document, lc: LineCounter,
     ...(t.passphrase_file !== undefined && { passphrase_file: resolve(t.passphrase_file)! }),
     ...(t.crl !== undefined && { crl: resolve(t.crl)! }),
   };
+  // whoami_path is matched after admit's path step (proxy/admit.ts): a path that step refuses could never be answered.
+  const whoami = raw.whoami_path === undefined ? undefined : normalizeRequestPath(raw.whoami_path, { strict: raw.strict_paths });
+  if (whoami !== undefined && !whoami.ok) {
+    problems.push(problemAt(doc, lc, file, ['whoami_path'], `${raw.whoami_path} is a path certgate refuses (${whoami.reason}): ${PATH_REFUSAL_MESSAGES[whoami.reason]}`,
+      'write a plain path, e.g. /.certgate/whoami', false));
+  }
   const pass_through = passThrough(raw.headers.pass_through,
     (i, message, hint) => problems.push(problemAt(doc, lc, file, ['headers', 'pass_through', i], message, hint, false)));
   headerNames(raw.headers, pass_through, (keyPath, message, hint, atKey) => problems.push(problemAt(doc, lc, file, ['headers', ...keyPath], message, hint, atKey)));

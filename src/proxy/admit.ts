@@ -1,8 +1,10 @@
 /**
  * The pipeline's admit step: everything that decides whether a request may reach an upstream, in order —
- * verdict → path → host → route → policy → guards. The first refusal wins; each is a status and a JSON
- * body (written by respond.ts), tagged with the check that made it. Pure: the request view, the
- * connection's verdict and the request's configuration generation in, a decision out.
+ * verdict → path → host → whoami_path → route → policy → guards. The first refusal wins; each is a status
+ * and a JSON body (written by respond.ts), tagged with the check that made it. certgate's own whoami_path
+ * is a step here, not a shortcut before admit: a request to it passes the same verdict, path and Host
+ * checks (same refusals, same JSON) as one to any route, on every transport. Pure: the request view,
+ * the connection's verdict and the request's configuration generation in, a decision out.
  */
 import type { RouteConfig } from '../config/types.js';
 import type { ClientIdentity } from '../identity/types.js';
@@ -15,6 +17,7 @@ import { isGrpcContentType } from '../respond.js';
 import type { PolicyDecision } from './policy.js';
 import type { Generation } from './generation.js';
 import type { RequestView } from './request-view.js';
+import type { WhoamiEndpoint } from './whoami-endpoint.js';
 
 /** Which check refused: the policy's refusals are counted (certgate_authz_denied_total). */
 export type AdmitStep = 'verdict' | 'path' | 'host' | 'route' | 'policy' | 'guard';
@@ -34,6 +37,15 @@ export interface Admitted {
   readonly matched?: string;
 }
 
+/** A request for whoami_path that passed verdict, path and host: certgate answers it (never forwarded). */
+export interface WhoamiAsked {
+  readonly whoami: WhoamiEndpoint;
+  /** undefined: an anonymous connection (client_auth: optional), which whoami tells it needs a certificate. */
+  readonly identity: ClientIdentity | undefined;
+}
+
+export type AdmitResult = Admitted | Refusal | WhoamiAsked;
+
 type Refused = Extract<ConnectionVerdict, { kind: 'refused' }>;
 
 /** verdict: a connection refused (at its handshake, or since by a trust change or expiry) → 400, or 421. */
@@ -52,13 +64,17 @@ export function verdictRefusal(verdict: Refused): Refusal {
   };
 }
 
-/** path → host → route → policy → guards, for a connection the verdict admitted (`identity` undefined: anonymous). */
-export function admitRequest(req: RequestView, identity: ClientIdentity | undefined, gen: Generation): Admitted | Refusal {
+/** path → host → whoami_path → route → policy → guards, for a connection the verdict admitted (`identity` undefined: anonymous). */
+export function admitRequest(req: RequestView, identity: ClientIdentity | undefined, gen: Generation): AdmitResult {
   // path: strict_paths also refuses names that upstreams fold into others (/admin., /admin%20, %252e; http/path.ts).
   const target = normalizeRequestPath(req.url ?? '', { strict: gen.strictPaths });
   if (!target.ok) return { step: 'path', status: 400, close: true, body: { error: 'bad_request', reason: target.reason, message: PATH_REFUSAL_MESSAGES[target.reason] } };
   const host = hostRefusal(req);
   if (host !== undefined) return host;
+  // whoami_path: matched on the same request-target the path step accepted, and only once the Host is
+  // known good (its answer shows X-Forwarded-Host and the route this Host would take). Before any route:
+  // no route, allow list or guard applies to certgate's own answer.
+  if (gen.whoami?.matches(req.url) === true) return { whoami: gen.whoami, identity };
   const route = gen.match(req.headers.host, target.path);
   if (route === undefined) return { step: 'route', status: 404, body: { error: 'no_route', message: 'no route matches this host and path' } };
   const decision = gen.policies.get(route.name)!(identity);

@@ -5,9 +5,10 @@
  *
  *   0 connection  once per TLS connection (listener.ts calls connection()): the verdict (verdict.ts) and
  *                 the connection's telemetry record
- *   1 admit       admit.ts: verdict → path → host → route → policy → guards
+ *   1 admit       admit.ts: verdict → path → host → whoami_path → route → policy → guards
  *                 → 400 client_certificate_{required,invalid} | 421 (close) | 400 bad_request | 404 | 403 | 411 | 413
- *                 whoami_path, after the verdict: answered by certgate (whoami-endpoint.ts), never forwarded
+ *                 whoami_path, once verdict, path and Host passed: answered by certgate (whoami-endpoint.ts),
+ *                 never forwarded; an upgrade there is refused (400 whoami_path)
  *   2 headers     request-headers.ts: hop-by-hop and client copies of certgate's headers out, identity and
  *                 X-Forwarded-* in; with headers.assertion, the connection's signed assertion for the route
  *                 (assertion.ts: cached per connection and route; a miss awaits jose's signature first)
@@ -27,7 +28,7 @@ import type { Logger } from '../log.js';
 import type { ProxyMetrics } from './metrics.js';
 import { http2StreamOf, sendError, sendErrorOnSocket } from '../respond.js';
 import { connectionVerdict, type ConnectionVerdict, type VerdictContext } from './verdict.js';
-import { admitRequest, verdictRefusal, type Admitted, type Refusal } from './admit.js';
+import { admitRequest, verdictRefusal, type AdmitResult, type Admitted } from './admit.js';
 import { prepareHeaders } from './request-headers.js';
 import { createHop } from './hop.js';
 import { openTunnel, upgradeRefusal, type TunnelErrorHandler } from './tunnel.js';
@@ -81,6 +82,9 @@ function leaveGeneration(this: Holding): void {
   gen.leave();
 }
 
+/** An upgrade to whoami_path (certgate's own answer, plain GET only): never forwarded either. */
+const WHOAMI_UPGRADE = { status: 400, body: { error: 'bad_request', reason: 'whoami_path', message: 'whoami_path answers plain GET only' } } as const;
+
 /** What a request whose assertion could not be signed hears (it is never forwarded without one). */
 const SIGNING_FAILED = { error: 'internal_error', reason: 'assertion_signing', message: 'certgate could not sign the identity assertion for this request; its log says why' } as const;
 
@@ -99,7 +103,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   }
 
   /** Step 1 for both transports: the connection's verdict now, then the request's own checks. */
-  function admit(req: RequestView, socket: TLSSocket, verdict: ConnectionVerdict, gen: Generation): Admitted | Refusal {
+  function admit(req: RequestView, socket: TLSSocket, verdict: ConnectionVerdict, gen: Generation): AdmitResult {
     if (verdict.kind === 'refused') {
       logLateRefusal(socket, verdict);
       return verdictRefusal(verdict);
@@ -179,17 +183,15 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       lastRequestClosesConnection(req, res, gen.maxRequestsPerConnection);
       const socket = req.socket as TLSSocket;
       const verdict = connectionVerdict(socket, verdicts);
-      // whoami_path: certgate answers it itself, after the connection verdict (a refused client hears the
-      // verdict's 400) and before any route; never forwarded.
-      if (gen.whoami !== undefined && verdict.kind !== 'refused' && gen.whoami.matches(req.url)) {
-        telemetry.answered(res, WHOAMI_ROUTE);
-        gen.whoami.respond(req, res, verdict, draining(socket));
-        return;
-      }
       const a = admit(req, socket, verdict, gen);
       if ('status' in a) {
         telemetry.refused(res, a.status, a.body, a.route);
         sendError(res, a.status, a.body, { close: a.close === true || draining(socket) });
+        return;
+      }
+      if ('whoami' in a) {
+        telemetry.answered(res, WHOAMI_ROUTE);
+        a.whoami.respond(req, res, a.identity, draining(socket));
         return;
       }
       const connection = req.headers.connection;
@@ -213,19 +215,13 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       const gen = generations.current;
       socket.once('close', gen.hold());
       const record = telemetry.upgrade(req, socket);
-      // whoami_path is certgate's own, plain GET only: an upgrade there is never forwarded either.
-      if (gen.whoami?.matches(req.url) === true) {
-        record.status = 400;
-        record.error = 'bad_request';
-        sendErrorOnSocket(socket as never, 400, { error: 'bad_request', reason: 'whoami_path', message: 'whoami_path answers plain GET only' });
-        return;
-      }
-      // Admission first (a client without a valid certificate hears that), then the upgrade's own shape:
-      // both answered before any upstream is contacted, and the connection closed.
+      // Admission first (a client without a valid certificate, a bad path or Host hear that, whoami_path
+      // included), then the upgrade's own shape: both answered before any upstream is contacted, and the
+      // connection closed.
       const tls = req.socket as TLSSocket;
       const verdict = connectionVerdict(tls, verdicts);
       const a = admit(req, tls, verdict, gen);
-      const refusal = 'status' in a ? a : upgradeRefusal(req.method, req.headers);
+      const refusal = 'status' in a ? a : 'whoami' in a ? WHOAMI_UPGRADE : upgradeRefusal(req.method, req.headers);
       if (refusal !== undefined) {
         if ('route' in refusal && refusal.route !== undefined) record.route = refusal.route;
         record.status = refusal.status;

@@ -3,8 +3,9 @@
  * itself, before any route (never forwarded), with what the upstream would see for this client on this
  * connection — the identity and X-Forwarded-* headers — and which route a request would take.
  *
- * Only for connections the verdict admits: a refused client gets the usual 400 from the admit step (the
- * probe shows that reason), a client without a certificate (client_auth: optional) a 400 saying so.
+ * A step of admit (admit.ts: verdict → path → host → whoami_path): a refused client, a bad path or a bad
+ * Host get the same 400 there as on any other path (the probe shows that reason); a client without a
+ * certificate (client_auth: optional) gets a 400 saying so here.
  * `?path=/api/x` asks about another path than `/` (the probe passes the URL's path). Nothing here
  * names identities that *would* be allowed: only this client's own decision, and with
  * `errors.verbose` the rule kinds that refused it, as the 403 bodies do.
@@ -12,7 +13,6 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { ClientIdentity } from '../identity/types.js';
 import { isClientControlledHeader } from '../identity/headers.js';
-import type { ConnectionVerdict } from './verdict.js';
 import type { Router } from './routes.js';
 import type { Policy } from './policy.js';
 import { normalizeRequestPath } from '../http/path.js';
@@ -37,8 +37,8 @@ export interface WhoamiOptions {
 export interface WhoamiEndpoint {
   /** The request targets whoami_path exactly (any query). */
   matches(url: string | undefined): boolean;
-  /** Answers a request on a connection whose verdict is not "refused". */
-  respond(req: RequestView, res: ServerResponse, verdict: Exclude<ConnectionVerdict, { kind: 'refused' }>, close: boolean): void;
+  /** Answers a request admit let through to it: `identity` undefined for an anonymous connection. */
+  respond(req: RequestView, res: ServerResponse, identity: ClientIdentity | undefined, close: boolean): void;
 }
 
 export function createWhoamiEndpoint(opts: WhoamiOptions): WhoamiEndpoint {
@@ -48,19 +48,19 @@ export function createWhoamiEndpoint(opts: WhoamiOptions): WhoamiEndpoint {
       const q = url.indexOf('?');
       return (q < 0 ? url : url.slice(0, q)) === opts.path;
     },
-    respond(req, res, verdict, close) {
+    respond(req, res, identity, close) {
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         send(res, 405, { error: 'method_not_allowed', message: `${opts.path} answers GET only` }, close, { allow: 'GET, HEAD' });
         return;
       }
-      if (verdict.kind !== 'verified') {
+      if (identity === undefined) {
         send(res, 400, {
           error: 'client_certificate_required',
           message: `${opts.path} answers clients that sent a verified certificate; none was presented on this connection`,
         }, close);
         return;
       }
-      const { status, body } = answer(req, verdict.identity, opts);
+      const { status, body } = answer(req, identity, opts);
       send(res, status, body, close);
     },
   };

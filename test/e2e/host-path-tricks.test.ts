@@ -13,6 +13,11 @@
  * `/x/%252e%252e/admin` matched the catch-all (not `/admin`) and were forwarded as they are; a
  * Windows/IIS, trimming, double-decoding or decode-then-strip-params upstream served `/admin`. Now:
  * 400 with a reason by default; `strict_paths: false` forwards them as before.
+ *
+ * whoami_path (certgate's own answer, never forwarded) was answered right after the connection's
+ * verdict, before the Host checks: `Host: admin.example.com:1:2` got 200 there and 400 on every other
+ * path, on HTTP/1.1, HTTP/2 and upgrades. Now it is a step of admit after verdict → path → host, so
+ * the same refusals (same JSON, same reasons) apply to it.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,9 +26,11 @@ import { randomBytes } from 'node:crypto';
 import { createTestPki, type TestPki, type TestCert } from '../helpers/pki.js';
 import { startTestCertgate, startRecordingUpstream, type RunningCertgate, type RecordingUpstream } from '../helpers/certgate.js';
 import { mtlsRequest, rawTlsExchange, type ClientCreds } from '../helpers/client.js';
+import { h2Once } from '../helpers/h2.js';
 import { listenEchoUpstream } from '../../dist/echo-upstream.js';
 
 const T = { timeout: 20_000 };
+const WHOAMI = '/.certgate/whoami';
 
 let pki: TestPki;
 let adminUp: RecordingUpstream;
@@ -48,7 +55,7 @@ before(async () => {
   wsUp.server.on('upgrade', () => upgradesSeen++);
   const tlsConfig = { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path };
   [gate, lax, guarded] = await Promise.all([
-    startTestCertgate({ tls: tlsConfig, routes: routes() }),
+    startTestCertgate({ tls: tlsConfig, routes: routes(), whoami_path: WHOAMI }),
     startTestCertgate({ tls: tlsConfig, routes: routes(), strict_paths: false }),
     // README's pattern: the catch-all is allow-listed too, so names outside /admin are not open to all.
     startTestCertgate({
@@ -218,4 +225,78 @@ test("README's catch-all allow list: a low-privilege client reaches its own pref
   }
   assert.equal(adminUp.requests.length, before);
   assert.equal((await mtlsRequest(guarded.url, as(pki.clients.direct), { path: '/admin.json' })).status, 200);
+});
+
+/** The same request line on whoami_path and on an ordinary path: the two answers, parsed. */
+async function whoamiAndOther(creds: ClientCreds, head: (path: string) => string): Promise<[ReturnType<typeof answer>, ReturnType<typeof answer>, string]> {
+  const raw = await rawTlsExchange('127.0.0.1', gate.port, creds, head(WHOAMI));
+  const other = await rawTlsExchange('127.0.0.1', gate.port, creds, head('/x'));
+  return [answer(raw), answer(other), raw];
+}
+
+for (const host of ['admin.example.com:1:2', 'x@admin.example.com', 'admin.example.com,www.example.com']) {
+  test(`whoami_path answered around the Host check: Host ${JSON.stringify(host)} → the same 400 invalid_host as any other path`, T, async () => {
+    const before = seen();
+    const [who, other, raw] = await whoamiAndOther(attacker(), (p) => `GET ${p} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    assert.equal(who.status, 400, raw);
+    assert.deepEqual(who.body, other.body, 'the same JSON as the refusal on /x');
+    assert.equal(who.body.reason, 'invalid_host');
+    assert.match(raw, /\r\nconnection: close\r\n/i);
+    assert.equal(seen(), before);
+  });
+}
+
+test('whoami_path answered around the Host check: a missing Host, two Host lines → missing_host, duplicate_host as on any other path', T, async () => {
+  const cases: [string, (p: string) => string][] = [
+    ['missing_host', (p) => `GET ${p} HTTP/1.1\r\nConnection: close\r\n\r\n`],
+    ['duplicate_host', (p) => `GET ${p} HTTP/1.1\r\nHost: localhost\r\nHost: admin.example.com\r\nConnection: close\r\n\r\n`],
+  ];
+  for (const [reason, head] of cases) {
+    const [who, other, raw] = await whoamiAndOther(attacker(), head);
+    assert.equal(who.status, 400, `${reason}: ${raw}`);
+    assert.deepEqual(who.body, other.body);
+    assert.equal(who.body.reason, reason);
+  }
+});
+
+test('whoami_path answered around the Host check over HTTP/2: a malformed :authority, a Host beside another :authority → 400 as any other path', T, async () => {
+  const cases: [string, Record<string, string>][] = [
+    ['invalid_host', { ':authority': 'admin.example.com:1:2' }],
+    ['authority_mismatch', { ':authority': 'localhost', host: 'admin.example.com' }],
+  ];
+  for (const [reason, headers] of cases) {
+    // One session each: invalid_host closes the connection (GOAWAY), as on any other path.
+    const who = await h2Once(gate.url, attacker(), { ':path': WHOAMI, ...headers });
+    const other = await h2Once(gate.url, attacker(), { ':path': '/x', ...headers });
+    assert.equal(who.status, 400, `${reason}: ${who.body}`);
+    assert.deepEqual(who.json(), other.json());
+    assert.equal(who.json().reason, reason);
+  }
+  // A valid request is still answered by certgate itself.
+  const ok = await h2Once(gate.url, attacker(), { ':path': WHOAMI });
+  assert.equal(ok.status, 200, ok.body);
+  assert.equal(ok.json().certgate, 'certgate-whoami/1');
+});
+
+test('whoami_path answered around the Host check on an upgrade: Host admin.example.com:1:2 → 400 invalid_host, not whoami\'s own refusal', T, async () => {
+  const key = randomBytes(16).toString('base64');
+  const upgrade = (p: string) => `GET ${p} HTTP/1.1\r\nHost: admin.example.com:1:2\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+  const before = seen();
+  const who = answer(await exchange(attacker(), upgrade(WHOAMI)));
+  const other = answer(await exchange(attacker(), upgrade('/ws')));
+  assert.equal(who.status, 400);
+  assert.deepEqual(who.body, other.body);
+  assert.equal(who.body.reason, 'invalid_host');
+  assert.equal(seen(), before);
+});
+
+test('whoami_path upgrade without a client certificate: the verdict\'s 400 client_certificate_required, as on any other path', T, async () => {
+  const key = randomBytes(16).toString('base64');
+  const upgrade = (p: string) => `GET ${p} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+  const anonymous = { ca: pki.root.cert };
+  const who = answer(await exchange(anonymous, upgrade(WHOAMI)));
+  const other = answer(await exchange(anonymous, upgrade('/ws')));
+  assert.equal(who.status, 400);
+  assert.equal(who.body.error, 'client_certificate_required');
+  assert.deepEqual(who.body, other.body);
 });

@@ -1,7 +1,7 @@
 /**
  * The admit step (proxy/admit.ts) on a plain object as the request view: the steps need no node:http
  * message, which is what lets an HTTP/2 stream go through them. The order is the pipeline's: path → host
- * → route → policy → guards, the first refusal wins.
+ * → whoami_path → route → policy → guards, the first refusal wins.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +9,8 @@ import type { Socket } from 'node:net';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteConfig } from '../../dist/config/types.js';
 import type { ClientIdentity } from '../../dist/identity/types.js';
-import { admitRequest, type Admitted, type Refusal } from '../../dist/proxy/admit.js';
+import { admitRequest, type AdmitResult, type Admitted, type Refusal } from '../../dist/proxy/admit.js';
+import { createWhoamiEndpoint } from '../../dist/proxy/whoami-endpoint.js';
 import type { Generation } from '../../dist/proxy/generation.js';
 import { createRouter } from '../../dist/proxy/routes.js';
 import { compileAllow } from '../../dist/proxy/policy.js';
@@ -37,15 +38,27 @@ function view(url: string, headers: IncomingHttpHeaders = { host: 'example.com' 
   };
 }
 
-function refusal(a: Admitted | Refusal): Refusal {
+function refusal(a: AdmitResult): Refusal {
   assert.ok('status' in a, 'expected a refusal');
   return a;
 }
 
+function admitted(a: AdmitResult): Admitted {
+  assert.ok(!('status' in a) && !('whoami' in a), 'expected a route');
+  return a;
+}
+
+/** GEN with whoami_path at `path` (the endpoint's answer is not called here: admit only decides). */
+function withWhoami(path: string, strictPaths = true): Generation {
+  const whoami = createWhoamiEndpoint({
+    path, match: GEN.match, policies: GEN.policies, verbose: false, sent: new Set(), upstreamHeaders: (req) => req.headers,
+  });
+  return { ...GEN, whoami, strictPaths } as Generation;
+}
+
 describe('admitRequest', () => {
   it('admits a matching route with the identity', () => {
-    const a = admitRequest(view('/api/x'), CLIENT, GEN);
-    assert.ok(!('status' in a));
+    const a = admitted(admitRequest(view('/api/x'), CLIENT, GEN));
     assert.equal(a.route.name, 'api');
     assert.equal(a.identity, CLIENT);
   });
@@ -69,6 +82,25 @@ describe('admitRequest', () => {
     assert.equal(two.body.reason, 'duplicate_host');
     assert.equal(refusal(admitRequest(view('/api', {}), CLIENT, GEN)).body.reason, 'missing_host');
     assert.ok(!('status' in admitRequest(view('/api', {}, { httpVersion: '1.0' }), CLIENT, GEN)));
+  });
+
+  it('whoami_path is a step after path and host: the same refusals as any other path, then certgate\'s own answer before any route', () => {
+    const gen = withWhoami('/admin/whoami');
+    // Under /admin, whose allow list refuses CLIENT: no route, policy or guard applies to whoami.
+    const asked = admitRequest(view('/admin/whoami?path=/api', { host: 'example.com', 'content-length': '99' }), CLIENT, gen);
+    assert.ok('whoami' in asked, 'whoami_path answered by certgate');
+    assert.equal(asked.identity, CLIENT);
+    const anonymous = admitRequest(view('/admin/whoami'), undefined, gen);
+    assert.ok('whoami' in anonymous && anonymous.identity === undefined, 'an anonymous client reaches whoami, which tells it it needs a certificate');
+    const host = refusal(admitRequest(view('/admin/whoami', { host: 'admin.example.com:1:2' }), CLIENT, gen));
+    assert.deepEqual([host.step, host.body.reason], ['host', 'invalid_host']);
+    assert.equal(refusal(admitRequest(view('/admin/whoami', {}), CLIENT, gen)).body.reason, 'missing_host');
+    // A whoami_path that strict_paths refuses is never answered (config/load.ts refuses such a whoami_path).
+    const strict = refusal(admitRequest(view('/who.'), CLIENT, withWhoami('/who.')));
+    assert.deepEqual([strict.step, strict.body.reason], ['path', 'trailing_dot_or_space']);
+    assert.ok('whoami' in admitRequest(view('/who.'), CLIENT, withWhoami('/who.', false)), 'strict_paths: false lets it through');
+    // Only the exact path: a longer one is routed.
+    assert.equal(admitted(admitRequest(view('/api/whoami'), CLIENT, withWhoami('/api'))).route.name, 'api');
   });
 
   it('policy: no certificate on a route with an allow list is 400 client_certificate_required', () => {

@@ -52,6 +52,7 @@ const BAD_CONFIGS: Record<string, unknown> = {
   'a wildcard header name': { headers: { pass_through: ['X-*'] } },
   'an admin host with a space': { admin: { allowed_hosts: ['a b'] } },
   'whoami_path: /': { whoami_path: '/' },
+  'a whoami_path the path step refuses': { whoami_path: '/who.' },
   'a missing key': { tls: { bundle: 'a.pem' } },
   'a misspelt key': { tls: { bundle: 'a.pem', client_ca: 'ca.pem', client_auht: 'require' } },
   'an unknown key': { tls: { bundle: 'a.pem', client_ca: 'ca.pem', zzz_unrelated: 1 } },

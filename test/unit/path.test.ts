@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { PATH_REFUSAL_MESSAGES, normalizeRequestPath } from '../../dist/http/path.js';
 import { parseConfig } from '../../dist/config/load.js';
+import { CertgateError } from '../../dist/errors.js';
 
 type Case = readonly [target: string, want: string];
 
@@ -207,5 +208,24 @@ describe('config: strict_paths', () => {
     assert.equal(parseConfig(base, '/etc/certgate/certgate.yaml').strict_paths, true);
     assert.equal(parseConfig(`${base}strict_paths: false\n`, '/etc/certgate/certgate.yaml').strict_paths, false);
     assert.throws(() => parseConfig(`${base}strict_paths: "no"\n`, '/etc/certgate/certgate.yaml'), /strict_paths/);
+  });
+
+  it('a whoami_path the path step refuses is a config error at its line (it could never be answered); strict_paths: false lets a strict-only one through', () => {
+    const file = '/etc/certgate/certgate.yaml';
+    const refused = (text: string): CertgateError => {
+      try {
+        parseConfig(text, file);
+      } catch (err) {
+        assert.ok(err instanceof CertgateError);
+        return err;
+      }
+      assert.fail('a config error');
+    };
+    const strict = refused(`${base}whoami_path: /.certgate/whoami.\n`);
+    assert.equal(strict.problems[0]?.line, 7);
+    assert.match(strict.problems[0]!.message, /whoami_path.*trailing_dot_or_space/);
+    assert.equal(parseConfig(`${base}strict_paths: false\nwhoami_path: /.certgate/whoami.\n`, file).whoami_path, '/.certgate/whoami.');
+    assert.match(refused(`${base}strict_paths: false\nwhoami_path: /a%2Fb\n`).message, /encoded_slash/);
+    assert.equal(parseConfig(`${base}whoami_path: /.certgate/whoami\n`, file).whoami_path, '/.certgate/whoami');
   });
 });
