@@ -78,6 +78,28 @@ export const FOREIGN_IDENTITY_HEADERS: readonly HeaderFamily[] = [
   { pattern: 'x-client-ip', from: 'various load balancers; read by client-address libraries (request-ip, ipware)' },
   { pattern: 'x-cluster-client-ip', from: 'Rackspace and other load balancers; read by client-address libraries' },
   { pattern: 'fastly-client-ip', from: 'Fastly' },
+  // Outside certgate's own X-Forwarded-* family, yet read as the client's address: request-ip and ipware
+  // read X-Forwarded and Forwarded-For (HTTP_X_FORWARDED, HTTP_FORWARDED_FOR), classic PHP snippets
+  // HTTP_CLIENT_IP (the header Client-IP), classic Java ones getHeader("Proxy-Client-IP"),
+  // ("WL-Proxy-Client-IP") and ("HTTP_CLIENT_IP") / ("HTTP_X_FORWARDED_FOR") taken as header names.
+  { pattern: 'x-forwarded', from: 'Squid and others; read by request-ip and ipware (HTTP_X_FORWARDED)' },
+  { pattern: 'forwarded-for', from: 'a de facto variant of X-Forwarded-For; read by request-ip and ipware (HTTP_FORWARDED_FOR)' },
+  { pattern: 'client-ip', from: 'read by classic PHP and ipware client-address code (HTTP_CLIENT_IP)' },
+  { pattern: 'http-client-ip', from: 'classic Java getIpAddr code: request.getHeader("HTTP_CLIENT_IP")' },
+  { pattern: 'http-x-forwarded-for', from: 'classic Java getIpAddr code: request.getHeader("HTTP_X_FORWARDED_FOR")' },
+  { pattern: 'proxy-client-ip', from: 'Apache/WebLogic plug-ins; classic Java getIpAddr code' },
+  { pattern: 'wl-proxy-client-ip', from: 'WebLogic proxy plug-in; classic Java getIpAddr code' },
+  { pattern: 'x-originating-ip', from: 'Microsoft Exchange/Outlook and other gateways' },
+  { pattern: 'x-remote-ip', from: 'various proxies; classic client-address snippets' },
+  { pattern: 'x-remote-addr', from: 'various proxies; classic client-address snippets' },
+  { pattern: 'x-proxyuser-ip', from: 'Google services\' proxies; classic client-address snippets' },
+  { pattern: 'x-appengine-user-ip', from: 'Google App Engine; read by request-ip and ipware' },
+  { pattern: 'cf-pseudo-ipv4', from: 'Cloudflare Pseudo IPv4; read by request-ip' },
+  { pattern: 'fly-client-ip', from: 'Fly.io; read by ipware' },
+  { pattern: 'x-azure-clientip', from: 'Azure Front Door; read by ipware' },
+  { pattern: 'x-azure-socketip', from: 'Azure Front Door' },
+  { pattern: 'do-connecting-ip', from: 'DigitalOcean App Platform; read by ipware' },
+  { pattern: 'x-original-forwarded-for', from: 'ingress-nginx (the X-Forwarded-For it received)' },
   // Request-target overrides: the app routes (and authorises) by these instead of the path certgate matched
   { pattern: 'x-original-url', from: 'IIS URL Rewrite/ARR; honoured by Symfony and Laminas' },
   { pattern: 'x-rewrite-url', from: 'IIS; honoured by Symfony and Laminas' },

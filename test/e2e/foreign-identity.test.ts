@@ -47,6 +47,15 @@ const FAMILIES: Readonly<Record<string, readonly string[]>> = {
     'True-Client-IP: 203.0.113.68-forged', 'True_Client_IP: 203.0.113.69-forged', 'X-Client-IP: 203.0.113.70-forged',
     'X-Cluster-Client-IP: 203.0.113.71-forged', 'Fastly-Client-IP: 203.0.113.72-forged',
   ],
+  'client address outside the X-Forwarded-* family (X-Forwarded, Forwarded-For, Client-IP, and what get-client-IP code reads)': [
+    'X-Forwarded: for=203.0.113.80-forged', 'X_Forwarded: 203.0.113.81-forged', 'Forwarded-For: 203.0.113.82-forged',
+    'Forwarded_For: 203.0.113.83-forged', 'Client-IP: 203.0.113.84-forged', 'HTTP_CLIENT_IP: 203.0.113.85-forged',
+    'HTTP_X_FORWARDED_FOR: 203.0.113.86-forged', 'Proxy-Client-IP: 203.0.113.87-forged', 'WL-Proxy-Client-IP: 203.0.113.88-forged',
+    'X-Originating-IP: 203.0.113.89-forged', 'X-Remote-IP: 203.0.113.90-forged', 'X-Remote-Addr: 203.0.113.91-forged',
+    'X-ProxyUser-Ip: 203.0.113.92-forged', 'X-AppEngine-User-IP: 203.0.113.93-forged', 'Cf-Pseudo-IPv4: 203.0.113.94-forged',
+    'Fly-Client-IP: 203.0.113.95-forged', 'X-Azure-ClientIP: 203.0.113.96-forged', 'X-Azure-SocketIP: 203.0.113.97-forged',
+    'DO-Connecting-IP: 203.0.113.98-forged', 'X-Original-Forwarded-For: 203.0.113.99-forged',
+  ],
   'request-target overrides (X-Original-URL, X-Rewrite-URL, X-Original-URI)': [
     'X-Original-URL: /admin/forged', 'X_Original_URL: /admin/forged-underscore', 'X-Rewrite-URL: /admin/forged-rewrite', 'X-Original-URI: /admin/forged-uri',
   ],
@@ -64,7 +73,7 @@ before(async () => {
   const base = { tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path, watch: false }, routes: [{ name: 'api', upstream: upstream.url }] };
   [strict, passing] = await Promise.all([
     startTestCertgate(base),
-    startTestCertgate({ ...base, headers: { pass_through: ['True-Client-IP', 'x_original_url'] } }),
+    startTestCertgate({ ...base, headers: { pass_through: ['True-Client-IP', 'x_original_url', 'Forwarded-For'] } }),
   ]);
 });
 after(async () => {
@@ -110,6 +119,7 @@ test('headers.pass_through lets the named ones through, in every spelling of tha
   assert.deepEqual(passed, [
     'true-client-ip: 203.0.113.68-forged', 'true_client_ip: 203.0.113.69-forged',
     'x-original-url: /admin/forged', 'x_original_url: /admin/forged-underscore',
+    'forwarded-for: 203.0.113.82-forged', 'forwarded_for: 203.0.113.83-forged',
   ].sort());
   assert.equal(rec.headers['x-client-cert-subject'], 'CN=svc-direct');
 });

@@ -49,7 +49,7 @@ describe('client-controlled headers', () => {
   ];
   const KEPT = [
     'host', 'authorization', 'content-type', 'x-request-id', 'x-client', 'x-clientcert',
-    'forwarded-for', 'x-forwardedfor', 'x-real-ip-address', 'x-forwarded',
+    'x-forwardedfor', 'x-real-ip-address',
   ];
 
   for (const header of STRIPPED) test(`strips ${header}`, () => assert.equal(isClientControlledHeader(header), true));
@@ -99,6 +99,13 @@ describe('identity headers other platforms use', () => {
     'X-Auth-Request-User', 'X-Auth-Request-Email', 'Remote-User', 'Remote-Email', 'Remote-Groups', 'Remote-Name',
     // the client's address (Akamai, Cloudflare Enterprise, Fastly, Rackspace/others)
     'True-Client-IP', 'True_Client_IP', 'X-Client-IP', 'X-Cluster-Client-IP', 'Fastly-Client-IP',
+    // the client's address outside the X-Forwarded-* family: what request-ip, ipware and the classic
+    // PHP/Java "get client IP" snippets read (HTTP_X_FORWARDED, HTTP_FORWARDED_FOR, HTTP_CLIENT_IP,
+    // getHeader("Proxy-Client-IP"), getHeader("HTTP_X_FORWARDED_FOR") taken literally), and edge platforms
+    'X-Forwarded', 'X_Forwarded', 'Forwarded-For', 'Forwarded_For', 'forwarded.for', 'Client-IP', 'HTTP_CLIENT_IP',
+    'HTTP_X_FORWARDED_FOR', 'Proxy-Client-IP', 'WL-Proxy-Client-IP', 'X-Originating-IP', 'X-Remote-IP', 'X-Remote-Addr',
+    'X-ProxyUser-Ip', 'X-AppEngine-User-IP', 'Cf-Pseudo-IPv4', 'Fly-Client-IP', 'X-Azure-ClientIP', 'X-Azure-SocketIP',
+    'DO-Connecting-IP', 'X-Original-Forwarded-For',
     // request-target overrides (IIS URL Rewrite/ARR, Symfony, Laminas; nginx auth_request)
     'X-Original-URL', 'X_Original_URL', 'X-Rewrite-URL', 'X-Original-URI',
   ];
@@ -107,6 +114,7 @@ describe('identity headers other platforms use', () => {
     'x-amzn-trace-id', 'x-amzn-requestid', 'cf-ray', 'cf-ipcountry', 'x-client-id', 'x-client-version',
     'x-ms-client-request-id', 'x-goog-user-project', 'x-goog-api-client', 'x-sslx', 'ssl', 'remote-addr',
     'x-original-host', 'x-envoy', 'true-client', 'x-arr-log-id', 'user-agent', 'accept', 'cookie',
+    'x-forwardedfor', 'client-id', 'client-ip-address', 'x-remote', 'x-originating-host',
   ];
 
   for (const header of FOREIGN) test(`strips ${header} by default`, () => assert.equal(isStrippedHeader(header), true));
@@ -126,9 +134,10 @@ describe('identity headers other platforms use', () => {
   test('pass_through lets the named ones through, in every spelling that folds to the name', () => {
     const headers: IncomingHttpHeaders = {
       'x-ssl-client-s-dn': 'a', 'x_ssl_client_s_dn': 'b', 'x-ssl-client-i-dn': 'c', 'true-client-ip': 'd', 'x-original-url': 'e',
+      'x-forwarded': 'f', 'forwarded_for': 'g', 'client-ip': 'h',
     };
-    stripClientControlled(headers, ['x-ssl-client-s-dn', 'true-client-ip']);
-    assert.deepEqual(headers, { 'x-ssl-client-s-dn': 'a', 'x_ssl_client_s_dn': 'b', 'true-client-ip': 'd' });
+    stripClientControlled(headers, ['x-ssl-client-s-dn', 'true-client-ip', 'x-forwarded', 'forwarded-for']);
+    assert.deepEqual(headers, { 'x-ssl-client-s-dn': 'a', 'x_ssl_client_s_dn': 'b', 'true-client-ip': 'd', 'x-forwarded': 'f', 'forwarded_for': 'g' });
   });
 
   test('pass_through can never let certgate\'s own names through (the config refuses them; this is the backstop)', () => {
