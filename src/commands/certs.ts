@@ -7,7 +7,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { CertgateError, formatProblem } from '../errors.js';
-import { initDevPki, issueClient, revoke, signCsr, writeFileAtomic } from '../pki/dev-pki.js';
+import { initDevPki, issueClient, revoke, writeFileAtomic } from '../pki/dev-pki.js';
+import { signWithDevCa } from '../enroll/sign.js';
 import { allowProblems } from '../proxy/policy.js';
 import { appendToken, createToken, TOKENS_FILE } from '../enroll/tokens.js';
 import type { CommandIo } from './io.js';
@@ -52,8 +53,11 @@ Options:
 Example: certgate certs issue --dir certs/dev --cn svc-a --ou payments --san-uri spiffe://example.org/svc-a`,
   sign: `Usage: certgate certs sign --dir DIR --csr FILE [--days N] [--out FILE]
 
-Verifies the CSR's signature, then signs it as a client certificate (EKU clientAuth) of the dev CA. The
-subject and subject alternative names come from the CSR. Prints the certificate followed by the CA.
+Reads the CSR once, as POST /enroll does: its signature must verify, its extensions be well-formed and
+not duplicated, each name in its type's syntax. certgate then builds a client certificate of the dev CA
+from the CSR's key, its subject and its URI/DNS subject alternative names, with its own extensions (EKU
+clientAuth, CA:FALSE); anything else the CSR asks for is refused, never copied. Prints the certificate
+followed by the CA, and on stderr the subject and every name issued.
 
 Options:
   --dir DIR    the folder holding ca.crt and ca.key
@@ -162,9 +166,12 @@ function strings(v: Values[string]): string[] {
   return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
 }
 
-async function readInput(file: string, flag: string): Promise<string> {
+/** The file's bytes (a CSR may be DER); utf8 text for the PEM-only inputs. */
+async function readInput(file: string, flag: string): Promise<Buffer>;
+async function readInput(file: string, flag: string, encoding: 'utf8'): Promise<string>;
+async function readInput(file: string, flag: string, encoding?: 'utf8'): Promise<Buffer | string> {
   try {
-    return await readFile(file, 'utf8');
+    return encoding === undefined ? await readFile(file) : await readFile(file, encoding);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
     throw new CertgateError('CG_FILE_READ', `cannot read ${file}: ${code}`, { hint: `check the path given to ${flag}`, cause: err });
@@ -195,20 +202,23 @@ async function run(sub: string, values: Values, out: CommandIo): Promise<number>
     case 'sign': {
       const csrFile = required(values, 'csr', sub);
       const d = days(values);
-      const chain = await signCsr(dir, await readInput(csrFile, '--csr'), d === undefined ? {} : { days: d });
+      const signed = await signWithDevCa(dir, await readInput(csrFile, '--csr'), d === undefined ? {} : { days: d });
       if (typeof values.out === 'string') {
-        await writeFileAtomic(values.out, chain, 0o644);
+        await writeFileAtomic(values.out, signed.chain, 0o644);
         out.stdout(values.out);
       } else {
-        out.stdout(chain);
+        out.stdout(signed.chain);
       }
+      // stderr, so `certs sign … > svc.crt` keeps stdout to the chain: every name the certificate carries.
+      const names = signed.san.length === 0 ? 'no subject alternative names' : `names ${signed.san.join(', ')}`;
+      out.stderr(`certgate: signed serial ${signed.serial} for ${signed.subject || '(empty subject)'}, ${names}, valid until ${signed.notAfter.toISOString()}`);
       return 0;
     }
     case 'token':
       return runToken(dir, values, out);
     default: {
       const certFile = required(values, 'cert', sub);
-      const r = await revoke(dir, await readInput(certFile, '--cert'));
+      const r = await revoke(dir, await readInput(certFile, '--cert', 'utf8'));
       const what = r.alreadyRevoked ? 'was already revoked' : 'revoked';
       out.stdout(`serial ${r.serial} ${what}; ${r.crlPath} re-issued, next update ${r.nextUpdate.toISOString()}`);
       return 0;

@@ -16,7 +16,7 @@
  */
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { DerError, TAG, children, decodeOid, expectTag, readOne, type Tlv } from '../x509/der.js';
-import { dnAttributes, readName } from '../x509/dn.js';
+import { avaText, dnAttributes, readName } from '../x509/dn.js';
 import { parsePem } from '../x509/pem.js';
 import { readSanEntries, sanLabel, sanSyntaxProblem, type SanEntry } from './san.js';
 
@@ -27,13 +27,19 @@ export interface CsrRequest {
   readonly der: Buffer;
   /** Subject attributes by OpenSSL short name (CN, OU, O, …; OID when unnamed), text values, DER order. */
   readonly attributes: ReadonlyMap<string, readonly string[]>;
+  /**
+   * The subject's attributes in DER order: OID, RDN index, and the value as text (undefined when it is not a
+   * character string). What `certgate certs sign` rebuilds the issued subject from (enroll/sign.ts).
+   */
+  readonly subject: ReadonlyArray<{ readonly oid: string; readonly rdn: number; readonly text: string | undefined }>;
   /** True when some subject value is not a character string (so `attributes` does not hold it). */
   readonly nonTextAttribute: boolean;
   /** True when an RDN holds several attributes (CN=a+OU=b). */
   readonly multiValuedRdn: boolean;
   /**
    * The requested SANs by type, each already checked against its type's syntax (san.ts). `other`
-   * names the kinds no token grants (email:…, IP:…, otherName, directoryName, …), for the 403.
+   * names, as OpenSSL labels them, the kinds no token grants (email:…, IP:…, othername:OID,
+   * DirName:…, …), for the 403 and `certs sign`'s refusal.
    */
   readonly san: { readonly uri: readonly string[]; readonly dns: readonly string[]; readonly other: readonly string[] };
   /** "ECDSA P-256", "RSA 2048", … */
@@ -122,6 +128,7 @@ function read(der: Buffer): CsrRequest {
   return {
     der,
     attributes: names,
+    subject: avas.map((a) => ({ oid: a.oid, rdn: a.rdn, text: avaText(a) })),
     nonTextAttribute: textValues !== avas.length,
     multiValuedRdn: new Set(avas.map((a) => a.rdn)).size !== avas.length,
     san: requestedSan(attributes),
@@ -264,8 +271,7 @@ function requestedSan(attributes: Tlv | undefined): CsrRequest['san'] {
     }
     if (e.kind === 'uri') out.uri.push(e.value);
     else if (e.kind === 'dns') out.dns.push(e.value);
-    else if (e.kind === 'email' || e.kind === 'ip') out.other.push(sanLabel(e));
-    else out.other.push(e.kind);
+    else out.other.push(sanLabel(e));
   }
   return out;
 }

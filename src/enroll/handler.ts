@@ -10,21 +10,19 @@
  *   5 subject and SANs are what the token allows                    → 403 naming each mismatch
  *   6 exclusive: spent? (re-read) → build the certificate from the checked values (the CSR's key,
  *     the granted CN/OU and requested SANs; certgate's own extensions) → self-check every field and
- *     every SAN of every type (issued.ts) → record spent (fsync) → 201 cert + chain
+ *     every SAN of every type (build.ts, issued.ts) → record spent (fsync) → 201 cert + chain
  * A token is spent only by step 6: a refused request leaves it usable, so a client can fix its CSR.
  * Every attempt is logged (token id, never the secret; requested identity; result; on issue, the
  * subject and every SAN the certificate carries) and counted in certgate_enrollments_total{result}.
  */
-import { X509Certificate } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Counter } from 'prom-client';
 import type { EnrollmentConfig } from '../config/types.js';
 import { CertgateError } from '../errors.js';
-import { identityFromCertificate } from '../identity/identity.js';
 import type { Logger } from '../log.js';
-import { certToPem, createClientCertificate } from '../pki/x509.js';
+import { buildClientCertificate } from './build.js';
 import { readCsr, type CsrRequest } from './csr.js';
-import { issuedMismatches, issuedSanLabels, type Granted } from './issued.js';
+import type { Granted } from './issued.js';
 import { loadIssuingCa, type EnrollmentSlice, type IssuingCa } from './issuer.js';
 import { identityMismatches } from './match.js';
 import { checkStateFile, createSpentStore, type SpentStore } from './state.js';
@@ -43,7 +41,6 @@ export const MAX_BODY_BYTES = 64 * 1024;
 const DRAIN_BYTES = 1024 * 1024;
 const DAY_MS = 86_400_000;
 const BACKDATE_MS = 5 * 60_000;
-const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 const PEM_CHAIN = 'application/pem-certificate-chain';
 
 export interface Enrollment {
@@ -173,10 +170,9 @@ function used(token: Token): Outcome {
 
 /**
  * Builds the certificate from the checked values only — the CSR's key, the token's CN (and OU when the
- * CSR asked for it), the requested SANs that match.ts allowed — with certgate's own extensions, then
- * reads it back and compares every field and every SAN of every type with that grant (issued.ts), and
- * has OpenSSL (Node's X509Certificate) confirm CA flag, EKU, issuer signature and the identity
- * certgate will later read. Any difference throws: nothing is sent and the token is not spent.
+ * CSR asked for it), the requested SANs that match.ts allowed — with certgate's own extensions, and
+ * self-checks it against that grant (build.ts). Any difference throws: nothing is sent and the token is
+ * not spent.
  */
 async function issue(csr: CsrRequest, token: Token, e: EnrollmentConfig, ca: IssuingCa): Promise<{ cert: string; serial: string; subject: string; san: string[]; notAfter: Date }> {
   const notBefore = new Date(Date.now() - BACKDATE_MS);
@@ -189,24 +185,10 @@ async function issue(csr: CsrRequest, token: Token, e: EnrollmentConfig, ca: Iss
     san: { uri: [...new Set(csr.san.uri)], dns: [...new Set(csr.san.dns)] },
     spki: csr.spki,
   };
-  const built = await createClientCertificate({ issuer: ca.issuer, subject: granted.subject, spki: csr.spki, san: granted.san, notBefore, notAfter });
-  const der = Buffer.from(built.rawData);
-  const x = new X509Certificate(der);
-  const id = identityFromCertificate(x);
-  const same = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((v, i) => v === b[i]);
-  const sorted = (a: readonly string[]): string[] => [...a].sort();
-  const problems = [
-    ...issuedMismatches(der, granted),
-    x.ca && 'has the CA flag',
-    !same(x.keyUsage ?? [], [CLIENT_AUTH]) && `EKU is ${String(x.keyUsage)}`,
-    !(x.checkIssued(ca.x509) && x.verify(ca.x509.publicKey)) && 'is not signed by the CA',
-    !same(id.subjectCn, [token.cn]) && 'CN is not the granted one',
-    !same(sorted(id.san.uri), sorted(granted.san.uri)) && 'URI SANs (as identity reads them) differ from the grant',
-    !same(sorted(id.san.dns), sorted(granted.san.dns)) && 'DNS SANs (as identity reads them) differ from the grant',
-    (id.san.email.length > 0 || id.san.ip.length > 0) && 'has email/IP SANs',
-  ].filter((p): p is string => typeof p === 'string');
-  if (problems.length > 0) throw new Error(`issued certificate failed its self-check: ${problems.join('; ')}`);
-  return { cert: certToPem(built), serial: id.serial, subject: id.subject, san: issuedSanLabels(der), notAfter: id.notAfter };
+  const built = await buildClientCertificate(granted, { issuer: ca.issuer, ca: ca.x509, notBefore, notAfter });
+  const id = built.identity;
+  if (id.subjectCn.length !== 1 || id.subjectCn[0] !== token.cn) throw new Error('issued certificate failed its self-check: CN is not the granted one');
+  return { cert: built.pem, serial: id.serial, subject: id.subject, san: built.san, notAfter: id.notAfter };
 }
 
 function requested(csr: CsrRequest): Record<string, unknown> {

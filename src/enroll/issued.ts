@@ -10,19 +10,22 @@
  * spends nothing).
  */
 import { DerError, TAG, children, expectTag, readOne, type Tlv } from '../x509/der.js';
-import { dnAttributes, readName } from '../x509/dn.js';
+import { avaText, readName } from '../x509/dn.js';
 import { ExtensionsError, readExtensions, type Extension } from './csr.js';
 import { readSanEntries, sanLabel } from './san.js';
 
 export interface Granted {
-  /** The subject as built, least-specific first (pki/x509.ts NameSpec): [['OU', …]?, ['CN', …]]. */
-  readonly subject: ReadonlyArray<readonly ['CN' | 'OU', string]>;
+  /**
+   * The subject as built, least-specific first (pki/x509.ts NameSpec), one attribute per RDN: CN/OU by
+   * name (enrollment: [['OU', …]?, ['CN', …]]) or any attribute by dotted OID (certs sign), text values.
+   */
+  readonly subject: ReadonlyArray<readonly [attribute: string, value: string]>;
   readonly san: { readonly uri: readonly string[]; readonly dns: readonly string[] };
   /** SubjectPublicKeyInfo DER. */
   readonly spki: Buffer;
 }
 
-const ATTRIBUTE_OIDS = { CN: '2.5.4.3', OU: '2.5.4.11' } as const;
+const ATTRIBUTE_OIDS: Readonly<Record<string, string>> = { CN: '2.5.4.3', OU: '2.5.4.11' };
 const SAN = '2.5.29.17';
 const BASIC_CONSTRAINTS = '2.5.29.19';
 const KEY_USAGE = '2.5.29.15';
@@ -71,11 +74,11 @@ export function issuedMismatches(der: Buffer, granted: Granted): string[] {
   }
   const problems: string[] = [];
   const avas = readName(tbs.subject.raw);
-  const attributes = dnAttributes(tbs.subject.raw);
-  const sameSubject = avas.length === granted.subject.length
-    && avas.every((a, i) => a.rdn === i && a.oid === ATTRIBUTE_OIDS[granted.subject[i]![0]])
-    && granted.subject.every(([attr, value]) => same(attributes.get(attr) ?? [], [value]));
-  if (!sameSubject) problems.push('its subject is not the granted CN/OU');
+  const sameSubject = avas.length === granted.subject.length && avas.every((a, i) => {
+    const [attr, value] = granted.subject[i]!;
+    return a.rdn === i && a.oid === (ATTRIBUTE_OIDS[attr] ?? attr) && avaText(a) === value;
+  });
+  if (!sameSubject) problems.push('its subject is not the granted one');
   if (!tbs.spki.raw.equals(granted.spki)) problems.push('it carries another key');
   if (tbs.uniqueIds) problems.push('it has issuer/subject unique identifiers');
   const wanted = [BASIC_CONSTRAINTS, KEY_USAGE, EKU, SKI, AKI, ...(granted.san.uri.length + granted.san.dns.length > 0 ? [SAN] : [])];

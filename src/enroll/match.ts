@@ -45,16 +45,28 @@ export function identityMismatches(grant: Grant, csr: Pick<CsrRequest, 'attribut
   if (csr.multiValuedRdn) out.push('the subject has a multi-valued RDN (e.g. CN=a+OU=b); use one attribute per RDN');
   const uriAllowed = allowedBy({ san_uri: grant.san_uri });
   for (const uri of csr.san.uri) {
-    if (isUriWildcard(uri)) out.push(`SAN URI ${quote(uri)} has a "*" or "**" path segment; certgate never issues a wildcard, a token's "*" is a pattern for one segment`);
+    const wildcard = wildcardSan('uri', uri);
+    if (wildcard !== undefined) out.push(`${wildcard}, a token's "*" is a pattern for one segment`);
     else if (!uriAllowed({ uri: [uri], dns: [] })) out.push(`SAN URI ${quote(uri)} is not allowed; this token allows ${list(grant.san_uri)}`);
   }
   const dnsAllowed = allowedBy({ san_dns: grant.san_dns });
   for (const dns of csr.san.dns) {
-    if (dns.includes('*')) out.push(`SAN DNS ${quote(dns)} is a wildcard; certgate never issues one, a token's "*.example.com" grants one host name under example.com`);
+    const wildcard = wildcardSan('dns', dns);
+    if (wildcard !== undefined) out.push(`${wildcard}, a token's "*.example.com" grants one host name under example.com`);
     else if (!dnsAllowed({ uri: [], dns: [dns] })) out.push(`SAN DNS ${quote(dns)} is not allowed; this token allows ${list(grant.san_dns)}`);
   }
   for (const other of csr.san.other) out.push(`SAN ${other} is not allowed; only URI and DNS SANs can be requested`);
   return out;
+}
+
+/**
+ * Why a requested SAN is a wildcard certgate never issues (enrollment and `certs sign` alike), undefined
+ * when it is none: a DNS name with a `*`, a URI with a `*`/`**` path segment (a route allow list reads
+ * those as patterns, so a certificate carrying one would match names nobody granted it).
+ */
+export function wildcardSan(kind: 'uri' | 'dns', value: string): string | undefined {
+  if (kind === 'dns') return value.includes('*') ? `SAN DNS ${quote(value)} is a wildcard; certgate never issues one` : undefined;
+  return isUriWildcard(value) ? `SAN URI ${quote(value)} has a "*" or "**" path segment; certgate never issues a wildcard` : undefined;
 }
 
 /** A path segment a route allow list would read as a glob (policy.ts splitUri: everything after the authority). */

@@ -11,7 +11,7 @@ import { CertgateError } from '../errors.js';
 import { buildP12 } from './p12.js';
 import {
   certToPem, createCa, createCrl, createLeaf, crlFromPem, crlNumberOf, crlToPem, importSigningKey, keyToPem, parseCert,
-  signCsr as signCsrWith, type CrlEntry, type Issuer, type KeyType, type NameSpec,
+  type CrlEntry, type Issuer, type KeyType, type NameSpec,
 } from './x509.js';
 
 export const CA_DAYS = 3650;
@@ -175,14 +175,6 @@ export async function issueClient(dir: string, opts: IssueOptions): Promise<{ ce
   await mkdir(path.dirname(prefix), { recursive: true });
   await writeFilesAtomic([[paths.certPath, cert, PUBLIC], [paths.keyPath, key, SECRET], [paths.pemPath, key + cert, SECRET]]);
   return paths;
-}
-
-/** Signs a CSR as a client certificate of the dev CA; returns the certificate followed by the CA (PEM). */
-export async function signCsr(dir: string, csrPem: string, opts: { days?: number } = {}): Promise<string> {
-  const days = checkDays(opts.days);
-  const ca = await loadDevCa(dir);
-  const cert = await signCsrWith(csrPem, { issuer: ca, days, usage: 'client' });
-  return certToPem(cert) + ca.pem;
 }
 
 /**

@@ -1,5 +1,5 @@
 /**
- * The only place that builds certificates, CSR signatures and CRLs (over @peculiar/x509 and Node's
+ * The only place that builds certificates and CRLs (over @peculiar/x509 and Node's
  * webcrypto; no openssl child process). Everything else in certgate only reads certificates.
  *
  * Names are given as [attribute, value] pairs, least-specific first, exactly as they go into the DER
@@ -158,31 +158,11 @@ export async function createLeaf(opts: LeafOptions): Promise<Issued> {
 }
 
 /**
- * Signs a PKCS#10 request as a client certificate: subject and SAN are taken from the CSR, everything
- * else (EKU, CA:false, validity) is ours. The CSR's own signature is verified first, which proves the
- * requester holds the key. Throws CG_CSR_INVALID when it does not parse or does not verify.
- */
-export async function signCsr(csrPem: string, opts: Validity & { issuer: Issuer; usage?: Usage }): Promise<x509.X509Certificate> {
-  let csr: x509.Pkcs10CertificateRequest;
-  let ok = false;
-  try {
-    csr = new x509.Pkcs10CertificateRequest(pemBlocks(csrPem, 'CERTIFICATE REQUEST')[0] ?? csrPem);
-    ok = await csr.verify();
-  } catch (err) {
-    throw new CertgateError('CG_CSR_INVALID', `the CSR does not parse: ${(err as Error).message}`, { cause: err });
-  }
-  if (!ok) throw new CertgateError('CG_CSR_INVALID', 'the CSR signature does not verify against its own public key');
-  const extensions = leafExtensions(opts.usage ?? 'client', csr.publicKey.algorithm.name, {});
-  const sanExt = csr.getExtension('2.5.29.17'); // only the SAN is copied from the request's extensions
-  if (sanExt) extensions.push(new x509.SubjectAlternativeNameExtension(sanExt.rawData));
-  return issue({ subject: csr.subjectName, publicKey: csr.publicKey, issuer: opts.issuer, validity: window(opts, 825), extensions });
-}
-
-/**
  * A client certificate for the key `spki` carrying exactly `subject` and `san`: every extension is
  * certgate's own (basicConstraints CA:FALSE, keyUsage, EKU clientAuth, SAN, key identifiers) and
- * nothing is read from a request. Enrollment (enroll/handler.ts) passes the values it has already
- * parsed and checked once; handing a signer the CSR itself would let a second parser read it another way.
+ * nothing is read from a request. Enrollment and `certs sign` (enroll/build.ts) pass the values they
+ * have already parsed and checked once; handing a signer the CSR itself would let a second parser read
+ * it another way (issue 13 finding 5). `subject` attributes are short names or dotted OIDs.
  */
 export async function createClientCertificate(opts: Validity & { issuer: Issuer; subject: NameSpec; spki: Uint8Array; san: SanSpec }): Promise<x509.X509Certificate> {
   const publicKey = new x509.PublicKey(Uint8Array.from(opts.spki));
@@ -268,12 +248,6 @@ export async function importSigningKey(pem: string, passphrase?: string): Promis
 
 /** OpenSSL curve names (what Node reports) → webcrypto names. */
 const WEB_CURVES: Record<string, string> = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521' };
-
-/** The base64 PEM blocks of `label` in `text`, each re-emitted with a trailing newline. */
-export function pemBlocks(text: string, label: string): string[] {
-  const re = new RegExp(`-----BEGIN ${label}-----[\\s\\S]*?-----END ${label}-----`, 'g');
-  return [...text.matchAll(re)].map((m) => `${m[0].replace(/\r\n/g, '\n')}\n`);
-}
 
 export function parseCert(pem: string): x509.X509Certificate {
   return new x509.X509Certificate(pem);

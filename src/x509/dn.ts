@@ -213,6 +213,11 @@ export function dnAttributes(nameDer: Buffer): ReadonlyMap<string, readonly stri
   return out;
 }
 
+/** An attribute's value as text, undefined when its type is not a character string (as dnAttributes reads it). */
+export function avaText(ava: Ava): string | undefined {
+  return decodeText(ava.value);
+}
+
 const utf8 = new TextDecoder('utf-8');
 
 function decodeText(value: Tlv): string | undefined {

@@ -106,7 +106,7 @@ test('SAN kinds other than URI/DNS are reported by name, never skipped', () => {
     extensions: [[sanExtension([[0x86, 'spiffe://x/a'], [0x81, 'a@b.c'], [0x87, Buffer.from([10, 0, 0, 1])], [0xa0, otherName.subarray(2)]])]],
   })));
   assert.deepEqual(csr.san.uri, ['spiffe://x/a']);
-  assert.deepEqual([...csr.san.other].sort(), ['IP:10.0.0.1', 'email:a@b.c', 'otherName']);
+  assert.deepEqual([...csr.san.other].sort(), ['IP:10.0.0.1', 'email:a@b.c', 'othername:1.3.6.1.4.1.311.20.2.3']);
 });
 
 test('two SAN extensions, or two extensionRequest attributes: refused (which one would be "the" SAN?)', () => {
