@@ -1,7 +1,7 @@
 /**
  * What a client can make certgate hold (issue #13, findings 2, 3 and 6): memory when an upstream's answer
  * outruns a client that does not read, connection slots when a refused client never closes its side, and
- * a WebSocket tunnel kept open after its certificate was revoked or has expired. Real TLS, real sockets;
+ * a WebSocket tunnel kept open after its certificate was revoked, its CA removed from tls.client_ca, or it has expired. Real TLS, real sockets;
  * bounds are byte counts and awaited conditions, never timings or RSS.
  */
 import { test, before, after } from 'node:test';
@@ -271,6 +271,35 @@ test('revoked tunnel: a WebSocket tunnel opened before its certificate was revok
     assert.equal(lines.length, 1, JSON.stringify(lines));
     assert.equal(lines[0]!.reason, 'revoked');
     assert.equal(lines[0]!.client_subject, 'CN=svc-tunnel-victim');
+    bystander.socket.destroy();
+  } finally {
+    await gate.close();
+    await whoami.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('untrusted CA tunnel: a WebSocket tunnel of a client whose CA was removed from tls.client_ca is closed after the reload, logged once, counted; a client of a CA still trusted keeps its tunnel', T, async () => {
+  const whoami = await listenEchoUpstream('127.0.0.1', 0);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'certgate-tunnel-ca-'));
+  const clientCa = path.join(dir, 'client-ca.pem');
+  // Both CAs trusted at first: this run's intermediate (and root) and the unrelated root of svc-other.
+  fs.writeFileSync(clientCa, pki.clientCa.pem + pki.otherRoot.cert);
+  const gate = await startTestCertgate({
+    tls: { bundle: pki.serverBundle.pemPath, client_ca: clientCa },
+    routes: [{ name: 'ws', upstream: whoami.url }],
+  });
+  try {
+    const doomed = await openTunnel(gate, pki.clients.otherCa);
+    const bystander = await openTunnel(gate, pki.clients.good);
+    assert.ok(await echoes(doomed), 'precondition: the tunnel works while its CA is trusted');
+    fs.writeFileSync(clientCa, pki.clientCa.pem); // the unrelated root is no longer trusted
+    await waitFor(() => doomed.closed, 'the tunnel of the client whose CA was removed to be closed', 10_000);
+    assert.ok(await echoes(bystander), 'a tunnel of a client still trusted keeps working');
+    assert.equal(metricValue(await gate.metricsText(), 'certgate_tunnels_closed_total', { reason: 'unknown_ca' }), 1);
+    const lines = gate.logs.find('websocket tunnel closed: client certificate no longer trusted');
+    assert.equal(lines.length, 1, JSON.stringify(lines));
+    assert.equal(lines[0]!.reason, 'unknown_ca');
     bystander.socket.destroy();
   } finally {
     await gate.close();
