@@ -228,6 +228,57 @@ test('slot holding: refused upgrades and Connection: close answers end their con
   }
 });
 
+test('slot holding by a silent upstream: an upgrade the upstream accepts but never answers gets 504 at the route\'s timeout_ms and its connection ends; the slot is freed', T, async () => {
+  // Accepts, reads, never writes: before a 101 the client socket must be under the route's timeout like any request's.
+  const upstreamSockets = new Set<net.Socket>();
+  const silent = net.createServer((socket) => {
+    upstreamSockets.add(socket);
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const gate = await startTestCertgate({
+    tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path },
+    routes: [{ name: 'silent', upstream: `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`, timeout_ms: 300 }],
+    limits: { max_connections: 2 },
+  });
+  const held: tls.TLSSocket[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const c = credsOf(pki.clients.good);
+      const s = tls.connect({ host: '127.0.0.1', port: gate.port, servername: 'localhost', ca: c.ca, cert: c.cert, key: c.key, ...({ allowHalfOpen: true } as object) });
+      s.on('error', () => {});
+      held.push(s);
+      let answer = '';
+      s.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+      await new Promise<void>((resolve, reject) => {
+        s.once('secureConnect', resolve);
+        s.once('close', () => reject(new Error('closed before the handshake (max_connections full?)')));
+      });
+      s.write(upgradeHead('/ws', gate.port));
+      await new Promise<void>((resolve) => s.once('end', resolve));
+      assert.match(answer, /^HTTP\/1\.1 504 /, answer);
+      assert.match(answer, /"error":"upstream_timeout"/);
+    }
+    await waitFor(async () => (await openConnections(gate)) === 0, 'certgate to close both answered connections');
+    const after = await new Promise<number>((resolve, reject) => {
+      const c = credsOf(pki.clients.good);
+      const s = tls.connect({ host: '127.0.0.1', port: gate.port, servername: 'localhost', ca: c.ca, cert: c.cert, key: c.key }, () => {
+        s.write(upgradeHead('/ws', gate.port));
+      });
+      let data = '';
+      s.on('data', (d: Buffer) => (data += d.toString('latin1')));
+      s.on('close', () => resolve(Number(data.slice(9, 12))));
+      s.on('error', reject);
+    });
+    assert.equal(after, 504, 'a new client gets a slot (and the same answer)');
+  } finally {
+    for (const s of held) s.destroy();
+    await gate.close();
+    for (const s of upstreamSockets) s.destroy();
+    await new Promise<void>((resolve) => silent.close(() => resolve()));
+  }
+});
+
 /** A tunnel through certgate to whoami, its 101 and first frame read. */
 async function openTunnel(gate: RunningCertgate, cert: TestCert): Promise<WsTestClient> {
   const ws = await WsTestClient.connectTls(gate.port, credsOf(cert));
