@@ -177,7 +177,7 @@ test('h2c and non-GET upgrades get 400 upgrade_not_websocket (not a silently des
 });
 
 test('HEAD poisoning: an upstream that sends a body after its HEAD answer cannot put it in front of the next client\'s response', T, async () => {
-  // The upstream misbehaves on purpose: after a HEAD (or a 204 that declares a body) it sends a whole
+  // The upstream misbehaves on purpose: after a HEAD (or a 204/304 that declares a body) it sends a whole
   // forged response when the next request arrives on that connection, then the real answer.
   const upstream = await startRawUpstream((conn, line, socket) => {
     if (conn.state.poison === true) socket.write('HTTP/1.1 200 OK\r\nX-Poison: 1\r\nContent-Length: 6\r\n\r\npoison');
@@ -189,6 +189,10 @@ test('HEAD poisoning: an upstream that sends a body after its HEAD answer cannot
       socket.write('HTTP/1.1 204 No Content\r\nContent-Length: 6\r\n\r\n');
       conn.state.poison = true;
       conn.state.poisonedAfter = conn.requests.length;
+    } else if (line.startsWith('GET /not-modified')) {
+      socket.write('HTTP/1.1 304 Not Modified\r\nContent-Length: 6\r\n\r\n');
+      conn.state.poison = true;
+      conn.state.poisonedAfter = conn.requests.length;
     } else {
       socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nreal');
     }
@@ -198,7 +202,7 @@ test('HEAD poisoning: an upstream that sends a body after its HEAD answer cannot
     routes: [{ name: 'app', upstream: upstream.url }],
   });
   try {
-    for (const [first, status] of [['HEAD', 200], ['GET /no-content', 204]] as const) {
+    for (const [first, status] of [['HEAD', 200], ['GET /no-content', 204], ['GET /not-modified', 304]] as const) {
       const [method, path = '/head'] = first.split(' ') as [string, string?];
       const a = await mtlsRequest(gate.url, creds, { method, path });
       assert.equal(a.status, status);
@@ -210,9 +214,9 @@ test('HEAD poisoning: an upstream that sends a body after its HEAD answer cannot
       assert.equal(b.body, 'real');
     }
     const poisoned = upstream.conns.filter((c) => c.state.poison === true);
-    assert.equal(poisoned.length, 2);
+    assert.equal(poisoned.length, 3);
     assert.ok(poisoned.every((c) => c.requests.length === c.state.poisonedAfter),
-      `no upstream connection served a request after a HEAD or a body-declaring 204: ${JSON.stringify(upstream.conns.map((c) => c.requests))}`);
+      `no upstream connection served a request after a HEAD or a body-declaring 204/304: ${JSON.stringify(upstream.conns.map((c) => c.requests))}`);
     await waitFor(() => upstream.conns.filter((c) => c.state.poison === true).every((c) => c.closed), 'those connections closed');
   } finally {
     await gate.close();
