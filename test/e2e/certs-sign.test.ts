@@ -15,19 +15,17 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { OID, craftCsr, critical, csrPem, ecKey, extension, extensionRequest, generalNames, gn, keyPem, octets, san, smuggledSan } from '../helpers/csr.js';
 import { ava, name, rdn } from '../helpers/openssl.js';
 import { startRecordingUpstream, startTestCertgate, type RecordingUpstream, type RunningCertgate } from '../helpers/certgate.js';
 import { mtlsRequest } from '../helpers/client.js';
+import { CLI, REPO } from '../helpers/serve.js';
+import { runCommand, type Run } from '../helpers/run.js';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = path.join(REPO, 'dist', 'cli.js');
 const T = { timeout: 30_000 };
 const GRANTED = 'spiffe://example.org/ns/prod/sa/svc-b';
 const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
@@ -35,22 +33,9 @@ const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 let dir: string;
 let n = 0;
 
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
+/** The real CLI, as an operator runs it (the shared runner: exit code, stdout, stderr; killed after 20 s). */
 function cli(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCommand(process.execPath, [CLI, ...args], { cwd: REPO, env: process.env, timeoutMs: 20_000 });
 }
 
 /** Writes the CSR and runs `certs sign --out`; returns the run and where the chain would be. */
