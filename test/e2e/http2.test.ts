@@ -326,6 +326,74 @@ describe('trust on every stream', () => {
   });
 });
 
+/**
+ * issue 16: "Resumed sessions keep the guarantees the README states for HTTP/1.1" — on HTTP/2 too: a resumed
+ * session (no certificate exchanged in its handshake) still carries the verified identity to the upstream,
+ * and a ticket saved before a revocation is never served (ticket keys follow the CA and CRL; reload.test.ts
+ * proves it on HTTP/1.1).
+ */
+test('HTTP/2 session resumption: a resumed session carries the verified identity; a ticket saved before a revocation is not served (400 revoked)', async (t) => {
+  const victim = await pki.issueClient({ name: 'h2-resume-victim', subject: [['CN', 'svc-h2-resume']] });
+  const issuer = { cert: parseCert(pki.intermediate.cert), privateKey: await importSigningKey(pki.intermediate.key) };
+  const nextUpdate = new Date(Math.floor((Date.now() + 10 * 86_400_000) / 1000) * 1000);
+  const [clean, revoking] = await Promise.all([
+    createCrl({ issuer, crlNumber: 30n }),
+    createCrl({ issuer, crlNumber: 31n, nextUpdate, entries: [{ serial: victim.x509.serialNumber }] }),
+  ]);
+  const dir = fs.mkdtempSync(path.join(pki.dir, 'h2-resume-'));
+  const crlFile = path.join(dir, 'crl.pem');
+  fs.writeFileSync(crlFile, crlToPem(clean) + pki.crlRootPem);
+  const g = await startTestCertgate({
+    tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path, crl: crlFile }, workers: 1,
+    routes: [{ name: 'all', upstream: upstream.url }],
+  });
+  try {
+    /** One stream on a new session (resuming `ticket` when given): the reply, whether it resumed, its newest ticket. */
+    const once = async (p: string, ticket?: Buffer): Promise<{ reply: Awaited<ReturnType<typeof h2Request>>; reused: boolean; ticket: Buffer | undefined }> => {
+      let latest: Buffer | undefined;
+      let socket: tls.TLSSocket | undefined;
+      const session = await h2Connect(g.url, as(victim), {
+        createConnection: () => {
+          socket = tls.connect({
+            host: '127.0.0.1', port: g.port, servername: 'localhost', ALPNProtocols: ['h2'],
+            ca: pki.root.cert, cert: victim.pem, key: victim.key, ...(ticket !== undefined && { session: ticket }),
+          });
+          socket.on('session', (s: Buffer) => (latest = s));
+          return socket;
+        },
+      });
+      try {
+        const reply = await h2Request(session, { ':path': p });
+        return { reply, reused: socket!.isSessionReused(), ticket: latest };
+      } finally {
+        session.close();
+      }
+    };
+    const first = await once('/h2-resume/first');
+    assert.equal(first.reply.status, 200, first.reply.body);
+    assert.ok(first.ticket !== undefined, 'precondition: the server issued a session ticket on the h2 connection');
+    const resumed = await once('/h2-resume/resumed', first.ticket);
+    assert.equal(resumed.reused, true, 'precondition: the saved session resumes while the CRL is unchanged');
+    assert.equal(resumed.reply.status, 200, resumed.reply.body);
+    const seen = lastRequest();
+    assert.equal(seen.url, '/h2-resume/resumed');
+    assert.equal(seen.headers['x-client-cert-verified'], 'SUCCESS', 'the resumed session carries its verified identity');
+    assert.match(String(seen.headers['x-client-cert-subject']), /CN=svc-h2-resume/);
+    assert.equal(seen.headers['x-client-cert-fingerprint'], victim.x509.fingerprint256.replaceAll(':', '').toLowerCase());
+
+    fs.writeFileSync(crlFile, crlToPem(revoking) + pki.crlRootPem);
+    assert.equal((await g.app.reload('test')).result, 'success');
+    const before = upstream.requests.length;
+    const after = await once('/h2-resume/after', first.ticket);
+    t.diagnostic(`ticket from before the CRL change: reused=${after.reused}, status=${after.reply.status}`);
+    assert.equal(after.reply.status, 400, `a session from before the revocation must not be served (reused=${after.reused}): ${after.reply.body}`);
+    assert.equal(after.reply.json().reason, 'revoked');
+    assert.equal(upstream.requests.length, before, 'the revoked client reaches nothing');
+  } finally {
+    await g.close();
+  }
+});
+
 describe('HTTP/2 upstreams and clients', () => {
   test('upstream_protocol: h2 — HTTP/2 over TLS to an https:// upstream verified with upstream_ca; sessions reused', async () => {
     const seen: { version: string; authority: string | undefined; subject: unknown; remotePort: number | undefined }[] = [];
