@@ -35,6 +35,8 @@ export const CODES = {
   CG_CRL_MISSING_CA: 'a client CA has no CRL while tls.crl is set: Node then refuses all its clients; add that CA\'s CRL',
   CG_CRL_SIGNATURE: 'a CRL is signed with an algorithm certgate cannot verify, so it cannot use it: reissue the CRL signed with ECDSA, Ed25519, RSA PKCS#1 v1.5 or RSA-PSS (MGF1 over the signature\'s own hash), over SHA-2',
   CG_CRL_DELTA: 'a delta CRL (deltaCRLIndicator) is in tls.crl: certgate, like Node\'s OpenSSL, reads only complete CRLs, so a revocation only the delta lists is not enforced; put every revocation in a complete CRL of that CA (openssl ca -gencrl without the delta extension) and remove the delta CRL from tls.crl',
+  CG_CRL_CRITICAL: 'a CRL has a critical extension (or a revoked entry a critical entry extension) certgate does not process; RFC 5280 forbids using such a CRL, so certgate refuses it and does not start or reload with it (chain mode: OpenSSL refuses every client of its CA): reissue the CRL without that extension, or with it non-critical',
+  CG_CRL_SCOPE: 'a CRL\'s issuingDistributionPoint limits what it covers: a partial CRL (onlySomeReasons, a distributionPoint, indirectCRL) is refused (certgate does not start or reload with it), and one for CA or attribute certificates only does not count as the CRL of its CA\'s clients; put a complete CRL of that CA (openssl ca -gencrl without issuingDistributionPoint) in tls.crl',
   CG_LISTEN: 'the listener could not be opened: pick a free port or an address this host owns',
   CG_USAGE: 'the command line is wrong: run certgate <command> --help for its options and their values',
   CG_PKI_EXISTS: 'the PKI folder already holds files: pass --force to overwrite them',

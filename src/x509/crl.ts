@@ -26,12 +26,33 @@ export interface Crl {
   readonly revoked: ReadonlySet<string>;
   /** A delta CRL (deltaCRLIndicator): it only lists changes against a base CRL. */
   readonly delta: boolean;
+  /**
+   * Critical extensions certgate does not process, as findings name them: CRL extensions by OID (e.g.
+   * "1.2.3.4") and entry extensions with their serial ("1002: certificateIssuer (2.5.29.29)"). RFC 5280
+   * 5.2 and 5.3: a CRL with any of them MUST NOT be used to determine revocation status.
+   */
+  readonly unprocessedCritical: readonly string[];
+  /** The issuingDistributionPoint extension (RFC 5280 5.2.5): which certificates and reasons the CRL covers. */
+  readonly idp?: IssuingDistributionPoint;
   /** The signed part, the signature algorithm's OID and the signature, for crlSignedBy. */
   readonly tbs: Buffer;
   readonly signatureAlgorithm: string;
   readonly signature: Buffer;
   /** How node:crypto verifies the signature, or why it cannot (signatureScheme). */
   readonly scheme: SignatureScheme;
+}
+
+/** What an issuingDistributionPoint limits (each false/absent: no limit). */
+export interface IssuingDistributionPoint {
+  /** A distributionPoint name: the CRL covers only certificates whose cRLDistributionPoints name it. */
+  readonly distributionPoint: boolean;
+  readonly onlyUserCerts: boolean;
+  readonly onlyCaCerts: boolean;
+  readonly onlyAttributeCerts: boolean;
+  /** onlySomeReasons: the CRL lists revocations for these reasons only. */
+  readonly onlySomeReasons: boolean;
+  /** indirectCRL: entries may be certificates of other issuers (certificateIssuer entry extensions). */
+  readonly indirect: boolean;
 }
 
 /**
@@ -51,6 +72,24 @@ const SIGNATURE_HASH: ReadonlyMap<string, string | null> = new Map([
   ['1.3.101.112', null], ['1.3.101.113', null],
 ]);
 const DELTA_CRL_INDICATOR = '2.5.29.27';
+const ISSUING_DISTRIBUTION_POINT = '2.5.29.28';
+/**
+ * The CRL extensions certgate processes, so they may be critical: the same set as OpenSSL's x_crl.c (the
+ * IDP and the delta indicator are read here; the authorityKeyIdentifier only helps find the issuer, which
+ * certgate finds by name + signature). Any other critical one makes the CRL unusable (RFC 5280 5.2).
+ * No entry extension is processed: reasonCode, invalidityDate and holdInstructionCode do not change
+ * "listed = revoked" and are never critical; certificateIssuer (always critical) belongs to indirect CRLs,
+ * which certgate does not read.
+ */
+const PROCESSED_CRITICAL: ReadonlySet<string> = new Set([DELTA_CRL_INDICATOR, ISSUING_DISTRIBUTION_POINT, '2.5.29.35']);
+const EXTENSION_NAMES: ReadonlyMap<string, string> = new Map([
+  ['2.5.29.20', 'cRLNumber'], ['2.5.29.21', 'reasonCode'], ['2.5.29.23', 'holdInstructionCode'], ['2.5.29.24', 'invalidityDate'],
+  ['2.5.29.29', 'certificateIssuer'], ['2.5.29.46', 'freshestCRL'], ['1.3.6.1.5.5.7.1.1', 'authorityInfoAccess'],
+]);
+const extensionText = (oid: string): string => {
+  const name = EXTENSION_NAMES.get(oid);
+  return name !== undefined ? `${name} (${oid})` : oid;
+};
 const RSASSA_PSS = '1.2.840.113549.1.1.10';
 const MGF1 = '1.2.840.113549.1.1.8';
 /** The hash OIDs RSASSA-PSS-params name (RFC 4055 2.1; RFC 5754). */
@@ -161,37 +200,141 @@ export function parseCrl(der: Buffer): Crl {
     if (!(err instanceof DerError)) throw err;
     scheme = { unsupported: `unreadable signature parameters (${err.message})` };
   }
+  const unprocessedCritical: string[] = [];
+  const extensions = exts === undefined ? new Map<string, Extension>() : readExtensions(exts, 'crlExtensions');
+  for (const [id, ext] of extensions) if (ext.critical && !PROCESSED_CRITICAL.has(id)) unprocessedCritical.push(extensionText(id));
+  const idpExt = extensions.get(ISSUING_DISTRIBUTION_POINT);
   return {
     issuer: issuer.raw,
     thisUpdate: new Date(readTime(thisUpdate)),
     ...(next !== undefined && { nextUpdate: new Date(readTime(next)) }),
-    revoked: list === undefined ? new Set() : revokedSerials(list.value),
-    delta: exts !== undefined && hasExtension(exts, DELTA_CRL_INDICATOR),
+    revoked: list === undefined ? new Set() : revokedSerials(list.value, unprocessedCritical),
+    delta: extensions.has(DELTA_CRL_INDICATOR),
+    unprocessedCritical,
+    ...(idpExt !== undefined && { idp: readIdp(idpExt.value) }),
     tbs: tbs.raw, signatureAlgorithm: decodeOid(oid.value), signature: sig.value.subarray(1), scheme,
   };
 }
 
-/** Walks the entries without building an array of them: CRLs can list hundreds of thousands. */
-function revokedSerials(list: Buffer): Set<string> {
+/**
+ * Walks the entries without building an array of them: CRLs can list hundreds of thousands. An entry is
+ * SEQUENCE { userCertificate INTEGER, revocationDate Time, crlEntryExtensions Extensions OPTIONAL }; its
+ * critical extensions go to `critical` (only entries that have extensions pay for reading them).
+ */
+function revokedSerials(list: Buffer, critical: string[]): Set<string> {
   const out = new Set<string>();
   for (let at = 0; at < list.length;) {
     const entry = readTlv(list, at, 'revokedCertificate');
     expectTag(entry, TAG.SEQUENCE, 'revokedCertificate');
     const serial = readTlv(entry.value, 0, 'userCertificate');
     expectTag(serial, TAG.INTEGER, 'userCertificate');
-    out.add(unsignedHex(serial.value));
+    const hex = unsignedHex(serial.value);
+    out.add(hex);
+    const date = readTlv(entry.value, serial.raw.length, 'revocationDate');
+    const extsAt = serial.raw.length + date.raw.length;
+    if (extsAt < entry.value.length) {
+      const exts = readTlv(entry.value, extsAt, 'crlEntryExtensions');
+      expectTag(exts, TAG.SEQUENCE, 'crlEntryExtensions');
+      if (extsAt + exts.raw.length !== entry.value.length) throw new DerError('revokedCertificate: trailing data');
+      for (const [id, ext] of readExtensions(exts, 'crlEntryExtensions')) if (ext.critical) critical.push(`${hex}: ${extensionText(id)}`);
+    }
     at += entry.raw.length;
   }
   return out;
 }
 
-function hasExtension(explicit: Tlv, oid: string): boolean {
-  const [list] = children(explicit, 'crlExtensions');
-  if (list === undefined) return false;
-  return children(list, 'Extensions').some((ext) => {
-    const id = children(ext, 'Extension')[0];
-    return id?.tag === TAG.OID && decodeOid(id.value) === oid;
-  });
+interface Extension {
+  readonly critical: boolean;
+  /** extnValue's contents (the OCTET STRING's value). */
+  readonly value: Buffer;
+}
+
+/**
+ * Extensions ::= SEQUENCE OF SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
+ * (`holder` is the [0] EXPLICIT wrapper of crlExtensions, or the entry's SEQUENCE itself). An extension
+ * twice is refused (RFC 5280 4.2): two IDPs could each say something else about the CRL's scope.
+ */
+function readExtensions(holder: Tlv, what: string): Map<string, Extension> {
+  let list = holder;
+  if (holder.tag !== TAG.SEQUENCE) {
+    const inner = children(holder, what);
+    if (inner.length !== 1 || inner[0] === undefined) throw new DerError(`${what}: wrong shape`);
+    list = inner[0];
+    expectTag(list, TAG.SEQUENCE, what);
+  }
+  const out = new Map<string, Extension>();
+  for (const ext of children(list, what)) {
+    expectTag(ext, TAG.SEQUENCE, 'Extension');
+    const [id, second, third, extra] = children(ext, 'Extension');
+    if (id === undefined || second === undefined || extra !== undefined) throw new DerError('Extension: wrong shape');
+    expectTag(id, TAG.OID, 'extnID');
+    const flagged = third !== undefined;
+    if (flagged) {
+      expectTag(second, TAG.BOOLEAN, 'critical');
+      if (second.value.length !== 1) throw new DerError('critical: not one byte');
+    }
+    const value = flagged ? third : second;
+    expectTag(value, TAG.OCTET_STRING, 'extnValue');
+    const oid = decodeOid(id.value);
+    if (out.has(oid)) throw new DerError(`the extension ${extensionText(oid)} appears twice`);
+    out.set(oid, { critical: flagged && second.value[0] !== 0, value: value.value });
+  }
+  return out;
+}
+
+/**
+ * IssuingDistributionPoint ::= SEQUENCE { distributionPoint [0] DistributionPointName OPTIONAL,
+ *   onlyContainsUserCerts [1] BOOLEAN DEFAULT FALSE, onlyContainsCACerts [2] BOOLEAN DEFAULT FALSE,
+ *   onlySomeReasons [3] ReasonFlags OPTIONAL, indirectCRL [4] BOOLEAN DEFAULT FALSE,
+ *   onlyContainsAttributeCerts [5] BOOLEAN DEFAULT FALSE }   (RFC 5280 5.2.5; IMPLICIT tags)
+ * More than one of the three "only" flags is invalid (the RFC allows at most one): refused, as OpenSSL
+ * never uses such a CRL (IDP_INVALID).
+ */
+function readIdp(der: Buffer): IssuingDistributionPoint {
+  const idp = readOne(der, TAG.SEQUENCE, 'issuingDistributionPoint');
+  const flag = (t: Tlv): boolean => {
+    if (t.value.length !== 1) throw new DerError('issuingDistributionPoint: a flag is not one byte');
+    return t.value[0] !== 0;
+  };
+  const r = { distributionPoint: false, onlyUserCerts: false, onlyCaCerts: false, onlyAttributeCerts: false, onlySomeReasons: false, indirect: false };
+  let last = -1;
+  for (const f of children(idp, 'issuingDistributionPoint')) {
+    const n = f.tag & 0x1f;
+    if ((f.tag & 0xc0) !== 0x80 || n > 5 || n <= last) throw new DerError('issuingDistributionPoint: unexpected field');
+    last = n;
+    if (n === 0) r.distributionPoint = true;
+    else if (n === 1) r.onlyUserCerts = flag(f);
+    else if (n === 2) r.onlyCaCerts = flag(f);
+    else if (n === 3) r.onlySomeReasons = true;
+    else if (n === 4) r.indirect = flag(f);
+    else r.onlyAttributeCerts = flag(f);
+  }
+  if ([r.onlyUserCerts, r.onlyCaCerts, r.onlyAttributeCerts].filter(Boolean).length > 1) {
+    throw new DerError('issuingDistributionPoint: more than one of onlyContainsUserCerts, onlyContainsCACerts, onlyContainsAttributeCerts');
+  }
+  return r;
+}
+
+/**
+ * What a CRL can tell certgate, from its issuingDistributionPoint: whether it covers end-entity (client)
+ * certificates and CA certificates, and, when it is partial, why — a partial CRL lists only some of its
+ * CA's revocations (by reason, by distribution point, or mixed with other issuers'), so "not listed" on it
+ * does not mean "not revoked", and certgate, which matches no cRLDistributionPoints and reads no
+ * certificateIssuer entries, does not use it at all. No IDP: complete, for every certificate of its CA.
+ */
+export function crlScope(crl: Crl): { readonly ee: boolean; readonly ca: boolean; readonly partial?: string } {
+  const idp = crl.idp;
+  if (idp === undefined) return { ee: true, ca: true };
+  const why = [
+    idp.distributionPoint && 'a distributionPoint (it covers only the certificates whose cRLDistributionPoints name it)',
+    idp.onlySomeReasons && 'onlySomeReasons (it lists revocations for some reasons only)',
+    idp.indirect && 'indirectCRL (it may list other issuers\' certificates)',
+  ].filter((w): w is string => w !== false);
+  return {
+    ee: !idp.onlyCaCerts && !idp.onlyAttributeCerts,
+    ca: !idp.onlyUserCerts && !idp.onlyAttributeCerts,
+    ...(why.length > 0 && { partial: why.join(', ') }),
+  };
 }
 
 /** The DER of each CRL in `source`: every X509 CRL block of PEM text, or the one DER buffer. */

@@ -32,8 +32,15 @@ export interface OpensslCa {
   readonly certPath: string;
   issue(name: string, usage: 'client' | 'server', sigopts?: readonly string[]): Promise<OpensslCert>;
   revoke(c: OpensslCert): Promise<void>;
-  /** `openssl ca -gencrl`: every certificate revoked so far; `delta` adds a critical deltaCRLIndicator (base CRL 1). */
-  crl(opts?: { readonly sigopts?: readonly string[]; readonly delta?: boolean; readonly md?: string }): Promise<string>;
+  /**
+   * `openssl ca -gencrl`: every certificate revoked so far; `delta` adds a critical deltaCRLIndicator (base CRL 1).
+   * `ext`: more crl_extensions lines (x509v3_config(5)), after authorityKeyIdentifier, and any sections they
+   * refer to, e.g. ['issuingDistributionPoint = critical,@idp', '[ idp ]', 'onlyCA = TRUE'] or
+   * ['1.2.3.4 = critical,ASN1:UTF8String:x'].
+   */
+  crl(opts?: { readonly sigopts?: readonly string[]; readonly delta?: boolean; readonly md?: string; readonly ext?: readonly string[];
+    /** thisUpdate (`-crl_lastupdate`), e.g. an hour ago, to make another CRL of the CA the newer one. */
+    readonly lastUpdate?: Date }): Promise<string>;
   cleanup(): void;
 }
 
@@ -122,9 +129,18 @@ export async function createOpensslCa(opts: { readonly name: string; readonly si
       await openssl(['ca', '-config', 'ca.cnf', '-revoke', c.certPath, '-keyfile', 'ca.key', '-cert', 'ca.crt']);
     },
     async crl(o = {}) {
-      const out = `crl-${++crls}.pem`;
+      const n = ++crls;
+      const out = `crl-${n}.pem`;
+      let section = o.delta === true ? 'delta_ext' : 'crl_ext';
+      if (o.ext !== undefined) {
+        // A section of its own, appended: its sub-sections' names carry the CRL's number so they never clash.
+        section = `crl_ext_${n}`;
+        const lines = o.ext.map((l) => l.replace(/@(\w+)/g, `@$1_${n}`).replace(/^\[ (\w+) \]$/, `[ $1_${n} ]`));
+        fs.appendFileSync(at('ca.cnf'), `[ ${section} ]\nauthorityKeyIdentifier = keyid\n${lines.join('\n')}\n`);
+      }
       await openssl(['ca', '-gencrl', '-config', 'ca.cnf', '-keyfile', 'ca.key', '-cert', 'ca.crt', '-out', out,
-        '-crlexts', o.delta === true ? 'delta_ext' : 'crl_ext', '-md', o.md ?? 'sha256', ...sigArgs(o.sigopts)]);
+        '-crlexts', section, '-md', o.md ?? 'sha256', ...sigArgs(o.sigopts),
+        ...(o.lastUpdate !== undefined ? ['-crl_lastupdate', `${o.lastUpdate.toISOString().replace(/[-:T]|\.\d+/g, '')}`] : [])]);
       return read(out);
     },
     cleanup: () => fs.rmSync(dir, { recursive: true, force: true }),

@@ -94,17 +94,20 @@ function tlv(tag: number, ...parts: Buffer[]): Buffer {
 }
 const utcTime = (d: Date): Buffer => tlv(0x17, Buffer.from(`${d.toISOString().slice(2, 19).replace(/[-T:]/g, '')}Z`, 'latin1'));
 const ECDSA_SHA256 = Buffer.from('300a06082a8648ce3d040302', 'hex');
-const DELTA_EXTENSIONS = tlv(0xa0, tlv(0x30, tlv(0x30, Buffer.from('0603551d1b', 'hex'), Buffer.from('0101ff', 'hex'), tlv(0x04, Buffer.from('020101', 'hex')))));
+const DELTA_EXTENSION = tlv(0x30, Buffer.from('0603551d1b', 'hex'), Buffer.from('0101ff', 'hex'), tlv(0x04, Buffer.from('020101', 'hex')));
+/** A critical issuingDistributionPoint with these fields (IMPLICIT-tagged, e.g. '8201ff' onlyContainsCACerts). */
+const idpExtension = (...fields: string[]): Buffer =>
+  tlv(0x30, Buffer.from('0603551d1c', 'hex'), Buffer.from('0101ff', 'hex'), tlv(0x04, tlv(0x30, ...fields.map((f) => Buffer.from(f, 'hex')))));
 
-/** A v2 CRL signed by `issuer`, listing the INTEGER contents given as hex exactly as written. */
-function rawCrl(issuer: Issued, serialBytes: readonly string[], o: { delta?: boolean; thisUpdate?: Date; nextUpdate?: Date } = {}): Buffer {
+/** A v2 CRL signed by `issuer`, listing the INTEGER contents given as hex exactly as written; `exts`: more crlExtensions. */
+function rawCrl(issuer: Issued, serialBytes: readonly string[], o: { delta?: boolean; thisUpdate?: Date; nextUpdate?: Date; exts?: Buffer[] } = {}): Buffer {
   const thisUpdate = o.thisUpdate ?? new Date(NOW - 60_000);
   const entries = serialBytes.map((hex) => tlv(0x30, tlv(0x02, Buffer.from(hex, 'hex')), utcTime(thisUpdate)));
   const tbs = tlv(0x30,
     tlv(0x02, Buffer.from([1])), ECDSA_SHA256, readCertificate(node(issuer).raw).subject,
     utcTime(thisUpdate), utcTime(o.nextUpdate ?? new Date(NOW + 7 * DAY)),
     ...(entries.length > 0 ? [tlv(0x30, ...entries)] : []),
-    ...(o.delta === true ? [DELTA_EXTENSIONS] : []));
+    ...(o.delta === true || o.exts !== undefined ? [tlv(0xa0, tlv(0x30, ...(o.delta === true ? [DELTA_EXTENSION] : []), ...(o.exts ?? [])))] : []));
   const sig = sign('sha256', tbs, KeyObject.from(issuer.privateKey));
   return tlv(0x30, tbs, ECDSA_SHA256, tlv(0x03, Buffer.from([0]), sig));
 }
@@ -283,6 +286,35 @@ test('the index: PEM (several blocks) and DER sources, RFC 4514 labels, skipped 
   // A delta CRL alone revokes nothing: it only lists changes against a base CRL.
   assert.equal(checkRevocation(node(leaf), index([rawCrl(inter, [serial], { delta: true })], [root, inter]), NOW, 'refuse'), 'ok');
   assert.throws(() => checkRevocation(node(leaf), { entries: () => [], skipped: [] }, NOW, 'refuse'), TypeError);
+});
+
+test('issuingDistributionPoint: a CRL for CA certificates only never decides a leaf, and is used for CA certificates in chain mode; critical and partial CRLs are skipped', async () => {
+  const inter2 = await createCa({ subject: [['CN', 'Rev Inter 3']], issuer: root });
+  const leaf = await leafOf(root, 'direct'); // issued by the root itself
+  const interLeaf = await leafOf(inter2);
+  const [leafSerial, interSerial] = [node(leaf).serialNumber, node(inter2).serialNumber];
+  // The root's newest CRL covers CA certificates only and lists the intermediate; its older complete CRL the leaf.
+  const complete = rawCrl(root, [leafSerial], { thisUpdate: new Date(NOW - 3_600_000) });
+  const arl = rawCrl(root, [interSerial], { exts: [idpExtension('8201ff')] });
+  const both = index([complete, arl], [root, inter2]);
+  assert.deepEqual(both.skipped, []);
+  assert.equal(checkRevocation(node(leaf), both, NOW, 'refuse'), 'revoked'); // before: the newer ARL decided, 'ok'
+  assert.equal(checkChainRevocation(node(interLeaf), [], both, NOW, 'refuse', 'chain'), 'revoked'); // the ARL revokes the CA
+  // The ARL alone: a leaf of the root is checked against no CRL (as a CA without one), never against the ARL.
+  assert.equal(checkRevocation(node(leaf), index([rawCrl(root, [leafSerial], { exts: [idpExtension('8201ff')] })], [root]), NOW, 'refuse'), 'ok');
+  // onlyContainsUserCerts: decides leaves, never a CA certificate.
+  const userOnly = index([rawCrl(root, [leafSerial, interSerial], { exts: [idpExtension('8101ff')] })], [root, inter2]);
+  assert.equal(checkRevocation(node(leaf), userOnly, NOW, 'refuse'), 'revoked');
+  assert.equal(checkChainRevocation(node(interLeaf), [], userOnly, NOW, 'refuse', 'chain'), 'ok');
+  // Never used: an unprocessed critical extension, a partial scope, attribute certificates only.
+  const critical = tlv(0x30, Buffer.from('06032a0304', 'hex'), Buffer.from('0101ff', 'hex'), tlv(0x04, Buffer.from('0500', 'hex')));
+  const skipped = index([
+    rawCrl(root, [leafSerial], { exts: [critical] }),
+    rawCrl(root, [leafSerial], { exts: [idpExtension('83020560')] }),
+    rawCrl(root, [leafSerial], { exts: [idpExtension('8501ff')] }),
+  ], [root]);
+  assert.deepEqual(skipped.skipped.map((s) => s.why), ['critical_extension', 'partial', 'out_of_scope']);
+  assert.equal(checkRevocation(node(leaf), skipped, NOW, 'refuse'), 'ok');
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
 /**
  * tls.crl (pure; `now` is passed in): which client CA signed each CRL, cRLSign, freshness, delta CRLs (which
- * nothing uses), and (in chain mode) client CAs without a complete CRL.
+ * nothing uses), CRLs certgate must not use (unprocessed critical extensions, partial scope), CRLs for CA
+ * certificates only, and client CAs without a CRL for their clients.
  */
 import { problem, type Problem } from '../../errors.js';
-import { isCa, keyUsageOf } from '../../x509/certificate.js';
+import { isCa, issuedBy, keyUsageOf } from '../../x509/certificate.js';
 import {
-  crlIssuerLabel, crlIssuerName, crlSignatureSupported, crlSignatureText, crlSignedBy, sameName, subjectName,
+  crlIssuerLabel, crlIssuerName, crlScope, crlSignatureSupported, crlSignatureText, crlSignedBy, sameName, subjectName,
 } from '../../x509/crl.js';
 import { certText, displayName, where, type CertRef, type CrlRef } from './refs.js';
 
@@ -72,6 +73,27 @@ export function checkCrls(input: CrlInput): CrlResult {
       deltas.push([ref, issuer]);
       continue;
     }
+    // Refused, not skipped: skipping would drop every revocation the operator shipped in it (on a reload,
+    // the CA's previous CRL with them), serving those clients. It comes with the file, not with time, so
+    // like a CRL certgate cannot verify it stops start-up and reloads (the previous material keeps serving).
+    if (ref.crl.unprocessedCritical.length > 0) {
+      problems.push(problem('error', 'CG_CRL_CRITICAL',
+        `${crlText(ref)} has critical extensions certgate does not process (${ref.crl.unprocessedCritical.slice(0, 5).join(', ')}${ref.crl.unprocessedCritical.length > 5 ? ', …' : ''}); RFC 5280 forbids using such a CRL to decide revocation, so certgate refuses it${mode === 'chain' ? ' (OpenSSL refuses every client of that CA: unhandled critical CRL extension)' : ''}`,
+        { file: ref.file }));
+      continue;
+    }
+    const scope = crlScope(ref.crl);
+    if (scope.partial !== undefined) {
+      problems.push(problem('error', 'CG_CRL_SCOPE',
+        `${crlText(ref)} is a partial CRL: its issuingDistributionPoint has ${scope.partial}. certgate matches no distribution points and reads no indirect entries, so "not listed" on it does not mean "not revoked"; it refuses the CRL rather than use it as complete`,
+        { file: ref.file }));
+      continue;
+    }
+    if (!scope.ee && !scope.ca) {
+      problems.push(problem('warning', 'CG_CRL_SCOPE',
+        `${crlText(ref)} covers attribute certificates only (onlyContainsAttributeCerts): certgate does not use it`, { file: ref.file }));
+      continue;
+    }
     issuers.set(ref, issuer);
     const usage = keyUsageOf(issuer.cert);
     if (usage !== undefined && !usage.cRLSign) {
@@ -83,15 +105,22 @@ export function checkCrls(input: CrlInput): CrlResult {
 
   // Freshness. With several CRLs of one CA, OpenSSL picks a current one; only a CA whose every
   // CRL is stale locks its clients out.
+  // byCa: the CRLs for each CA's clients (end-entity certificates); caOnly: those for CA certificates only.
   const byCa = new Map<CertRef, CrlRef[]>();
-  for (const [crl, ca] of issuers) byCa.set(ca, [...(byCa.get(ca) ?? []), crl]);
+  const caOnly = new Map<CertRef, CrlRef[]>();
+  for (const [crl, ca] of issuers) {
+    const into = crlScope(crl.crl).ee ? byCa : caOnly;
+    into.set(ca, [...(into.get(ca) ?? []), crl]);
+  }
   const current = (r: CrlRef): boolean =>
     r.crl.thisUpdate <= now && (r.crl.nextUpdate === undefined || r.crl.nextUpdate >= now);
   for (const [ref, ca] of deltas) problems.push(deltaFinding(ref, ca, byCa.get(ca) ?? [], now));
   for (const ref of crls) {
-    if (ref.crl.delta || !crlSignatureSupported(ref.crl)) continue; // not used, whatever its dates
     const ca = issuers.get(ref);
-    const fallback = ca !== undefined && (byCa.get(ca) ?? []).some((o) => o !== ref && current(o));
+    if (ca === undefined) continue; // not used, whatever its dates (delta, refused, unknown issuer)
+    const ee = crlScope(ref.crl).ee;
+    if (!ee && mode === 'leaf') continue; // for CA certificates only: leaf mode checks no CA certificate
+    const fallback = ((ee ? byCa : caOnly).get(ca) ?? []).some((o) => o !== ref && current(o));
     // Who is refused decides the severity: nobody (another CRL is current, or crl_stale: allow in leaf
     // mode) is a warning; every client of that CA is an error for `certgate check`, loadable all the same.
     const refuses = !fallback && (mode === 'chain' || input.stale !== 'allow');
@@ -115,7 +144,28 @@ export function checkCrls(input: CrlInput): CrlResult {
   }
 
   for (const ca of cas) {
-    if (mode === 'chain' && !byCa.has(ca) && isCa(ca.cert)) {
+    const arls = caOnly.get(ca);
+    // A CA that issued another CA of tls.client_ca: its onlyContainsCACerts CRL is what that CA's clients need.
+    const issuesCas = cas.some((o) => o !== ca && issuedBy(o.cert, ca.cert));
+    if (byCa.has(ca)) continue;
+    if (arls !== undefined) {
+      // It has CRLs, but none for end-entity certificates: its own clients are checked against none.
+      const arl = crlText(arls[0] as CrlRef);
+      if (mode === 'chain' && !issuesCas) {
+        problems.push(problem('error', 'CG_CRL_MISSING_CA',
+          `the client CA ${certText(ca, file)} has no CRL for its clients in this file: ${arl} covers CA certificates only (onlyContainsCACerts), so Node refuses every client it issues (Different CRL scope)`,
+          { file, hint: `add the complete CRL of ${displayName(ca.cert.subject)} (one without onlyContainsCACerts) to tls.crl` }));
+      } else {
+        const effect = mode === 'chain'
+          ? 'Node refuses any client it issues directly (Different CRL scope); the clients of the CAs it issued are unaffected'
+          : issuesCas
+            ? 'crl_mode leaf checks no CA certificate, so certgate does not use it; any client it issues directly is checked against no CRL'
+            : 'certgate does not count it as the CRL of its clients, which are checked against no CRL (a client revoked on its complete CRL is served)';
+        problems.push(problem(issuesCas ? 'warning' : 'error', 'CG_CRL_SCOPE',
+          `${arl} covers CA certificates only (onlyContainsCACerts) and is the only CRL of ${certText(ca, file)}: ${effect}`,
+          { file, hint: `add the complete CRL of ${displayName(ca.cert.subject)} (one without onlyContainsCACerts) to tls.crl`, loadable: true }));
+      }
+    } else if (mode === 'chain' && isCa(ca.cert)) {
       problems.push(problem('error', 'CG_CRL_MISSING_CA',
         `the client CA ${certText(ca, file)} has no CRL in this file; with tls.crl set Node checks every CA of a client's chain, so all its clients would be refused (UNABLE_TO_GET_CRL)`,
         { file, hint: `add the current CRL of ${displayName(ca.cert.subject)} to tls.crl` }));

@@ -5,7 +5,7 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import { issuedBy, serialOf } from '../../x509/certificate.js';
-import { indexState, type CaCrls, type IndexedCrl, type RevocationIndex } from './crl-index.js';
+import { indexState, type CaCrls, type RevocationIndex } from './crl-index.js';
 
 export type CrlMode = 'leaf' | 'chain';
 export type CrlStalePolicy = 'refuse' | 'allow';
@@ -34,7 +34,12 @@ function statusAgainst(cert: X509Certificate, withCrl: readonly CaCrls[], now: n
 
 function statusIn(cert: X509Certificate, entry: CaCrls | undefined, now: number, stale: CrlStalePolicy): RevocationStatus {
   if (entry === undefined) return 'ok';
-  const crl = entry.crls.find((c) => c.thisUpdate <= now && now <= c.nextUpdate) ?? (entry.crls[0] as IndexedCrl);
+  // Only the CRLs whose issuingDistributionPoint covers this kind of certificate: an onlyContainsCACerts
+  // CRL says nothing about a client's leaf (OpenSSL: crl_crldp_check). None of them: as a CA without a CRL.
+  const ca = cert.ca;
+  const crls = entry.crls.filter((c) => (ca ? c.ca : c.ee));
+  const crl = crls.find((c) => c.thisUpdate <= now && now <= c.nextUpdate) ?? crls[0];
+  if (crl === undefined) return 'ok';
   if (crl.revoked.has(serialOf(cert))) return 'revoked';
   const current = crl.thisUpdate <= now && now <= crl.nextUpdate;
   return current || stale === 'allow' ? 'ok' : 'crl_expired';

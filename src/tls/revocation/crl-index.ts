@@ -10,7 +10,7 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import {
-  crlDers, crlIssuerName, crlSignatureSupported, crlSignedBy, parseCrl, sameName, subjectName, type Crl as ParsedCrl,
+  crlDers, crlIssuerName, crlScope, crlSignatureSupported, crlSignedBy, parseCrl, sameName, subjectName, type Crl as ParsedCrl,
   type CrlSource,
 } from '../../x509/crl.js';
 
@@ -33,7 +33,7 @@ export interface SkippedCrl {
   /** 0-based position among all CRLs given (PEM blocks counted one by one). */
   readonly index: number;
   readonly issuer?: string;
-  readonly why: 'unparsable' | 'unsupported_signature' | 'unknown_issuer' | 'delta';
+  readonly why: 'unparsable' | 'unsupported_signature' | 'unknown_issuer' | 'delta' | 'critical_extension' | 'partial' | 'out_of_scope';
 }
 
 export interface RevocationIndex {
@@ -45,6 +45,9 @@ export interface IndexedCrl {
   readonly thisUpdate: number;
   readonly nextUpdate: number;
   readonly revoked: ReadonlySet<string>;
+  /** Which certificates it covers (issuingDistributionPoint): end-entity (client) and CA certificates. */
+  readonly ee: boolean;
+  readonly ca: boolean;
 }
 
 export interface CaCrls {
@@ -66,7 +69,10 @@ const NEVER = 8.64e15;
 /**
  * Ties every CRL to the client CA whose subject is the CRL's issuer AND whose key verifies it, so two
  * CAs with one name and different keys never share a CRL. A CRL matching no CA, with an unsupported
- * signature, or that is a delta CRL (OpenSSL also skips deltas unless told to use them) lands in `skipped`.
+ * signature, that is a delta CRL (OpenSSL also skips deltas unless told to use them), has a critical
+ * extension certgate does not process, is partial or covers neither client nor CA certificates (its
+ * issuingDistributionPoint) lands in `skipped`. One that covers only CA certificates (onlyContainsCACerts)
+ * is kept for the CA certificates of a chain (crl_mode chain), never for a client's leaf.
  * Of several CRLs of one CA, a check uses the newest current one (as OpenSSL's get_crl_sk does).
  */
 export function buildRevocationIndex(crls: readonly CrlSource[], clientCas: readonly X509Certificate[]): RevocationIndex {
@@ -87,6 +93,13 @@ export function buildRevocationIndex(crls: readonly CrlSource[], clientCas: read
     const issuerName = crlIssuerName(crl);
     const label = issuerName.text !== undefined ? { issuer: issuerName.text } : {};
     if (crl.delta) { skipped.push({ index: at, ...label, why: 'delta' }); continue; }
+    // RFC 5280 5.2/5.3: a CRL with a critical extension certgate does not process must not be used; a
+    // partial one (IDP reasons, distribution point, indirect) cannot say "not revoked". The material
+    // checks refuse both (tls/checks/crls.ts); skipping them here keeps the index from ever trusting one.
+    if (crl.unprocessedCritical.length > 0) { skipped.push({ index: at, ...label, why: 'critical_extension' }); continue; }
+    const scope = crlScope(crl);
+    if (scope.partial !== undefined) { skipped.push({ index: at, ...label, why: 'partial' }); continue; }
+    if (!scope.ee && !scope.ca) { skipped.push({ index: at, ...label, why: 'out_of_scope' }); continue; }
     const match = caNames.find((c) => sameName(c.name, issuerName) && crlSignedBy(crl, c.ca));
     if (match === undefined) { skipped.push({ index: at, ...label, why: 'unknown_issuer' }); continue; }
     let entry = byCa.get(match.ca);
@@ -96,6 +109,7 @@ export function buildRevocationIndex(crls: readonly CrlSource[], clientCas: read
     }
     entry.crls.push({
       thisUpdate: crl.thisUpdate.getTime(), nextUpdate: crl.nextUpdate?.getTime() ?? NEVER, revoked: crl.revoked,
+      ee: scope.ee, ca: scope.ca,
     });
   }
   const withCrl = [...byCa.values()];
