@@ -315,3 +315,21 @@ test('CRLs: an RSA CA\'s CRL signed with SHA-384 or SHA-512 verifies (the check 
     assert.deepEqual(r.problems, [], hash);
   }
 });
+
+test('CRLs: a root whose only CRL covers CA certificates (onlyContainsCACerts) and that issued a CA of client_ca is a warning, not a missing CRL', async () => {
+  const cas = [at(pki.root, 1, CA_FILE), at(pki.inter, 2, CA_FILE)];
+  const plain = crlRef(await createCrl({ issuer: pki.root }), 1);
+  const noScope = { distributionPoint: false, onlyUserCerts: false, onlyAttributeCerts: false, onlySomeReasons: false, indirect: false };
+  const arl: CrlRef = { ...plain, crl: { ...plain.crl, idp: { ...noScope, onlyCaCerts: true } } };
+  const interCrl = crlRef(await createCrl({ issuer: pki.inter }), 2);
+  for (const mode of ['chain', 'leaf'] as const) {
+    const r = await checkCrls({ crls: [arl, interCrl], cas, file: CRL_FILE, now: new Date(), mode });
+    assert.deepEqual(codes(r.problems), ['warning:CG_CRL_SCOPE'], mode);
+    assert.match(r.problems[0]!.message, /covers CA certificates only \(onlyContainsCACerts\) and is the only CRL of CN=Checks Root/);
+  }
+  // Without the intermediate in client_ca, the root looks like a CA that issues clients: chain mode misses its CRL.
+  const alone = await checkCrls({ crls: [arl], cas: [cas[0]!], file: CRL_FILE, now: new Date(), mode: 'chain' });
+  assert.deepEqual(codes(alone.problems), ['error:CG_CRL_MISSING_CA']);
+  const leaf = await checkCrls({ crls: [arl], cas: [cas[0]!], file: CRL_FILE, now: new Date(), mode: 'leaf' });
+  assert.deepEqual(leaf.problems.map((p) => `${p.severity}:${p.code}:${String(p.loadable)}`), ['error:CG_CRL_SCOPE:true']);
+});

@@ -145,10 +145,10 @@ export function checkCrls(input: CrlInput): CrlResult {
 
   for (const ca of cas) {
     const arls = caOnly.get(ca);
-    // A CA that issued another CA of tls.client_ca: its onlyContainsCACerts CRL is what that CA's clients need.
-    const issuesCas = cas.some((o) => o !== ca && issuedBy(o.cert, ca.cert));
     if (byCa.has(ca)) continue;
     if (arls !== undefined) {
+      // A CA that issued another CA of tls.client_ca: its onlyContainsCACerts CRL is what that CA's clients need.
+      const issuesCas = cas.some((o) => o !== ca && issuedBy(o.cert, ca.cert));
       // It has CRLs, but none for end-entity certificates: its own clients are checked against none.
       const arl = crlText(arls[0] as CrlRef);
       if (mode === 'chain' && !issuesCas) {
