@@ -110,7 +110,7 @@ async function opensslVerdict(crls: readonly string[], client: OpensslCert): Pro
 }
 
 describe('what Node\'s OpenSSL (crl_mode chain) does with these CRLs, measured', { skip }, () => {
-  // Node 20 / OpenSSL 3.0: the critical extension's verify error (X509_V_ERR_UNHANDLED_CRITICAL_CRL_EXTENSION)
+  // Node 20 (OpenSSL 3.0.19), 24 and 26 (OpenSSL 3.5.9) alike: the critical extension's verify error (X509_V_ERR_UNHANDLED_CRITICAL_CRL_EXTENSION)
   // has no name in Node's table and reads UNSPECIFIED; each scoped CRL alone leaves OpenSSL without a CRL it
   // can use. Either way the client is not authorized: certgate's refusal reason is `other`.
   it('alone, each refuses every client of the CA: the critical extension UNSPECIFIED, every scoped one UNABLE_TO_GET_CRL', { timeout: TIMEOUT }, async () => {
