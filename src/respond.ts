@@ -77,8 +77,11 @@ function sendGrpcError(res: ServerResponse, status: number, body: ErrorBody): vo
   }, { endStream: true });
 }
 
-/** The same answer on a raw socket (upgrade requests have no ServerResponse). Ends the socket. */
-export function sendErrorOnSocket(socket: Socket, status: number, body: ErrorBody): void {
+/**
+ * The same answer on a raw socket (upgrade requests, and the parser's answers, have no ServerResponse). Ends
+ * the socket. `requestId`: certgate's own (a UUID, never a client's bytes), as X-Request-Id.
+ */
+export function sendErrorOnSocket(socket: Socket, status: number, body: ErrorBody, requestId?: string): void {
   if (!socket.writable) {
     socket.destroy();
     return;
@@ -86,7 +89,8 @@ export function sendErrorOnSocket(socket: Socket, status: number, body: ErrorBod
   const json = JSON.stringify(body);
   socket.write(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\n` +
-      `content-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\ncache-control: no-store\r\n\r\n${json}`,
+      `content-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\ncache-control: no-store\r\n` +
+      `${requestId === undefined ? '' : `x-request-id: ${requestId}\r\n`}\r\n${json}`,
   );
   endSocketAnswer(socket);
 }

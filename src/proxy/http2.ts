@@ -28,6 +28,11 @@ export interface Http2Options {
   readonly log: Logger;
   /** One stream, as a compat request/response pair, its request already shaped as a RequestView. */
   readonly request: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
+  /**
+   * A stream refused before the pipeline's steps (the header list over max_header_bytes), its request shaped
+   * as for `request`: answered and observed as a refused request (pipeline.ts refuse()).
+   */
+  readonly refuse: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse, status: number, body: { readonly error: string; readonly limit?: number }) => void;
 }
 
 export interface Http2Sessions {
@@ -157,11 +162,16 @@ export function attachHttp2(server: https.Server, opts: Http2Options): Http2Sess
       res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       return;
     }
+    const { headers } = h2ViewHeaders(req.headers);
+    // The pipeline's RequestView: own properties over the compat layer's getters.
+    Object.defineProperty(req, 'socket', { value: socket, configurable: true });
+    Object.defineProperty(req, 'headers', { value: headers, configurable: true, writable: true });
     // limits.max_header_bytes, measured by certgate itself (RFC 9113 §6.5.2's count): node:http2 enforces
-    // only its own, larger hard limit. The same 431 as HTTP/1.1's (grpc-status 8 for a gRPC call).
+    // only its own, larger hard limit. The same 431 as HTTP/1.1's (grpc-status 8 for a gRPC call), refused
+    // through the pipeline like any other refusal: an access line, the request metrics, /clients.
     if (headerListSize(req.rawHeaders) > started.max_header_bytes) {
       metrics.http2StreamsRefused.inc({ reason: 'header_list_size' });
-      sendError(res as unknown as ServerResponse, 431, { error: 'headers_too_large', limit: started.max_header_bytes });
+      opts.refuse(req, res, 431, { error: 'headers_too_large', limit: started.max_header_bytes });
       return;
     }
     // limits.request_timeout_ms: the whole request (its body) must arrive in time, as on HTTP/1.1; a stream
@@ -173,10 +183,6 @@ export function attachHttp2(server: https.Server, opts: Http2Options): Http2Sess
       req.once('end', () => clearTimeout(timer));
       req.stream.once('close', () => clearTimeout(timer));
     }
-    const { headers } = h2ViewHeaders(req.headers);
-    // The pipeline's RequestView: own properties over the compat layer's getters.
-    Object.defineProperty(req, 'socket', { value: socket, configurable: true });
-    Object.defineProperty(req, 'headers', { value: headers, configurable: true, writable: true });
     opts.request(req, res);
   });
   h2.on('sessionError', (err: NodeJS.ErrnoException) => log.debug({ msg: 'http2 session error', code: err.code }));

@@ -70,7 +70,9 @@ export function createListener(opts: ListenerOptions): Listener {
   const proxyProtocol = installProxyProtocolGate(server, { config: opts.proxyProtocol, timeoutMs: limits.handshake_timeout_ms, metrics, log });
   server.on('request', pipeline.request);
   const h2 = opts.http2
-    ? attachHttp2(server, { limits, metrics, log, request: pipeline.request as unknown as Http2Options['request'] })
+    ? attachHttp2(server, {
+      limits, metrics, log, request: pipeline.request as unknown as Http2Options['request'], refuse: pipeline.refuse as unknown as Http2Options['refuse'],
+    })
     : undefined;
   server.on('upgrade', pipeline.upgrade);
   // A flood of failing handshakes must not fill the disk: per reason, 10 lines a minute, then a summary
@@ -107,10 +109,11 @@ export function createListener(opts: ListenerOptions): Listener {
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     // Malformed HTTP after the handshake (Node's strict parser), oversized headers, or a request too slow
-    // to arrive: answer in our JSON shape and close; never crash, never forward.
+    // to arrive: answer in our JSON shape and close; never crash, never forward. The pipeline observes the
+    // answer (an access line, the request metrics). A request already answering (_httpMessage) has its own.
     const answer = clientErrorAnswer(err.code);
     if (answer !== undefined && socket.writable && (socket as { _httpMessage?: unknown })._httpMessage == null) {
-      sendErrorOnSocket(socket as never, answer.status, answer.body);
+      pipeline.unparsed(socket as TLSSocket, answer.status, answer.body);
     } else {
       socket.destroy();
     }

@@ -26,7 +26,7 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../log.js';
 import type { ProxyMetrics } from './metrics.js';
-import { http2StreamOf, sendError, sendErrorOnSocket } from '../respond.js';
+import { http2StreamOf, sendError, sendErrorOnSocket, type ErrorBody } from '../respond.js';
 import { connectionVerdict, type ConnectionVerdict, type VerdictContext } from './verdict.js';
 import { admitRequest, verdictRefusal, type AdmitResult, type Admitted } from './admit.js';
 import { prepareHeaders } from './request-headers.js';
@@ -59,6 +59,17 @@ export interface Pipeline {
   connection(socket: TLSSocket): ConnectionVerdict;
   /** One HTTP request. */
   request(req: IncomingMessage, res: ServerResponse): void;
+  /**
+   * One request its transport refuses before step 1 (an HTTP/2 header list over max_header_bytes: http2.ts
+   * measures it, node:http2 does not): answered `status` and observed like every refusal (step 4: access
+   * line, request metrics, /clients), route (none) as admit's refusals before a route.
+   */
+  refuse(req: IncomingMessage, res: ServerResponse, status: number, body: ErrorBody): void;
+  /**
+   * node:http's parser refused the connection's next request before it existed (listener.ts clientError):
+   * answered `status` on the socket, observed with what is known (telemetry.unparsed), and the socket ended.
+   */
+  unparsed(socket: TLSSocket, status: number, body: ErrorBody): void;
   /** One Upgrade request, on the raw socket Node handed over. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** Open WebSocket tunnels, re-checked against the current trust. */
@@ -209,6 +220,16 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
         telemetry.refused(res, 500, SIGNING_FAILED, a.route.name);
         sendError(res, 500, SIGNING_FAILED, { close: true });
       });
+    },
+
+    refuse(req, res, status, body) {
+      telemetry.begin(req, res, generations.current.id);
+      telemetry.refused(res, status, body, undefined);
+      sendError(res, status, body);
+    },
+
+    unparsed(socket, status, body) {
+      sendErrorOnSocket(socket as never, status, body, telemetry.unparsed(socket, status, body.error));
     },
 
     upgrade(req, socket, head) {

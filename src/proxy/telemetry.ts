@@ -92,6 +92,14 @@ export interface Telemetry {
   upgrade(req: RequestView, socket: Duplex): UpgradeRecord;
   /** A request arrived: in-flight +1, X-Request-Id chosen (on req.headers and the response). Ends on the response's 'close'. */
   begin(req: RequestView, res: ServerResponse, configGeneration?: number): void;
+  /**
+   * An answer node:http's parser gave before any request existed (listener.ts clientError: 431 for headers
+   * over max_header_bytes, 400 for a malformed request, 408 for one too slow to arrive): no method, path or
+   * route. Counted in the request metrics (route (none), method OTHER) and logged with what is known — the
+   * connection's fields, the status, the protocol, the error. Returns its request id (a fresh UUID) for the
+   * answer. Only on that error path: nothing per request.
+   */
+  unparsed(socket: TLSSocket, status: number, error: string): string;
   /** certgate refuses this request itself (`status` with `body`) instead of forwarding it. */
   refused(res: ServerResponse, status: number, body: { readonly error: string; readonly reason?: unknown }, route: string | undefined): void;
   /** certgate answers this request itself on `route` (e.g. whoami_path). */
@@ -301,6 +309,21 @@ class RequestTelemetry implements Telemetry {
     this.#metrics.httpInFlight.inc();
     // 'on', not 'once': each fires once per response anyway, and once() allocates a wrapper per call.
     res.on('close', onResponseClose);
+  }
+
+  unparsed(socket: TLSSocket, status: number, error: string): string {
+    const id = randomUUID();
+    // The connection's ALPN: there is no request line to read the version from.
+    const protocol = socket.alpnProtocol === 'http/1.0' ? 'http/1.0' : 'http/1.1';
+    this.#metrics.httpRequests.inc(this.#labels(this.#seriesOf(NO_ROUTE), methodLabel(undefined), status, protocol));
+    const conn = this.#connections.get(socket);
+    if (conn?.client !== undefined) conn.client = this.#clients.request(conn.client, NO_ROUTE, Date.now());
+    if (!this.#access || !this.#accessLog.isLevelEnabled('info')) return id;
+    const accessLog = conn !== undefined
+      ? (conn.accessLog ??= this.#accessLog.child(connectionFields(conn, conn.address)))
+      : this.#accessLog.child(connectionFields(undefined, clientAddressOf(socket)));
+    accessLog.info({ msg: 'request', request_id: id, status, protocol, route: NO_ROUTE, error });
+    return id;
   }
 
   answered(res: ServerResponse, route: string): void {

@@ -19,6 +19,7 @@ import tls from 'node:tls';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { startTestCertgate, startRecordingUpstream, metricValue, type RunningCertgate, type RecordingUpstream } from '../helpers/certgate.js';
 import { mtlsRequest, type ClientCreds } from '../helpers/client.js';
+import { waitFor } from '../helpers/wait.js';
 import {
   assertStillServing, captureClientHello, drip, parseAnswer, rawTcp, rawTls, seededBytes, startRawUpstream,
   waitForNoConnections, type RawSession, type RawUpstream,
@@ -235,6 +236,26 @@ describe('slowloris and oversized headers (after a good handshake)', () => {
     assert.equal((JSON.parse(answer.body) as { error: string }).error, 'headers_too_large');
     assert.equal(api.requests.length, before);
     await assertStillServing(gate, good);
+  });
+
+  test('a header block beyond max_header_bytes is not an unlogged request: the parser\'s 431 has an access line (status, protocol, error, the connection\'s identity) and is counted', TEST_OPTS, async () => {
+    const labels = { route: '(none)', method: 'OTHER', code: '431', protocol: 'http/1.1' };
+    const countedBefore = metricValue(await gate.metricsText(), 'certgate_http_requests_total', labels) ?? 0;
+    const s = await rawTls(gate.port, good);
+    s.socket.write(`GET /big-unlogged HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(MAX_HEADER_BYTES + 100)}\r\n\r\n`);
+    const answer = parseAnswer((await s.closed).received);
+    assert.equal(answer.status, 431, answer.statusLine);
+    const id = /^x-request-id: (.+)$/im.exec(answer.headers)?.[1];
+    assert.ok(id !== undefined, `the answer carries its request id: ${answer.headers}`);
+    const line = await waitFor(() => gate.logs.find('request').find((l) => l.request_id === id), 'an access line for the 431');
+    assert.equal(line.status, 431);
+    assert.equal(line.protocol, 'http/1.1');
+    assert.equal(line.error, 'headers_too_large');
+    assert.equal(line.route, '(none)');
+    assert.equal(line.remote_address, '127.0.0.1');
+    assert.match(String(line.client_subject), /CN=/, 'the connection\'s identity fields');
+    assert.equal(line.path, undefined, 'no parsed request: no path');
+    assert.equal(metricValue(await gate.metricsText(), 'certgate_http_requests_total', labels), countedBefore + 1);
   });
 
   test('many small headers summing beyond max_header_bytes → 431', TEST_OPTS, async () => {

@@ -173,6 +173,24 @@ describe('limits on HTTP/2 streams (node:http2 client)', () => {
     }
   });
 
+  test('a header list over max_header_bytes is not an unlogged request: access line (status 431, protocol h2, error, route (none)) and certgate_http_requests_total', TEST_OPTS, async () => {
+    const labels = { route: '(none)', method: 'GET', code: '431', protocol: 'h2' };
+    const countedBefore = metricValue(await gate.metricsText(), 'certgate_http_requests_total', labels) ?? 0;
+    const refusedBefore = await refused('header_list_size');
+    const reply = await h2Once(gate.url, creds(), { ':path': '/big-headers-logged', 'x-request-id': 'h2-431-logged', 'x-big': 'a'.repeat(20_000) });
+    assert.equal(reply.status, 431, reply.body);
+    assert.equal(reply.headers['x-request-id'], 'h2-431-logged', 'the refusal carries its request id like every other');
+    const line = await waitFor(() => gate.logs.find('request').find((l) => l.request_id === 'h2-431-logged'), 'the 431\'s access line');
+    assert.equal(line.status, 431);
+    assert.equal(line.protocol, 'h2');
+    assert.equal(line.error, 'headers_too_large');
+    assert.equal(line.route, '(none)');
+    assert.equal(line.path, '/big-headers-logged');
+    assert.match(String(line.client_subject), /CN=/, 'the connection\'s identity fields');
+    assert.equal(metricValue(await gate.metricsText(), 'certgate_http_requests_total', labels), countedBefore + 1);
+    assert.equal(await refused('header_list_size'), refusedBefore + 1, 'still counted as a refused stream too');
+  });
+
   test('a gRPC call with oversized metadata → grpc-status 8 RESOURCE_EXHAUSTED', TEST_OPTS, async () => {
     const reply = await h2Once(gate.url, creds(), { ':method': 'POST', ':path': '/svc/M', 'content-type': 'application/grpc', te: 'trailers', 'x-big': 'a'.repeat(20_000) }, Buffer.alloc(5));
     assert.equal(reply.status, 200);
