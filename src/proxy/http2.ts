@@ -159,7 +159,7 @@ export function attachHttp2(server: https.Server, opts: Http2Options): Http2Sess
   h2.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     const socket = streamSocket(req.stream);
     if (socket === undefined) {
-      res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      resetStream(res.stream, http2.constants.NGHTTP2_INTERNAL_ERROR);
       return;
     }
     const { headers } = h2ViewHeaders(req.headers);
@@ -228,11 +228,11 @@ function requestTooSlow(req: http2.Http2ServerRequest, res: http2.Http2ServerRes
   if (req.readableEnded || res.stream.destroyed) return;
   metrics.http2StreamsRefused.inc({ reason: 'request_timeout' });
   if (res.headersSent) {
-    res.stream.close(http2.constants.NGHTTP2_CANCEL);
+    resetStream(res.stream, http2.constants.NGHTTP2_CANCEL);
     return;
   }
   sendError(res as unknown as ServerResponse, 408, { error: 'request_timeout' });
-  res.stream.close(http2.constants.NGHTTP2_CANCEL);
+  resetStream(res.stream, http2.constants.NGHTTP2_CANCEL);
 }
 
 /**
@@ -272,20 +272,42 @@ function resets(session: http2.Http2Session): ResetBucket {
 /** A stream's session and its server's Rapid Reset answer, for the module-level listeners below. */
 const STREAM_SESSION = Symbol('certgate.h2-session');
 const ON_RAPID_RESET = Symbol('certgate.h2-rapid-reset');
+/** Set on a stream certgate itself resets with stream.close(code): not the client's reset. */
+const RESET_BY_CERTGATE = Symbol('certgate.h2-reset-by-certgate');
 type StreamOf = http2.ServerHttp2Stream & {
   [STREAM_SESSION]?: http2.ServerHttp2Session;
   [ON_RAPID_RESET]?: (session: http2.ServerHttp2Session) => void;
+  [RESET_BY_CERTGATE]?: true;
 };
+
+/** certgate's own RST_STREAM (every stream.close(code) of certgate's goes through here). */
+function resetStream(stream: http2.ServerHttp2Stream, code: number): void {
+  (stream as StreamOf)[RESET_BY_CERTGATE] = true;
+  stream.close(code);
+}
+
+/**
+ * Whether a stream's 'aborted' is the client's RST_STREAM. node:http2 emits 'aborted' for every stream that
+ * closes with its response unfinished (lib/internal/http2/core.js closeStream, the same on Node 20, 24 and
+ * 26): a RST_STREAM received (nghttp2's stream close, the stream not destroyed yet), but also certgate's own
+ * resets — stream.close(code) (marked by resetStream) and destroy(), which is how a response is cut when
+ * its upstream fails mid-body (hop.ts res.destroy()), or a session is destroyed — and the connection
+ * closing under its open streams (Node closes each with CANCEL). Only the first is the client's doing.
+ */
+function resetByClient(stream: StreamOf, session: http2.ServerHttp2Session): boolean {
+  if (stream.destroyed || stream[RESET_BY_CERTGATE] === true) return false;
+  return (session as unknown as WithSocket)[TLS_SOCKET]?.destroyed !== true;
+}
 
 function onStreamClose(this: StreamOf): void {
   const session = this[STREAM_SESSION];
   if (session !== undefined) streamCount.set(session, openStreams(session) - 1);
 }
 
-/** A stream the client cancelled: counted against its session's Rapid Reset bucket. */
+/** A stream the client cancelled (RST_STREAM received): counted against its session's Rapid Reset bucket. */
 function onStreamAborted(this: StreamOf): void {
   const session = this[STREAM_SESSION];
-  if (session === undefined || !resets(session).take()) return;
+  if (session === undefined || !resetByClient(this, session) || !resets(session).take()) return;
   this[ON_RAPID_RESET]?.(session);
 }
 

@@ -13,6 +13,9 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ClientHttp2Session } from 'node:http2';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
@@ -28,20 +31,30 @@ const TEST_OPTS = { timeout: 30_000 };
 let pki: TestPki;
 let upstream: RecordingUpstream;
 let gate: RunningCertgate;
+/** An upstream that sends its response headers and part of the body, then resets the connection. */
+let cutting: http.Server;
 const MAX_STREAMS = 5;
 
 before(async () => {
   pki = await createTestPki();
   // /hang/*: never answered (streams stay open).
   upstream = await startRecordingUpstream((req) => req.url?.startsWith('/hang') === true);
+  cutting = http.createServer((_req, res) => {
+    res.writeHead(200, { 'content-length': '1000' });
+    res.write('part of the body', () => res.socket?.destroy());
+  });
+  await new Promise<void>((resolve) => cutting.listen(0, '127.0.0.1', resolve));
   gate = await startTestCertgate({
     tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path }, workers: 1,
     limits: { max_concurrent_streams: MAX_STREAMS, header_timeout_ms: 1000, request_timeout_ms: 1500, keepalive_timeout_ms: 2000 },
-    routes: [{ name: 'all', upstream: upstream.url }],
+    routes: [
+      { name: 'cut', upstream: `http://127.0.0.1:${(cutting.address() as AddressInfo).port}`, path_prefix: '/cut' },
+      { name: 'all', upstream: upstream.url },
+    ],
   });
 });
 after(async () => {
-  await Promise.all([gate?.close(), upstream?.close()]);
+  await Promise.all([gate?.close(), upstream?.close(), new Promise((resolve) => cutting?.close(resolve))]);
   pki?.cleanup();
 });
 
@@ -66,6 +79,16 @@ async function refused(reason: string): Promise<number> {
   return metricValue(await gate.metricsText(), 'certgate_http2_streams_refused_total', { reason }) ?? 0;
 }
 
+/** One stream to the cutting upstream: certgate relays the headers, then resets the stream. Its RST code. */
+function cutStream(session: ClientHttp2Session, path: string): Promise<number> {
+  return new Promise((resolve) => {
+    const stream = session.request({ ':method': 'GET', ':path': path });
+    stream.on('error', () => {});
+    stream.resume();
+    stream.on('close', () => resolve(stream.rstCode ?? -1));
+  });
+}
+
 async function assertStillServing(): Promise<void> {
   const reply = await h2Once(gate.url, creds(), { ':path': '/still-serving' });
   assert.equal(reply.status, 200, 'a good client is still served');
@@ -83,6 +106,35 @@ describe('hostile HTTP/2 frames (python3-h2)', { skip: NO_H2 }, () => {
     await waitFor(async () => (await refused('rapid_reset')) + (await refused('protocol')) === before + 1, 'the session\'s end counted once');
     if (process.versions.node.startsWith('20.')) assert.equal(out.goaway, 11, 'Node 20: certgate\'s cap, GOAWAY ENHANCE_YOUR_CALM');
     await assertStillServing();
+  });
+
+  test('streams certgate resets itself (an upstream cutting every response) are not the client\'s Rapid Reset: no GOAWAY, the session keeps serving', TEST_OPTS, async () => {
+    const before = await refused('rapid_reset');
+    const session = await h2Connect(gate.url, creds());
+    let goaway: number | undefined;
+    session.on('goaway', (code: number) => {
+      goaway = code;
+    });
+    try {
+      // 600 streams, each reset by certgate (RST_STREAM after a truncated body): three times the cap's burst
+      // (RESET_BURST 200) counted as client resets would end the session.
+      const N = 600;
+      let next = 0;
+      const resetsSeen: number[] = [];
+      const worker = async (): Promise<void> => {
+        while (next < N && !session.closed && !session.destroyed) {
+          resetsSeen.push(await cutStream(session, `/cut/${next++}`));
+        }
+      };
+      await Promise.all(Array.from({ length: MAX_STREAMS }, worker));
+      assert.equal(resetsSeen.length, N, `every stream answered and cut (session closed: ${session.closed}, GOAWAY ${goaway})`);
+      assert.equal(goaway, undefined, 'no GOAWAY (ENHANCE_YOUR_CALM is for clients that reset streams)');
+      const after = await h2Request(session, { ':path': '/after-cuts' });
+      assert.equal(after.status, 200, 'the same session still serves');
+      assert.equal(await refused('rapid_reset'), before);
+    } finally {
+      session.close();
+    }
   });
 
   test('PING flood (answers never read) → the session is closed, counted', TEST_OPTS, async () => {
