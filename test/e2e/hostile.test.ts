@@ -86,6 +86,12 @@ async function closedByServerWithin(session: RawSession, limitMs: number, what: 
   return outcome;
 }
 
+/** Requests /clients has seen, over every client. */
+async function clientRequests(): Promise<number> {
+  const { clients } = await (await fetch(`${gate.adminUrl}/clients`)).json() as { clients: { requests: number }[] };
+  return clients.reduce((n, c) => n + c.requests, 0);
+}
+
 describe('before the handshake completes', () => {
   const garbage: ReadonlyArray<readonly [string, Buffer]> = [
     ['one byte', Buffer.of(0x00)],
@@ -241,6 +247,7 @@ describe('slowloris and oversized headers (after a good handshake)', () => {
   test('a header block beyond max_header_bytes is not an unlogged request: the parser\'s 431 has an access line (status, protocol, error, the connection\'s identity) and is counted', TEST_OPTS, async () => {
     const labels = { route: '(none)', method: 'OTHER', code: '431', protocol: 'http/1.1' };
     const countedBefore = metricValue(await gate.metricsText(), 'certgate_http_requests_total', labels) ?? 0;
+    const clientsBefore = await clientRequests();
     const s = await rawTls(gate.port, good);
     s.socket.write(`GET /big-unlogged HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(MAX_HEADER_BYTES + 100)}\r\n\r\n`);
     const answer = parseAnswer((await s.closed).received);
@@ -256,6 +263,7 @@ describe('slowloris and oversized headers (after a good handshake)', () => {
     assert.match(String(line.client_subject), /CN=/, 'the connection\'s identity fields');
     assert.equal(line.path, undefined, 'no parsed request: no path');
     assert.equal(metricValue(await gate.metricsText(), 'certgate_http_requests_total', labels), countedBefore + 1);
+    assert.equal(await clientRequests(), clientsBefore + 1, '/clients counts it');
   });
 
   test('many small headers summing beyond max_header_bytes → 431', TEST_OPTS, async () => {

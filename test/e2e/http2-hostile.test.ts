@@ -94,6 +94,12 @@ async function assertStillServing(): Promise<void> {
   assert.equal(reply.status, 200, 'a good client is still served');
 }
 
+/** Requests /clients has seen, over every client. */
+async function clientRequests(): Promise<number> {
+  const { clients } = await (await fetch(`${gate.adminUrl}/clients`)).json() as { clients: { requests: number }[] };
+  return clients.reduce((n, c) => n + c.requests, 0);
+}
+
 describe('hostile HTTP/2 frames (python3-h2)', { skip: NO_H2 }, () => {
   test('Rapid Reset (CVE-2023-44487): streams opened and cancelled at once → GOAWAY ENHANCE_YOUR_CALM, counted', TEST_OPTS, async () => {
     const before = (await refused('rapid_reset')) + (await refused('protocol'));
@@ -229,6 +235,7 @@ describe('limits on HTTP/2 streams (node:http2 client)', () => {
     const labels = { route: '(none)', method: 'GET', code: '431', protocol: 'h2' };
     const countedBefore = metricValue(await gate.metricsText(), 'certgate_http_requests_total', labels) ?? 0;
     const refusedBefore = await refused('header_list_size');
+    const clientsBefore = await clientRequests();
     const reply = await h2Once(gate.url, creds(), { ':path': '/big-headers-logged', 'x-request-id': 'h2-431-logged', 'x-big': 'a'.repeat(20_000) });
     assert.equal(reply.status, 431, reply.body);
     assert.equal(reply.headers['x-request-id'], 'h2-431-logged', 'the refusal carries its request id like every other');
@@ -241,6 +248,7 @@ describe('limits on HTTP/2 streams (node:http2 client)', () => {
     assert.match(String(line.client_subject), /CN=/, 'the connection\'s identity fields');
     assert.equal(metricValue(await gate.metricsText(), 'certgate_http_requests_total', labels), countedBefore + 1);
     assert.equal(await refused('header_list_size'), refusedBefore + 1, 'still counted as a refused stream too');
+    assert.equal(await clientRequests(), clientsBefore + 1, '/clients counts it');
   });
 
   test('a gRPC call with oversized metadata → grpc-status 8 RESOURCE_EXHAUSTED', TEST_OPTS, async () => {
