@@ -292,6 +292,7 @@ export async function runPrimary(config: Config, count: number): Promise<number>
     worker.on('message', (m: unknown) => {
       if (!isToPrimary(m)) return;
       if (m.cg === 'hello') {
+        log.info({ msg: 'worker asked for its config', pid: worker.process.pid });
         // A worker forked just before shutdown began (a replacement) asks only now: it must not start
         // serving. Its 'hello' is the first moment it can hear anything (a drain broadcast while it was
         // still loading had no listener), so it is told to stop here, and exits without listening.

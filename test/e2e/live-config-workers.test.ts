@@ -198,3 +198,134 @@ test('workers: 2, tls.bundle moves live: every worker presents the new certifica
     await stop(serve);
   }
 });
+
+// --- Which config a worker starts on (issue 17's closing note: "a worker forked in the middle of a hand-over that then
+// fails everywhere may start on the refused config"). A worker must start on the config the primary holds as serving
+// once a hand-over has settled, never a candidate, never the file as it reads it. SCHED_RR (CERTGATE_CLUSTER_SCHED=rr)
+// makes the primary hand out connections in turn, so every worker is reached; the access line's pid names which.
+
+const ROUND_ROBIN = { CERTGATE_CLUSTER_SCHED: 'rr' };
+let probeSerial = 0;
+
+/** Requests (each on its own connection) until every pid in `pids` has served one: the statuses each answered. */
+async function statusesByWorker(serve: ServingProcess, pids: readonly number[]): Promise<Map<number, Set<number>>> {
+  const seen = new Map<number, Set<number>>();
+  for (let i = 0; i < 60 && !pids.every((p) => seen.has(p)); i++) {
+    const pathname = `/probe-${probeSerial++}`;
+    const { status } = await mtlsRequest(serve.url.href, creds(), { path: pathname });
+    const pid = await waitFor(() => serve.logs.find((l) => l.msg === 'request' && l.path === pathname)?.pid as number | undefined, `the access line of ${pathname}`);
+    if (!seen.has(pid)) seen.set(pid, new Set());
+    seen.get(pid)!.add(status);
+  }
+  assert.ok(pids.every((p) => seen.has(p)), `every worker answered (${JSON.stringify([...seen.keys()])} of ${JSON.stringify(pids)})`);
+  return seen;
+}
+
+function assertEveryWorkerAnswers(seen: Map<number, Set<number>>, status: number, why: string): void {
+  for (const [pid, statuses] of seen) assert.deepEqual([...statuses], [status], `worker ${pid}: ${why}`);
+}
+
+const listening = (serve: ServingProcess, pid: number): Promise<unknown> =>
+  waitFor(() => serve.logs.some((l) => l.msg === 'worker listening' && l.pid === pid), `worker ${pid} listening`, 20_000);
+
+/** The first worker (not in `known`) that asked the primary for its config: forked after start-up. */
+const newWorker = (serve: ServingProcess, known: readonly number[]): Promise<number> =>
+  waitFor(() => serve.logs.find((l) => l.msg === 'worker asked for its config' && !known.includes(Number(l.pid)))?.pid as number | undefined,
+    'a new worker asking for its config', 20_000);
+
+test('a worker replaced after a refused reload starts on the config serving, not on the refused file', async () => {
+  const { serve, file, pids } = await start('refused-then-crash', { CERTGATE_TEST_FAIL_APPLY_WORKERS: 'all', ...ROUND_ROBIN });
+  try {
+    writeFileSync(file, config('nobody'));
+    const r = await reload(serve);
+    assert.equal(r.status, 422, JSON.stringify(r.json));
+    // The refused text stays in the file; a worker that dies now is replaced by one that must not read it.
+    process.kill(pids[0]!, 'SIGKILL');
+    const replacement = await newWorker(serve, pids);
+    await listening(serve, replacement);
+    assertEveryWorkerAnswers(await statusesByWorker(serve, [pids[1]!, replacement]), 200, 'the old config keeps serving (the reload was refused)');
+  } finally {
+    await stop(serve);
+  }
+});
+
+test('a worker forked during a hand-over that then fails everywhere never serves the refused config', async () => {
+  // The hand-over stays in flight while worker 2 is stopped (its answer comes when it continues: no timeout in this test).
+  const { serve, file, pids } = await start('fork-during-failing', { CERTGATE_TEST_FAIL_APPLY_WORKERS: 'all', CERTGATE_TEST_HAND_OVER_TIMEOUT_MS: '60000', ...ROUND_ROBIN });
+  const [first, second] = [pids[0]!, pids[1]!];
+  try {
+    process.kill(second, 'SIGSTOP');
+    writeFileSync(file, config('nobody'));
+    const answer = reload(serve);
+    await waitFor(() => serve.logs.some((l) => l.msg === 'worker could not apply the config the primary validated' && l.pid === first), 'worker 1 refusing generation 2', 20_000);
+    // Worker 1 has answered; the hand-over waits for worker 2. Worker 1 dies: its replacement asks for its config now.
+    process.kill(first, 'SIGKILL');
+    const replacement = await newWorker(serve, pids);
+    process.kill(second, 'SIGCONT');
+    const r = await answer;
+    assert.equal(r.status, 422, JSON.stringify(r.json));
+    assert.equal(r.json.generation, 1);
+    await listening(serve, replacement);
+    assertEveryWorkerAnswers(await statusesByWorker(serve, [second, replacement]), 200, 'the reload was refused: the old config keeps serving');
+    assert.ok(!serve.logs.some((l) => l.msg === 'worker applied the config' && l.generation === 2), 'no worker applied the refused generation');
+  } finally {
+    try {
+      process.kill(second, 'SIGCONT');
+    } catch {
+      // Gone already.
+    }
+    await stop(serve);
+  }
+});
+
+test('a worker forked during a hand-over that then succeeds serves the new config', async () => {
+  const { serve, file, pids } = await start('fork-during-success', { CERTGATE_TEST_HAND_OVER_TIMEOUT_MS: '60000', ...ROUND_ROBIN });
+  const [first, second] = [pids[0]!, pids[1]!];
+  try {
+    process.kill(second, 'SIGSTOP');
+    writeFileSync(file, config('nobody'));
+    const answer = reload(serve);
+    await waitFor(() => serve.logs.some((l) => l.msg === 'worker applied the config' && l.generation === 2 && l.pid === first), 'worker 1 applying generation 2', 20_000);
+    process.kill(first, 'SIGKILL');
+    const replacement = await newWorker(serve, pids);
+    process.kill(second, 'SIGCONT');
+    const r = await answer;
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.deepEqual([r.json.result, r.json.generation, r.json.replaced_workers], ['success', 2, undefined]);
+    await listening(serve, replacement);
+    assertEveryWorkerAnswers(await statusesByWorker(serve, [second, replacement]), 403, 'generation 2 (allow: nobody) serves everywhere');
+  } finally {
+    try {
+      process.kill(second, 'SIGCONT');
+    } catch {
+      // Gone already.
+    }
+    await stop(serve);
+  }
+});
+
+test('SIGTERM while a worker forked during a hand-over waits for it: that worker never listens, the primary exits 0', async () => {
+  const { serve, file, pids } = await start('fork-during-sigterm', { CERTGATE_TEST_HAND_OVER_TIMEOUT_MS: '60000' });
+  const [first, second] = [pids[0]!, pids[1]!];
+  try {
+    process.kill(second, 'SIGSTOP');
+    writeFileSync(file, config('nobody'));
+    void reload(serve).catch(() => undefined);
+    await waitFor(() => serve.logs.some((l) => l.msg === 'worker applied the config' && l.generation === 2 && l.pid === first), 'worker 1 applying generation 2', 20_000);
+    process.kill(first, 'SIGKILL');
+    const replacement = await newWorker(serve, pids);
+    serve.child.kill('SIGTERM');
+    await waitFor(() => serve.logs.some((l) => l.msg === 'stopping'), 'the "stopping" line');
+    process.kill(second, 'SIGCONT');
+    const exit = await serve.exited;
+    assert.equal(exit.code, 0, serve.stderr());
+    assert.ok(!serve.logs.some((l) => l.msg === 'worker listening' && l.pid === replacement), 'the waiting worker never listened');
+  } finally {
+    try {
+      process.kill(second, 'SIGCONT');
+    } catch {
+      // Gone already.
+    }
+    if (serve.exit() === undefined) await stop(serve);
+  }
+});
