@@ -61,6 +61,8 @@ export interface StartOptions {
   readonly tickets?: SessionTickets;
   /** SHA-256 of the config file's bytes as loaded (status.json; a reload of the same bytes is "unchanged"). */
   readonly sha256?: string;
+  /** The first generation's number (a cluster worker starts on its primary's serving generation). Default 1. */
+  readonly generation?: number;
 }
 
 export async function startCertgate(config: Config, opts: StartOptions = {}): Promise<Certgate> {
@@ -73,7 +75,7 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   const inputs = worker ? {} : await loadAdminInputs(config, metrics, log);
   // Upstream pools outlive a generation when the next one builds the same upstream (live reload).
   const pools = createPoolShelf();
-  const generation = await buildGeneration(config, 1, pools);
+  const generation = await buildGeneration(config, opts.generation ?? 1, pools);
   const generations: { current: Generation } = { current: generation };
 
   const tickets = opts.tickets ?? createSessionTickets();
@@ -247,7 +249,8 @@ export async function startCertgate(config: Config, opts: StartOptions = {}): Pr
   tlsUrl = urlOf('https', tlsAddress);
   const adminUrl = (): string => (admin?.address === undefined ? '' : urlOf('http', admin.address));
   if (worker) {
-    log.info({ msg: 'worker listening', url: tlsUrl });
+    // Its generation: the one its primary holds as serving (a worker started later begins on it).
+    log.info({ msg: 'worker listening', url: tlsUrl, generation: generations.current.id });
   } else {
     log.info({ msg: 'certgate listening', url: tlsUrl, admin: adminUrl(), ...servingFields(config) });
   }

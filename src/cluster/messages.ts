@@ -3,7 +3,9 @@
  * `cg` so certgate's messages never mix with prom-client's or Node's own cluster traffic.
  *
  *   worker → primary  hello                 "send me my init" (sent once the listener for it exists)
- *   primary → worker  init {ticketSecret}   the shared session-ticket secret (hex)
+ *   primary → worker  init {ticketSecret, config}  the shared session-ticket secret (hex) and the config to start on:
+ *                                         the one the primary holds as serving (never a hand-over still in flight:
+ *                                         a worker that says hello during one is answered once it has settled)
  *   worker → primary  ready {url}           listening
  *   primary → worker  reload {reason,file}  the primary validated a change: re-read the files
  *   primary → worker  config {id,source,file}  the primary validated this config text: build generation id, swap
@@ -17,7 +19,7 @@ import type { Problem } from '../errors.js';
 export type Question = 'metrics' | 'counters' | 'clients';
 
 export type ToWorker =
-  | { readonly cg: 'init'; readonly ticketSecret: string; readonly config?: ConfigHandOver }
+  | { readonly cg: 'init'; readonly ticketSecret: string; readonly config: ConfigHandOver }
   | ({ readonly cg: 'config' } & ConfigHandOver)
   | { readonly cg: 'reload'; readonly reason: string; readonly file: string }
   | { readonly cg: 'drain'; readonly ms: number }

@@ -20,7 +20,8 @@
  *   primary exits 0; a second signal kills them and exits 1. SIGHUP reloads (the config, then TLS).
  * - Live config: validated here once, the text handed to every worker (see `target` below).
  *
- * Limits (limits.*) apply per worker. A replaced worker starts on the config held here (init's hand-over).
+ * Limits (limits.*) apply per worker. Every worker starts on the config held here as serving (init carries
+ * its text and generation), never on the file as it reads it nor on a hand-over still in flight (see `told`).
  */
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
@@ -39,7 +40,7 @@ import { createReloader } from '../tls/reloader.js';
 import { loadAssertionKeys } from '../tls/assertion-keys.js';
 import { createAdminSide, enrollmentFor, listen, loadAdminInputs, listensAt, loadStartMaterial, servingFields, startupHistory, urlOf } from '../app/parts.js';
 import { askWorkers, isToPrimary, type ConfigHandOver, type ToWorker } from './messages.js';
-import { createLiveConfig, prepareAll, type ConfigTarget, type ReplacedWorker } from '../app/live-config.js';
+import { createLiveConfig, prepareAll, type ApplyReport, type ConfigTarget, type PreparedChange, type ReplacedWorker } from '../app/live-config.js';
 import { CertgateError, type Problem } from '../errors.js';
 import { sumCounters } from './merge.js';
 
@@ -134,7 +135,8 @@ const ASK_TIMEOUT_MS = 2000;
 const HEALTHY_AFTER_MS = 10_000;
 const RESTART_DELAY_MAX_MS = 10_000;
 
-export async function runPrimary(config: Config, count: number): Promise<number> {
+/** `source`: the text `config` was parsed from (generation 1, the config every worker starts on until a reload applies). */
+export async function runPrimary(config: Config, count: number, source: string): Promise<number> {
   const log = createLogger({ level: config.log.level, format: config.log.format });
   // Everything a worker would refuse, refused here once, before any fork (exit 2 with file:line).
   const material = await loadStartMaterial(config, log, true);
@@ -149,7 +151,8 @@ export async function runPrimary(config: Config, count: number): Promise<number>
   // The session-ticket secret every worker derives its keys from (cluster/worker.ts).
   const secret = randomBytes(32);
   const ticketSecret = secret.toString('hex');
-  const workers = new Map<Worker, { ready: boolean; startedAt: number }>();
+  /** told: sent init (its config). Only told workers are asked in a hand-over; the others are told its outcome. */
+  const workers = new Map<Worker, { ready: boolean; startedAt: number; told: boolean }>();
   let url: string | undefined;
   let stopping = false;
   let crashes = 0;
@@ -179,8 +182,16 @@ export async function runPrimary(config: Config, count: number): Promise<number>
   // one that could not (it changed nothing) or did not answer is replaced, and its replacement (like any
   // worker started later) starts on the config held here (init) or exits — the answer names them. When no
   // worker could apply it, the reload fails and the old config stays the one held here: nothing changed.
-  let configGeneration = 1;
-  let handOver: ConfigHandOver | undefined;
+  /** The config serving: what every worker starts on. Changes only once a hand-over has succeeded. */
+  let committed: ConfigHandOver = { id: 1, source, file: config.file };
+  /**
+   * A hand-over in flight. A worker that asks for its config meanwhile (forked to replace one that died) is
+   * not told until it settles: told the candidate, it would serve a config the hand-over may yet refuse
+   * ("the old config keeps serving" while it does not); told the old one, it would miss the hand-over.
+   * It waits in `waiting` and is told `committed` (or to drain) once the outcome is known.
+   */
+  let inFlight: ConfigHandOver | undefined;
+  const waiting = new Set<Worker>();
   let listenAt = config.listen;
   /** Replaces a worker that is not on the config held here: drain (its requests finish), killed past the budget. */
   const replace = (w: Worker): void => {
@@ -193,9 +204,58 @@ export async function runPrimary(config: Config, count: number): Promise<number>
     kill.unref();
     w.once('exit', () => clearTimeout(kill));
   };
+  /** Sends a worker its start: the config held here now; or, shutdown having begun, drain (it exits without listening). */
+  const tell = (worker: Worker): void => {
+    const state = workers.get(worker);
+    if (state === undefined || !worker.isConnected()) return;
+    const reply: ToWorker = stopping ? { cg: 'drain', ms: config.shutdown.drain_timeout_ms } : { cg: 'init', ticketSecret, config: committed };
+    state.told = !stopping;
+    try {
+      worker.send(reply);
+    } catch {
+      // Exiting already; the exit handler replaces it.
+    }
+  };
+  /**
+   * Hands `m` to every worker told its config and waits for their answers. Applied by at least one: m is
+   * committed (the config held here; workers that did not apply it are replaced). Applied by none: throws,
+   * and nothing changed here.
+   */
+  const handOver = async (m: ConfigHandOver, next: Config, prepared: PreparedChange | undefined): Promise<ApplyReport | undefined> => {
+    // A worker not told yet has no config to change: it waits for the outcome (see `inFlight`).
+    const asked = live().filter((w) => workers.get(w)?.told === true);
+    const outcomes = await Promise.all(asked.map(async (w) => [w, await applyOn(w, m, HAND_OVER_TIMEOUT_MS)] as const));
+    const missed = outcomes.filter(([, o]) => o.kind !== 'applied');
+    for (const [w, o] of missed) {
+      if (o.kind === 'applied') continue;
+      log.error({ msg: 'worker did not apply the config', pid: w.process.pid, generation: m.id, outcome: o.kind, code: o.problems[0]?.code, message: o.problems[0]?.message });
+    }
+    if (asked.length > 0 && missed.length === asked.length) {
+      // Applied nowhere: the config held here stays the old one; workers that answered changed nothing. A silent
+      // one may still apply it late, and must not serve a refused config: killed now, not drained (it has not
+      // answered for the whole hand-over timeout); its replacement starts on the old config.
+      for (const [w, o] of missed) if (o.kind === 'silent') w.process.kill('SIGKILL');
+      await prepared?.abort();
+      const problems = missed.flatMap(([, o]) => (o.kind === 'applied' ? [] : o.problems));
+      throw new CertgateError('CG_CONFIG_INVALID', `no worker applied the config: ${problems[0]?.message ?? ''}`, { problems });
+    }
+    prepared?.commit();
+    committed = m;
+    await prepared?.settled?.();
+    listenAt = next.listen;
+    for (const [, o] of outcomes) if (o.kind === 'applied' && o.url !== undefined) url = o.url;
+    const replaced: ReplacedWorker[] = [];
+    for (const [w, o] of missed) {
+      if (o.kind === 'applied') continue;
+      // A silent worker may apply it late (the committed config): drained either way.
+      replace(w);
+      replaced.push({ pid: w.process.pid ?? 0, outcome: o.kind, code: o.problems[0]?.code ?? 'CG_CONFIG_INVALID', message: o.problems[0]?.message ?? '' });
+    }
+    return replaced.length > 0 ? { replaced_workers: replaced } : undefined;
+  };
   const target: ConfigTarget = {
     get id() {
-      return configGeneration;
+      return committed.id;
     },
     async apply(next, source) {
       const prepared = await prepareAll([
@@ -212,38 +272,16 @@ export async function runPrimary(config: Config, count: number): Promise<number>
         // primary's watcher follows them once the workers have the config.
         () => reloader.retarget(next.tls),
       ]);
-      const previous = handOver;
-      const m: ConfigHandOver = { id: configGeneration + 1, source, file: config.file };
-      handOver = m;
-      configGeneration = m.id;
-      const asked = live();
-      const outcomes = await Promise.all(asked.map(async (w) => [w, await applyOn(w, m, HAND_OVER_TIMEOUT_MS)] as const));
-      const missed = outcomes.filter(([, o]) => o.kind !== 'applied');
-      for (const [w, o] of missed) {
-        if (o.kind === 'applied') continue;
-        log.error({ msg: 'worker did not apply the config', pid: w.process.pid, generation: m.id, outcome: o.kind, code: o.problems[0]?.code, message: o.problems[0]?.message });
-        // A silent worker may apply it late: it is replaced either way.
-        if (o.kind === 'silent') replace(w);
+      const m: ConfigHandOver = { id: committed.id + 1, source, file: config.file };
+      inFlight = m;
+      try {
+        return await handOver(m, next, prepared);
+      } finally {
+        // Settled: the workers that asked meanwhile start on the config held now (m when applied, else the old one).
+        inFlight = undefined;
+        for (const w of waiting) tell(w);
+        waiting.clear();
       }
-      if (asked.length > 0 && missed.length === asked.length) {
-        // Applied nowhere: the config held here stays the old one; workers that answered changed nothing.
-        handOver = previous;
-        configGeneration = m.id - 1;
-        await prepared?.abort();
-        const problems = missed.flatMap(([, o]) => (o.kind === 'applied' ? [] : o.problems));
-        throw new CertgateError('CG_CONFIG_INVALID', `no worker applied the config: ${problems[0]?.message ?? ''}`, { problems });
-      }
-      prepared?.commit();
-      await prepared?.settled?.();
-      listenAt = next.listen;
-      for (const [, o] of outcomes) if (o.kind === 'applied' && o.url !== undefined) url = o.url;
-      const replaced: ReplacedWorker[] = [];
-      for (const [w, o] of missed) {
-        if (o.kind === 'applied') continue;
-        if (o.kind === 'failed') replace(w);
-        replaced.push({ pid: w.process.pid ?? 0, outcome: o.kind, code: o.problems[0]?.code ?? 'CG_CONFIG_INVALID', message: o.problems[0]?.message ?? '' });
-      }
-      return replaced.length > 0 ? { replaced_workers: replaced } : undefined;
     },
   };
   const liveConfig = createLiveConfig({
@@ -284,7 +322,7 @@ export async function runPrimary(config: Config, count: number): Promise<number>
 
   const fork = (): void => {
     const worker = cluster.fork({ CERTGATE_WORKER: '1' });
-    workers.set(worker, { ready: false, startedAt: Date.now() });
+    workers.set(worker, { ready: false, startedAt: Date.now(), told: false });
     clusterMetrics.workers.set(live().length);
     // A send to a worker that is exiting fails asynchronously, as an 'error' event: without a listener that
     // would take the primary down (a /metrics scrape during a drain, say). Its 'exit' follows and is handled.
@@ -292,13 +330,14 @@ export async function runPrimary(config: Config, count: number): Promise<number>
     worker.on('message', (m: unknown) => {
       if (!isToPrimary(m)) return;
       if (m.cg === 'hello') {
-        log.info({ msg: 'worker asked for its config', pid: worker.process.pid });
         // A worker forked just before shutdown began (a replacement) asks only now: it must not start
         // serving. Its 'hello' is the first moment it can hear anything (a drain broadcast while it was
-        // still loading had no listener), so it is told to stop here, and exits without listening.
-        const reply: ToWorker = stopping ? { cg: 'drain', ms: config.shutdown.drain_timeout_ms }
-          : { cg: 'init', ticketSecret, ...(handOver !== undefined && { config: handOver }) };
-        worker.send(reply);
+        // still loading had no listener), so it is told to stop here (tell), and exits without listening.
+        // During a hand-over it waits for the outcome (see `inFlight`).
+        const waits = inFlight !== undefined && !stopping;
+        log.info({ msg: 'worker asked for its config', pid: worker.process.pid, ...(waits ? { waits_for_generation: inFlight!.id } : { generation: committed.id }) });
+        if (waits) waiting.add(worker);
+        else tell(worker);
       } else if (m.cg === 'ready') {
         const state = workers.get(worker);
         if (state !== undefined) state.ready = true;
@@ -309,6 +348,7 @@ export async function runPrimary(config: Config, count: number): Promise<number>
     worker.on('exit', (code, signal) => {
       const state = workers.get(worker);
       workers.delete(worker);
+      waiting.delete(worker);
       clusterMetrics.workers.set(live().length);
       if (workers.size === 0) onAllExited?.();
       if (stopping) return;

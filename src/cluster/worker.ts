@@ -10,46 +10,50 @@
  * ones are the primary's to act on. SIGHUP is ignored here (the primary reloads and tells us).
  */
 import cluster from 'node:cluster';
-import type { Config } from '../config/types.js';
 import { startCertgate, type Certgate } from '../app/start.js';
 import { localCounters } from '../admin/counters.js';
 import { createSessionTickets } from '../tls/context.js';
-import { isToWorker, type ConfigHandOver, type Question, type ToPrimary } from './messages.js';
+import { isToWorker, type ConfigHandOver, type Question, type ToPrimary, type ToWorker } from './messages.js';
 import { parseConfig } from '../config/load.js';
 import { CertgateError } from '../errors.js';
 
-export async function runWorker(config: Config): Promise<number> {
+/**
+ * Runs one worker. It reads no config file: init carries the config the primary holds as serving (its text,
+ * parsed here, and its generation), so a worker never starts on an edit the primary refused or has not
+ * validated, nor on a hand-over still in flight (the primary answers a hello during one once it settled).
+ */
+export async function runWorker(): Promise<number> {
   const send = (m: ToPrimary): void => {
     if (process.connected) process.send!(m);
   };
   // A drain can come before we serve: instead of init (shutdown began while we were forked), or while
   // certgate starts. Either way we never announce ourselves ready, and stop as soon as we can.
   let drainBeforeReady: number | undefined;
-  // A config handed over while we start (in init, or a reload meanwhile): the newest is applied before ready.
+  // A config handed over while we start (a reload after init): the newest is applied before ready.
   let handOver: ConfigHandOver | undefined;
   const early = (m: unknown): void => {
     if (isToWorker(m) && m.cg === 'drain') drainBeforeReady ??= m.ms;
     if (isToWorker(m) && m.cg === 'config' && (handOver === undefined || m.id > handOver.id)) handOver = m;
   };
   process.on('message', early);
-  const secret = await new Promise<string | undefined>((resolve) => {
+  const init = await new Promise<Extract<ToWorker, { cg: 'init' }> | undefined>((resolve) => {
     const onInit = (m: unknown): void => {
       if (!isToWorker(m) || (m.cg !== 'init' && m.cg !== 'drain')) return;
       process.off('message', onInit);
-      if (m.cg === 'init' && m.config !== undefined && (handOver === undefined || m.config.id > handOver.id)) handOver = m.config;
-      resolve(m.cg === 'init' ? m.ticketSecret : undefined);
+      resolve(m.cg === 'init' ? m : undefined);
     };
     process.on('message', onInit);
     send({ cg: 'hello' });
   });
-  if (secret === undefined) {
+  if (init === undefined) {
     process.off('message', early);
     return 0;
   }
-  const app = await startCertgate(config, { role: 'worker', tickets: createSessionTickets(Buffer.from(secret, 'hex')) });
-  // Serve the config the primary holds, not the file as we read it: no second config serving after the hand-over.
-  // (A newer one may arrive while the first is applied: loop until the newest is.)
-  for (let applied = 0; handOver !== undefined && handOver.id > applied;) {
+  // The primary validated this text (at start-up, or in the live reload that made it the serving config).
+  const config = parseConfig(init.config.source, init.config.file);
+  const app = await startCertgate(config, { role: 'worker', tickets: createSessionTickets(Buffer.from(init.ticketSecret, 'hex')), generation: init.config.id });
+  // A hand-over begun after init reached us while we started: applied before ready (loop until the newest is).
+  for (let applied = init.config.id; handOver !== undefined && handOver.id > applied;) {
     const h: ConfigHandOver = handOver;
     if (!await applyHandOver(app, h, send)) {
       // Never serve a config other than the primary's: exit (the primary starts another, with its back-off).

@@ -4,7 +4,7 @@
  * drain and stop (exit 0); a second signal exits at once.
  */
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../config/load.js';
+import { parseConfig, readConfigSource } from '../config/load.js';
 import cluster from 'node:cluster';
 import { startCertgate } from '../app/start.js';
 import { runPrimary, workerCount } from '../cluster/primary.js';
@@ -36,12 +36,15 @@ export async function runServe(argv: string[], io: CommandIo): Promise<number> {
     io.stdout(SERVE_HELP);
     return 0;
   }
+  // A cluster worker does not read the file: it starts on the config its primary holds as serving (the
+  // file may hold an edit the primary refused, or one it has not validated yet).
+  if (cluster.isWorker) return runWorker();
   const file = values.config ?? process.env.CERTGATE_CONFIG ?? 'config/certgate.yaml';
-  const config = await loadConfig(file);
+  const { abs, source } = await readConfigSource(file);
+  const config = parseConfig(source, abs);
   // workers: N > 1 runs a node:cluster primary that forks N proxy processes (cluster/primary.ts).
-  if (cluster.isWorker) return runWorker(config);
   const workers = workerCount(config.workers);
-  if (workers > 1) return runPrimary(config, workers);
+  if (workers > 1) return runPrimary(config, workers, source);
   const app = await startCertgate(config);
   return new Promise<number>((resolve) => {
     let signalled = false;

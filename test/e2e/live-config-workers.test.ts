@@ -84,8 +84,8 @@ test('workers: 2, one worker cannot apply the config: success naming it, it is r
     assert.equal(replaced[0]!.outcome, 'failed');
     assert.ok(pids.includes(replaced[0]!.pid));
     assert.match(replaced[0]!.message, /CERTGATE_TEST_FAIL_APPLY_WORKERS/);
-    // The replaced worker exits; its replacement starts on generation 2 before it serves.
-    await waitFor(() => serve.logs.some((l) => l.msg === 'worker applied the config' && l.generation === 2 && !pids.includes(Number(l.pid))), 'the replacement applied generation 2', 15_000);
+    // The replaced worker exits; its replacement starts on generation 2 (the config held by the primary).
+    await waitFor(() => serve.logs.some((l) => l.msg === 'worker listening' && l.generation === 2 && !pids.includes(Number(l.pid))), 'the replacement listening on generation 2', 15_000);
     await waitFor(() => serve.logs.some((l) => l.msg === 'worker stopped' && l.pid === replaced[0]!.pid), 'the failed worker drained', 15_000);
     assert.deepEqual(await statuses(serve.url.href, 12), [403]);
   } finally {
@@ -123,7 +123,7 @@ test('workers: 2, a silent worker (SIGSTOP): success naming it as silent; it is 
     assert.equal(r.status, 200, JSON.stringify(r.json));
     assert.deepEqual(r.json.replaced_workers, [{ pid: stopped, outcome: 'silent', code: 'CG_CONFIG_INVALID', message: `worker ${stopped} did not confirm generation 2 in 1500 ms` }]);
     await waitFor(() => serve.logs.some((l) => l.msg === 'worker died; starting a replacement' && l.pid === stopped), 'the silent worker killed', 15_000);
-    await waitFor(() => serve.logs.some((l) => l.msg === 'worker applied the config' && l.generation === 2 && !pids.includes(Number(l.pid))), 'the replacement applied generation 2', 15_000);
+    await waitFor(() => serve.logs.some((l) => l.msg === 'worker listening' && l.generation === 2 && !pids.includes(Number(l.pid))), 'the replacement listening on generation 2', 15_000);
     assert.deepEqual(await statuses(serve.url.href, 12), [403]);
   } finally {
     try {
@@ -225,8 +225,9 @@ function assertEveryWorkerAnswers(seen: Map<number, Set<number>>, status: number
   for (const [pid, statuses] of seen) assert.deepEqual([...statuses], [status], `worker ${pid}: ${why}`);
 }
 
+/** Waits for worker `pid` to listen; the generation it started on. */
 const listening = (serve: ServingProcess, pid: number): Promise<unknown> =>
-  waitFor(() => serve.logs.some((l) => l.msg === 'worker listening' && l.pid === pid), `worker ${pid} listening`, 20_000);
+  waitFor(() => serve.logs.find((l) => l.msg === 'worker listening' && l.pid === pid), `worker ${pid} listening`, 20_000).then((l) => l.generation);
 
 /** The first worker (not in `known`) that asked the primary for its config: forked after start-up. */
 const newWorker = (serve: ServingProcess, known: readonly number[]): Promise<number> =>
@@ -242,7 +243,7 @@ test('a worker replaced after a refused reload starts on the config serving, not
     // The refused text stays in the file; a worker that dies now is replaced by one that must not read it.
     process.kill(pids[0]!, 'SIGKILL');
     const replacement = await newWorker(serve, pids);
-    await listening(serve, replacement);
+    assert.equal(await listening(serve, replacement), 1, 'the replacement started on generation 1');
     assertEveryWorkerAnswers(await statusesByWorker(serve, [pids[1]!, replacement]), 200, 'the old config keeps serving (the reload was refused)');
   } finally {
     await stop(serve);
@@ -265,7 +266,7 @@ test('a worker forked during a hand-over that then fails everywhere never serves
     const r = await answer;
     assert.equal(r.status, 422, JSON.stringify(r.json));
     assert.equal(r.json.generation, 1);
-    await listening(serve, replacement);
+    assert.equal(await listening(serve, replacement), 1, 'the replacement started on generation 1');
     assertEveryWorkerAnswers(await statusesByWorker(serve, [second, replacement]), 200, 'the reload was refused: the old config keeps serving');
     assert.ok(!serve.logs.some((l) => l.msg === 'worker applied the config' && l.generation === 2), 'no worker applied the refused generation');
   } finally {
@@ -292,7 +293,7 @@ test('a worker forked during a hand-over that then succeeds serves the new confi
     const r = await answer;
     assert.equal(r.status, 200, JSON.stringify(r.json));
     assert.deepEqual([r.json.result, r.json.generation, r.json.replaced_workers], ['success', 2, undefined]);
-    await listening(serve, replacement);
+    assert.equal(await listening(serve, replacement), 2, 'the replacement started on generation 2');
     assertEveryWorkerAnswers(await statusesByWorker(serve, [second, replacement]), 403, 'generation 2 (allow: nobody) serves everywhere');
   } finally {
     try {
@@ -327,5 +328,38 @@ test('SIGTERM while a worker forked during a hand-over waits for it: that worker
       // Gone already.
     }
     if (serve.exit() === undefined) await stop(serve);
+  }
+});
+
+test('a worker silent through a hand-over that fails everywhere cannot apply the refused config late: killed before the answer', async () => {
+  const { serve, file, pids } = await start('silent-then-refused', { CERTGATE_TEST_FAIL_APPLY_WORKERS: '1', CERTGATE_TEST_HAND_OVER_TIMEOUT_MS: '1500', ...ROUND_ROBIN });
+  const [first, stopped] = [pids[0]!, pids[1]!];
+  try {
+    process.kill(stopped, 'SIGSTOP');
+    writeFileSync(file, config('nobody'));
+    const r = await reload(serve);
+    assert.equal(r.status, 422, JSON.stringify(r.json));
+    // Were it still there, it would continue now with the hand-over it never answered waiting in its IPC queue
+    // (drained, it would apply that first). Killed already, it is gone (ESRCH) or a zombie.
+    try {
+      process.kill(stopped, 'SIGCONT');
+    } catch (err) {
+      assert.equal((err as NodeJS.ErrnoException).code, 'ESRCH');
+    }
+    await waitFor(() => serve.logs.some((l) => l.msg === 'worker died; starting a replacement' && l.pid === stopped), 'the silent worker gone', 15_000);
+    assert.ok(!serve.logs.some((l) => l.msg === 'worker applied the config' && l.generation === 2), 'the silent worker did not apply the refused generation');
+    const died = serve.logs.find((l) => l.msg === 'worker died; starting a replacement' && l.pid === stopped)!;
+    assert.equal(died.signal, 'SIGKILL');
+    const replacement = await newWorker(serve, pids);
+    assert.equal(await listening(serve, replacement), 1, 'the replacement started on generation 1');
+    assertEveryWorkerAnswers(await statusesByWorker(serve, [first, replacement]), 200, 'the reload was refused: the old config keeps serving');
+    assert.ok(!serve.logs.some((l) => l.msg === 'worker applied the config' && l.generation === 2), 'no worker applied the refused generation');
+  } finally {
+    try {
+      process.kill(stopped, 'SIGCONT');
+    } catch {
+      // Gone already.
+    }
+    await stop(serve);
   }
 });
