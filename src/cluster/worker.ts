@@ -1,6 +1,6 @@
 /**
- * One proxy process of the cluster (workers: N): gets the shared ticket secret from the primary,
- * serves the TLS listener (shared with the other workers; the kernel hands each new connection to one
+ * One proxy process of the cluster (workers: N): gets the shared ticket secret and the config to start on
+ * (the one the primary holds as serving; the file is not read here) from the primary, serves the TLS listener (shared with the other workers; the kernel hands each new connection to one
  * of them), and does what the primary asks: reload from the files it validated, apply the config it
  * validated (live reload: the text, parsed here again, built into a generation and swapped), answer for /metrics,
  * the status page and /clients, drain.
