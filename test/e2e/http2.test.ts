@@ -288,28 +288,37 @@ describe('HTTP/2 access lines', () => {
   });
 });
 
+/**
+ * A new client of the intermediate, and a certgate (workers: 1) whose tls.crl does not list it yet;
+ * revoke() rewrites the CRL so it does (a reload then picks it up). Each call: a fresh client and CRL numbers.
+ */
+let crlNumber = 20n;
+async function revocableClient(name: string, cn: string): Promise<{ victim: TestCert; g: RunningCertgate; revoke: () => void }> {
+  const victim = await pki.issueClient({ name, subject: [['CN', cn]] });
+  const issuer = { cert: parseCert(pki.intermediate.cert), privateKey: await importSigningKey(pki.intermediate.key) };
+  const nextUpdate = new Date(Math.floor((Date.now() + 10 * 86_400_000) / 1000) * 1000);
+  const [clean, revoking] = await Promise.all([
+    createCrl({ issuer, crlNumber: crlNumber++ }),
+    createCrl({ issuer, crlNumber: crlNumber++, nextUpdate, entries: [{ serial: victim.x509.serialNumber }] }),
+  ]);
+  const crlFile = path.join(fs.mkdtempSync(path.join(pki.dir, `${name}-`)), 'crl.pem');
+  fs.writeFileSync(crlFile, crlToPem(clean) + pki.crlRootPem);
+  const g = await startTestCertgate({
+    tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path, crl: crlFile }, workers: 1,
+    routes: [{ name: 'all', upstream: upstream.url }],
+  });
+  return { victim, g, revoke: () => fs.writeFileSync(crlFile, crlToPem(revoking) + pki.crlRootPem) };
+}
+
 describe('trust on every stream', () => {
   test('revocation of a live HTTP/2 session: the next stream is refused (400 revoked), then GOAWAY', async () => {
-    const victim = await pki.issueClient({ name: 'h2-crl-victim', subject: [['CN', 'svc-h2-victim']] });
-    const issuer = { cert: parseCert(pki.intermediate.cert), privateKey: await importSigningKey(pki.intermediate.key) };
-    const nextUpdate = new Date(Math.floor((Date.now() + 10 * 86_400_000) / 1000) * 1000);
-    const [clean, revoking] = await Promise.all([
-      createCrl({ issuer, crlNumber: 20n }),
-      createCrl({ issuer, crlNumber: 21n, nextUpdate, entries: [{ serial: victim.x509.serialNumber }] }),
-    ]);
-    const dir = fs.mkdtempSync(path.join(pki.dir, 'h2-crl-'));
-    const crlFile = path.join(dir, 'crl.pem');
-    fs.writeFileSync(crlFile, crlToPem(clean) + pki.crlRootPem);
-    const g = await startTestCertgate({
-      tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path, crl: crlFile }, workers: 1,
-      routes: [{ name: 'all', upstream: upstream.url }],
-    });
+    const { victim, g, revoke } = await revocableClient('h2-crl-victim', 'svc-h2-victim');
     try {
       const session = await h2Connect(g.url, as(victim));
       const goaway = new Promise((resolve) => session.once('goaway', resolve));
       const first = await h2Request(session, { ':path': '/h2-crl/before' });
       assert.equal(first.status, 200, first.body);
-      fs.writeFileSync(crlFile, crlToPem(revoking) + pki.crlRootPem);
+      revoke();
       const reload = await g.app.reload('test');
       assert.equal(reload.result, 'success');
       const before = upstream.requests.length;
@@ -333,20 +342,7 @@ describe('trust on every stream', () => {
  * proves it on HTTP/1.1).
  */
 test('HTTP/2 session resumption: a resumed session carries the verified identity; a ticket saved before a revocation is not served (400 revoked)', async (t) => {
-  const victim = await pki.issueClient({ name: 'h2-resume-victim', subject: [['CN', 'svc-h2-resume']] });
-  const issuer = { cert: parseCert(pki.intermediate.cert), privateKey: await importSigningKey(pki.intermediate.key) };
-  const nextUpdate = new Date(Math.floor((Date.now() + 10 * 86_400_000) / 1000) * 1000);
-  const [clean, revoking] = await Promise.all([
-    createCrl({ issuer, crlNumber: 30n }),
-    createCrl({ issuer, crlNumber: 31n, nextUpdate, entries: [{ serial: victim.x509.serialNumber }] }),
-  ]);
-  const dir = fs.mkdtempSync(path.join(pki.dir, 'h2-resume-'));
-  const crlFile = path.join(dir, 'crl.pem');
-  fs.writeFileSync(crlFile, crlToPem(clean) + pki.crlRootPem);
-  const g = await startTestCertgate({
-    tls: { bundle: pki.serverBundle.pemPath, client_ca: pki.clientCa.path, crl: crlFile }, workers: 1,
-    routes: [{ name: 'all', upstream: upstream.url }],
-  });
+  const { victim, g, revoke } = await revocableClient('h2-resume-victim', 'svc-h2-resume');
   try {
     /** One stream on a new session (resuming `ticket` when given): the reply, whether it resumed, its newest ticket. */
     const once = async (p: string, ticket?: Buffer): Promise<{ reply: Awaited<ReturnType<typeof h2Request>>; reused: boolean; ticket: Buffer | undefined }> => {
@@ -381,7 +377,7 @@ test('HTTP/2 session resumption: a resumed session carries the verified identity
     assert.match(String(seen.headers['x-client-cert-subject']), /CN=svc-h2-resume/);
     assert.equal(seen.headers['x-client-cert-fingerprint'], victim.x509.fingerprint256.replaceAll(':', '').toLowerCase());
 
-    fs.writeFileSync(crlFile, crlToPem(revoking) + pki.crlRootPem);
+    revoke();
     assert.equal((await g.app.reload('test')).result, 'success');
     const before = upstream.requests.length;
     const after = await once('/h2-resume/after', first.ticket);
